@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Build every example plugin in plugins/ to a wasm32-wasip2 component and copy
+# it to target/plugins/<name>.wasm.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+rustup target add wasm32-wasip2 >/dev/null
+cargo build --release --target wasm32-wasip2 \
+    --manifest-path "$root/plugins/Cargo.toml" --target-dir "$root/target/guest"
+mkdir -p "$root/target/plugins"
+for wasm in "$root"/target/guest/wasm32-wasip2/release/*.wasm; do
+    name=$(basename "$wasm" .wasm)
+    cp "$wasm" "$root/target/plugins/${name//_/-}.wasm"
+done
