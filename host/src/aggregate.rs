@@ -1,0 +1,355 @@
+//! Aggregates: the consistency boundaries that turn commands into events.
+//!
+//! An [`Aggregate`] is implemented natively in Rust or by a WASM component
+//! (see `plugin`). The [`Aggregates`] registry checks commands against what
+//! each aggregate declares, validates every produced payload against its
+//! event's JSON Schema before anything is appended, and keeps each stream's
+//! folded state in a snapshot so a command never refolds its stream.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{CommandError, CommandFailure, EventValidationError, PluginError, StoreError};
+use crate::event::{Command, Envelope, Event, NewEvent};
+use crate::store::Tx;
+
+/// An event an aggregate can produce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventDeclaration {
+    /// PascalCase name.
+    pub name: String,
+    /// JSON Schema text of the payload.
+    pub schema: String,
+}
+
+/// What an aggregate is called, accepts and produces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregateDescription {
+    /// The stream type.
+    pub name: String,
+    /// Every event it can produce.
+    pub events: Vec<EventDeclaration>,
+    /// Every command it accepts.
+    pub commands: Vec<String>,
+}
+
+/// The outcome of [`Aggregate::handle`]: the events, or the rejection reason.
+pub type Decision = Result<Vec<NewEvent>, String>;
+
+/// A consistency boundary. The host owns the state bytes; the aggregate is a
+/// pair of pure functions over them.
+pub trait Aggregate: Send {
+    /// Name, events and commands; called once at registration.
+    ///
+    /// # Errors
+    ///
+    /// The implementation failed (for WASM: the guest trapped).
+    fn describe(&mut self) -> anyhow::Result<AggregateDescription>;
+
+    /// Decide the events for `command` on `stream_id` given `state` (`None`
+    /// before the stream's first event).
+    ///
+    /// # Errors
+    ///
+    /// The implementation failed; a rejection is `Ok(Err(reason))`.
+    fn handle(
+        &mut self,
+        state: Option<&[u8]>,
+        stream_id: &str,
+        command: &str,
+        args: &str,
+    ) -> anyhow::Result<Decision>;
+
+    /// Fold one event into `state`.
+    ///
+    /// # Errors
+    ///
+    /// The implementation failed.
+    fn apply(
+        &mut self,
+        state: Option<&[u8]>,
+        event: &str,
+        payload: &str,
+    ) -> anyhow::Result<Vec<u8>>;
+}
+
+struct Registered {
+    description: AggregateDescription,
+    aggregate: Box<dyn Aggregate>,
+    commands: HashSet<String>,
+    schemas: HashMap<String, jsonschema::Validator>,
+}
+
+/// Every registered aggregate, by stream type.
+#[derive(Default)]
+pub struct Aggregates {
+    entries: Vec<Registered>,
+    by_name: HashMap<String, usize>,
+    event_owner: HashMap<String, usize>,
+}
+
+impl Aggregates {
+    /// Register `aggregate`, or replace the one registered under its name.
+    ///
+    /// # Errors
+    ///
+    /// An invalid schema, an event another aggregate already declares, or a
+    /// failing `describe`.
+    pub fn register(&mut self, mut aggregate: Box<dyn Aggregate>) -> Result<String, PluginError> {
+        let description = aggregate
+            .describe()
+            .map_err(|e| PluginError::InvalidAggregate {
+                plugin: "<unnamed>".into(),
+                message: format!("`describe` failed: {e:#}"),
+            })?;
+        let name = description.name.clone();
+        let invalid = |message: String| PluginError::InvalidAggregate {
+            plugin: name.clone(),
+            message,
+        };
+        if name.is_empty() || name.contains(':') {
+            return Err(invalid(format!(
+                "stream type `{name}` must be non-empty and contain no `:`"
+            )));
+        }
+        let mut schemas = HashMap::new();
+        for event in &description.events {
+            if !is_pascal_case(&event.name) {
+                return Err(invalid(format!(
+                    "event name `{}` must be PascalCase",
+                    event.name
+                )));
+            }
+            let schema: serde_json::Value = serde_json::from_str(&event.schema)
+                .map_err(|e| invalid(format!("schema of `{}` is not JSON: {e}", event.name)))?;
+            let validator = jsonschema::validator_for(&schema).map_err(|e| {
+                invalid(format!(
+                    "schema of `{}` is not a valid JSON Schema: {e}",
+                    event.name
+                ))
+            })?;
+            schemas.insert(event.name.clone(), validator);
+        }
+        let slot = self
+            .by_name
+            .get(&name)
+            .copied()
+            .unwrap_or(self.entries.len());
+        for event in &description.events {
+            if let Some(&owner) = self.event_owner.get(&event.name)
+                && owner != slot
+            {
+                return Err(PluginError::DuplicateEvent {
+                    plugin: name.clone(),
+                    event: event.name.clone(),
+                    owner: self.entries[owner].description.name.clone(),
+                });
+            }
+        }
+        self.event_owner.retain(|_, owner| *owner != slot);
+        for event in &description.events {
+            self.event_owner.insert(event.name.clone(), slot);
+        }
+        let entry = Registered {
+            commands: description.commands.iter().cloned().collect(),
+            description,
+            aggregate,
+            schemas,
+        };
+        if slot == self.entries.len() {
+            self.entries.push(entry);
+        } else {
+            self.entries[slot] = entry;
+        }
+        self.by_name.insert(name.clone(), slot);
+        Ok(name)
+    }
+
+    /// Whether some registered aggregate declares the event.
+    pub fn declares(&self, event: &str) -> bool {
+        self.event_owner.contains_key(event)
+    }
+
+    /// Every declared event name, sorted, for messages.
+    pub fn event_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.event_owner.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The descriptions of every registered aggregate, in registration order.
+    pub fn descriptions(&self) -> impl Iterator<Item = &AggregateDescription> {
+        self.entries.iter().map(|e| &e.description)
+    }
+
+    /// Check that the command's aggregate exists and declares the command.
+    ///
+    /// # Errors
+    ///
+    /// A [`CommandError`] naming the aggregate, command and stream.
+    pub fn check(&self, command: &Command) -> Result<(), CommandError> {
+        self.entry(command).map(|_| ())
+    }
+
+    fn entry(&self, command: &Command) -> Result<usize, CommandError> {
+        let fail = |reason| CommandError {
+            aggregate: command.stream_type.clone(),
+            command: command.name.clone(),
+            stream: command.stream(),
+            reason,
+        };
+        let Some(&index) = self.by_name.get(&command.stream_type) else {
+            let mut known: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            return Err(fail(CommandFailure::UnknownAggregate {
+                aggregate: command.stream_type.clone(),
+                known: quoted_list(known),
+            }));
+        };
+        let entry = &self.entries[index];
+        if !entry.commands.contains(&command.name) {
+            return Err(fail(CommandFailure::UnknownCommand {
+                aggregate: command.stream_type.clone(),
+                command: command.name.clone(),
+                known: quoted_list(entry.description.commands.iter().map(String::as_str)),
+            }));
+        }
+        Ok(index)
+    }
+
+    /// Execute `command` inside `tx`: decide, validate, fold, append.
+    /// Nothing is written when the command fails.
+    ///
+    /// # Errors
+    ///
+    /// `Ok(Err(..))` for a failed command; `Err` only for storage errors.
+    pub fn execute(
+        &mut self,
+        tx: &mut Tx<'_>,
+        command: &Command,
+        expected_version: Option<u64>,
+        envelope: &Envelope,
+    ) -> Result<Result<Vec<Event>, CommandError>, StoreError> {
+        let index = match self.entry(command) {
+            Ok(index) => index,
+            Err(err) => return Ok(Err(err)),
+        };
+        let fail = |reason| CommandError {
+            aggregate: command.stream_type.clone(),
+            command: command.name.clone(),
+            stream: command.stream(),
+            reason,
+        };
+        if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&command.args) {
+            return Ok(Err(fail(CommandFailure::InvalidArgs(err.to_string()))));
+        }
+        let version = tx.stream_version(&command.stream_type, &command.stream_id)?;
+        if let Some(expected) = expected_version
+            && expected != version
+        {
+            return Ok(Err(fail(CommandFailure::Concurrency(
+                crate::error::ConcurrencyError {
+                    stream: command.stream(),
+                    expected,
+                    actual: version,
+                },
+            ))));
+        }
+        let mut state = tx.snapshot(&command.stream_type, &command.stream_id)?;
+        let entry = &mut self.entries[index];
+        let aggregate = entry.description.name.clone();
+        let guest_failure = |e: anyhow::Error| CommandFailure::Guest {
+            aggregate: aggregate.clone(),
+            message: format!("{e:#}"),
+        };
+        let events = match entry.aggregate.handle(
+            state.as_deref(),
+            &command.stream_id,
+            &command.name,
+            &command.args,
+        ) {
+            Ok(Ok(events)) => events,
+            Ok(Err(message)) => {
+                return Ok(Err(fail(CommandFailure::Rejected {
+                    aggregate: aggregate.clone(),
+                    message,
+                })));
+            }
+            Err(err) => return Ok(Err(fail(guest_failure(err)))),
+        };
+        for event in &events {
+            if let Err(err) = validate(&entry.schemas, event) {
+                return Ok(Err(fail(CommandFailure::InvalidEvent(err))));
+            }
+            match entry
+                .aggregate
+                .apply(state.as_deref(), &event.name, &event.payload)
+            {
+                Ok(next) => state = Some(next),
+                Err(err) => return Ok(Err(fail(guest_failure(err)))),
+            }
+        }
+        if events.is_empty() {
+            return Ok(Ok(Vec::new()));
+        }
+        let appended = match tx.append(
+            &command.stream_type,
+            &command.stream_id,
+            version,
+            &events,
+            envelope,
+        )? {
+            Ok(appended) => appended,
+            Err(conflict) => return Ok(Err(fail(CommandFailure::Concurrency(conflict)))),
+        };
+        if let Some(state) = state {
+            tx.put_snapshot(&command.stream_type, &command.stream_id, &state)?;
+        }
+        Ok(Ok(appended))
+    }
+}
+
+fn validate(
+    schemas: &HashMap<String, jsonschema::Validator>,
+    event: &NewEvent,
+) -> Result<(), EventValidationError> {
+    let invalid = |field: String, message: String| EventValidationError {
+        event: event.name.clone(),
+        field,
+        message,
+    };
+    let Some(validator) = schemas.get(&event.name) else {
+        let mut declared: Vec<&str> = schemas.keys().map(String::as_str).collect();
+        declared.sort_unstable();
+        return Err(invalid(
+            "/".into(),
+            format!(
+                "the aggregate does not declare this event (declared: {})",
+                quoted_list(declared)
+            ),
+        ));
+    };
+    let payload: serde_json::Value = serde_json::from_str(&event.payload)
+        .map_err(|e| invalid("/".into(), format!("payload is not JSON: {e}")))?;
+    validator.validate(&payload).map_err(|err| {
+        let path = err.instance_path().to_string();
+        invalid(
+            if path.is_empty() { "/".into() } else { path },
+            err.to_string(),
+        )
+    })
+}
+
+fn is_pascal_case(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// `` `a`, `b` `` for messages; `none` when empty.
+pub(crate) fn quoted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let list: Vec<String> = items.into_iter().map(|i| format!("`{i}`")).collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}

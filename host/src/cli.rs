@@ -1,0 +1,267 @@
+//! The `cascade` command line: parses arguments, calls the library, prints.
+//!
+//! # Exit status
+//!
+//! - 0: success (for `exec`: the cascade settled with no failure);
+//! - 1: `exec` settled, but something in the cascade failed;
+//! - 2: an error: bad arguments, bad input, unreadable data directory.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::event::{Command, Event};
+use crate::pipeline::{Options, Outcome, Settled};
+use crate::runtime::Runtime;
+
+/// Run event-sourced process managers as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "cascade", version)]
+pub struct Cli {
+    /// The data directory (holds `cascade.redb`).
+    #[arg(
+        long,
+        global = true,
+        default_value = "cascade-data",
+        env = "CASCADE_DATA"
+    )]
+    pub data: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Action,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Manage plugins (aggregates and process managers).
+    #[command(subcommand)]
+    Plugin(PluginAction),
+    /// Execute a command and wait until its whole cascade has settled.
+    Exec {
+        /// Aggregate, e.g. `users`.
+        stream_type: String,
+        /// Stream id, e.g. `u1`.
+        stream_id: String,
+        /// Command name, e.g. `create`.
+        command: String,
+        /// JSON arguments.
+        #[arg(default_value = "{}")]
+        args: String,
+        /// Who issues the command.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Fail unless the stream is at this version (optimistic concurrency).
+        #[arg(long)]
+        expect_version: Option<u64>,
+        /// Print the settled answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print every handler call: plugin, handler, event, outcome, duration.
+        #[arg(long)]
+        trace: bool,
+    },
+    /// Print the event log.
+    Events {
+        /// Only this stream, as `TYPE:ID`.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Start at this position.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `cascade plugin ...`
+#[derive(Debug, Subcommand)]
+pub enum PluginAction {
+    /// Validate and register components; a plugin with the same name is replaced.
+    Add {
+        /// `.wasm` component files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List registered plugins in registration order.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Run the command line `cli`, writing to `out`. Returns the exit status.
+///
+/// # Errors
+///
+/// Anything that makes the exit status 2; the caller prints it.
+pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let mut runtime = Runtime::open(&cli.data, Options::default())
+        .with_context(|| format!("cannot open data directory `{}`", cli.data.display()))?;
+    match cli.command {
+        Action::Plugin(PluginAction::Add { files }) => {
+            for file in files {
+                let record = runtime.add_plugin(&file)?;
+                writeln!(
+                    out,
+                    "added {} `{}` ({})",
+                    record.kind,
+                    record.name,
+                    &record.hash[..12]
+                )?;
+            }
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::List { json }) => {
+            let plugins = runtime.plugins()?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&plugins)?)?;
+            }
+            for p in plugins.iter().filter(|_| !json) {
+                writeln!(
+                    out,
+                    "{:<20} {:<16} {}  {}",
+                    p.name,
+                    p.kind,
+                    &p.hash[..12],
+                    p.source
+                )?;
+            }
+            Ok(0)
+        }
+        Action::Exec {
+            stream_type,
+            stream_id,
+            command,
+            args,
+            actor,
+            expect_version,
+            json,
+            trace,
+        } => {
+            let mut command = Command::new(&stream_type, &stream_id, &command, &args);
+            command.actor_id = actor;
+            let pipeline = runtime.pipeline();
+            pipeline.set_trace(trace);
+            let correlation_id = pipeline.submit(command, expect_version)?;
+            let settled = pipeline.run_until_settled(&correlation_id)?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&settled_json(&settled))?
+                )?;
+            } else {
+                print_settled(out, &settled, trace)?;
+            }
+            Ok(if settled.is_ok() { 0 } else { 1 })
+        }
+        Action::Events { stream, from, json } => {
+            let events = match stream {
+                Some(stream) => {
+                    let (stream_type, stream_id) = stream.split_once(':').with_context(|| {
+                        format!("--stream `{stream}` must be TYPE:ID, e.g. users:u1")
+                    })?;
+                    let mut events = runtime
+                        .pipeline()
+                        .store()
+                        .read_stream(stream_type, stream_id)?;
+                    events.retain(|e| e.position >= from);
+                    events
+                }
+                None => runtime.pipeline().store().read_log(from, usize::MAX)?,
+            };
+            for event in &events {
+                if json {
+                    writeln!(out, "{}", event_json(event))?;
+                } else {
+                    writeln!(out, "{}", event_line(event))?;
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn event_line(e: &Event) -> String {
+    format!(
+        "#{:<5} {:<16} {}:{} v{}  {}  (correlation {}, caused by {})",
+        e.position,
+        e.name,
+        e.stream_type,
+        e.stream_id,
+        e.stream_version,
+        e.payload,
+        e.correlation_id,
+        e.causation_id
+    )
+}
+
+/// An event as JSON, with payload and metadata as objects rather than text.
+pub fn event_json(e: &Event) -> Value {
+    let mut value = serde_json::to_value(e).expect("events serialize");
+    value["payload"] = serde_json::from_str(&e.payload).unwrap_or(Value::String(e.payload.clone()));
+    value["metadata"] =
+        serde_json::from_str(&e.metadata).unwrap_or(Value::String(e.metadata.clone()));
+    value
+}
+
+fn settled_json(settled: &Settled) -> Value {
+    let mut value = serde_json::to_value(settled).expect("settled answers serialize");
+    value["events"] = settled.events.iter().map(event_json).collect();
+    value["failures"] = settled
+        .failures
+        .iter()
+        .map(|f| {
+            let mut v = serde_json::to_value(f).expect("failures serialize");
+            v["message"] = json!(f.to_string());
+            v
+        })
+        .collect();
+    value
+}
+
+fn print_settled(out: &mut dyn Write, settled: &Settled, trace: bool) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "cascade {} settled: {} event(s), {} command(s), {} failure(s)",
+        settled.correlation_id,
+        settled.events.len(),
+        settled.commands.len(),
+        settled.failures.len()
+    )?;
+    for event in &settled.events {
+        writeln!(out, "  {}", event_line(event))?;
+    }
+    if trace {
+        writeln!(out, "trace:")?;
+        for t in &settled.trace {
+            let outcome = match &t.outcome {
+                Outcome::Ok => "ok".to_owned(),
+                Outcome::Skipped => "skipped".to_owned(),
+                Outcome::Failed(message) => format!("failed: {message}"),
+            };
+            writeln!(
+                out,
+                "  {:<16} {:<24} {} #{}  {}  {:?}",
+                t.plugin, t.handler, t.event, t.position, outcome, t.duration
+            )?;
+        }
+    }
+    for line in &settled.logs {
+        writeln!(
+            out,
+            "  [{}] {:?}: {}",
+            line.plugin, line.level, line.message
+        )?;
+    }
+    for failure in &settled.failures {
+        writeln!(out, "failed: {failure}")?;
+    }
+    Ok(())
+}

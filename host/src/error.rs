@@ -1,0 +1,285 @@
+//! Error types, one per family of operations, all convertible into [`Error`].
+//!
+//! Every message says what failed and names its subject (plugin, stream,
+//! event, export) in backticks, so a plugin author can act on it without
+//! reading host code.
+
+use serde::{Deserialize, Serialize};
+
+/// Appending to a stream whose version is not the one the writer expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("concurrency conflict on stream `{stream}`: expected version {expected}, found {actual}")]
+pub struct ConcurrencyError {
+    /// `stream-type:stream-id`.
+    pub stream: String,
+    /// The version the writer based its decision on.
+    pub expected: u64,
+    /// The stream's version in the log.
+    pub actual: u64,
+}
+
+/// A payload an aggregate produced that breaks its event's JSON Schema.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("event `{event}` breaks its schema at `{field}`: {message}")]
+pub struct EventValidationError {
+    /// The event name.
+    pub event: String,
+    /// JSON pointer of the failing field (`/name`), or `/` for the payload itself.
+    pub field: String,
+    /// What the schema expected.
+    pub message: String,
+}
+
+/// A command that could not be executed; nothing of it was appended.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("command `{command}` on `{stream}` failed: {reason}")]
+pub struct CommandError {
+    /// The aggregate (stream type) the command was sent to.
+    pub aggregate: String,
+    /// The command name.
+    pub command: String,
+    /// `stream-type:stream-id`.
+    pub stream: String,
+    /// Why.
+    pub reason: CommandFailure,
+}
+
+/// Why a command failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CommandFailure {
+    /// No aggregate is registered under the stream type.
+    #[error(
+        "no aggregate `{aggregate}` is registered (registered: {known}); add its plugin with `cascade plugin add`"
+    )]
+    UnknownAggregate {
+        /// The stream type asked for.
+        aggregate: String,
+        /// The registered aggregates, comma-separated.
+        known: String,
+    },
+    /// The aggregate does not declare the command.
+    #[error("aggregate `{aggregate}` has no command `{command}` (it accepts {known})")]
+    UnknownCommand {
+        /// The aggregate.
+        aggregate: String,
+        /// The command asked for.
+        command: String,
+        /// The declared commands, comma-separated.
+        known: String,
+    },
+    /// The args are not JSON.
+    #[error("args are not valid JSON: {0}")]
+    InvalidArgs(String),
+    /// The aggregate refused the command against its current state.
+    #[error("aggregate `{aggregate}` rejected it: {message}")]
+    Rejected {
+        /// The aggregate.
+        aggregate: String,
+        /// Its reason.
+        message: String,
+    },
+    /// The aggregate produced an event that is undeclared or breaks its schema.
+    #[error(transparent)]
+    InvalidEvent(#[from] EventValidationError),
+    /// The stream moved on since the command was issued.
+    #[error(transparent)]
+    Concurrency(#[from] ConcurrencyError),
+    /// The aggregate's component trapped or misbehaved.
+    #[error("aggregate `{aggregate}` failed: {message}")]
+    Guest {
+        /// The aggregate.
+        aggregate: String,
+        /// The trap or host error.
+        message: String,
+    },
+}
+
+/// A listener's handler that did not complete (the JS library's
+/// `ProcessManagerEventHandlerExecutionError`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error(
+    "process manager `{plugin}` failed in `{handler}` handling `{event}` (position {position}): {message}"
+)]
+pub struct HandlerFailure {
+    /// The listener's name.
+    pub plugin: String,
+    /// The export, e.g. `on-user-created`.
+    pub handler: String,
+    /// The event name.
+    pub event: String,
+    /// The event's position.
+    pub position: u64,
+    /// What the handler or the host said.
+    pub message: String,
+}
+
+/// One failure inside a cascade, reported in its settled answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Failure {
+    /// A command failed; none of its events were appended.
+    #[error(transparent)]
+    Command(CommandError),
+    /// A handler failed; the pipeline went on with the next listener.
+    #[error(transparent)]
+    Handler(HandlerFailure),
+}
+
+/// The redb file could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// redb reported an error.
+    #[error("storage error: {0}")]
+    Redb(#[from] redb::Error),
+    /// The file was written by a newer Cascade.
+    #[error(
+        "data file `{path}` has schema version {found}, this build supports up to {supported}; upgrade cascade"
+    )]
+    NewerSchema {
+        /// The file.
+        path: String,
+        /// Its schema version.
+        found: u64,
+        /// This build's schema version.
+        supported: u64,
+    },
+    /// A stored record could not be decoded.
+    #[error("stored record in table `{table}` is unreadable: {message}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+macro_rules! redb_errors {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for StoreError {
+            fn from(err: $ty) -> Self {
+                StoreError::Redb(err.into())
+            }
+        }
+    )*};
+}
+redb_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A component that cannot be registered. Nothing was stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The bytes are not a WebAssembly component.
+    #[error(
+        "`{file}` is not a WebAssembly component: {message}; build it with `cargo build --target wasm32-wasip2`"
+    )]
+    NotAComponent {
+        /// Where the bytes came from.
+        file: String,
+        /// wasmtime's reason.
+        message: String,
+    },
+    /// A handler export names an event no registered aggregate declares.
+    #[error(
+        "plugin `{plugin}` exports `{export}` for event `{event}`, which no registered aggregate declares (declared: {known}); register the aggregate first or fix the export name"
+    )]
+    UnknownEvent {
+        /// The plugin.
+        plugin: String,
+        /// The export, e.g. `on-planet-exploded`.
+        export: String,
+        /// The event name derived from it.
+        event: String,
+        /// Every declared event, comma-separated.
+        known: String,
+    },
+    /// A handler export has the wrong function type.
+    #[error(
+        "plugin `{plugin}` export `{export}` has the wrong signature: expected `{expected}`, found `{found}`"
+    )]
+    WrongSignature {
+        /// The plugin.
+        plugin: String,
+        /// The export.
+        export: String,
+        /// The signature handlers must have.
+        expected: &'static str,
+        /// What the component declares.
+        found: String,
+    },
+    /// The component is neither an aggregate nor a process manager.
+    #[error(
+        "plugin `{plugin}` exports neither `cascade:runtime/aggregate` nor any `on-<event>`/`after-<event>` handler"
+    )]
+    NoHandlers {
+        /// The plugin.
+        plugin: String,
+    },
+    /// Two aggregates claim the same event name.
+    #[error(
+        "aggregate `{plugin}` declares event `{event}`, which aggregate `{owner}` already declares"
+    )]
+    DuplicateEvent {
+        /// The new aggregate.
+        plugin: String,
+        /// The event.
+        event: String,
+        /// The aggregate that declared it first.
+        owner: String,
+    },
+    /// An aggregate's declaration is unusable (bad schema, bad name).
+    #[error("aggregate `{plugin}` is invalid: {message}")]
+    InvalidAggregate {
+        /// The aggregate.
+        plugin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// wasmtime refused to instantiate or call the component.
+    #[error("plugin `{plugin}` could not be loaded: {message}")]
+    Instantiate {
+        /// The plugin.
+        plugin: String,
+        /// wasmtime's reason, with its context chain.
+        message: String,
+    },
+}
+
+/// Every error the runtime returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// See [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// See [`PluginError`].
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// See [`CommandError`].
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// See [`ConcurrencyError`].
+    #[error(transparent)]
+    Concurrency(#[from] ConcurrencyError),
+    /// Reading a plugin file or the data directory failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl From<redb::Error> for Error {
+    fn from(err: redb::Error) -> Self {
+        Error::Store(err.into())
+    }
+}

@@ -1,0 +1,66 @@
+//! Cascade: a runtime for event-sourced process managers (sagas) that run as
+//! sandboxed WebAssembly components.
+//!
+//! Aggregates turn commands into events; process managers listen to events
+//! with `on-<event>` handlers (phase 1) and `after-<event>` after-effects
+//! (phase 2) and dispatch further commands. Everything is stored in one redb
+//! file; a caller can wait until a command's whole cascade has settled.
+//!
+//! ```no_run
+//! use cascade::{Command, Options, Runtime};
+//!
+//! let mut runtime = Runtime::open("cascade-data".as_ref(), Options::default())?;
+//! runtime.add_plugin("target/plugins/users.wasm".as_ref())?;
+//! runtime.add_plugin("target/plugins/accounts.wasm".as_ref())?;
+//! runtime.add_plugin("target/plugins/welcome.wasm".as_ref())?;
+//! let settled = runtime
+//!     .pipeline()
+//!     .execute(Command::new("users", "u1", "create", r#"{"name":"Torsten"}"#))?;
+//! assert!(settled.is_ok());
+//! # Ok::<(), cascade::Error>(())
+//! ```
+//!
+//! # Layout
+//!
+//! - `store`: the redb file (event log, stream index, snapshots, checkpoints,
+//!   command queue, cascade records, plugin registry) and its transactions;
+//! - `aggregate`: the [`Aggregate`] trait and the registry that executes
+//!   commands, validating payloads against JSON Schemas;
+//! - `listener`: the [`Listener`] trait process managers implement;
+//! - `pipeline`: the phase-by-phase event loop with group commit and settled
+//!   tracking;
+//! - `sandbox`: the wasmtime engine, linker and per-plugin store state;
+//! - `plugin`: discovering, validating and wrapping components as aggregates
+//!   and listeners;
+//! - `runtime`: a data directory opened, with its registered plugins;
+//! - `cli`: the `cascade` command line.
+//!
+//! The traits are public so Cascade can be embedded with native Rust
+//! aggregates and listeners; the WASM loaders are implementations of them.
+
+#![deny(missing_docs)]
+
+mod aggregate;
+pub mod cli;
+mod error;
+mod event;
+mod listener;
+mod pipeline;
+mod plugin;
+mod runtime;
+mod sandbox;
+mod store;
+
+pub use aggregate::{Aggregate, AggregateDescription, Aggregates, Decision, EventDeclaration};
+pub use error::{
+    CommandError, CommandFailure, ConcurrencyError, Error, EventValidationError, Failure,
+    HandlerFailure, PluginError, StoreError,
+};
+pub use event::{Command, Envelope, Event, NewEvent};
+pub use listener::{Context, Effects, Handler, HandlerError, Level, Listener, Phase};
+pub use pipeline::{
+    CascadeRecord, CommandRecord, LogLine, Options, Outcome, Pipeline, Settled, TraceEntry,
+};
+pub use plugin::{HANDLER_SIGNATURE, PluginKind, PluginRecord};
+pub use runtime::{DATA_FILE, Runtime};
+pub use store::{SCHEMA_VERSION, Store, Tx};

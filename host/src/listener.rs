@@ -1,0 +1,102 @@
+//! Listeners: process managers (and, later, projections) that the pipeline
+//! calls for each event, phase by phase.
+//!
+//! A [`Listener`] declares its handlers once; the pipeline routes each event
+//! to the handlers that name it and passes the handler's index back, so the
+//! per-event path does no lookup by name inside the listener.
+
+use heck::ToKebabCase;
+
+use crate::event::{Command, Event};
+
+/// When a handler runs for an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Phase 1: `on-<event>`, alongside every other listener's `on-` handler.
+    On,
+    /// Phase 2: `after-<event>`, once phase 1 finished everywhere.
+    After,
+}
+
+/// One handler: a phase and the event it handles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handler {
+    /// The phase.
+    pub phase: Phase,
+    /// PascalCase event name.
+    pub event: String,
+}
+
+impl Handler {
+    /// The component export implementing it, e.g. `on-user-created`.
+    pub fn export_name(&self) -> String {
+        let prefix = match self.phase {
+            Phase::On => "on-",
+            Phase::After => "after-",
+        };
+        format!("{prefix}{}", self.event.to_kebab_case())
+    }
+}
+
+/// What the host tells a handler about the call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// True while history is replayed.
+    pub refreshing: bool,
+}
+
+/// Why a handler did not complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandlerError {
+    /// The handler failed (or, for WASM, trapped) with this message.
+    Failed(String),
+    /// The handler chose not to run while refreshing.
+    SkipRefreshing,
+}
+
+/// Log levels a guest can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Detailed tracing.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Unexpected but handled.
+    Warn,
+    /// Failed.
+    Error,
+}
+
+/// What a handler call produced besides its result.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Commands to queue, in dispatch order.
+    pub commands: Vec<Command>,
+    /// Log lines, in order.
+    pub logs: Vec<(Level, String)>,
+}
+
+/// A process manager, native or WASM.
+pub trait Listener: Send {
+    /// Unique name; checkpoints and failures are recorded under it.
+    fn name(&self) -> &str;
+
+    /// Every handler; the pipeline passes an index into this slice to
+    /// [`Listener::handle`].
+    fn handlers(&self) -> &[Handler];
+
+    /// Run handler number `handler` for `event`, pushing dispatched commands
+    /// and logs into `effects`.
+    ///
+    /// # Errors
+    ///
+    /// The handler's failure.
+    fn handle(
+        &mut self,
+        handler: usize,
+        event: &Event,
+        ctx: Context,
+        effects: &mut Effects,
+    ) -> Result<(), HandlerError>;
+}

@@ -1,0 +1,660 @@
+//! The pipeline: the one writer loop that executes queued commands and runs
+//! every event through both phases, in log order.
+//!
+//! For each event: phase 1 calls the `on-` handler of every listener that has
+//! one, in registration order; phase 2 then calls every `after-` handler.
+//! Commands dispatched in either phase join the persistent queue and run
+//! after the event; their events are appended at the end of the log and go
+//! through the same phases.
+//!
+//! Throughput comes from group commit: one [`Pipeline::step`] is one redb
+//! transaction covering up to `batch_size` units of work (an event through
+//! both phases, or a command executed) with everything they caused: events,
+//! queued commands, snapshots, checkpoints, cascade records. A crash rolls
+//! back to the last commit and the batch is redone, so commands execute
+//! exactly once.
+//!
+//! Each cascade (one correlation id) keeps a record of its outstanding work,
+//! events, commands and failures; it is *settled* when nothing is
+//! outstanding.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Aggregate, Aggregates};
+use crate::error::{Error, Failure, HandlerFailure, PluginError, StoreError};
+use crate::event::{Command, Envelope, Event};
+use crate::listener::{Context, Effects, HandlerError, Level, Listener, Phase};
+use crate::store::{Store, Tx};
+
+/// Tuning of the pipeline.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Units of work (events or commands) per redb transaction.
+    pub batch_size: usize,
+    /// Record every handler call for [`Settled::trace`].
+    pub trace: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            batch_size: 512,
+            trace: false,
+        }
+    }
+}
+
+/// A command waiting in the queue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueuedCommand {
+    /// `c<sequence>`; the causation id of the events it appends.
+    pub id: String,
+    /// The command.
+    pub command: Command,
+    /// The cascade it belongs to.
+    pub correlation_id: String,
+    /// The event whose handler dispatched it (`e<position>`), none for a
+    /// command from outside.
+    pub causation_id: Option<String>,
+    /// The listener that dispatched it.
+    pub issued_by: Option<String>,
+    /// Run only if the stream is at this version.
+    pub expected_version: Option<u64>,
+}
+
+/// A command as recorded in its cascade.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandRecord {
+    /// `c<sequence>`.
+    pub id: String,
+    /// `e<position>` of the event that caused it, if any.
+    pub causation_id: Option<String>,
+    /// The listener that dispatched it, if any.
+    pub issued_by: Option<String>,
+    /// `stream-type:stream-id`.
+    pub stream: String,
+    /// The command name.
+    pub name: String,
+}
+
+/// The persistent record of one cascade.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CascadeRecord {
+    /// Commands queued and events not yet through both phases.
+    pub outstanding: u64,
+    /// Positions of the events appended in this cascade.
+    pub events: Vec<u64>,
+    /// Commands executed in this cascade, in order.
+    pub commands: Vec<CommandRecord>,
+    /// Every failure, in order.
+    pub failures: Vec<Failure>,
+}
+
+/// How a traced handler call ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Completed.
+    Ok,
+    /// Failed with this message.
+    Failed(String),
+    /// Skipped while refreshing.
+    Skipped,
+}
+
+/// One handler call, recorded when [`Options::trace`] is on.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceEntry {
+    /// The cascade.
+    pub correlation_id: String,
+    /// The listener.
+    pub plugin: String,
+    /// The export, e.g. `after-user-created`.
+    pub handler: String,
+    /// The event name.
+    pub event: String,
+    /// The event position.
+    pub position: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Wall time of the call.
+    pub duration: Duration,
+}
+
+/// A line a guest logged.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    /// The cascade.
+    pub correlation_id: String,
+    /// The listener.
+    pub plugin: String,
+    /// The level.
+    pub level: Level,
+    /// The text.
+    pub message: String,
+}
+
+/// The answer for a cascade that has settled.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settled {
+    /// The cascade's correlation id (the id of its first command).
+    pub correlation_id: String,
+    /// Every event the cascade appended, in log order.
+    pub events: Vec<Event>,
+    /// Every command it executed, in order.
+    pub commands: Vec<CommandRecord>,
+    /// Every failure: rejected commands and failed handlers.
+    pub failures: Vec<Failure>,
+    /// Handler calls, when tracing is on.
+    pub trace: Vec<TraceEntry>,
+    /// Guest log lines.
+    pub logs: Vec<LogLine>,
+}
+
+impl Settled {
+    /// Whether nothing in the cascade failed.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+struct Slot {
+    listener: Box<dyn Listener>,
+    /// The last position this listener has seen.
+    checkpoint: u64,
+}
+
+/// Which handlers an event name reaches, as (listener, handler) indices.
+#[derive(Default)]
+struct Route {
+    on: Vec<(usize, usize)>,
+    after: Vec<(usize, usize)>,
+}
+
+/// The event loop over one store, with its aggregates and listeners.
+pub struct Pipeline {
+    store: Store,
+    aggregates: Aggregates,
+    slots: Vec<Slot>,
+    routes: HashMap<String, Route>,
+    options: Options,
+    trace: Vec<TraceEntry>,
+    logs: Vec<LogLine>,
+}
+
+impl Pipeline {
+    /// A pipeline over `store` with no aggregates or listeners yet.
+    pub fn new(store: Store, options: Options) -> Self {
+        Pipeline {
+            store,
+            aggregates: Aggregates::default(),
+            slots: Vec::new(),
+            routes: HashMap::new(),
+            options,
+            trace: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The registered aggregates.
+    pub fn aggregates(&self) -> &Aggregates {
+        &self.aggregates
+    }
+
+    /// Turn tracing of handler calls on or off.
+    pub fn set_trace(&mut self, on: bool) {
+        self.options.trace = on;
+    }
+
+    /// Register an aggregate (or replace the one with the same name).
+    ///
+    /// # Errors
+    ///
+    /// See [`Aggregates::register`].
+    pub fn register_aggregate(
+        &mut self,
+        aggregate: Box<dyn Aggregate>,
+    ) -> Result<String, PluginError> {
+        self.aggregates.register(aggregate)
+    }
+
+    /// Register a listener after the ones already registered, or replace the
+    /// one with the same name in place. A new listener starts at the head of
+    /// the log: it does not see history.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::UnknownEvent`] when a handler names an event no
+    /// aggregate declares; a storage error.
+    pub fn register_listener(&mut self, listener: Box<dyn Listener>) -> Result<(), Error> {
+        validate_handlers(&self.aggregates, listener.as_ref())?;
+        let name = listener.name().to_owned();
+        let checkpoint = self.store.write(|tx| {
+            let checkpoint = match tx.checkpoint(&name)? {
+                Some(checkpoint) => checkpoint,
+                None => tx.head(),
+            };
+            tx.set_checkpoint(&name, checkpoint)?;
+            Ok::<_, StoreError>(checkpoint)
+        })?;
+        let slot = Slot {
+            listener,
+            checkpoint,
+        };
+        match self.slots.iter().position(|s| s.listener.name() == name) {
+            Some(index) => self.slots[index] = slot,
+            None => self.slots.push(slot),
+        }
+        self.routes = routes(&self.slots);
+        Ok(())
+    }
+
+    /// The names of the registered listeners, in registration order.
+    pub fn listener_names(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .map(|s| s.listener.name().to_owned())
+            .collect()
+    }
+
+    /// A listener's persisted checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn checkpoint(&self, listener: &str) -> Result<Option<u64>, StoreError> {
+        self.store.write(|tx| tx.checkpoint(listener))
+    }
+
+    /// Queue `command` from outside as the first command of a new cascade and
+    /// return the cascade's correlation id. `expected_version`, when given,
+    /// makes the command fail unless the stream is at that version.
+    ///
+    /// # Errors
+    ///
+    /// A [`crate::CommandError`] when the aggregate or command is unknown or
+    /// the args are not JSON (nothing is queued); a storage error.
+    pub fn submit(
+        &mut self,
+        command: Command,
+        expected_version: Option<u64>,
+    ) -> Result<String, Error> {
+        self.aggregates.check(&command)?;
+        if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&command.args) {
+            return Err(crate::error::CommandError {
+                aggregate: command.stream_type.clone(),
+                command: command.name.clone(),
+                stream: command.stream(),
+                reason: crate::error::CommandFailure::InvalidArgs(err.to_string()),
+            }
+            .into());
+        }
+        Ok(self.store.write(|tx| {
+            let seq = tx.next_command_seq()?;
+            let id = format!("c{seq}");
+            let queued = QueuedCommand {
+                id: id.clone(),
+                command,
+                correlation_id: id.clone(),
+                causation_id: None,
+                issued_by: None,
+                expected_version,
+            };
+            tx.enqueue(seq, &queued)?;
+            let record = CascadeRecord {
+                outstanding: 1,
+                ..CascadeRecord::default()
+            };
+            tx.put_cascade(&id, &record)?;
+            Ok::<_, StoreError>(id)
+        })?)
+    }
+
+    /// Submit `command` and run the loop until its cascade has settled.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::submit`] and [`Pipeline::step`].
+    pub fn execute(&mut self, command: Command) -> Result<Settled, Error> {
+        let correlation_id = self.submit(command, None)?;
+        self.run_until_settled(&correlation_id)
+    }
+
+    /// Run the loop until the cascade `correlation_id` has settled.
+    ///
+    /// # Errors
+    ///
+    /// A storage error; an unknown correlation id.
+    pub fn run_until_settled(&mut self, correlation_id: &str) -> Result<Settled, Error> {
+        loop {
+            if let Some(settled) = self.settled(correlation_id)? {
+                return Ok(settled);
+            }
+            if self.step()? == 0 {
+                // Idle but not settled: the record is inconsistent.
+                return Err(StoreError::Corrupt {
+                    table: "cascades",
+                    message: format!(
+                        "cascade `{correlation_id}` has outstanding work but the pipeline is idle"
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+
+    /// Run the loop until there is no work left; returns the units done.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn run_until_idle(&mut self) -> Result<usize, Error> {
+        let mut total = 0;
+        loop {
+            match self.step()? {
+                0 => return Ok(total),
+                done => total += done,
+            }
+        }
+    }
+
+    /// The settled answer of a cascade, or `None` while work is outstanding.
+    /// Trace entries and logs of the cascade are handed over once.
+    ///
+    /// # Errors
+    ///
+    /// A storage error; an unknown correlation id.
+    pub fn settled(&mut self, correlation_id: &str) -> Result<Option<Settled>, Error> {
+        let record = self.store.write(|tx| tx.cascade(correlation_id))?;
+        let Some(record) = record else {
+            return Err(StoreError::Corrupt {
+                table: "cascades",
+                message: format!("no cascade with correlation id `{correlation_id}`"),
+            }
+            .into());
+        };
+        if record.outstanding > 0 {
+            return Ok(None);
+        }
+        let events = self.store.write(|tx| {
+            record
+                .events
+                .iter()
+                .filter_map(|&p| tx.event(p).transpose())
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let (trace, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.trace)
+            .into_iter()
+            .partition(|t| t.correlation_id == correlation_id);
+        self.trace = rest;
+        let (logs, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.logs)
+            .into_iter()
+            .partition(|l| l.correlation_id == correlation_id);
+        self.logs = rest;
+        Ok(Some(Settled {
+            correlation_id: correlation_id.to_owned(),
+            events,
+            commands: record.commands,
+            failures: record.failures,
+            trace,
+            logs,
+        }))
+    }
+
+    /// One group commit: up to `batch_size` units of work in one redb
+    /// transaction. Returns how many units ran (0 when idle).
+    ///
+    /// # Errors
+    ///
+    /// A storage error; the transaction is rolled back.
+    pub fn step(&mut self) -> Result<usize, Error> {
+        let Pipeline {
+            store,
+            aggregates,
+            slots,
+            routes,
+            options,
+            trace,
+            logs,
+        } = self;
+        let mut batch = Batch {
+            aggregates,
+            slots,
+            routes,
+            trace: options.trace.then_some(trace),
+            logs,
+            cascades: HashMap::new(),
+            effects: Effects::default(),
+        };
+        let budget = options.batch_size.max(1);
+        let (done, position) = store.write(|tx| {
+            let mut position = tx.pipeline_position()?;
+            let mut done = 0;
+            while done < budget {
+                if position < tx.head() {
+                    position += 1;
+                    let event = tx.event(position)?.ok_or_else(|| StoreError::Corrupt {
+                        table: "events",
+                        message: format!("position {position} is missing below the head"),
+                    })?;
+                    batch.process_event(tx, &event)?;
+                } else if let Some(queued) = tx.dequeue()? {
+                    batch.execute_command(tx, queued)?;
+                } else {
+                    break;
+                }
+                done += 1;
+            }
+            if done > 0 {
+                tx.set_pipeline_position(position)?;
+                for slot in batch.slots.iter().filter(|s| s.checkpoint < position) {
+                    tx.set_checkpoint(slot.listener.name(), position)?;
+                }
+                for (correlation_id, record) in &batch.cascades {
+                    tx.put_cascade(correlation_id, record)?;
+                }
+            }
+            Ok::<_, Error>((done, position))
+        })?;
+        // Only after the commit: memory follows what is durable.
+        for slot in self.slots.iter_mut() {
+            slot.checkpoint = slot.checkpoint.max(position);
+        }
+        Ok(done)
+    }
+}
+
+/// The working state of one group commit.
+struct Batch<'a> {
+    aggregates: &'a mut Aggregates,
+    slots: &'a mut [Slot],
+    routes: &'a HashMap<String, Route>,
+    trace: Option<&'a mut Vec<TraceEntry>>,
+    logs: &'a mut Vec<LogLine>,
+    /// Cascade records touched in this batch, written once at the end.
+    cascades: HashMap<String, CascadeRecord>,
+    /// Reused for every handler call.
+    effects: Effects,
+}
+
+impl Batch<'_> {
+    fn cascade(
+        &mut self,
+        tx: &Tx<'_>,
+        correlation_id: &str,
+    ) -> Result<&mut CascadeRecord, StoreError> {
+        if !self.cascades.contains_key(correlation_id) {
+            let record = tx.cascade(correlation_id)?.unwrap_or_default();
+            self.cascades.insert(correlation_id.to_owned(), record);
+        }
+        Ok(self
+            .cascades
+            .get_mut(correlation_id)
+            .expect("inserted above"))
+    }
+
+    fn process_event(&mut self, tx: &mut Tx<'_>, event: &Event) -> Result<(), StoreError> {
+        if let Some(route) = self.routes.get(&event.name) {
+            for &(slot, handler) in route.on.iter().chain(&route.after) {
+                if self.slots[slot].checkpoint < event.position {
+                    self.call(tx, slot, handler, event)?;
+                }
+            }
+        }
+        let cascade = self.cascade(tx, &event.correlation_id)?;
+        cascade.outstanding = cascade.outstanding.saturating_sub(1);
+        Ok(())
+    }
+
+    fn call(
+        &mut self,
+        tx: &mut Tx<'_>,
+        slot: usize,
+        handler: usize,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        let started = self.trace.is_some().then(Instant::now);
+        let listener = &mut self.slots[slot].listener;
+        let result = listener.handle(handler, event, Context::default(), &mut self.effects);
+        let plugin = listener.name().to_owned();
+        let failure = match result {
+            Ok(()) => None,
+            Err(HandlerError::Failed(message)) => Some(message),
+            Err(HandlerError::SkipRefreshing) => Some(
+                "returned `skip-refreshing` outside a refresh; only a refresh may skip an event"
+                    .to_owned(),
+            ),
+        };
+        let export = || listener.handlers()[handler].export_name();
+        if let (Some(started), Some(trace)) = (started, self.trace.as_deref_mut()) {
+            trace.push(TraceEntry {
+                correlation_id: event.correlation_id.clone(),
+                plugin: plugin.clone(),
+                handler: export(),
+                event: event.name.clone(),
+                position: event.position,
+                outcome: failure.clone().map_or(Outcome::Ok, Outcome::Failed),
+                duration: started.elapsed(),
+            });
+        }
+        let failure = failure.map(|message| HandlerFailure {
+            plugin: plugin.clone(),
+            handler: export(),
+            event: event.name.clone(),
+            position: event.position,
+            message,
+        });
+        let logs = std::mem::take(&mut self.effects.logs);
+        self.logs
+            .extend(logs.into_iter().map(|(level, message)| LogLine {
+                correlation_id: event.correlation_id.clone(),
+                plugin: plugin.clone(),
+                level,
+                message,
+            }));
+        let commands = std::mem::take(&mut self.effects.commands);
+        if let Some(failure) = failure {
+            // A failed handler is atomic: what it dispatched is dropped.
+            self.cascade(tx, &event.correlation_id)?
+                .failures
+                .push(Failure::Handler(failure));
+            return Ok(());
+        }
+        for mut command in commands {
+            if command.actor_id.is_none() {
+                command.actor_id.clone_from(&event.actor_id);
+            }
+            let seq = tx.next_command_seq()?;
+            let queued = QueuedCommand {
+                id: format!("c{seq}"),
+                command,
+                correlation_id: event.correlation_id.clone(),
+                causation_id: Some(event.id()),
+                issued_by: Some(plugin.clone()),
+                expected_version: None,
+            };
+            tx.enqueue(seq, &queued)?;
+            self.cascade(tx, &event.correlation_id)?.outstanding += 1;
+        }
+        Ok(())
+    }
+
+    fn execute_command(
+        &mut self,
+        tx: &mut Tx<'_>,
+        queued: QueuedCommand,
+    ) -> Result<(), StoreError> {
+        let metadata = match &queued.issued_by {
+            Some(plugin) => serde_json::json!({ "issuedBy": plugin }).to_string(),
+            None => "{}".to_owned(),
+        };
+        let envelope = Envelope {
+            metadata,
+            actor_id: queued.command.actor_id.clone(),
+            causation_id: queued.id.clone(),
+            correlation_id: queued.correlation_id.clone(),
+        };
+        let outcome =
+            self.aggregates
+                .execute(tx, &queued.command, queued.expected_version, &envelope)?;
+        let cascade = self.cascade(tx, &queued.correlation_id)?;
+        cascade.commands.push(CommandRecord {
+            id: queued.id,
+            causation_id: queued.causation_id,
+            issued_by: queued.issued_by,
+            stream: queued.command.stream(),
+            name: queued.command.name,
+        });
+        match outcome {
+            Ok(events) => {
+                cascade.outstanding += events.len() as u64;
+                cascade.events.extend(events.iter().map(|e| e.position));
+            }
+            Err(err) => cascade.failures.push(Failure::Command(err)),
+        }
+        cascade.outstanding = cascade.outstanding.saturating_sub(1);
+        Ok(())
+    }
+}
+
+fn validate_handlers(aggregates: &Aggregates, listener: &dyn Listener) -> Result<(), PluginError> {
+    for handler in listener.handlers() {
+        if !aggregates.declares(&handler.event) {
+            let names = aggregates.event_names();
+            return Err(PluginError::UnknownEvent {
+                plugin: listener.name().to_owned(),
+                export: handler.export_name(),
+                event: handler.event.clone(),
+                known: crate::aggregate::quoted_list(names.iter().map(String::as_str)),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn routes(slots: &[Slot]) -> HashMap<String, Route> {
+    let mut routes: HashMap<String, Route> = HashMap::new();
+    for (slot_index, slot) in slots.iter().enumerate() {
+        for (handler_index, handler) in slot.listener.handlers().iter().enumerate() {
+            let route = routes.entry(handler.event.clone()).or_default();
+            let phase = match handler.phase {
+                Phase::On => &mut route.on,
+                Phase::After => &mut route.after,
+            };
+            phase.push((slot_index, handler_index));
+        }
+    }
+    routes
+}

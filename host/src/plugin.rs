@@ -1,0 +1,423 @@
+//! Plugins: loading, validating and wrapping WebAssembly components.
+//!
+//! A component that exports `cascade:runtime/aggregate` is an aggregate; one
+//! that exports `on-<event>` / `after-<event>` functions is a process
+//! manager. The handler exports are discovered from the component's type,
+//! their names mapped back to PascalCase events, and their signatures checked
+//! once at load time; calls then go through typed functions looked up once.
+
+use heck::ToUpperCamelCase;
+use serde::{Deserialize, Serialize};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFunc, types::Type};
+
+use crate::aggregate::{Aggregate, AggregateDescription, Decision, EventDeclaration};
+use crate::error::PluginError;
+use crate::event::{Event, NewEvent};
+use crate::listener::{Context, Effects, Handler, HandlerError, Listener, Phase};
+use crate::sandbox::bindings::cascade::runtime::types as wit;
+use crate::sandbox::bindings::exports::cascade::runtime::aggregate as wit_aggregate;
+use crate::sandbox::{HostState, Sandbox};
+
+/// The export an aggregate component provides.
+const AGGREGATE_EXPORT: &str = "cascade:runtime/aggregate@0.1.0";
+/// The one signature every handler export has.
+pub const HANDLER_SIGNATURE: &str = "func(event: event, ctx: context) -> result<_, handler-error>";
+
+/// What a plugin is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    /// Exports `cascade:runtime/aggregate`.
+    Aggregate,
+    /// Exports `on-*` / `after-*` handlers.
+    ProcessManager,
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Aggregate => "aggregate",
+            PluginKind::ProcessManager => "process-manager",
+        })
+    }
+}
+
+/// A registered plugin, as the registry stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// Unique name: the stream type of an aggregate, the listener name of a
+    /// process manager.
+    pub name: String,
+    /// What it is.
+    pub kind: PluginKind,
+    /// SHA-256 of the component bytes, hex.
+    pub hash: String,
+    /// Registration order; listeners are called in this order.
+    pub order: u64,
+    /// The file it was added from.
+    pub source: String,
+}
+
+/// What the component's exports say it is.
+pub(crate) enum Shape {
+    Aggregate,
+    ProcessManager(Vec<Handler>),
+}
+
+/// Classify a component by its exports and check every handler signature.
+pub(crate) fn inspect(
+    sandbox: &Sandbox,
+    plugin: &str,
+    component: &Component,
+) -> Result<Shape, PluginError> {
+    let ty = component.component_type();
+    let mut handlers = Vec::new();
+    for (name, item) in ty.exports(sandbox.engine()) {
+        if name == AGGREGATE_EXPORT {
+            return Ok(Shape::Aggregate);
+        }
+        let (phase, event) = if let Some(rest) = name.strip_prefix("on-") {
+            (Phase::On, rest)
+        } else if let Some(rest) = name.strip_prefix("after-") {
+            (Phase::After, rest)
+        } else {
+            continue;
+        };
+        let wrong = |found: String| PluginError::WrongSignature {
+            plugin: plugin.to_owned(),
+            export: name.to_owned(),
+            expected: HANDLER_SIGNATURE,
+            found,
+        };
+        let ComponentItem::ComponentFunc(func) = item.ty else {
+            return Err(wrong("not a function".into()));
+        };
+        let params: Vec<(&str, Type)> = func.params().collect();
+        let results: Vec<Type> = func.results().collect();
+        let found = || {
+            let params: Vec<String> = params
+                .iter()
+                .map(|(n, t)| format!("{n}: {}", describe(t)))
+                .collect();
+            let results: Vec<String> = results.iter().map(describe).collect();
+            match results.as_slice() {
+                [] => format!("func({})", params.join(", ")),
+                _ => format!("func({}) -> {}", params.join(", "), results.join(", ")),
+            }
+        };
+        let shape_ok = matches!(
+            params.as_slice(),
+            [(_, Type::Record(_)), (_, Type::Record(_))]
+        ) && matches!(results.as_slice(), [Type::Result(_)]);
+        if !shape_ok {
+            return Err(wrong(found()));
+        }
+        handlers.push(Handler {
+            phase,
+            event: event.to_upper_camel_case(),
+        });
+    }
+    if handlers.is_empty() {
+        return Err(PluginError::NoHandlers {
+            plugin: plugin.to_owned(),
+        });
+    }
+    Ok(Shape::ProcessManager(handlers))
+}
+
+/// A short WIT-like rendering of a type, for signature messages.
+fn describe(ty: &Type) -> String {
+    match ty {
+        Type::Bool => "bool".into(),
+        Type::S8 => "s8".into(),
+        Type::U8 => "u8".into(),
+        Type::S16 => "s16".into(),
+        Type::U16 => "u16".into(),
+        Type::S32 => "s32".into(),
+        Type::U32 => "u32".into(),
+        Type::S64 => "s64".into(),
+        Type::U64 => "u64".into(),
+        Type::Float32 => "f32".into(),
+        Type::Float64 => "f64".into(),
+        Type::Char => "char".into(),
+        Type::String => "string".into(),
+        Type::List(list) => format!("list<{}>", describe(&list.ty())),
+        Type::Option(option) => format!("option<{}>", describe(&option.ty())),
+        Type::Result(result) => format!(
+            "result<{}, {}>",
+            result.ok().as_ref().map_or("_".into(), describe),
+            result.err().as_ref().map_or("_".into(), describe)
+        ),
+        Type::Record(record) => {
+            let fields: Vec<String> = record
+                .fields()
+                .map(|f| format!("{}: {}", f.name, describe(&f.ty)))
+                .collect();
+            format!("record {{ {} }}", fields.join(", "))
+        }
+        Type::Tuple(_) => "tuple<..>".into(),
+        Type::Variant(_) => "variant".into(),
+        Type::Enum(_) => "enum".into(),
+        Type::Flags(_) => "flags".into(),
+        _ => "resource or other".into(),
+    }
+}
+
+/// Instantiate through `pre` in a fresh store.
+fn instantiate(
+    sandbox: &Sandbox,
+    pre: &InstancePre<HostState>,
+) -> anyhow::Result<(wasmtime::Store<HostState>, wasmtime::component::Instance)> {
+    let mut store = sandbox.new_store();
+    let instance = pre.instantiate(&mut store)?;
+    Ok((store, instance))
+}
+
+fn instantiate_error(plugin: &str, err: anyhow::Error) -> PluginError {
+    PluginError::Instantiate {
+        plugin: plugin.to_owned(),
+        message: format!("{err:#}"),
+    }
+}
+
+/// An aggregate implemented by a component.
+pub struct WasmAggregate {
+    store: wasmtime::Store<HostState>,
+    guest: wit_aggregate::Guest,
+}
+
+impl WasmAggregate {
+    /// Instantiate `component`, which must export `cascade:runtime/aggregate`.
+    ///
+    /// # Errors
+    ///
+    /// The component does not link or does not have the aggregate exports.
+    pub fn new(
+        sandbox: &Sandbox,
+        plugin: &str,
+        component: &Component,
+    ) -> Result<WasmAggregate, PluginError> {
+        let load = || -> anyhow::Result<WasmAggregate> {
+            let pre = sandbox.linker().instantiate_pre(component)?;
+            let indices = wit_aggregate::GuestIndices::new(&pre)?;
+            let (mut store, instance) = instantiate(sandbox, &pre)?;
+            let guest = indices.load(&mut store, &instance)?;
+            Ok(WasmAggregate { store, guest })
+        };
+        load().map_err(|e| instantiate_error(plugin, e))
+    }
+}
+
+impl Aggregate for WasmAggregate {
+    fn describe(&mut self) -> anyhow::Result<AggregateDescription> {
+        let d = self.guest.call_describe(&mut self.store)?;
+        Ok(AggregateDescription {
+            name: d.name,
+            events: d
+                .events
+                .into_iter()
+                .map(|e| EventDeclaration {
+                    name: e.name,
+                    schema: e.schema,
+                })
+                .collect(),
+            commands: d.commands,
+        })
+    }
+
+    fn handle(
+        &mut self,
+        state: Option<&[u8]>,
+        stream_id: &str,
+        command: &str,
+        args: &str,
+    ) -> anyhow::Result<Decision> {
+        let decision = self
+            .guest
+            .call_handle(&mut self.store, state, stream_id, command, args)
+            .map_err(|trap| anyhow::Error::from(trap).context("`handle` trapped"))?;
+        Ok(decision.map(|events| {
+            events
+                .into_iter()
+                .map(|e| NewEvent {
+                    name: e.name,
+                    payload: e.payload,
+                })
+                .collect()
+        }))
+    }
+
+    fn apply(
+        &mut self,
+        state: Option<&[u8]>,
+        event: &str,
+        payload: &str,
+    ) -> anyhow::Result<Vec<u8>> {
+        self.guest
+            .call_apply(&mut self.store, state, event, payload)
+            .map_err(|trap| anyhow::Error::from(trap).context("`apply` trapped"))
+    }
+}
+
+type HandlerFunc = TypedFunc<(wit::Event, wit::Context), (Result<(), wit::HandlerError>,)>;
+
+/// A process manager implemented by a component: one live instance, its
+/// handler functions typed once.
+pub struct WasmProcessManager {
+    name: String,
+    handlers: Vec<Handler>,
+    indices: Vec<ComponentExportIndex>,
+    pre: InstancePre<HostState>,
+    engine_sandbox: std::sync::Arc<Sandbox>,
+    live: Option<Live>,
+}
+
+struct Live {
+    store: wasmtime::Store<HostState>,
+    funcs: Vec<HandlerFunc>,
+}
+
+impl WasmProcessManager {
+    /// Instantiate `component` and type-check each handler export.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::WrongSignature`] for a handler whose types differ from
+    /// [`HANDLER_SIGNATURE`]; a component that does not link.
+    pub fn new(
+        sandbox: std::sync::Arc<Sandbox>,
+        name: &str,
+        component: &Component,
+        handlers: Vec<Handler>,
+    ) -> Result<WasmProcessManager, PluginError> {
+        let pre = sandbox
+            .linker()
+            .instantiate_pre(component)
+            .map_err(|e| instantiate_error(name, e.into()))?;
+        let indices = handlers
+            .iter()
+            .map(|h| {
+                component
+                    .get_export_index(None, &h.export_name())
+                    .ok_or_else(|| {
+                        instantiate_error(
+                            name,
+                            anyhow::anyhow!("export `{}` vanished", h.export_name()),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pm = WasmProcessManager {
+            name: name.to_owned(),
+            handlers,
+            indices,
+            pre,
+            engine_sandbox: sandbox,
+            live: None,
+        };
+        pm.live = Some(pm.instantiate()?);
+        Ok(pm)
+    }
+
+    fn instantiate(&self) -> Result<Live, PluginError> {
+        let (mut store, instance) = instantiate(&self.engine_sandbox, &self.pre)
+            .map_err(|e| instantiate_error(&self.name, e))?;
+        let mut funcs = Vec::with_capacity(self.indices.len());
+        for (handler, index) in self.handlers.iter().zip(&self.indices) {
+            let func = instance
+                .get_typed_func::<(wit::Event, wit::Context), (Result<(), wit::HandlerError>,)>(
+                    &mut store, index,
+                )
+                .map_err(|e| PluginError::WrongSignature {
+                    plugin: self.name.clone(),
+                    export: handler.export_name(),
+                    expected: HANDLER_SIGNATURE,
+                    found: format!("a different type ({e:#})"),
+                })?;
+            funcs.push(func);
+        }
+        Ok(Live { store, funcs })
+    }
+}
+
+fn guest_event(event: &Event) -> wit::Event {
+    wit::Event {
+        position: event.position,
+        name: event.name.clone(),
+        stream_type: event.stream_type.clone(),
+        stream_id: event.stream_id.clone(),
+        stream_version: event.stream_version,
+        payload: event.payload.clone(),
+        metadata: event.metadata.clone(),
+        actor_id: event.actor_id.clone(),
+        causation_id: event.causation_id.clone(),
+        correlation_id: event.correlation_id.clone(),
+        created_at: event.created_at,
+    }
+}
+
+impl Listener for WasmProcessManager {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn handlers(&self) -> &[Handler] {
+        &self.handlers
+    }
+
+    fn handle(
+        &mut self,
+        handler: usize,
+        event: &Event,
+        ctx: Context,
+        effects: &mut Effects,
+    ) -> Result<(), HandlerError> {
+        if self.live.is_none() {
+            self.live = Some(
+                self.instantiate()
+                    .map_err(|e| HandlerError::Failed(e.to_string()))?,
+            );
+        }
+        let live = self.live.as_mut().expect("instantiated above");
+        let func = live.funcs[handler];
+        let ctx = wit::Context {
+            refreshing: ctx.refreshing,
+        };
+        let result = func
+            .call(&mut live.store, (guest_event(event), ctx))
+            .map(|(result,)| result);
+        let state = live.store.data_mut();
+        effects.commands.append(&mut state.dispatched);
+        effects.logs.append(&mut state.logs);
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(wit::HandlerError::Failed(message))) => Err(HandlerError::Failed(message)),
+            Ok(Err(wit::HandlerError::SkipRefreshing)) => Err(HandlerError::SkipRefreshing),
+            Err(trap) => {
+                // A trap poisons the store: start the next call on a fresh instance.
+                self.live = None;
+                Err(HandlerError::Failed(format!(
+                    "trapped: {:#}",
+                    anyhow::Error::from(trap)
+                )))
+            }
+        }
+    }
+}
+
+/// Read the name a process manager gets from its file: `welcome.wasm` → `welcome`.
+pub(crate) fn name_from_path(path: &std::path::Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().replace('_', "-"))
+        .unwrap_or_else(|| "plugin".into())
+}
+
+/// Hex SHA-256 of component bytes: their identity in the registry.
+pub(crate) fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

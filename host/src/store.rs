@@ -1,0 +1,630 @@
+//! The redb file: event log, stream index, aggregate snapshots, checkpoints,
+//! the command queue, cascade records and the plugin registry.
+//!
+//! Everything lives in one file so that one write transaction commits a whole
+//! batch atomically: the events, everything their handlers produced, and the
+//! checkpoints that cover them. [`Store::write`] scopes a transaction to a
+//! closure: `Ok` commits, `Err` rolls back, so no half-batch is ever visible.
+//!
+//! # Invariants
+//!
+//! - Positions are gapless and start at 1; `events.last()` is the head.
+//! - `streams[(type, id)]` is the version of the stream's newest event and
+//!   `stream_events[(type, id, v)]` its position; snapshots are always at
+//!   that version, written in the same transaction as the events.
+//! - A queued command is removed in the same transaction that appends its
+//!   events, so it runs exactly once.
+
+use std::path::Path;
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition, TableHandle, WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ConcurrencyError, StoreError};
+use crate::event::{Envelope, Event, NewEvent};
+use crate::pipeline::{CascadeRecord, QueuedCommand};
+use crate::plugin::PluginRecord;
+
+/// Bumped whenever a table's layout changes; a newer file is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const STREAMS: TableDefinition<(&str, &str), u64> = TableDefinition::new("streams");
+const STREAM_EVENTS: TableDefinition<(&str, &str, u64), u64> =
+    TableDefinition::new("stream_events");
+const SNAPSHOTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("snapshots");
+const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
+const COMMAND_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("command_queue");
+const CASCADES: TableDefinition<&str, &[u8]> = TableDefinition::new("cascades");
+const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
+const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts");
+
+const META_SCHEMA: &str = "schema_version";
+const META_NEXT_COMMAND: &str = "next_command";
+/// The position up to which the pipeline has run both phases.
+const META_PIPELINE: &str = "pipeline_position";
+
+type Bytes = &'static [u8];
+
+/// The redb file behind a Cascade data directory.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Open (or create) the redb file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// The file is not a redb file, is locked by another process, or was
+    /// written by a newer schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let store = Store { db };
+        let found = store.write(|tx| {
+            let found = tx.meta.get(META_SCHEMA)?.map(|v| v.value());
+            if found.is_none() {
+                tx.meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+            }
+            Ok::<_, StoreError>(found)
+        })?;
+        match found {
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+                path: path.display().to_string(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+            _ => Ok(store),
+        }
+    }
+
+    /// Run `f` in one write transaction: commit if it returns `Ok`, roll
+    /// everything back if it returns `Err`.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error, or a storage error from redb.
+    pub fn write<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut txn = self.db.begin_write().map_err(StoreError::from)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Redb(e.into()))?;
+        let result = {
+            let mut tx = Tx::open(&txn)?;
+            f(&mut tx)
+        };
+        match result {
+            Ok(value) => {
+                txn.commit().map_err(StoreError::from)?;
+                Ok(value)
+            }
+            Err(err) => {
+                txn.abort().map_err(StoreError::from)?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Events from `from` (inclusive), in log order, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn read_log(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Ok(events) = txn.open_table(EVENTS) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in events.range(from..)?.take(limit) {
+            out.push(decode(EVENTS.name(), entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every event of one stream, in version order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn read_stream(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+    ) -> Result<Vec<Event>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let (Ok(index), Ok(events)) = (txn.open_table(STREAM_EVENTS), txn.open_table(EVENTS))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in
+            index.range((stream_type, stream_id, 1)..=(stream_type, stream_id, u64::MAX))?
+        {
+            let position = entry?.1.value();
+            if let Some(bytes) = events.get(position)? {
+                out.push(decode(EVENTS.name(), bytes.value())?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One write transaction with every table open.
+pub struct Tx<'t> {
+    meta: Table<'t, &'static str, u64>,
+    events: Table<'t, u64, Bytes>,
+    streams: Table<'t, (&'static str, &'static str), u64>,
+    stream_events: Table<'t, (&'static str, &'static str, u64), u64>,
+    snapshots: Table<'t, (&'static str, &'static str), Bytes>,
+    checkpoints: Table<'t, &'static str, u64>,
+    command_queue: Table<'t, u64, Bytes>,
+    cascades: Table<'t, &'static str, Bytes>,
+    plugins: Table<'t, &'static str, Bytes>,
+    components: Table<'t, &'static str, Bytes>,
+    artifacts: Table<'t, &'static str, Bytes>,
+    head: u64,
+}
+
+impl<'t> Tx<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Tx<'t>, StoreError> {
+        let events = txn.open_table(EVENTS)?;
+        let head = events.last()?.map_or(0, |(k, _)| k.value());
+        Ok(Tx {
+            meta: txn.open_table(META)?,
+            events,
+            streams: txn.open_table(STREAMS)?,
+            stream_events: txn.open_table(STREAM_EVENTS)?,
+            snapshots: txn.open_table(SNAPSHOTS)?,
+            checkpoints: txn.open_table(CHECKPOINTS)?,
+            command_queue: txn.open_table(COMMAND_QUEUE)?,
+            cascades: txn.open_table(CASCADES)?,
+            plugins: txn.open_table(PLUGINS)?,
+            components: txn.open_table(COMPONENTS)?,
+            artifacts: txn.open_table(ARTIFACTS)?,
+            head,
+        })
+    }
+
+    /// Position of the newest event, 0 when the log is empty.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The event at `position`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
+        self.events
+            .get(position)?
+            .map(|bytes| decode(EVENTS.name(), bytes.value()))
+            .transpose()
+    }
+
+    /// The version of the stream's newest event, 0 for a new stream.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn stream_version(&self, stream_type: &str, stream_id: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .streams
+            .get((stream_type, stream_id))?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// Append `events` to a stream whose current version must be `expected`.
+    /// Nothing is written when the versions differ.
+    ///
+    /// # Errors
+    ///
+    /// [`ConcurrencyError`] naming the stream and both versions (as
+    /// `Ok(Err(..))`), or a storage error.
+    pub fn append(
+        &mut self,
+        stream_type: &str,
+        stream_id: &str,
+        expected: u64,
+        events: &[NewEvent],
+        envelope: &Envelope,
+    ) -> Result<Result<Vec<Event>, ConcurrencyError>, StoreError> {
+        let actual = self.stream_version(stream_type, stream_id)?;
+        if actual != expected {
+            return Ok(Err(ConcurrencyError {
+                stream: format!("{stream_type}:{stream_id}"),
+                expected,
+                actual,
+            }));
+        }
+        let created_at = now_millis();
+        let mut appended = Vec::with_capacity(events.len());
+        for (offset, new) in (1..).zip(events) {
+            let event = Event {
+                position: self.head + 1,
+                name: new.name.clone(),
+                stream_type: stream_type.to_owned(),
+                stream_id: stream_id.to_owned(),
+                stream_version: expected + offset,
+                payload: new.payload.clone(),
+                metadata: envelope.metadata.clone(),
+                actor_id: envelope.actor_id.clone(),
+                causation_id: envelope.causation_id.clone(),
+                correlation_id: envelope.correlation_id.clone(),
+                created_at,
+            };
+            self.events
+                .insert(event.position, encode(&event).as_slice())?;
+            self.stream_events.insert(
+                (stream_type, stream_id, event.stream_version),
+                event.position,
+            )?;
+            self.head = event.position;
+            appended.push(event);
+        }
+        if let Some(last) = appended.last() {
+            self.streams
+                .insert((stream_type, stream_id), last.stream_version)?;
+        }
+        Ok(Ok(appended))
+    }
+
+    /// The aggregate state of a stream at its current version.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn snapshot(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .snapshots
+            .get((stream_type, stream_id))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Replace the aggregate state of a stream.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_snapshot(
+        &mut self,
+        stream_type: &str,
+        stream_id: &str,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        self.snapshots.insert((stream_type, stream_id), state)?;
+        Ok(())
+    }
+
+    /// The position up to which the pipeline has run both phases.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn pipeline_position(&self) -> Result<u64, StoreError> {
+        Ok(self.meta.get(META_PIPELINE)?.map_or(0, |v| v.value()))
+    }
+
+    /// Record the pipeline's position.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn set_pipeline_position(&mut self, position: u64) -> Result<(), StoreError> {
+        self.meta.insert(META_PIPELINE, position)?;
+        Ok(())
+    }
+
+    /// A listener's checkpoint: the last position it has seen.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn checkpoint(&self, listener: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.checkpoints.get(listener)?.map(|v| v.value()))
+    }
+
+    /// Move a listener's checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError> {
+        self.checkpoints.insert(listener, position)?;
+        Ok(())
+    }
+
+    /// Allocate the next command sequence number (never reused).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn next_command_seq(&mut self) -> Result<u64, StoreError> {
+        let seq = self.meta.get(META_NEXT_COMMAND)?.map_or(1, |v| v.value());
+        self.meta.insert(META_NEXT_COMMAND, seq + 1)?;
+        Ok(seq)
+    }
+
+    /// Put a command at the end of the queue under its sequence number.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn enqueue(&mut self, seq: u64, command: &QueuedCommand) -> Result<(), StoreError> {
+        self.command_queue.insert(seq, encode(command).as_slice())?;
+        Ok(())
+    }
+
+    /// Remove and return the oldest queued command.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn dequeue(&mut self) -> Result<Option<QueuedCommand>, StoreError> {
+        match self.command_queue.pop_first()? {
+            Some((_, bytes)) => Ok(Some(decode(COMMAND_QUEUE.name(), bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// How many commands wait in the queue.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn queued_commands(&self) -> Result<u64, StoreError> {
+        Ok(self.command_queue.len()?)
+    }
+
+    /// The record of a cascade, by correlation id.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn cascade(&self, correlation_id: &str) -> Result<Option<CascadeRecord>, StoreError> {
+        self.cascades
+            .get(correlation_id)?
+            .map(|bytes| decode(CASCADES.name(), bytes.value()))
+            .transpose()
+    }
+
+    /// Store the record of a cascade.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_cascade(
+        &mut self,
+        correlation_id: &str,
+        record: &CascadeRecord,
+    ) -> Result<(), StoreError> {
+        self.cascades
+            .insert(correlation_id, encode(record).as_slice())?;
+        Ok(())
+    }
+
+    /// Every registered plugin, in registration order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
+        let mut records = Vec::new();
+        for entry in self.plugins.iter()? {
+            records.push(decode::<PluginRecord>(PLUGINS.name(), entry?.1.value())?);
+        }
+        records.sort_by_key(|r| r.order);
+        Ok(records)
+    }
+
+    /// Register or replace a plugin.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_plugin(&mut self, record: &PluginRecord) -> Result<(), StoreError> {
+        self.plugins
+            .insert(record.name.as_str(), encode(record).as_slice())?;
+        Ok(())
+    }
+
+    /// Component bytes by content hash.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.components.get(hash)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Store component bytes under their content hash.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_component(&mut self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.components.insert(hash, bytes)?;
+        Ok(())
+    }
+
+    /// A precompiled artifact by key (content hash + engine compatibility).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn artifact(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.artifacts.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Store a precompiled artifact.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_artifact(&mut self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.artifacts.insert(key, bytes)?;
+        Ok(())
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("records serialize")
+}
+
+fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        table,
+        message: e.to_string(),
+    })
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            metadata: "{}".into(),
+            causation_id: "c1".into(),
+            correlation_id: "c1".into(),
+            ..Envelope::default()
+        }
+    }
+
+    fn created(name: &str) -> NewEvent {
+        NewEvent {
+            name: "UserCreated".into(),
+            payload: format!(r#"{{"name":"{name}"}}"#),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cascade.redb")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn positions_are_gapless_and_stream_versions_count_per_stream() {
+        let (_dir, store) = store();
+        store
+            .write(|tx| {
+                tx.append("users", "u1", 0, &[created("a"), created("b")], &envelope())?
+                    .unwrap();
+                tx.append("users", "u2", 0, &[created("c")], &envelope())?
+                    .unwrap();
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let log = store.read_log(1, 10).unwrap();
+        assert_eq!(
+            log.iter().map(|e| e.position).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        let u1 = store.read_stream("users", "u1").unwrap();
+        assert_eq!(
+            u1.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(store.read_stream("users", "u2").unwrap()[0].position, 3);
+        assert_eq!(store.read_log(3, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn append_with_a_stale_version_is_a_concurrency_error_and_writes_nothing() {
+        let (_dir, store) = store();
+        store
+            .write(|tx| {
+                tx.append("users", "u1", 0, &[created("a")], &envelope())?
+                    .unwrap();
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let conflict = store
+            .write(|tx| tx.append("users", "u1", 0, &[created("b")], &envelope()))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            conflict,
+            ConcurrencyError {
+                stream: "users:u1".into(),
+                expected: 0,
+                actual: 1
+            }
+        );
+        assert_eq!(
+            conflict.to_string(),
+            "concurrency conflict on stream `users:u1`: expected version 0, found 1"
+        );
+        assert_eq!(store.read_log(1, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_error_inside_write_rolls_the_whole_transaction_back() {
+        let (_dir, store) = store();
+        let result: Result<(), StoreError> = store.write(|tx| {
+            tx.append("users", "u1", 0, &[created("a")], &envelope())?
+                .unwrap();
+            Err(StoreError::Corrupt {
+                table: "test",
+                message: "injected".into(),
+            })
+        });
+        assert!(result.is_err());
+        assert!(store.read_log(1, 10).unwrap().is_empty());
+        assert_eq!(store.write(|tx| Ok::<_, StoreError>(tx.head())).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_file_from_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cascade.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|tx| {
+                    tx.meta.insert(META_SCHEMA, SCHEMA_VERSION + 1)?;
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        }
+        let err = Store::open(&path).err().unwrap();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)
+        );
+        assert!(err.to_string().contains("upgrade cascade"), "{err}");
+    }
+
+    #[test]
+    fn the_command_queue_is_fifo_and_sequence_numbers_are_never_reused() {
+        let (_dir, store) = store();
+        let seqs = store
+            .write(|tx| {
+                let a = tx.next_command_seq()?;
+                let b = tx.next_command_seq()?;
+                Ok::<_, StoreError>((a, b))
+            })
+            .unwrap();
+        assert_eq!(seqs, (1, 2));
+        assert_eq!(store.write(|tx| tx.next_command_seq()).unwrap(), 3);
+    }
+}
