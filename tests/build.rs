@@ -1,1 +1,81 @@
-fn main() {}
+//! Builds every guest the tests use to a wasm32-wasip2 component: the example
+//! plugins in plugins/ and the fixtures in tests/fixtures/. Each lands in
+//! target/plugins/ and gets a constant in `cascade_tests::plugins`
+//! (`WELCOME`, `FIXTURE_FAILING`, ...), so a test cannot run on a stale build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let tests = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = tests.parent().unwrap().to_owned();
+    let target = root.join("target").join("guest");
+    let out_dir = root.join("target").join("plugins");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    for dir in ["wit", "guest-sdk", "plugins", "tests/fixtures"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    let mut constants = String::new();
+    for workspace in ["plugins", "tests/fixtures"] {
+        let manifest = root.join(workspace).join("Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            // The host build's flags are not the guests'.
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building the guests in `{workspace}` failed; is the target installed? \
+             run `rustup target add wasm32-wasip2`"
+        );
+        for name in members(&root.join(workspace)) {
+            let file = name.replace('-', "_");
+            let built = target
+                .join("wasm32-wasip2/release")
+                .join(format!("{file}.wasm"));
+            let dest = out_dir.join(format!("{name}.wasm"));
+            std::fs::copy(&built, &dest)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+            let constant = name.to_uppercase().replace('-', "_");
+            constants.push_str(&format!(
+                "/// `{}`\npub const {constant}: &str = {:?};\n",
+                dest.display(),
+                dest.display().to_string()
+            ));
+        }
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins.rs");
+    std::fs::write(out, constants).unwrap();
+}
+
+/// Package names of a guest workspace's members (each member dir's package name).
+fn members(workspace: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(workspace).unwrap() {
+        let manifest = entry.unwrap().path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{} has no package name", manifest.display()));
+        names.push(name.to_owned());
+    }
+    names.sort();
+    names
+}

@@ -186,16 +186,18 @@ impl Aggregates {
     /// # Errors
     ///
     /// A [`CommandError`] naming the aggregate, command and stream.
-    pub fn check(&self, command: &Command) -> Result<(), CommandError> {
+    pub fn check(&self, command: &Command) -> Result<(), Box<CommandError>> {
         self.entry(command).map(|_| ())
     }
 
-    fn entry(&self, command: &Command) -> Result<usize, CommandError> {
-        let fail = |reason| CommandError {
-            aggregate: command.stream_type.clone(),
-            command: command.name.clone(),
-            stream: command.stream(),
-            reason,
+    fn entry(&self, command: &Command) -> Result<usize, Box<CommandError>> {
+        let fail = |reason| {
+            Box::new(CommandError {
+                aggregate: command.stream_type.clone(),
+                command: command.name.clone(),
+                stream: command.stream(),
+                reason,
+            })
         };
         let Some(&index) = self.by_name.get(&command.stream_type) else {
             let mut known: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
@@ -231,7 +233,7 @@ impl Aggregates {
     ) -> Result<Result<Vec<Event>, CommandError>, StoreError> {
         let index = match self.entry(command) {
             Ok(index) => index,
-            Err(err) => return Ok(Err(err)),
+            Err(err) => return Ok(Err(*err)),
         };
         let fail = |reason| CommandError {
             aggregate: command.stream_type.clone(),

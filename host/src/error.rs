@@ -262,9 +262,9 @@ pub enum Error {
     /// See [`PluginError`].
     #[error(transparent)]
     Plugin(#[from] PluginError),
-    /// See [`CommandError`].
+    /// See [`CommandError`] (boxed: it is large and this is the cold path).
     #[error(transparent)]
-    Command(#[from] CommandError),
+    Command(Box<CommandError>),
     /// See [`ConcurrencyError`].
     #[error(transparent)]
     Concurrency(#[from] ConcurrencyError),
@@ -281,5 +281,17 @@ pub enum Error {
 impl From<redb::Error> for Error {
     fn from(err: redb::Error) -> Self {
         Error::Store(err.into())
+    }
+}
+
+impl From<CommandError> for Error {
+    fn from(err: CommandError) -> Self {
+        Error::Command(Box::new(err))
+    }
+}
+
+impl From<Box<CommandError>> for Error {
+    fn from(err: Box<CommandError>) -> Self {
+        Error::Command(err)
     }
 }

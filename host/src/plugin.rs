@@ -269,7 +269,7 @@ pub struct WasmProcessManager {
     handlers: Vec<Handler>,
     indices: Vec<ComponentExportIndex>,
     pre: InstancePre<HostState>,
-    engine_sandbox: std::sync::Arc<Sandbox>,
+    sandbox: std::sync::Arc<Sandbox>,
     live: Option<Live>,
 }
 
@@ -299,7 +299,7 @@ impl WasmProcessManager {
             .iter()
             .map(|h| {
                 component
-                    .get_export_index(None, &h.export_name())
+                    .get_export_index(None, &h.export_name()[..])
                     .ok_or_else(|| {
                         instantiate_error(
                             name,
@@ -313,7 +313,7 @@ impl WasmProcessManager {
             handlers,
             indices,
             pre,
-            engine_sandbox: sandbox,
+            sandbox: sandbox,
             live: None,
         };
         pm.live = Some(pm.instantiate()?);
@@ -321,8 +321,8 @@ impl WasmProcessManager {
     }
 
     fn instantiate(&self) -> Result<Live, PluginError> {
-        let (mut store, instance) = instantiate(&self.engine_sandbox, &self.pre)
-            .map_err(|e| instantiate_error(&self.name, e))?;
+        let (mut store, instance) =
+            instantiate(&self.sandbox, &self.pre).map_err(|e| instantiate_error(&self.name, e))?;
         let mut funcs = Vec::with_capacity(self.indices.len());
         for (handler, index) in self.handlers.iter().zip(&self.indices) {
             let func = instance

@@ -1,1 +1,12 @@
+//! End-to-end tests: real plugins built to wasm32-wasip2 (by tests/build.rs),
+//! the real host, a real redb file in a temporary directory.
+//!
+//! - `cascade`: commands, phases, checkpoints, causation and settling;
+//! - `restart`: dropping the host mid-cascade and crash recovery;
+//! - `bad_input`: every kind of bad input gets a clear error and stores nothing;
+//! - `cli`: the `cascade` command line, driven in-process.
 
+mod bad_input;
+mod cascade;
+mod cli;
+mod restart;

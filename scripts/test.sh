@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run every test: unit tests, and end-to-end tests that build the plugins and
+# fixtures to wasm32-wasip2 (tests/build.rs) and drive the real host over a
+# real redb file. Release profile, so wasmtime is compiled once for the
+# binary, the tests and the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rustup target add wasm32-wasip2
+cargo test --release --workspace
