@@ -20,13 +20,7 @@ fn main() {
         let manifest = root.join(workspace).join("Cargo.toml");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
             .arg(&manifest)
             .arg("--target-dir")
             .arg(&target)
@@ -43,12 +37,9 @@ fn main() {
         );
         for name in members(&root.join(workspace)) {
             let file = name.replace('-', "_");
-            let built = target
-                .join("wasm32-wasip2/release")
-                .join(format!("{file}.wasm"));
+            let built = target.join("wasm32-wasip2/release").join(format!("{file}.wasm"));
             let dest = out_dir.join(format!("{name}.wasm"));
-            std::fs::copy(&built, &dest)
-                .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+            std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
             let constant = name.to_uppercase().replace('-', "_");
             constants.push_str(&format!(
                 "/// `{}`\npub const {constant}: &str = {:?};\n",

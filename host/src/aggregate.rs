@@ -4,7 +4,7 @@
 //! (see `plugin`). The [`Aggregates`] registry checks commands against what
 //! each aggregate declares, validates every produced payload against its
 //! event's JSON Schema before anything is appended, and keeps each stream's
-//! folded state in a snapshot so a command never refolds its stream.
+//! folded state with the stream head so a command never refolds its stream.
 
 use std::collections::{HashMap, HashSet};
 
@@ -51,25 +51,14 @@ pub trait Aggregate: Send {
     /// # Errors
     ///
     /// The implementation failed; a rejection is `Ok(Err(reason))`.
-    fn handle(
-        &mut self,
-        state: Option<&[u8]>,
-        stream_id: &str,
-        command: &str,
-        args: &str,
-    ) -> anyhow::Result<Decision>;
+    fn handle(&mut self, state: Option<&[u8]>, stream_id: &str, command: &str, args: &str) -> anyhow::Result<Decision>;
 
     /// Fold one event into `state`.
     ///
     /// # Errors
     ///
     /// The implementation failed.
-    fn apply(
-        &mut self,
-        state: Option<&[u8]>,
-        event: &str,
-        payload: &str,
-    ) -> anyhow::Result<Vec<u8>>;
+    fn apply(&mut self, state: Option<&[u8]>, event: &str, payload: &str) -> anyhow::Result<Vec<u8>>;
 }
 
 struct Registered {
@@ -95,12 +84,10 @@ impl Aggregates {
     /// An invalid schema, an event another aggregate already declares, or a
     /// failing `describe`.
     pub fn register(&mut self, mut aggregate: Box<dyn Aggregate>) -> Result<String, PluginError> {
-        let description = aggregate
-            .describe()
-            .map_err(|e| PluginError::InvalidAggregate {
-                plugin: "<unnamed>".into(),
-                message: format!("`describe` failed: {e:#}"),
-            })?;
+        let description = aggregate.describe().map_err(|e| PluginError::InvalidAggregate {
+            plugin: "<unnamed>".into(),
+            message: format!("`describe` failed: {e:#}"),
+        })?;
         let name = description.name.clone();
         let invalid = |message: String| PluginError::InvalidAggregate {
             plugin: name.clone(),
@@ -114,26 +101,15 @@ impl Aggregates {
         let mut schemas = HashMap::new();
         for event in &description.events {
             if !is_pascal_case(&event.name) {
-                return Err(invalid(format!(
-                    "event name `{}` must be PascalCase",
-                    event.name
-                )));
+                return Err(invalid(format!("event name `{}` must be PascalCase", event.name)));
             }
             let schema: serde_json::Value = serde_json::from_str(&event.schema)
                 .map_err(|e| invalid(format!("schema of `{}` is not JSON: {e}", event.name)))?;
-            let validator = jsonschema::validator_for(&schema).map_err(|e| {
-                invalid(format!(
-                    "schema of `{}` is not a valid JSON Schema: {e}",
-                    event.name
-                ))
-            })?;
+            let validator = jsonschema::validator_for(&schema)
+                .map_err(|e| invalid(format!("schema of `{}` is not a valid JSON Schema: {e}", event.name)))?;
             schemas.insert(event.name.clone(), validator);
         }
-        let slot = self
-            .by_name
-            .get(&name)
-            .copied()
-            .unwrap_or(self.entries.len());
+        let slot = self.by_name.get(&name).copied().unwrap_or(self.entries.len());
         for event in &description.events {
             if let Some(&owner) = self.event_owner.get(&event.name)
                 && owner != slot
@@ -244,31 +220,27 @@ impl Aggregates {
         if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&command.args) {
             return Ok(Err(fail(CommandFailure::InvalidArgs(err.to_string()))));
         }
-        let version = tx.stream_version(&command.stream_type, &command.stream_id)?;
+        let head = tx.stream(&command.stream_type, &command.stream_id)?;
         if let Some(expected) = expected_version
-            && expected != version
+            && expected != head.version
         {
-            return Ok(Err(fail(CommandFailure::Concurrency(
-                crate::error::ConcurrencyError {
-                    stream: command.stream(),
-                    expected,
-                    actual: version,
-                },
-            ))));
+            return Ok(Err(fail(CommandFailure::Concurrency(crate::error::ConcurrencyError {
+                stream: command.stream(),
+                expected,
+                actual: head.version,
+            }))));
         }
-        let mut state = tx.snapshot(&command.stream_type, &command.stream_id)?;
+        let mut state = head.state;
         let entry = &mut self.entries[index];
         let aggregate = entry.description.name.clone();
         let guest_failure = |e: anyhow::Error| CommandFailure::Guest {
             aggregate: aggregate.clone(),
             message: format!("{e:#}"),
         };
-        let events = match entry.aggregate.handle(
-            state.as_deref(),
-            &command.stream_id,
-            &command.name,
-            &command.args,
-        ) {
+        let events = match entry
+            .aggregate
+            .handle(state.as_deref(), &command.stream_id, &command.name, &command.args)
+        {
             Ok(Ok(events)) => events,
             Ok(Err(message)) => {
                 return Ok(Err(fail(CommandFailure::Rejected {
@@ -282,10 +254,7 @@ impl Aggregates {
             if let Err(err) = validate(&entry.schemas, event) {
                 return Ok(Err(fail(CommandFailure::InvalidEvent(err))));
             }
-            match entry
-                .aggregate
-                .apply(state.as_deref(), &event.name, &event.payload)
-            {
+            match entry.aggregate.apply(state.as_deref(), &event.name, &event.payload) {
                 Ok(next) => state = Some(next),
                 Err(err) => return Ok(Err(fail(guest_failure(err)))),
             }
@@ -293,27 +262,19 @@ impl Aggregates {
         if events.is_empty() {
             return Ok(Ok(Vec::new()));
         }
-        let appended = match tx.append(
+        let appended = tx.append(
             &command.stream_type,
             &command.stream_id,
-            version,
+            head.version,
             &events,
             envelope,
-        )? {
-            Ok(appended) => appended,
-            Err(conflict) => return Ok(Err(fail(CommandFailure::Concurrency(conflict)))),
-        };
-        if let Some(state) = state {
-            tx.put_snapshot(&command.stream_type, &command.stream_id, &state)?;
-        }
-        Ok(Ok(appended))
+            state,
+        )?;
+        Ok(appended.map_err(|conflict| fail(CommandFailure::Concurrency(conflict))))
     }
 }
 
-fn validate(
-    schemas: &HashMap<String, jsonschema::Validator>,
-    event: &NewEvent,
-) -> Result<(), EventValidationError> {
+fn validate(schemas: &HashMap<String, jsonschema::Validator>, event: &NewEvent) -> Result<(), EventValidationError> {
     let invalid = |field: String, message: String| EventValidationError {
         event: event.name.clone(),
         field,
@@ -330,20 +291,16 @@ fn validate(
             ),
         ));
     };
-    let payload: serde_json::Value = serde_json::from_str(&event.payload)
-        .map_err(|e| invalid("/".into(), format!("payload is not JSON: {e}")))?;
+    let payload: serde_json::Value =
+        serde_json::from_str(&event.payload).map_err(|e| invalid("/".into(), format!("payload is not JSON: {e}")))?;
     validator.validate(&payload).map_err(|err| {
         let path = err.instance_path().to_string();
-        invalid(
-            if path.is_empty() { "/".into() } else { path },
-            err.to_string(),
-        )
+        invalid(if path.is_empty() { "/".into() } else { path }, err.to_string())
     })
 }
 
 fn is_pascal_case(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_uppercase())
-        && name.chars().all(|c| c.is_ascii_alphanumeric())
+    name.starts_with(|c: char| c.is_ascii_uppercase()) && name.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// `` `a`, `b` `` for messages; `none` when empty.

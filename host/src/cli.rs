@@ -22,12 +22,7 @@ use crate::runtime::Runtime;
 #[command(name = "cascade", version)]
 pub struct Cli {
     /// The data directory (holds `cascade.redb`).
-    #[arg(
-        long,
-        global = true,
-        default_value = "cascade-data",
-        env = "CASCADE_DATA"
-    )]
+    #[arg(long, global = true, default_value = "cascade-data", env = "CASCADE_DATA")]
     pub data: PathBuf,
     /// What to do.
     #[command(subcommand)]
@@ -107,13 +102,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Action::Plugin(PluginAction::Add { files }) => {
             for file in files {
                 let record = runtime.add_plugin(&file)?;
-                writeln!(
-                    out,
-                    "added {} `{}` ({})",
-                    record.kind,
-                    record.name,
-                    &record.hash[..12]
-                )?;
+                writeln!(out, "added {} `{}` ({})", record.kind, record.name, &record.hash[..12])?;
             }
             Ok(0)
         }
@@ -123,14 +112,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&plugins)?)?;
             }
             for p in plugins.iter().filter(|_| !json) {
-                writeln!(
-                    out,
-                    "{:<20} {:<16} {}  {}",
-                    p.name,
-                    p.kind,
-                    &p.hash[..12],
-                    p.source
-                )?;
+                writeln!(out, "{:<20} {:<16} {}  {}", p.name, p.kind, &p.hash[..12], p.source)?;
             }
             Ok(0)
         }
@@ -151,11 +133,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             let correlation_id = pipeline.submit(command, expect_version)?;
             let settled = pipeline.run_until_settled(&correlation_id)?;
             if json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&settled_json(&settled))?
-                )?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&settled_json(&settled))?)?;
             } else {
                 print_settled(out, &settled, trace)?;
             }
@@ -164,13 +142,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Action::Events { stream, from, json } => {
             let events = match stream {
                 Some(stream) => {
-                    let (stream_type, stream_id) = stream.split_once(':').with_context(|| {
-                        format!("--stream `{stream}` must be TYPE:ID, e.g. users:u1")
-                    })?;
-                    let mut events = runtime
-                        .pipeline()
-                        .store()
-                        .read_stream(stream_type, stream_id)?;
+                    let (stream_type, stream_id) = stream
+                        .split_once(':')
+                        .with_context(|| format!("--stream `{stream}` must be TYPE:ID, e.g. users:u1"))?;
+                    let mut events = runtime.pipeline().store().read_stream(stream_type, stream_id)?;
                     events.retain(|e| e.position >= from);
                     events
                 }
@@ -191,14 +166,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
 fn event_line(e: &Event) -> String {
     format!(
         "#{:<5} {:<16} {}:{} v{}  {}  (correlation {}, caused by {})",
-        e.position,
-        e.name,
-        e.stream_type,
-        e.stream_id,
-        e.stream_version,
-        e.payload,
-        e.correlation_id,
-        e.causation_id
+        e.position, e.name, e.stream_type, e.stream_id, e.stream_version, e.payload, e.correlation_id, e.causation_id
     )
 }
 
@@ -206,8 +174,7 @@ fn event_line(e: &Event) -> String {
 pub fn event_json(e: &Event) -> Value {
     let mut value = serde_json::to_value(e).expect("events serialize");
     value["payload"] = serde_json::from_str(&e.payload).unwrap_or(Value::String(e.payload.clone()));
-    value["metadata"] =
-        serde_json::from_str(&e.metadata).unwrap_or(Value::String(e.metadata.clone()));
+    value["metadata"] = serde_json::from_str(&e.metadata).unwrap_or(Value::String(e.metadata.clone()));
     value
 }
 
@@ -254,11 +221,7 @@ fn print_settled(out: &mut dyn Write, settled: &Settled, trace: bool) -> std::io
         }
     }
     for line in &settled.logs {
-        writeln!(
-            out,
-            "  [{}] {:?}: {}",
-            line.plugin, line.level, line.message
-        )?;
+        writeln!(out, "  [{}] {:?}: {}", line.plugin, line.level, line.message)?;
     }
     for failure in &settled.failures {
         writeln!(out, "failed: {failure}")?;

@@ -49,9 +49,7 @@ pub struct CommandError {
 #[non_exhaustive]
 pub enum CommandFailure {
     /// No aggregate is registered under the stream type.
-    #[error(
-        "no aggregate `{aggregate}` is registered (registered: {known}); add its plugin with `cascade plugin add`"
-    )]
+    #[error("no aggregate `{aggregate}` is registered (registered: {known}); add its plugin with `cascade plugin add`")]
     UnknownAggregate {
         /// The stream type asked for.
         aggregate: String,
@@ -98,9 +96,7 @@ pub enum CommandFailure {
 /// A listener's handler that did not complete (the JS library's
 /// `ProcessManagerEventHandlerExecutionError`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[error(
-    "process manager `{plugin}` failed in `{handler}` handling `{event}` (position {position}): {message}"
-)]
+#[error("process manager `{plugin}` failed in `{handler}` handling `{event}` (position {position}): {message}")]
 pub struct HandlerFailure {
     /// The listener's name.
     pub plugin: String,
@@ -134,9 +130,7 @@ pub enum StoreError {
     #[error("storage error: {0}")]
     Redb(#[from] redb::Error),
     /// The file was written by a newer Cascade.
-    #[error(
-        "data file `{path}` has schema version {found}, this build supports up to {supported}; upgrade cascade"
-    )]
+    #[error("data file `{path}` has schema version {found}, this build supports up to {supported}; upgrade cascade")]
     NewerSchema {
         /// The file.
         path: String,
@@ -177,9 +171,7 @@ redb_errors!(
 #[non_exhaustive]
 pub enum PluginError {
     /// The bytes are not a WebAssembly component.
-    #[error(
-        "`{file}` is not a WebAssembly component: {message}; build it with `cargo build --target wasm32-wasip2`"
-    )]
+    #[error("`{file}` is not a WebAssembly component: {message}; build it with `cargo build --target wasm32-wasip2`")]
     NotAComponent {
         /// Where the bytes came from.
         file: String,
@@ -201,9 +193,7 @@ pub enum PluginError {
         known: String,
     },
     /// A handler export has the wrong function type.
-    #[error(
-        "plugin `{plugin}` export `{export}` has the wrong signature: expected `{expected}`, found `{found}`"
-    )]
+    #[error("plugin `{plugin}` export `{export}` has the wrong signature: expected `{expected}`, found `{found}`")]
     WrongSignature {
         /// The plugin.
         plugin: String,
@@ -223,9 +213,7 @@ pub enum PluginError {
         plugin: String,
     },
     /// Two aggregates claim the same event name.
-    #[error(
-        "aggregate `{plugin}` declares event `{event}`, which aggregate `{owner}` already declares"
-    )]
+    #[error("aggregate `{plugin}` declares event `{event}`, which aggregate `{owner}` already declares")]
     DuplicateEvent {
         /// The new aggregate.
         plugin: String,

@@ -18,7 +18,7 @@
 //! events, commands and failures; it is *settled* when nothing is
 //! outstanding.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -223,10 +223,7 @@ impl Pipeline {
     /// # Errors
     ///
     /// See [`Aggregates::register`].
-    pub fn register_aggregate(
-        &mut self,
-        aggregate: Box<dyn Aggregate>,
-    ) -> Result<String, PluginError> {
+    pub fn register_aggregate(&mut self, aggregate: Box<dyn Aggregate>) -> Result<String, PluginError> {
         self.aggregates.register(aggregate)
     }
 
@@ -249,10 +246,7 @@ impl Pipeline {
             tx.set_checkpoint(&name, checkpoint)?;
             Ok::<_, StoreError>(checkpoint)
         })?;
-        let slot = Slot {
-            listener,
-            checkpoint,
-        };
+        let slot = Slot { listener, checkpoint };
         match self.slots.iter().position(|s| s.listener.name() == name) {
             Some(index) => self.slots[index] = slot,
             None => self.slots.push(slot),
@@ -263,10 +257,7 @@ impl Pipeline {
 
     /// The names of the registered listeners, in registration order.
     pub fn listener_names(&self) -> Vec<String> {
-        self.slots
-            .iter()
-            .map(|s| s.listener.name().to_owned())
-            .collect()
+        self.slots.iter().map(|s| s.listener.name().to_owned()).collect()
     }
 
     /// A listener's persisted checkpoint.
@@ -286,39 +277,53 @@ impl Pipeline {
     ///
     /// A [`crate::CommandError`] when the aggregate or command is unknown or
     /// the args are not JSON (nothing is queued); a storage error.
-    pub fn submit(
-        &mut self,
-        command: Command,
-        expected_version: Option<u64>,
-    ) -> Result<String, Error> {
-        self.aggregates.check(&command)?;
-        if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&command.args) {
-            return Err(crate::error::CommandError {
-                aggregate: command.stream_type.clone(),
-                command: command.name.clone(),
-                stream: command.stream(),
-                reason: crate::error::CommandFailure::InvalidArgs(err.to_string()),
+    pub fn submit(&mut self, command: Command, expected_version: Option<u64>) -> Result<String, Error> {
+        let mut ids = self.submit_all(vec![(command, expected_version)])?;
+        Ok(ids.pop().expect("one id per command"))
+    }
+
+    /// [`Pipeline::submit`] for many commands in one transaction: either all
+    /// are queued or, when one is invalid, none is.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::submit`], for the first invalid command.
+    pub fn submit_all(&mut self, commands: Vec<(Command, Option<u64>)>) -> Result<Vec<String>, Error> {
+        for (command, _) in &commands {
+            self.aggregates.check(command)?;
+            if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&command.args) {
+                return Err(crate::error::CommandError {
+                    aggregate: command.stream_type.clone(),
+                    command: command.name.clone(),
+                    stream: command.stream(),
+                    reason: crate::error::CommandFailure::InvalidArgs(err.to_string()),
+                }
+                .into());
             }
-            .into());
         }
         Ok(self.store.write(|tx| {
-            let seq = tx.next_command_seq()?;
-            let id = format!("c{seq}");
-            let queued = QueuedCommand {
-                id: id.clone(),
-                command,
-                correlation_id: id.clone(),
-                causation_id: None,
-                issued_by: None,
-                expected_version,
-            };
-            tx.enqueue(seq, &queued)?;
-            let record = CascadeRecord {
-                outstanding: 1,
-                ..CascadeRecord::default()
-            };
-            tx.put_cascade(&id, &record)?;
-            Ok::<_, StoreError>(id)
+            let mut ids = Vec::with_capacity(commands.len());
+            let first = tx.next_command_seq()?;
+            tx.set_next_command_seq(first + commands.len() as u64)?;
+            for (seq, (command, expected_version)) in (first..).zip(commands) {
+                let id = format!("c{seq}");
+                let queued = QueuedCommand {
+                    id: id.clone(),
+                    command,
+                    correlation_id: id.clone(),
+                    causation_id: None,
+                    issued_by: None,
+                    expected_version,
+                };
+                tx.enqueue(seq, &queued)?;
+                let record = CascadeRecord {
+                    outstanding: 1,
+                    ..CascadeRecord::default()
+                };
+                tx.put_cascade(&id, &record)?;
+                ids.push(id);
+            }
+            Ok::<_, StoreError>(ids)
         })?)
     }
 
@@ -346,9 +351,7 @@ impl Pipeline {
                 // Idle but not settled: the record is inconsistent.
                 return Err(StoreError::Corrupt {
                     table: "cascades",
-                    message: format!(
-                        "cascade `{correlation_id}` has outstanding work but the pipeline is idle"
-                    ),
+                    message: format!("cascade `{correlation_id}` has outstanding work but the pipeline is idle"),
                 }
                 .into());
             }
@@ -437,20 +440,29 @@ impl Pipeline {
             logs,
             cascades: HashMap::new(),
             effects: Effects::default(),
+            dispatched: VecDeque::new(),
+            stored_queue_drained: false,
+            appended: VecDeque::new(),
+            next_seq: 0,
         };
         let budget = options.batch_size.max(1);
         let (done, position) = store.write(|tx| {
             let mut position = tx.pipeline_position()?;
+            batch.next_seq = tx.next_command_seq()?;
             let mut done = 0;
             while done < budget {
                 if position < tx.head() {
                     position += 1;
-                    let event = tx.event(position)?.ok_or_else(|| StoreError::Corrupt {
-                        table: "events",
-                        message: format!("position {position} is missing below the head"),
-                    })?;
+                    let event = match batch.appended.pop_front() {
+                        Some(event) => event,
+                        None => tx.event(position)?.ok_or_else(|| StoreError::Corrupt {
+                            table: "events",
+                            message: format!("position {position} is missing below the head"),
+                        })?,
+                    };
+                    debug_assert_eq!(event.position, position);
                     batch.process_event(tx, &event)?;
-                } else if let Some(queued) = tx.dequeue()? {
+                } else if let Some(queued) = batch.next_command(tx)? {
                     batch.execute_command(tx, queued)?;
                 } else {
                     break;
@@ -458,6 +470,11 @@ impl Pipeline {
                 done += 1;
             }
             if done > 0 {
+                // What was dispatched but not yet executed waits in the stored queue.
+                for (seq, queued) in batch.dispatched.drain(..) {
+                    tx.enqueue(seq, &queued)?;
+                }
+                tx.set_next_command_seq(batch.next_seq)?;
                 tx.set_pipeline_position(position)?;
                 for slot in batch.slots.iter().filter(|s| s.checkpoint < position) {
                     tx.set_checkpoint(slot.listener.name(), position)?;
@@ -487,22 +504,37 @@ struct Batch<'a> {
     cascades: HashMap<String, CascadeRecord>,
     /// Reused for every handler call.
     effects: Effects,
+    /// Commands dispatched in this batch and not yet executed, with their
+    /// sequence numbers; stored only if the batch ends before they run.
+    dispatched: VecDeque<(u64, QueuedCommand)>,
+    /// Whether the stored queue has been emptied in this batch.
+    stored_queue_drained: bool,
+    /// Events appended in this batch and not yet through the phases: handed
+    /// over directly instead of read back from the log.
+    appended: VecDeque<Event>,
+    /// The next command sequence number.
+    next_seq: u64,
 }
 
 impl Batch<'_> {
-    fn cascade(
-        &mut self,
-        tx: &Tx<'_>,
-        correlation_id: &str,
-    ) -> Result<&mut CascadeRecord, StoreError> {
+    /// The oldest command waiting: the stored queue (filled before this
+    /// batch) first, then what this batch dispatched, in dispatch order.
+    fn next_command(&mut self, tx: &mut Tx<'_>) -> Result<Option<QueuedCommand>, StoreError> {
+        if !self.stored_queue_drained {
+            if let Some(queued) = tx.dequeue()? {
+                return Ok(Some(queued));
+            }
+            self.stored_queue_drained = true;
+        }
+        Ok(self.dispatched.pop_front().map(|(_, queued)| queued))
+    }
+
+    fn cascade(&mut self, tx: &Tx<'_>, correlation_id: &str) -> Result<&mut CascadeRecord, StoreError> {
         if !self.cascades.contains_key(correlation_id) {
             let record = tx.cascade(correlation_id)?.unwrap_or_default();
             self.cascades.insert(correlation_id.to_owned(), record);
         }
-        Ok(self
-            .cascades
-            .get_mut(correlation_id)
-            .expect("inserted above"))
+        Ok(self.cascades.get_mut(correlation_id).expect("inserted above"))
     }
 
     fn process_event(&mut self, tx: &mut Tx<'_>, event: &Event) -> Result<(), StoreError> {
@@ -518,13 +550,7 @@ impl Batch<'_> {
         Ok(())
     }
 
-    fn call(
-        &mut self,
-        tx: &mut Tx<'_>,
-        slot: usize,
-        handler: usize,
-        event: &Event,
-    ) -> Result<(), StoreError> {
+    fn call(&mut self, tx: &mut Tx<'_>, slot: usize, handler: usize, event: &Event) -> Result<(), StoreError> {
         let started = self.trace.is_some().then(Instant::now);
         let listener = &mut self.slots[slot].listener;
         let result = listener.handle(handler, event, Context::default(), &mut self.effects);
@@ -532,10 +558,9 @@ impl Batch<'_> {
         let failure = match result {
             Ok(()) => None,
             Err(HandlerError::Failed(message)) => Some(message),
-            Err(HandlerError::SkipRefreshing) => Some(
-                "returned `skip-refreshing` outside a refresh; only a refresh may skip an event"
-                    .to_owned(),
-            ),
+            Err(HandlerError::SkipRefreshing) => {
+                Some("returned `skip-refreshing` outside a refresh; only a refresh may skip an event".to_owned())
+            }
         };
         let export = || listener.handlers()[handler].export_name();
         if let (Some(started), Some(trace)) = (started, self.trace.as_deref_mut()) {
@@ -557,13 +582,12 @@ impl Batch<'_> {
             message,
         });
         let logs = std::mem::take(&mut self.effects.logs);
-        self.logs
-            .extend(logs.into_iter().map(|(level, message)| LogLine {
-                correlation_id: event.correlation_id.clone(),
-                plugin: plugin.clone(),
-                level,
-                message,
-            }));
+        self.logs.extend(logs.into_iter().map(|(level, message)| LogLine {
+            correlation_id: event.correlation_id.clone(),
+            plugin: plugin.clone(),
+            level,
+            message,
+        }));
         let commands = std::mem::take(&mut self.effects.commands);
         if let Some(failure) = failure {
             // A failed handler is atomic: what it dispatched is dropped.
@@ -576,7 +600,8 @@ impl Batch<'_> {
             if command.actor_id.is_none() {
                 command.actor_id.clone_from(&event.actor_id);
             }
-            let seq = tx.next_command_seq()?;
+            let seq = self.next_seq;
+            self.next_seq += 1;
             let queued = QueuedCommand {
                 id: format!("c{seq}"),
                 command,
@@ -585,17 +610,13 @@ impl Batch<'_> {
                 issued_by: Some(plugin.clone()),
                 expected_version: None,
             };
-            tx.enqueue(seq, &queued)?;
+            self.dispatched.push_back((seq, queued));
             self.cascade(tx, &event.correlation_id)?.outstanding += 1;
         }
         Ok(())
     }
 
-    fn execute_command(
-        &mut self,
-        tx: &mut Tx<'_>,
-        queued: QueuedCommand,
-    ) -> Result<(), StoreError> {
+    fn execute_command(&mut self, tx: &mut Tx<'_>, queued: QueuedCommand) -> Result<(), StoreError> {
         let metadata = match &queued.issued_by {
             Some(plugin) => serde_json::json!({ "issuedBy": plugin }).to_string(),
             None => "{}".to_owned(),
@@ -606,9 +627,12 @@ impl Batch<'_> {
             causation_id: queued.id.clone(),
             correlation_id: queued.correlation_id.clone(),
         };
-        let outcome =
-            self.aggregates
-                .execute(tx, &queued.command, queued.expected_version, &envelope)?;
+        let outcome = self
+            .aggregates
+            .execute(tx, &queued.command, queued.expected_version, &envelope)?;
+        if let Ok(events) = &outcome {
+            self.appended.extend(events.iter().cloned());
+        }
         let cascade = self.cascade(tx, &queued.correlation_id)?;
         cascade.commands.push(CommandRecord {
             id: queued.id,

@@ -66,11 +66,7 @@ pub(crate) enum Shape {
 }
 
 /// Classify a component by its exports and check every handler signature.
-pub(crate) fn inspect(
-    sandbox: &Sandbox,
-    plugin: &str,
-    component: &Component,
-) -> Result<Shape, PluginError> {
+pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) -> Result<Shape, PluginError> {
     let ty = component.component_type();
     let mut handlers = Vec::new();
     for (name, item) in ty.exports(sandbox.engine()) {
@@ -96,20 +92,15 @@ pub(crate) fn inspect(
         let params: Vec<(&str, Type)> = func.params().collect();
         let results: Vec<Type> = func.results().collect();
         let found = || {
-            let params: Vec<String> = params
-                .iter()
-                .map(|(n, t)| format!("{n}: {}", describe(t)))
-                .collect();
+            let params: Vec<String> = params.iter().map(|(n, t)| format!("{n}: {}", describe(t))).collect();
             let results: Vec<String> = results.iter().map(describe).collect();
             match results.as_slice() {
                 [] => format!("func({})", params.join(", ")),
                 _ => format!("func({}) -> {}", params.join(", "), results.join(", ")),
             }
         };
-        let shape_ok = matches!(
-            params.as_slice(),
-            [(_, Type::Record(_)), (_, Type::Record(_))]
-        ) && matches!(results.as_slice(), [Type::Result(_)]);
+        let shape_ok = matches!(params.as_slice(), [(_, Type::Record(_)), (_, Type::Record(_))])
+            && matches!(results.as_slice(), [Type::Result(_)]);
         if !shape_ok {
             return Err(wrong(found()));
         }
@@ -193,11 +184,7 @@ impl WasmAggregate {
     /// # Errors
     ///
     /// The component does not link or does not have the aggregate exports.
-    pub fn new(
-        sandbox: &Sandbox,
-        plugin: &str,
-        component: &Component,
-    ) -> Result<WasmAggregate, PluginError> {
+    pub fn new(sandbox: &Sandbox, plugin: &str, component: &Component) -> Result<WasmAggregate, PluginError> {
         let load = || -> anyhow::Result<WasmAggregate> {
             let pre = sandbox.linker().instantiate_pre(component)?;
             let indices = wit_aggregate::GuestIndices::new(&pre)?;
@@ -226,13 +213,7 @@ impl Aggregate for WasmAggregate {
         })
     }
 
-    fn handle(
-        &mut self,
-        state: Option<&[u8]>,
-        stream_id: &str,
-        command: &str,
-        args: &str,
-    ) -> anyhow::Result<Decision> {
+    fn handle(&mut self, state: Option<&[u8]>, stream_id: &str, command: &str, args: &str) -> anyhow::Result<Decision> {
         let decision = self
             .guest
             .call_handle(&mut self.store, state, stream_id, command, args)
@@ -248,12 +229,7 @@ impl Aggregate for WasmAggregate {
         }))
     }
 
-    fn apply(
-        &mut self,
-        state: Option<&[u8]>,
-        event: &str,
-        payload: &str,
-    ) -> anyhow::Result<Vec<u8>> {
+    fn apply(&mut self, state: Option<&[u8]>, event: &str, payload: &str) -> anyhow::Result<Vec<u8>> {
         self.guest
             .call_apply(&mut self.store, state, event, payload)
             .map_err(|trap| anyhow::Error::from(trap).context("`apply` trapped"))
@@ -300,12 +276,7 @@ impl WasmProcessManager {
             .map(|h| {
                 component
                     .get_export_index(None, &h.export_name()[..])
-                    .ok_or_else(|| {
-                        instantiate_error(
-                            name,
-                            anyhow::anyhow!("export `{}` vanished", h.export_name()),
-                        )
-                    })
+                    .ok_or_else(|| instantiate_error(name, anyhow::anyhow!("export `{}` vanished", h.export_name())))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut pm = WasmProcessManager {
@@ -313,7 +284,7 @@ impl WasmProcessManager {
             handlers,
             indices,
             pre,
-            sandbox: sandbox,
+            sandbox,
             live: None,
         };
         pm.live = Some(pm.instantiate()?);
@@ -326,9 +297,7 @@ impl WasmProcessManager {
         let mut funcs = Vec::with_capacity(self.indices.len());
         for (handler, index) in self.handlers.iter().zip(&self.indices) {
             let func = instance
-                .get_typed_func::<(wit::Event, wit::Context), (Result<(), wit::HandlerError>,)>(
-                    &mut store, index,
-                )
+                .get_typed_func::<(wit::Event, wit::Context), (Result<(), wit::HandlerError>,)>(&mut store, index)
                 .map_err(|e| PluginError::WrongSignature {
                     plugin: self.name.clone(),
                     export: handler.export_name(),
@@ -374,10 +343,7 @@ impl Listener for WasmProcessManager {
         effects: &mut Effects,
     ) -> Result<(), HandlerError> {
         if self.live.is_none() {
-            self.live = Some(
-                self.instantiate()
-                    .map_err(|e| HandlerError::Failed(e.to_string()))?,
-            );
+            self.live = Some(self.instantiate().map_err(|e| HandlerError::Failed(e.to_string()))?);
         }
         let live = self.live.as_mut().expect("instantiated above");
         let func = live.funcs[handler];
@@ -416,8 +382,5 @@ pub(crate) fn name_from_path(path: &std::path::Path) -> String {
 /// Hex SHA-256 of component bytes: their identity in the registry.
 pub(crate) fn content_hash(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -48,9 +48,8 @@ impl Runtime {
         };
         let records = runtime.pipeline.store().write(|tx| tx.plugins())?;
         // Aggregates first: process managers are validated against their events.
-        let (aggregates, listeners): (Vec<_>, Vec<_>) = records
-            .into_iter()
-            .partition(|r| r.kind == PluginKind::Aggregate);
+        let (aggregates, listeners): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|r| r.kind == PluginKind::Aggregate);
         for record in aggregates.iter().chain(&listeners) {
             let component = runtime.stored_component(record)?;
             runtime.register(&record.name, &component)?;
@@ -89,11 +88,7 @@ impl Runtime {
             context: format!("cannot read plugin `{}`", file.display()),
             source,
         })?;
-        self.add_plugin_bytes(
-            &plugin::name_from_path(file),
-            &file.display().to_string(),
-            &bytes,
-        )
+        self.add_plugin_bytes(&plugin::name_from_path(file), &file.display().to_string(), &bytes)
     }
 
     /// [`Runtime::add_plugin`] for bytes in memory; `name` is used for a
@@ -102,27 +97,17 @@ impl Runtime {
     /// # Errors
     ///
     /// The bytes are not a valid Cascade plugin.
-    pub fn add_plugin_bytes(
-        &mut self,
-        name: &str,
-        source: &str,
-        bytes: &[u8],
-    ) -> Result<PluginRecord, Error> {
-        let component = self
-            .sandbox
-            .compile(bytes)
-            .map_err(|e| PluginError::NotAComponent {
-                file: source.to_owned(),
-                message: one_line(&format!("{e:#}")),
-            })?;
+    pub fn add_plugin_bytes(&mut self, name: &str, source: &str, bytes: &[u8]) -> Result<PluginRecord, Error> {
+        let component = self.sandbox.compile(bytes).map_err(|e| PluginError::NotAComponent {
+            file: source.to_owned(),
+            message: one_line(&format!("{e:#}")),
+        })?;
         let (name, kind) = self.register(name, &component)?;
         let hash = plugin::content_hash(bytes);
-        let artifact = component
-            .serialize()
-            .map_err(|e| PluginError::Instantiate {
-                plugin: name.clone(),
-                message: format!("cannot precompile: {e:#}"),
-            })?;
+        let artifact = component.serialize().map_err(|e| PluginError::Instantiate {
+            plugin: name.clone(),
+            message: format!("cannot precompile: {e:#}"),
+        })?;
         let key = self.sandbox.artifact_key(&hash);
         let record = self.pipeline.store().write(|tx| {
             let order = existing_order(tx, &name)?;
@@ -142,11 +127,7 @@ impl Runtime {
     }
 
     /// Classify `component`, instantiate it and register it with the pipeline.
-    fn register(
-        &mut self,
-        name: &str,
-        component: &Component,
-    ) -> Result<(String, PluginKind), Error> {
+    fn register(&mut self, name: &str, component: &Component) -> Result<(String, PluginKind), Error> {
         match plugin::inspect(&self.sandbox, name, component)? {
             Shape::Aggregate => {
                 let aggregate = WasmAggregate::new(&self.sandbox, name, component)?;
@@ -174,22 +155,14 @@ impl Runtime {
         }
         let bytes = bytes.ok_or_else(|| StoreError::Corrupt {
             table: "components",
-            message: format!(
-                "component `{}` of plugin `{}` is missing",
-                record.hash, record.name
-            ),
+            message: format!("component `{}` of plugin `{}` is missing", record.hash, record.name),
         })?;
-        let component = self
-            .sandbox
-            .compile(&bytes)
-            .map_err(|e| PluginError::NotAComponent {
-                file: record.source.clone(),
-                message: format!("{e:#}"),
-            })?;
+        let component = self.sandbox.compile(&bytes).map_err(|e| PluginError::NotAComponent {
+            file: record.source.clone(),
+            message: format!("{e:#}"),
+        })?;
         if let Ok(artifact) = component.serialize() {
-            self.pipeline
-                .store()
-                .write(|tx| tx.put_artifact(&key, &artifact))?;
+            self.pipeline.store().write(|tx| tx.put_artifact(&key, &artifact))?;
         }
         Ok(component)
     }

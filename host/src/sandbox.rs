@@ -133,9 +133,7 @@ impl Sandbox {
     /// incompatible code.
     pub fn artifact_key(&self, hash: &str) -> String {
         let mut hasher = DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
         format!("{hash}-{:016x}", hasher.finish())
     }
 

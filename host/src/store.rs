@@ -9,17 +9,17 @@
 //! # Invariants
 //!
 //! - Positions are gapless and start at 1; `events.last()` is the head.
-//! - `streams[(type, id)]` is the version of the stream's newest event and
-//!   `stream_events[(type, id, v)]` its position; snapshots are always at
-//!   that version, written in the same transaction as the events.
+//! - `streams[(type, id)]` holds the version of the stream's newest event and
+//!   the aggregate state folded up to exactly that version (one row, so they
+//!   cannot disagree); `stream_events[(type, id, v)]` is that event's position.
 //! - A queued command is removed in the same transaction that appends its
 //!   events, so it runs exactly once.
 
 use std::path::Path;
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    TableDefinition, TableHandle, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle,
+    WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,10 +34,8 @@ pub const SCHEMA_VERSION: u64 = 1;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-const STREAMS: TableDefinition<(&str, &str), u64> = TableDefinition::new("streams");
-const STREAM_EVENTS: TableDefinition<(&str, &str, u64), u64> =
-    TableDefinition::new("stream_events");
-const SNAPSHOTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("snapshots");
+const STREAMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("streams");
+const STREAM_EVENTS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("stream_events");
 const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
 const COMMAND_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("command_queue");
 const CASCADES: TableDefinition<&str, &[u8]> = TableDefinition::new("cascades");
@@ -51,6 +49,15 @@ const META_NEXT_COMMAND: &str = "next_command";
 const META_PIPELINE: &str = "pipeline_position";
 
 type Bytes = &'static [u8];
+
+/// A stream's newest version and its aggregate state at that version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StreamHead {
+    /// Version of the newest event; 0 for a stream with no events.
+    pub version: u64,
+    /// The aggregate state folded up to `version`; none before any event.
+    pub state: Option<Vec<u8>>,
+}
 
 /// The redb file behind a Cascade data directory.
 pub struct Store {
@@ -90,10 +97,7 @@ impl Store {
     /// # Errors
     ///
     /// `f`'s error, or a storage error from redb.
-    pub fn write<R, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
-    ) -> Result<R, E> {
+    pub fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>) -> Result<R, E> {
         let mut txn = self.db.begin_write().map_err(StoreError::from)?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| StoreError::Redb(e.into()))?;
@@ -135,20 +139,13 @@ impl Store {
     /// # Errors
     ///
     /// A storage error.
-    pub fn read_stream(
-        &self,
-        stream_type: &str,
-        stream_id: &str,
-    ) -> Result<Vec<Event>, StoreError> {
+    pub fn read_stream(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError> {
         let txn = self.db.begin_read()?;
-        let (Ok(index), Ok(events)) = (txn.open_table(STREAM_EVENTS), txn.open_table(EVENTS))
-        else {
+        let (Ok(index), Ok(events)) = (txn.open_table(STREAM_EVENTS), txn.open_table(EVENTS)) else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for entry in
-            index.range((stream_type, stream_id, 1)..=(stream_type, stream_id, u64::MAX))?
-        {
+        for entry in index.range((stream_type, stream_id, 1)..=(stream_type, stream_id, u64::MAX))? {
             let position = entry?.1.value();
             if let Some(bytes) = events.get(position)? {
                 out.push(decode(EVENTS.name(), bytes.value())?);
@@ -162,9 +159,8 @@ impl Store {
 pub struct Tx<'t> {
     meta: Table<'t, &'static str, u64>,
     events: Table<'t, u64, Bytes>,
-    streams: Table<'t, (&'static str, &'static str), u64>,
+    streams: Table<'t, (&'static str, &'static str), Bytes>,
     stream_events: Table<'t, (&'static str, &'static str, u64), u64>,
-    snapshots: Table<'t, (&'static str, &'static str), Bytes>,
     checkpoints: Table<'t, &'static str, u64>,
     command_queue: Table<'t, u64, Bytes>,
     cascades: Table<'t, &'static str, Bytes>,
@@ -183,7 +179,6 @@ impl<'t> Tx<'t> {
             events,
             streams: txn.open_table(STREAMS)?,
             stream_events: txn.open_table(STREAM_EVENTS)?,
-            snapshots: txn.open_table(SNAPSHOTS)?,
             checkpoints: txn.open_table(CHECKPOINTS)?,
             command_queue: txn.open_table(COMMAND_QUEUE)?,
             cascades: txn.open_table(CASCADES)?,
@@ -211,20 +206,21 @@ impl<'t> Tx<'t> {
             .transpose()
     }
 
-    /// The version of the stream's newest event, 0 for a new stream.
+    /// The stream's newest version and aggregate state.
     ///
     /// # Errors
     ///
-    /// A storage error.
-    pub fn stream_version(&self, stream_type: &str, stream_id: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .streams
-            .get((stream_type, stream_id))?
-            .map_or(0, |v| v.value()))
+    /// A storage error, or an unreadable record.
+    pub fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {
+        match self.streams.get((stream_type, stream_id))? {
+            Some(bytes) => decode(STREAMS.name(), bytes.value()),
+            None => Ok(StreamHead::default()),
+        }
     }
 
-    /// Append `events` to a stream whose current version must be `expected`.
-    /// Nothing is written when the versions differ.
+    /// Append `events` to a stream whose current version must be `expected`,
+    /// and store `state` as the aggregate state after them (`None` keeps the
+    /// stored state). Nothing is written when the versions differ.
     ///
     /// # Errors
     ///
@@ -237,13 +233,14 @@ impl<'t> Tx<'t> {
         expected: u64,
         events: &[NewEvent],
         envelope: &Envelope,
+        state: Option<Vec<u8>>,
     ) -> Result<Result<Vec<Event>, ConcurrencyError>, StoreError> {
-        let actual = self.stream_version(stream_type, stream_id)?;
-        if actual != expected {
+        let head = self.stream(stream_type, stream_id)?;
+        if head.version != expected {
             return Ok(Err(ConcurrencyError {
                 stream: format!("{stream_type}:{stream_id}"),
                 expected,
-                actual,
+                actual: head.version,
             }));
         }
         let created_at = now_millis();
@@ -262,51 +259,21 @@ impl<'t> Tx<'t> {
                 correlation_id: envelope.correlation_id.clone(),
                 created_at,
             };
-            self.events
-                .insert(event.position, encode(&event).as_slice())?;
-            self.stream_events.insert(
-                (stream_type, stream_id, event.stream_version),
-                event.position,
-            )?;
+            self.events.insert(event.position, encode(&event).as_slice())?;
+            self.stream_events
+                .insert((stream_type, stream_id, event.stream_version), event.position)?;
             self.head = event.position;
             appended.push(event);
         }
         if let Some(last) = appended.last() {
+            let head = StreamHead {
+                version: last.stream_version,
+                state: state.or(head.state),
+            };
             self.streams
-                .insert((stream_type, stream_id), last.stream_version)?;
+                .insert((stream_type, stream_id), encode(&head).as_slice())?;
         }
         Ok(Ok(appended))
-    }
-
-    /// The aggregate state of a stream at its current version.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn snapshot(
-        &self,
-        stream_type: &str,
-        stream_id: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .snapshots
-            .get((stream_type, stream_id))?
-            .map(|v| v.value().to_vec()))
-    }
-
-    /// Replace the aggregate state of a stream.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn put_snapshot(
-        &mut self,
-        stream_type: &str,
-        stream_id: &str,
-        state: &[u8],
-    ) -> Result<(), StoreError> {
-        self.snapshots.insert((stream_type, stream_id), state)?;
-        Ok(())
     }
 
     /// The position up to which the pipeline has run both phases.
@@ -347,15 +314,23 @@ impl<'t> Tx<'t> {
         Ok(())
     }
 
-    /// Allocate the next command sequence number (never reused).
+    /// The next free command sequence number (numbers are never reused).
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn next_command_seq(&mut self) -> Result<u64, StoreError> {
-        let seq = self.meta.get(META_NEXT_COMMAND)?.map_or(1, |v| v.value());
-        self.meta.insert(META_NEXT_COMMAND, seq + 1)?;
-        Ok(seq)
+    pub fn next_command_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.meta.get(META_NEXT_COMMAND)?.map_or(1, |v| v.value()))
+    }
+
+    /// Record that sequence numbers below `next` are taken.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn set_next_command_seq(&mut self, next: u64) -> Result<(), StoreError> {
+        self.meta.insert(META_NEXT_COMMAND, next)?;
+        Ok(())
     }
 
     /// Put a command at the end of the queue under its sequence number.
@@ -406,13 +381,8 @@ impl<'t> Tx<'t> {
     /// # Errors
     ///
     /// A storage error.
-    pub fn put_cascade(
-        &mut self,
-        correlation_id: &str,
-        record: &CascadeRecord,
-    ) -> Result<(), StoreError> {
-        self.cascades
-            .insert(correlation_id, encode(record).as_slice())?;
+    pub fn put_cascade(&mut self, correlation_id: &str, record: &CascadeRecord) -> Result<(), StoreError> {
+        self.cascades.insert(correlation_id, encode(record).as_slice())?;
         Ok(())
     }
 
@@ -436,8 +406,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn put_plugin(&mut self, record: &PluginRecord) -> Result<(), StoreError> {
-        self.plugins
-            .insert(record.name.as_str(), encode(record).as_slice())?;
+        self.plugins.insert(record.name.as_str(), encode(record).as_slice())?;
         Ok(())
     }
 
@@ -528,23 +497,17 @@ mod tests {
         let (_dir, store) = store();
         store
             .write(|tx| {
-                tx.append("users", "u1", 0, &[created("a"), created("b")], &envelope())?
+                tx.append("users", "u1", 0, &[created("a"), created("b")], &envelope(), None)?
                     .unwrap();
-                tx.append("users", "u2", 0, &[created("c")], &envelope())?
+                tx.append("users", "u2", 0, &[created("c")], &envelope(), None)?
                     .unwrap();
                 Ok::<_, StoreError>(())
             })
             .unwrap();
         let log = store.read_log(1, 10).unwrap();
-        assert_eq!(
-            log.iter().map(|e| e.position).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
+        assert_eq!(log.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2, 3]);
         let u1 = store.read_stream("users", "u1").unwrap();
-        assert_eq!(
-            u1.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
-            [1, 2]
-        );
+        assert_eq!(u1.iter().map(|e| e.stream_version).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(store.read_stream("users", "u2").unwrap()[0].position, 3);
         assert_eq!(store.read_log(3, 10).unwrap().len(), 1);
     }
@@ -554,13 +517,13 @@ mod tests {
         let (_dir, store) = store();
         store
             .write(|tx| {
-                tx.append("users", "u1", 0, &[created("a")], &envelope())?
+                tx.append("users", "u1", 0, &[created("a")], &envelope(), None)?
                     .unwrap();
                 Ok::<_, StoreError>(())
             })
             .unwrap();
         let conflict = store
-            .write(|tx| tx.append("users", "u1", 0, &[created("b")], &envelope()))
+            .write(|tx| tx.append("users", "u1", 0, &[created("b")], &envelope(), None))
             .unwrap()
             .unwrap_err();
         assert_eq!(
@@ -582,7 +545,7 @@ mod tests {
     fn an_error_inside_write_rolls_the_whole_transaction_back() {
         let (_dir, store) = store();
         let result: Result<(), StoreError> = store.write(|tx| {
-            tx.append("users", "u1", 0, &[created("a")], &envelope())?
+            tx.append("users", "u1", 0, &[created("a")], &envelope(), None)?
                 .unwrap();
             Err(StoreError::Corrupt {
                 table: "test",
@@ -608,23 +571,28 @@ mod tests {
                 .unwrap();
         }
         let err = Store::open(&path).err().unwrap();
-        assert!(
-            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)
-        );
+        assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1));
         assert!(err.to_string().contains("upgrade cascade"), "{err}");
     }
 
     #[test]
-    fn the_command_queue_is_fifo_and_sequence_numbers_are_never_reused() {
+    fn the_stream_head_keeps_version_and_state_together() {
         let (_dir, store) = store();
-        let seqs = store
+        let head = store
             .write(|tx| {
-                let a = tx.next_command_seq()?;
-                let b = tx.next_command_seq()?;
-                Ok::<_, StoreError>((a, b))
+                tx.append("users", "u1", 0, &[created("a")], &envelope(), Some(b"s1".to_vec()))?
+                    .unwrap();
+                tx.append("users", "u1", 1, &[created("b")], &envelope(), None)?
+                    .unwrap();
+                tx.stream("users", "u1")
             })
             .unwrap();
-        assert_eq!(seqs, (1, 2));
-        assert_eq!(store.write(|tx| tx.next_command_seq()).unwrap(), 3);
+        assert_eq!(
+            head,
+            StreamHead {
+                version: 2,
+                state: Some(b"s1".to_vec())
+            }
+        );
     }
 }

@@ -8,10 +8,7 @@ use cascade_tests::{TestHost, plugins};
 
 fn host_with_one_user() -> TestHost {
     let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
-    assert!(
-        host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#)
-            .is_ok()
-    );
+    assert!(host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#).is_ok());
     host
 }
 
@@ -93,10 +90,7 @@ fn a_concurrency_conflict_names_stream_and_versions_and_appends_nothing() {
     let pipeline = host.runtime.pipeline();
 
     let id = pipeline
-        .submit(
-            Command::new("users", "u1", "update", r#"{"age": 40}"#),
-            Some(0),
-        )
+        .submit(Command::new("users", "u1", "update", r#"{"age": 40}"#), Some(0))
         .unwrap();
     let settled = pipeline.run_until_settled(&id).unwrap();
 

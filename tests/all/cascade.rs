@@ -6,20 +6,14 @@ use cascade_tests::{TestHost, plugins};
 #[test]
 fn an_on_handler_runs_and_its_checkpoint_advances() {
     let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
-    assert_eq!(
-        host.runtime.pipeline().checkpoint("welcome").unwrap(),
-        Some(0)
-    );
+    assert_eq!(host.runtime.pipeline().checkpoint("welcome").unwrap(), Some(0));
 
     let settled = host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
 
     assert!(settled.is_ok(), "{:?}", settled.failures);
     // welcome's on-user-created ran: it dispatched `open`, which produced AccountOpened.
     assert_eq!(host.log_names(), ["UserCreated", "AccountOpened"]);
-    assert_eq!(
-        host.runtime.pipeline().checkpoint("welcome").unwrap(),
-        Some(2)
-    );
+    assert_eq!(host.runtime.pipeline().checkpoint("welcome").unwrap(), Some(2));
 }
 
 #[test]
@@ -56,10 +50,7 @@ fn phase_two_runs_after_phase_one_of_every_listener() {
     );
     assert!(settled.trace.iter().all(|t| t.outcome == Outcome::Ok));
     let logs: Vec<&str> = settled.logs.iter().map(|l| l.message.as_str()).collect();
-    assert_eq!(
-        logs,
-        ["new user Torsten (u1)", "welcome mail queued for u1"]
-    );
+    assert_eq!(logs, ["new user Torsten (u1)", "welcome mail queued for u1"]);
 }
 
 #[test]
@@ -98,12 +89,7 @@ fn exec_returns_once_the_dispatched_command_has_run_with_linked_ids() {
 #[test]
 fn a_listener_of_two_aggregates_sees_events_of_both() {
     let mut host = TestHost::with_options(
-        &[
-            plugins::USERS,
-            plugins::ACCOUNTS,
-            plugins::WELCOME,
-            plugins::AUDIT,
-        ],
+        &[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME, plugins::AUDIT],
         Options {
             trace: true,
             ..Options::default()
@@ -181,10 +167,7 @@ fn group_commit_gives_the_same_log_whatever_the_batch_size() {
             .map(|i| {
                 let args = format!(r#"{{"name":"user {i}"}}"#);
                 pipeline
-                    .submit(
-                        cascade::Command::new("users", &format!("u{i}"), "create", &args),
-                        None,
-                    )
+                    .submit(cascade::Command::new("users", &format!("u{i}"), "create", &args), None)
                     .unwrap()
             })
             .collect();

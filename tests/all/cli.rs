@@ -26,10 +26,7 @@ fn registered_plugins_are_remembered_in_the_data_directory() {
     let (status, out) = cli(dir.path(), &["plugin", "list"]);
 
     assert_eq!(status, 0);
-    let names: Vec<&str> = out
-        .lines()
-        .map(|l| l.split_whitespace().next().unwrap())
-        .collect();
+    let names: Vec<&str> = out.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
     assert_eq!(names, ["users", "accounts", "welcome", "notifications"]);
 }
 
@@ -102,10 +99,7 @@ fn exec_json_carries_the_actor_and_events_print_the_log() {
 
     let (status, out) = cli(dir.path(), &["events", "--stream", "accounts:u1", "--json"]);
     assert_eq!(status, 0);
-    let events: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["name"], "AccountOpened");
     assert_eq!(events[0]["position"], 2);
@@ -119,12 +113,12 @@ fn exec_json_carries_the_actor_and_events_print_the_log() {
 fn exec_exits_1_when_the_cascade_fails_and_2_on_bad_input() {
     let dir = data_with_plugins();
 
-    let (status, out) = cli(
-        dir.path(),
-        &["exec", "users", "u1", "create", r#"{"name":""}"#],
-    );
+    let (status, out) = cli(dir.path(), &["exec", "users", "u1", "create", r#"{"name":""}"#]);
     assert_eq!(status, 1, "{out}");
-    assert!(out.contains("failed: command `create` on `users:u1` failed: event `UserCreated` breaks its schema at `/name`"), "{out}");
+    assert!(
+        out.contains("failed: command `create` on `users:u1` failed: event `UserCreated` breaks its schema at `/name`"),
+        "{out}"
+    );
 
     let (status, message) = cli(dir.path(), &["exec", "users", "u1", "explode"]);
     assert_eq!(status, 2);
@@ -135,10 +129,7 @@ fn exec_exits_1_when_the_cascade_fails_and_2_on_bad_input() {
 
     let (status, message) = cli(dir.path(), &["events", "--stream", "users"]);
     assert_eq!(status, 2);
-    assert!(
-        message.contains("--stream `users` must be TYPE:ID"),
-        "{message}"
-    );
+    assert!(message.contains("--stream `users` must be TYPE:ID"), "{message}");
 
     let (_, out) = cli(dir.path(), &["events"]);
     assert!(out.is_empty(), "nothing was appended: {out}");

@@ -21,10 +21,7 @@ fn reopening_mid_cascade_resumes_from_the_checkpoint_without_repeating_work() {
     );
     let pipeline = host.runtime.pipeline();
     let correlation_id = pipeline
-        .submit(
-            Command::new("users", "u1", "create", r#"{"name":"Torsten"}"#),
-            None,
-        )
+        .submit(Command::new("users", "u1", "create", r#"{"name":"Torsten"}"#), None)
         .unwrap();
     assert_eq!(pipeline.step().unwrap(), 1); // executes `create`: UserCreated
     assert_eq!(pipeline.step().unwrap(), 1); // runs UserCreated: welcome queues `open`
@@ -55,13 +52,7 @@ impl Listener for Crash {
     fn handlers(&self) -> &[Handler] {
         &self.handlers
     }
-    fn handle(
-        &mut self,
-        _: usize,
-        _: &Event,
-        _: Context,
-        _: &mut Effects,
-    ) -> Result<(), HandlerError> {
+    fn handle(&mut self, _: usize, _: &Event, _: Context, _: &mut Effects) -> Result<(), HandlerError> {
         panic!("simulated crash in the middle of a batch")
     }
 }
@@ -81,29 +72,17 @@ fn a_crash_mid_batch_rolls_back_to_the_last_commit_and_the_work_is_redone() {
     let correlation_id = host
         .runtime
         .pipeline()
-        .submit(
-            Command::new("users", "u1", "create", r#"{"name":"Torsten"}"#),
-            None,
-        )
+        .submit(Command::new("users", "u1", "create", r#"{"name":"Torsten"}"#), None)
         .unwrap();
 
     // One batch would cover the whole cascade; the crash comes at its end.
-    let crashed = catch_unwind(AssertUnwindSafe(|| {
-        host.runtime.pipeline().run_until_idle()
-    }));
+    let crashed = catch_unwind(AssertUnwindSafe(|| host.runtime.pipeline().run_until_idle()));
     assert!(crashed.is_err());
-    assert!(
-        host.log().is_empty(),
-        "nothing of the batch may be committed"
-    );
+    assert!(host.log().is_empty(), "nothing of the batch may be committed");
 
     // The crashing listener is not registered in the data directory.
     let mut host = host.reopen(Options::default());
-    let settled = host
-        .runtime
-        .pipeline()
-        .run_until_settled(&correlation_id)
-        .unwrap();
+    let settled = host.runtime.pipeline().run_until_settled(&correlation_id).unwrap();
     assert!(settled.is_ok(), "{:?}", settled.failures);
     assert_eq!(host.log_names(), ["UserCreated", "AccountOpened"]);
 }

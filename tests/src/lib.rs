@@ -43,13 +43,7 @@ impl TestHost {
     }
 
     /// Execute a command and wait until it settled.
-    pub fn exec(
-        &mut self,
-        stream_type: &str,
-        stream_id: &str,
-        command: &str,
-        args: &str,
-    ) -> Settled {
+    pub fn exec(&mut self, stream_type: &str, stream_id: &str, command: &str, args: &str) -> Settled {
         self.runtime
             .pipeline()
             .execute(Command::new(stream_type, stream_id, command, args))
@@ -58,11 +52,7 @@ impl TestHost {
 
     /// The whole event log.
     pub fn log(&mut self) -> Vec<Event> {
-        self.runtime
-            .pipeline()
-            .store()
-            .read_log(1, usize::MAX)
-            .unwrap()
+        self.runtime.pipeline().store().read_log(1, usize::MAX).unwrap()
     }
 
     /// Names of the events in the log, in order.

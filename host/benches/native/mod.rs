@@ -1,0 +1,153 @@
+//! The example plugins' logic as native Rust: the baseline the benchmarks
+//! compare the WASM guests against. Same state encoding (JSON), same payloads,
+//! same schemas; only the sandbox boundary is missing.
+
+use cascade::{Aggregate, AggregateDescription, Context, Decision, Effects, Event, EventDeclaration, Handler};
+use cascade::{Command, HandlerError, Listener, NewEvent, Phase};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+fn declaration(name: &str, schema: Value) -> EventDeclaration {
+    EventDeclaration {
+        name: name.into(),
+        schema: schema.to_string(),
+    }
+}
+
+fn load<T: Default + for<'de> Deserialize<'de>>(state: Option<&[u8]>) -> anyhow::Result<T> {
+    Ok(state.map(serde_json::from_slice).transpose()?.unwrap_or_default())
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct User {
+    created: bool,
+}
+
+/// `plugins/users`, natively.
+pub struct Users;
+
+impl Aggregate for Users {
+    fn describe(&mut self) -> anyhow::Result<AggregateDescription> {
+        Ok(AggregateDescription {
+            name: "users".into(),
+            events: vec![
+                declaration(
+                    "UserCreated",
+                    json!({"type": "object", "properties": {"name": {"type": "string", "minLength": 1}},
+                           "required": ["name"], "additionalProperties": false}),
+                ),
+                declaration(
+                    "UserUpdated",
+                    json!({"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}},
+                           "required": ["age"], "additionalProperties": false}),
+                ),
+            ],
+            commands: vec!["create".into(), "update".into()],
+        })
+    }
+
+    fn handle(&mut self, state: Option<&[u8]>, _id: &str, command: &str, args: &str) -> anyhow::Result<Decision> {
+        let user: User = load(state)?;
+        let args: Value = serde_json::from_str(args)?;
+        Ok(match command {
+            "create" if user.created => Err("user already exists".into()),
+            "create" => Ok(vec![NewEvent {
+                name: "UserCreated".into(),
+                payload: json!({"name": args["name"]}).to_string(),
+            }]),
+            "update" if !user.created => Err("user does not exist".into()),
+            "update" => Ok(vec![NewEvent {
+                name: "UserUpdated".into(),
+                payload: json!({"age": args["age"]}).to_string(),
+            }]),
+            other => Err(format!("unknown command `{other}`")),
+        })
+    }
+
+    fn apply(&mut self, state: Option<&[u8]>, event: &str, payload: &str) -> anyhow::Result<Vec<u8>> {
+        let mut user: User = load(state)?;
+        let _payload: Value = serde_json::from_str(payload)?;
+        if event == "UserCreated" {
+            user.created = true;
+        }
+        Ok(serde_json::to_vec(&user)?)
+    }
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Account {
+    open: bool,
+}
+
+/// `plugins/accounts`, natively.
+pub struct Accounts;
+
+impl Aggregate for Accounts {
+    fn describe(&mut self) -> anyhow::Result<AggregateDescription> {
+        Ok(AggregateDescription {
+            name: "accounts".into(),
+            events: vec![declaration(
+                "AccountOpened",
+                json!({"type": "object", "properties": {"userId": {"type": "string"}},
+                       "required": ["userId"], "additionalProperties": false}),
+            )],
+            commands: vec!["open".into()],
+        })
+    }
+
+    fn handle(&mut self, state: Option<&[u8]>, id: &str, command: &str, args: &str) -> anyhow::Result<Decision> {
+        let account: Account = load(state)?;
+        let _args: Value = serde_json::from_str(args)?;
+        Ok(match command {
+            "open" if account.open => Err("account is already open".into()),
+            "open" => Ok(vec![NewEvent {
+                name: "AccountOpened".into(),
+                payload: json!({"userId": id}).to_string(),
+            }]),
+            other => Err(format!("unknown command `{other}`")),
+        })
+    }
+
+    fn apply(&mut self, state: Option<&[u8]>, event: &str, payload: &str) -> anyhow::Result<Vec<u8>> {
+        let mut account: Account = load(state)?;
+        let _payload: Value = serde_json::from_str(payload)?;
+        if event == "AccountOpened" {
+            account.open = true;
+        }
+        Ok(serde_json::to_vec(&account)?)
+    }
+}
+
+/// `plugins/welcome`, natively.
+pub struct Welcome {
+    handlers: Vec<Handler>,
+}
+
+impl Welcome {
+    pub fn new() -> Self {
+        Welcome {
+            handlers: vec![Handler {
+                phase: Phase::On,
+                event: "UserCreated".into(),
+            }],
+        }
+    }
+}
+
+impl Listener for Welcome {
+    fn name(&self) -> &str {
+        "welcome"
+    }
+
+    fn handlers(&self) -> &[Handler] {
+        &self.handlers
+    }
+
+    fn handle(&mut self, _: usize, event: &Event, _: Context, effects: &mut Effects) -> Result<(), HandlerError> {
+        let args = serde_json::to_string(&json!({})).map_err(|e| HandlerError::Failed(e.to_string()))?;
+        effects
+            .commands
+            .push(Command::new("accounts", &event.stream_id, "open", &args));
+        Ok(())
+    }
+}
