@@ -8,6 +8,10 @@
 
 mod native;
 
+// The same allocator as the `cascade` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -77,6 +81,7 @@ fn native(dir: &Path, users: usize, options: Options) -> Run {
 
 fn main() {
     let mut users = 100_000;
+    let mut rounds = 3;
     let mut options = Options::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -84,6 +89,7 @@ fn main() {
         match arg.as_str() {
             "--users" => users = value().expect("--users N"),
             "--batch" => options.batch_size = value().expect("--batch N"),
+            "--rounds" => rounds = value().expect("--rounds N"),
             _ => {}
         }
     }
@@ -98,13 +104,22 @@ fn main() {
         2 * users,
         options.batch_size
     );
-    let runs = [
-        wasm(tempfile::tempdir().unwrap().path(), &plugins, users, options.clone()),
-        native(tempfile::tempdir().unwrap().path(), users, options.clone()),
-    ];
-    for run in &runs {
+    // Alternate the variants so drift on a shared machine hits both; report medians.
+    let (mut wasm_runs, mut native_runs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        wasm_runs.push(wasm(
+            tempfile::tempdir().unwrap().path(),
+            &plugins,
+            users,
+            options.clone(),
+        ));
+        native_runs.push(native(tempfile::tempdir().unwrap().path(), users, options.clone()));
+    }
+    let wasm = median(wasm_runs);
+    let native = median(native_runs);
+    for run in [&wasm, &native] {
         println!(
-            "  {:<7} process {:>8.2?}  {:>9.0} events/s   (submit {:?})",
+            "  {:<7} process {:>8.2?}  {:>9.0} events/s   (median of {rounds}; submit {:?})",
             run.label,
             run.process,
             run.events_per_second(),
@@ -113,6 +128,11 @@ fn main() {
     }
     println!(
         "  ratio   native/wasm throughput = {:.2}",
-        runs[1].events_per_second() / runs[0].events_per_second()
+        native.events_per_second() / wasm.events_per_second()
     );
+}
+
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by_key(|r| r.process);
+    runs.swap_remove(runs.len() / 2)
 }

@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// Small allocations dominate the per-event path (strings of events and
+// commands); mimalloc made the pipeline benchmark ~10% faster than glibc malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cascade::cli::Cli::parse();
     let mut out = std::io::stdout().lock();

@@ -41,7 +41,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            batch_size: 512,
+            batch_size: 2048,
             trace: false,
         }
     }
