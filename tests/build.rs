@@ -16,40 +16,59 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let mut constants = String::new();
+    let mut add = |name: &str, built: PathBuf| {
+        let dest = out_dir.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+        let constant = name.to_uppercase().replace('-', "_");
+        constants.push_str(&format!(
+            "/// `{}`\npub const {constant}: &str = {:?};\n",
+            dest.display(),
+            dest.display().to_string()
+        ));
+    };
     for workspace in ["plugins", "tests/fixtures"] {
-        let manifest = root.join(workspace).join("Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target)
-            // The host build's flags are not the guests'.
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .status()
-            .expect("cargo runs");
-        assert!(
-            status.success(),
-            "building the guests in `{workspace}` failed; is the target installed? \
-             run `rustup target add wasm32-wasip2`"
-        );
+        build(&root.join(workspace).join("Cargo.toml"), &target, &[]);
         for name in members(&root.join(workspace)) {
-            let file = name.replace('-', "_");
-            let built = target.join("wasm32-wasip2/release").join(format!("{file}.wasm"));
-            let dest = out_dir.join(format!("{name}.wasm"));
-            std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
-            let constant = name.to_uppercase().replace('-', "_");
-            constants.push_str(&format!(
-                "/// `{}`\npub const {constant}: &str = {:?};\n",
-                dest.display(),
-                dest.display().to_string()
-            ));
+            let file = format!("{}.wasm", name.replace('-', "_"));
+            add(&name, target.join("wasm32-wasip2/release").join(file));
         }
     }
+    // A second build of user-counter that counts by two, for redeploy tests.
+    // Its own target dir keeps the two feature sets from overwriting each other.
+    let by_two = root.join("target").join("guest-by-two");
+    build(
+        &root.join("plugins/Cargo.toml"),
+        &by_two,
+        &["-p", "user-counter", "--features", "by-two"],
+    );
+    add(
+        "user-counter-by-two",
+        by_two.join("wasm32-wasip2/release/user_counter.wasm"),
+    );
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins.rs");
     std::fs::write(out, constants).unwrap();
+}
+
+/// `cargo build` a guest workspace for wasm32-wasip2 into `target`.
+fn build(manifest: &Path, target: &Path, extra: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target)
+        .args(extra)
+        // The host build's flags are not the guests'.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "building the guests of `{}` failed; is the target installed? run `rustup target add wasm32-wasip2`",
+        manifest.display()
+    );
 }
 
 /// Package names of a guest workspace's members (each member dir's package name).

@@ -160,7 +160,41 @@ pub mod __private {
         pub use crate::bindings::cascade::runtime::{commands, log, types};
     }
 
-    use super::Aggregate;
+    use super::{Aggregate, HandlerResult};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+    use std::cell::RefCell;
+
+    /// The state of a stateful process manager. Components are
+    /// single-threaded, so a `RefCell` in a static is sound.
+    pub struct StateCell<T>(RefCell<Option<T>>);
+
+    // SAFETY: wasm32-wasip2 components run on one thread.
+    unsafe impl<T> Sync for StateCell<T> {}
+
+    impl<T> StateCell<T> {
+        #[allow(clippy::new_without_default)]
+        pub const fn new() -> Self {
+            StateCell(RefCell::new(None))
+        }
+    }
+
+    pub fn with_state<T: Default>(cell: &StateCell<T>, f: impl FnOnce(&mut T) -> HandlerResult) -> HandlerResult {
+        let mut slot = cell.0.borrow_mut();
+        f(slot.get_or_insert_with(T::default))
+    }
+
+    pub fn save_state<T: Default + Serialize>(cell: &StateCell<T>) -> Vec<u8> {
+        let mut slot = cell.0.borrow_mut();
+        serde_json::to_vec(slot.get_or_insert_with(T::default)).expect("process manager state serializes to JSON")
+    }
+
+    pub fn load_state<T: DeserializeOwned>(cell: &StateCell<T>, state: Option<Vec<u8>>) {
+        // A blob that no longer fits the state type traps: the host reports
+        // it and keeps the previous version running.
+        let state = state.map(|bytes| serde_json::from_slice(&bytes).expect("stored state fits the state type"));
+        *cell.0.borrow_mut() = state;
+    }
 
     pub fn describe<A: Aggregate>() -> (String, Vec<(String, String)>, Vec<String>) {
         let events = A::events()

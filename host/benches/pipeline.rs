@@ -6,6 +6,7 @@
 //! Run with `scripts/bench.sh` (builds the plugins first), or
 //! `cargo bench -p cascade --bench pipeline -- [--users N]`.
 
+#[allow(dead_code)]
 mod native;
 
 // The same allocator as the `cascade` binary.

@@ -8,8 +8,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::error::{CommandError, CommandFailure, EventValidationError, PluginError, StoreError};
+use crate::error::{
+    CommandError, CommandFailure, EventValidationError, Failure, InfiniteLoopError, PluginError, StoreError,
+};
 use crate::event::{Command, Envelope, Event, NewEvent};
+use crate::pipeline::Cause;
 use crate::store::Tx;
 
 /// An event an aggregate can produce.
@@ -195,7 +198,9 @@ impl Aggregates {
     }
 
     /// Execute `command` inside `tx`: decide, validate, fold, append.
-    /// Nothing is written when the command fails.
+    /// Nothing is written when the command fails. When a process manager
+    /// dispatched it, `cause` is the event it was handling: producing that
+    /// very event again (name, stream, payload) is an [`InfiniteLoopError`].
     ///
     /// # Errors
     ///
@@ -206,16 +211,35 @@ impl Aggregates {
         command: &Command,
         expected_version: Option<u64>,
         envelope: &Envelope,
-    ) -> Result<Result<Vec<Event>, CommandError>, StoreError> {
+        cause: Option<&Cause>,
+    ) -> Result<Result<Vec<Event>, Failure>, StoreError> {
+        Ok(match self.decide(tx, command, expected_version, cause)? {
+            Ok(Decided::Events { version, events, state }) => tx
+                .append(
+                    &command.stream_type,
+                    &command.stream_id,
+                    version,
+                    &events,
+                    envelope,
+                    state,
+                )?
+                .map_err(|conflict| Failure::Command(command_error(command, CommandFailure::Concurrency(conflict)))),
+            Ok(Decided::Nothing) => Ok(Vec::new()),
+            Err(failure) => Err(failure),
+        })
+    }
+
+    fn decide(
+        &mut self,
+        tx: &mut Tx<'_>,
+        command: &Command,
+        expected_version: Option<u64>,
+        cause: Option<&Cause>,
+    ) -> Result<Result<Decided, Failure>, StoreError> {
+        let fail = |reason| Failure::Command(command_error(command, reason));
         let index = match self.entry(command) {
             Ok(index) => index,
-            Err(err) => return Ok(Err(*err)),
-        };
-        let fail = |reason| CommandError {
-            aggregate: command.stream_type.clone(),
-            command: command.name.clone(),
-            stream: command.stream(),
-            reason,
+            Err(err) => return Ok(Err(Failure::Command(*err))),
         };
         if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&command.args) {
             return Ok(Err(fail(CommandFailure::InvalidArgs(err.to_string()))));
@@ -254,24 +278,58 @@ impl Aggregates {
             if let Err(err) = validate(&entry.schemas, event) {
                 return Ok(Err(fail(CommandFailure::InvalidEvent(err))));
             }
+            if let Some(cause) = cause
+                && re_emits(cause, command, event)
+            {
+                return Ok(Err(Failure::InfiniteLoop(InfiniteLoopError {
+                    plugin: cause.plugin.clone(),
+                    event: event.name.clone(),
+                    stream: command.stream(),
+                })));
+            }
             match entry.aggregate.apply(state.as_deref(), &event.name, &event.payload) {
                 Ok(next) => state = Some(next),
                 Err(err) => return Ok(Err(fail(guest_failure(err)))),
             }
         }
         if events.is_empty() {
-            return Ok(Ok(Vec::new()));
+            return Ok(Ok(Decided::Nothing));
         }
-        let appended = tx.append(
-            &command.stream_type,
-            &command.stream_id,
-            head.version,
-            &events,
-            envelope,
+        Ok(Ok(Decided::Events {
+            version: head.version,
+            events,
             state,
-        )?;
-        Ok(appended.map_err(|conflict| fail(CommandFailure::Concurrency(conflict))))
+        }))
     }
+}
+
+/// What an aggregate decided for a command, checked and folded.
+enum Decided {
+    Nothing,
+    Events {
+        version: u64,
+        events: Vec<NewEvent>,
+        state: Option<Vec<u8>>,
+    },
+}
+
+fn command_error(command: &Command, reason: CommandFailure) -> CommandError {
+    CommandError {
+        aggregate: command.stream_type.clone(),
+        command: command.name.clone(),
+        stream: command.stream(),
+        reason,
+    }
+}
+
+/// Whether `event`, produced by `command`, is the event its process manager
+/// was handling: same name, same stream, deep-equal JSON payload.
+fn re_emits(cause: &Cause, command: &Command, event: &NewEvent) -> bool {
+    event.name == cause.event
+        && command.stream_type == cause.stream_type
+        && command.stream_id == cause.stream_id
+        && serde_json::from_str::<serde_json::Value>(&event.payload).ok()
+            == serde_json::from_str::<serde_json::Value>(&cause.payload).ok()
 }
 
 fn validate(schemas: &HashMap<String, jsonschema::Validator>, event: &NewEvent) -> Result<(), EventValidationError> {

@@ -3,7 +3,8 @@
 //! # Exit status
 //!
 //! - 0: success (for `exec`: the cascade settled with no failure);
-//! - 1: `exec` settled, but something in the cascade failed;
+//! - 1: `exec` settled, but something in the cascade failed (or a refresh
+//!   had failing handlers);
 //! - 2: an error: bad arguments, bad input, unreadable data directory.
 
 use std::io::Write;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::event::{Command, Event};
-use crate::pipeline::{Options, Outcome, Settled};
+use crate::pipeline::{Options, Outcome, RefreshReport, Settled};
 use crate::runtime::Runtime;
 
 /// Run event-sourced process managers as sandboxed WebAssembly components.
@@ -59,6 +60,16 @@ pub enum Action {
         #[arg(long)]
         trace: bool,
     },
+    /// Inspect and refresh process managers.
+    #[command(subcommand)]
+    Pm(PmAction),
+    /// Refresh every stateful process manager from the whole log; stateless
+    /// ones are not called.
+    Rebuild {
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the event log.
     Events {
         /// Only this stream, as `TYPE:ID`.
@@ -68,6 +79,26 @@ pub enum Action {
         #[arg(long, default_value_t = 1)]
         from: u64,
         /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `cascade pm ...`
+#[derive(Debug, Subcommand)]
+pub enum PmAction {
+    /// Print a stateful process manager's committed state (pretty JSON, or
+    /// size and hash when the blob is not JSON).
+    State {
+        /// The process manager.
+        name: String,
+    },
+    /// Rebuild a stateful process manager's state by replaying every event it
+    /// handles with `refreshing = true`; commands it dispatches are dropped.
+    Refresh {
+        /// The process manager.
+        name: String,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -139,6 +170,41 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             }
             Ok(if settled.is_ok() { 0 } else { 1 })
         }
+        Action::Pm(PmAction::State { name }) => {
+            match runtime.pipeline().pm_state(&name)? {
+                None => writeln!(out, "`{name}` has no state yet (it has not handled an event)")?,
+                Some(blob) => match serde_json::from_slice::<Value>(&blob) {
+                    Ok(json) => writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?,
+                    Err(_) => writeln!(
+                        out,
+                        "{} bytes, sha256 {}",
+                        blob.len(),
+                        crate::plugin::content_hash(&blob)
+                    )?,
+                },
+            }
+            Ok(0)
+        }
+        Action::Pm(PmAction::Refresh { name, json }) => {
+            let bar = progress_bar();
+            bar.set_message(name.clone());
+            let report = runtime.pipeline().refresh(&name, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            print_reports(out, &[report], json)
+        }
+        Action::Rebuild { json } => {
+            let bar = progress_bar();
+            let reports = runtime.pipeline().rebuild(&mut |name, done, total| {
+                bar.set_message(name.to_owned());
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            print_reports(out, &reports, json)
+        }
         Action::Events { stream, from, json } => {
             let events = match stream {
                 Some(stream) => {
@@ -161,6 +227,51 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} events {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn print_reports(out: &mut dyn Write, reports: &[RefreshReport], json: bool) -> anyhow::Result<u8> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(reports)?)?;
+    } else {
+        if reports.is_empty() {
+            writeln!(out, "no stateful process manager to refresh")?;
+        }
+        for r in reports {
+            let rate = r.through as f64 / r.elapsed.as_secs_f64().max(1e-9);
+            writeln!(
+                out,
+                "refreshed `{}` through position {}: {} event(s) replayed, {} call(s), {} skipped, \
+                 {} dispatched command(s) dropped, {} failure(s), in {:.2?} ({rate:.0} events/s scanned)",
+                r.listener,
+                r.through,
+                r.events,
+                r.calls,
+                r.skipped,
+                r.dropped_commands,
+                r.failures.len(),
+                r.elapsed
+            )?;
+            for failure in &r.failures {
+                writeln!(out, "failed: {failure}")?;
+            }
+        }
+    }
+    Ok(if reports.iter().all(|r| r.failures.is_empty()) {
+        0
+    } else {
+        1
+    })
 }
 
 fn event_line(e: &Event) -> String {

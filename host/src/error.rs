@@ -110,6 +110,35 @@ pub struct HandlerFailure {
     pub message: String,
 }
 
+/// A process manager dispatched a command that produced the very event it
+/// was handling (same name, stream and payload); nothing of it was appended.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error(
+    "Infinite loop detected. Process Manager \"{plugin}\" listens and emits same event \"{event}\" for stream {stream}, causing a recurring event cycle"
+)]
+pub struct InfiniteLoopError {
+    /// The process manager.
+    pub plugin: String,
+    /// The event name.
+    pub event: String,
+    /// `stream-type:stream-id`.
+    pub stream: String,
+}
+
+/// A chain of commands caused by process managers grew past the limit; the
+/// command at its end was not queued.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error(
+    "causation chain longer than {max} commands, stopped as a likely cycle through process managers: {}",
+    chain.join(" -> ")
+)]
+pub struct CausationDepthError {
+    /// The configured maximum depth.
+    pub max: usize,
+    /// Each link as `process-manager/Event`, oldest first.
+    pub chain: Vec<String>,
+}
+
 /// One failure inside a cascade, reported in its settled answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -120,6 +149,12 @@ pub enum Failure {
     /// A handler failed; the pipeline went on with the next listener.
     #[error(transparent)]
     Handler(HandlerFailure),
+    /// A command would have re-emitted the event that caused it.
+    #[error(transparent)]
+    InfiniteLoop(InfiniteLoopError),
+    /// A chain of dispatched commands grew too long.
+    #[error(transparent)]
+    CausationDepth(CausationDepthError),
 }
 
 /// The redb file could not be opened, read or written.
@@ -228,6 +263,30 @@ pub enum PluginError {
         /// The aggregate.
         plugin: String,
         /// What is wrong.
+        message: String,
+    },
+    /// No plugin is registered under this name.
+    #[error("no process manager `{name}` is registered (registered: {known})")]
+    UnknownListener {
+        /// The name asked for.
+        name: String,
+        /// The registered process managers, comma-separated.
+        known: String,
+    },
+    /// The process manager keeps no state, so it cannot be refreshed.
+    #[error("process manager `{name}` is stateless: it has no state to show or refresh")]
+    Stateless {
+        /// The process manager.
+        name: String,
+    },
+    /// `save-state` or `load-state` failed.
+    #[error("process manager `{plugin}` failed to {action} its state: {message}")]
+    State {
+        /// The process manager.
+        plugin: String,
+        /// `save` or `load`.
+        action: &'static str,
+        /// What went wrong.
         message: String,
     },
     /// wasmtime refused to instantiate or call the component.

@@ -53,12 +53,14 @@ mod store;
 
 pub use aggregate::{Aggregate, AggregateDescription, Aggregates, Decision, EventDeclaration};
 pub use error::{
-    CommandError, CommandFailure, ConcurrencyError, Error, EventValidationError, Failure, HandlerFailure, PluginError,
-    StoreError,
+    CausationDepthError, CommandError, CommandFailure, ConcurrencyError, Error, EventValidationError, Failure,
+    HandlerFailure, InfiniteLoopError, PluginError, StoreError,
 };
 pub use event::{Command, Envelope, Event, NewEvent};
 pub use listener::{Context, Effects, Handler, HandlerError, Level, Listener, Phase};
-pub use pipeline::{CascadeRecord, CommandRecord, LogLine, Options, Outcome, Pipeline, Settled, TraceEntry};
+pub use pipeline::{
+    CascadeRecord, Cause, CommandRecord, LogLine, Options, Outcome, Pipeline, RefreshReport, Settled, TraceEntry,
+};
 pub use plugin::{HANDLER_SIGNATURE, PluginKind, PluginRecord};
 pub use runtime::{DATA_FILE, Runtime};
 pub use store::{SCHEMA_VERSION, Store, Tx};

@@ -99,4 +99,29 @@ pub trait Listener: Send {
         ctx: Context,
         effects: &mut Effects,
     ) -> Result<(), HandlerError>;
+
+    /// Whether the host persists a state blob for this listener (a stateful
+    /// process manager). The other state methods are only called when true.
+    fn is_stateful(&self) -> bool {
+        false
+    }
+
+    /// The current state, to be stored with the checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// The state could not be produced (for WASM: the guest trapped).
+    fn save_state(&mut self) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+
+    /// Replace the state with `state`; `None` is the initial state.
+    ///
+    /// # Errors
+    ///
+    /// The blob does not fit (for WASM: the guest trapped).
+    fn load_state(&mut self, state: Option<&[u8]>) -> Result<(), String> {
+        let _ = state;
+        Ok(())
+    }
 }

@@ -24,10 +24,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, Aggregates};
-use crate::error::{Error, Failure, HandlerFailure, PluginError, StoreError};
+use crate::error::{CausationDepthError, Error, Failure, HandlerFailure, PluginError, StoreError};
 use crate::event::{Command, Envelope, Event};
 use crate::listener::{Context, Effects, HandlerError, Level, Listener, Phase};
 use crate::store::{Store, Tx};
+
+mod refresh;
+
+pub use refresh::RefreshReport;
 
 /// Tuning of the pipeline.
 #[derive(Clone, Debug)]
@@ -36,6 +40,9 @@ pub struct Options {
     pub batch_size: usize,
     /// Record every handler call for [`Settled::trace`].
     pub trace: bool,
+    /// The longest chain of commands dispatched by process managers, each
+    /// caused by an event of the previous one, before the next is refused.
+    pub max_causation_depth: usize,
 }
 
 impl Default for Options {
@@ -43,6 +50,7 @@ impl Default for Options {
         Options {
             batch_size: 2048,
             trace: false,
+            max_causation_depth: 64,
         }
     }
 }
@@ -59,10 +67,30 @@ pub struct QueuedCommand {
     /// The event whose handler dispatched it (`e<position>`), none for a
     /// command from outside.
     pub causation_id: Option<String>,
-    /// The listener that dispatched it.
-    pub issued_by: Option<String>,
+    /// What a process manager was handling when it dispatched it; none for a
+    /// command from outside.
+    pub cause: Option<Cause>,
     /// Run only if the stream is at this version.
     pub expected_version: Option<u64>,
+}
+
+/// The event a process manager was handling when it dispatched a command:
+/// what the infinite-loop check compares the command's events against.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Cause {
+    /// The process manager.
+    pub plugin: String,
+    /// The event name.
+    pub event: String,
+    /// The event's stream type.
+    pub stream_type: String,
+    /// The event's stream id.
+    pub stream_id: String,
+    /// The event's JSON payload.
+    pub payload: String,
+    /// Every `process-manager/Event` link from the cascade's first command
+    /// to this one, oldest first.
+    pub chain: Vec<String>,
 }
 
 /// A command as recorded in its cascade.
@@ -169,6 +197,11 @@ struct Slot {
     listener: Box<dyn Listener>,
     /// The last position this listener has seen.
     checkpoint: u64,
+    /// Whether it handled an event in the current batch (its state, if it
+    /// has one, must be saved with the commit).
+    dirty: bool,
+    /// Handler calls since the pipeline was opened (live and replayed).
+    calls: u64,
 }
 
 /// Which handlers an event name reaches, as (listener, handler) indices.
@@ -237,22 +270,44 @@ impl Pipeline {
     /// aggregate declares; a storage error.
     pub fn register_listener(&mut self, listener: Box<dyn Listener>) -> Result<(), Error> {
         validate_handlers(&self.aggregates, listener.as_ref())?;
+        let mut listener = listener;
         let name = listener.name().to_owned();
-        let checkpoint = self.store.write(|tx| {
+        let (checkpoint, state) = self.store.write(|tx| {
             let checkpoint = match tx.checkpoint(&name)? {
                 Some(checkpoint) => checkpoint,
                 None => tx.head(),
             };
             tx.set_checkpoint(&name, checkpoint)?;
-            Ok::<_, StoreError>(checkpoint)
+            Ok::<_, StoreError>((checkpoint, tx.pm_state(&name)?))
         })?;
-        let slot = Slot { listener, checkpoint };
+        if listener.is_stateful() {
+            // A redeployed version carries on from the state of the old one.
+            listener
+                .load_state(state.as_deref())
+                .map_err(|message| PluginError::State {
+                    plugin: name.clone(),
+                    action: "load",
+                    message,
+                })?;
+        }
+        let slot = Slot {
+            listener,
+            checkpoint,
+            dirty: false,
+            calls: 0,
+        };
         match self.slots.iter().position(|s| s.listener.name() == name) {
             Some(index) => self.slots[index] = slot,
             None => self.slots.push(slot),
         }
         self.routes = routes(&self.slots);
         Ok(())
+    }
+
+    /// How many handler calls the listener `name` has had since the pipeline
+    /// was opened, live and during refreshes; `None` for an unknown name.
+    pub fn handler_calls(&self, name: &str) -> Option<u64> {
+        self.slots.iter().find(|s| s.listener.name() == name).map(|s| s.calls)
     }
 
     /// The names of the registered listeners, in registration order.
@@ -312,7 +367,7 @@ impl Pipeline {
                     command,
                     correlation_id: id.clone(),
                     causation_id: None,
-                    issued_by: None,
+                    cause: None,
                     expected_version,
                 };
                 tx.enqueue(seq, &queued)?;
@@ -446,7 +501,8 @@ impl Pipeline {
             next_seq: 0,
         };
         let budget = options.batch_size.max(1);
-        let (done, position) = store.write(|tx| {
+        let max_depth = options.max_causation_depth;
+        let written = store.write(|tx| {
             let mut position = tx.pipeline_position()?;
             batch.next_seq = tx.next_command_seq()?;
             let mut done = 0;
@@ -461,7 +517,7 @@ impl Pipeline {
                         })?,
                     };
                     debug_assert_eq!(event.position, position);
-                    batch.process_event(tx, &event)?;
+                    batch.process_event(tx, &event, max_depth)?;
                 } else if let Some(queued) = batch.next_command(tx)? {
                     batch.execute_command(tx, queued)?;
                 } else {
@@ -482,14 +538,49 @@ impl Pipeline {
                 for (correlation_id, record) in &batch.cascades {
                     tx.put_cascade(correlation_id, record)?;
                 }
+                // State blobs commit with the checkpoints that cover them.
+                for slot in batch.slots.iter_mut().filter(|s| s.dirty && s.listener.is_stateful()) {
+                    let state = slot.listener.save_state().map_err(|message| PluginError::State {
+                        plugin: slot.listener.name().to_owned(),
+                        action: "save",
+                        message,
+                    })?;
+                    tx.put_pm_state(slot.listener.name(), &state)?;
+                }
             }
             Ok::<_, Error>((done, position))
-        })?;
+        });
+        let (done, position) = match written {
+            Ok(written) => written,
+            Err(err) => {
+                // Rolled back: stateful listeners return to the committed state.
+                self.reload_states()?;
+                return Err(err);
+            }
+        };
         // Only after the commit: memory follows what is durable.
         for slot in self.slots.iter_mut() {
             slot.checkpoint = slot.checkpoint.max(position);
+            slot.dirty = false;
         }
         Ok(done)
+    }
+
+    /// Load every stateful listener's committed state blob into it.
+    fn reload_states(&mut self) -> Result<(), Error> {
+        for slot in self.slots.iter_mut().filter(|s| s.listener.is_stateful()) {
+            let name = slot.listener.name().to_owned();
+            let state = self.store.write(|tx| tx.pm_state(&name))?;
+            slot.dirty = false;
+            slot.listener
+                .load_state(state.as_deref())
+                .map_err(|message| PluginError::State {
+                    plugin: name,
+                    action: "load",
+                    message,
+                })?;
+        }
+        Ok(())
     }
 }
 
@@ -537,11 +628,11 @@ impl Batch<'_> {
         Ok(self.cascades.get_mut(correlation_id).expect("inserted above"))
     }
 
-    fn process_event(&mut self, tx: &mut Tx<'_>, event: &Event) -> Result<(), StoreError> {
+    fn process_event(&mut self, tx: &mut Tx<'_>, event: &Event, max_depth: usize) -> Result<(), StoreError> {
         if let Some(route) = self.routes.get(&event.name) {
             for &(slot, handler) in route.on.iter().chain(&route.after) {
                 if self.slots[slot].checkpoint < event.position {
-                    self.call(tx, slot, handler, event)?;
+                    self.call(tx, slot, handler, event, max_depth)?;
                 }
             }
         }
@@ -550,8 +641,17 @@ impl Batch<'_> {
         Ok(())
     }
 
-    fn call(&mut self, tx: &mut Tx<'_>, slot: usize, handler: usize, event: &Event) -> Result<(), StoreError> {
+    fn call(
+        &mut self,
+        tx: &mut Tx<'_>,
+        slot: usize,
+        handler: usize,
+        event: &Event,
+        max_depth: usize,
+    ) -> Result<(), StoreError> {
         let started = self.trace.is_some().then(Instant::now);
+        self.slots[slot].dirty = true;
+        self.slots[slot].calls += 1;
         let listener = &mut self.slots[slot].listener;
         let result = listener.handle(handler, event, Context::default(), &mut self.effects);
         let plugin = listener.name().to_owned();
@@ -596,6 +696,24 @@ impl Batch<'_> {
                 .push(Failure::Handler(failure));
             return Ok(());
         }
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let mut chain = causation_chain(&event.metadata);
+        chain.push(format!("{plugin}/{}", event.name));
+        if chain.len() > max_depth {
+            let failure = Failure::CausationDepth(CausationDepthError { max: max_depth, chain });
+            self.cascade(tx, &event.correlation_id)?.failures.push(failure);
+            return Ok(());
+        }
+        let cause = Cause {
+            plugin,
+            event: event.name.clone(),
+            stream_type: event.stream_type.clone(),
+            stream_id: event.stream_id.clone(),
+            payload: event.payload.clone(),
+            chain,
+        };
         for mut command in commands {
             if command.actor_id.is_none() {
                 command.actor_id.clone_from(&event.actor_id);
@@ -607,7 +725,7 @@ impl Batch<'_> {
                 command,
                 correlation_id: event.correlation_id.clone(),
                 causation_id: Some(event.id()),
-                issued_by: Some(plugin.clone()),
+                cause: Some(cause.clone()),
                 expected_version: None,
             };
             self.dispatched.push_back((seq, queued));
@@ -617,8 +735,8 @@ impl Batch<'_> {
     }
 
     fn execute_command(&mut self, tx: &mut Tx<'_>, queued: QueuedCommand) -> Result<(), StoreError> {
-        let metadata = match &queued.issued_by {
-            Some(plugin) => serde_json::json!({ "issuedBy": plugin }).to_string(),
+        let metadata = match &queued.cause {
+            Some(cause) => serde_json::json!({ "issuedBy": cause.plugin, "chain": cause.chain }).to_string(),
             None => "{}".to_owned(),
         };
         let envelope = Envelope {
@@ -627,9 +745,13 @@ impl Batch<'_> {
             causation_id: queued.id.clone(),
             correlation_id: queued.correlation_id.clone(),
         };
-        let outcome = self
-            .aggregates
-            .execute(tx, &queued.command, queued.expected_version, &envelope)?;
+        let outcome = self.aggregates.execute(
+            tx,
+            &queued.command,
+            queued.expected_version,
+            &envelope,
+            queued.cause.as_ref(),
+        )?;
         if let Ok(events) = &outcome {
             self.appended.extend(events.iter().cloned());
         }
@@ -637,7 +759,7 @@ impl Batch<'_> {
         cascade.commands.push(CommandRecord {
             id: queued.id,
             causation_id: queued.causation_id,
-            issued_by: queued.issued_by,
+            issued_by: queued.cause.map(|c| c.plugin),
             stream: queued.command.stream(),
             name: queued.command.name,
         });
@@ -646,11 +768,21 @@ impl Batch<'_> {
                 cascade.outstanding += events.len() as u64;
                 cascade.events.extend(events.iter().map(|e| e.position));
             }
-            Err(err) => cascade.failures.push(Failure::Command(err)),
+            Err(failure) => cascade.failures.push(failure),
         }
         cascade.outstanding = cascade.outstanding.saturating_sub(1);
         Ok(())
     }
+}
+
+/// The `chain` an event's metadata records: how process managers led to it.
+fn causation_chain(metadata: &str) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Metadata {
+        #[serde(default)]
+        chain: Vec<String>,
+    }
+    serde_json::from_str::<Metadata>(metadata).map_or_else(|_| Vec::new(), |m| m.chain)
 }
 
 fn validate_handlers(aggregates: &Aggregates, listener: &dyn Listener) -> Result<(), PluginError> {

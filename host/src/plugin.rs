@@ -59,19 +59,30 @@ pub struct PluginRecord {
     pub source: String,
 }
 
+const SAVE_STATE: &str = "save-state";
+const LOAD_STATE: &str = "load-state";
+const SAVE_STATE_SIGNATURE: &str = "func() -> list<u8>";
+const LOAD_STATE_SIGNATURE: &str = "func(state: option<list<u8>>)";
+
 /// What the component's exports say it is.
 pub(crate) enum Shape {
     Aggregate,
-    ProcessManager(Vec<Handler>),
+    ProcessManager { handlers: Vec<Handler>, stateful: bool },
 }
 
 /// Classify a component by its exports and check every handler signature.
 pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) -> Result<Shape, PluginError> {
     let ty = component.component_type();
     let mut handlers = Vec::new();
+    let mut state_exports = 0;
     for (name, item) in ty.exports(sandbox.engine()) {
         if name == AGGREGATE_EXPORT {
             return Ok(Shape::Aggregate);
+        }
+        if name == SAVE_STATE || name == LOAD_STATE {
+            check_state_export(plugin, name, &item.ty)?;
+            state_exports += 1;
+            continue;
         }
         let (phase, event) = if let Some(rest) = name.strip_prefix("on-") {
             (Phase::On, rest)
@@ -114,7 +125,57 @@ pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) ->
             plugin: plugin.to_owned(),
         });
     }
-    Ok(Shape::ProcessManager(handlers))
+    if state_exports == 1 {
+        return Err(PluginError::WrongSignature {
+            plugin: plugin.to_owned(),
+            export: "save-state/load-state".into(),
+            expected: "both `save-state` and `load-state`, or neither",
+            found: "only one of them".into(),
+        });
+    }
+    Ok(Shape::ProcessManager {
+        handlers,
+        stateful: state_exports == 2,
+    })
+}
+
+fn check_state_export(plugin: &str, name: &str, item: &ComponentItem) -> Result<(), PluginError> {
+    let (expected, ok, found) = match item {
+        ComponentItem::ComponentFunc(func) => {
+            let params: Vec<Type> = func.params().map(|(_, t)| t).collect();
+            let results: Vec<Type> = func.results().collect();
+            let bytes = |t: &Type| matches!(t, Type::List(l) if l.ty() == Type::U8);
+            let ok = if name == SAVE_STATE {
+                params.is_empty() && matches!(results.as_slice(), [r] if bytes(r))
+            } else {
+                results.is_empty() && matches!(params.as_slice(), [Type::Option(o)] if bytes(&o.ty()))
+            };
+            let found = format!(
+                "func({}){}",
+                params.iter().map(describe).collect::<Vec<_>>().join(", "),
+                results
+                    .iter()
+                    .map(|r| format!(" -> {}", describe(r)))
+                    .collect::<String>()
+            );
+            let expected = if name == SAVE_STATE {
+                SAVE_STATE_SIGNATURE
+            } else {
+                LOAD_STATE_SIGNATURE
+            };
+            (expected, ok, found)
+        }
+        _ => (SAVE_STATE_SIGNATURE, false, "not a function".into()),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(PluginError::WrongSignature {
+        plugin: plugin.to_owned(),
+        export: name.to_owned(),
+        expected,
+        found,
+    })
 }
 
 /// A short WIT-like rendering of a type, for signature messages.
@@ -237,6 +298,8 @@ impl Aggregate for WasmAggregate {
 }
 
 type HandlerFunc = TypedFunc<(wit::Event, wit::Context), (Result<(), wit::HandlerError>,)>;
+type SaveStateFunc = TypedFunc<(), (Vec<u8>,)>;
+type LoadStateFunc = TypedFunc<(Option<Vec<u8>>,), ()>;
 
 /// A process manager implemented by a component: one live instance, its
 /// handler functions typed once.
@@ -244,6 +307,11 @@ pub struct WasmProcessManager {
     name: String,
     handlers: Vec<Handler>,
     indices: Vec<ComponentExportIndex>,
+    /// `save-state` and `load-state`, for a stateful process manager.
+    state_indices: Option<(ComponentExportIndex, ComponentExportIndex)>,
+    /// The last state loaded or saved: what a fresh instance starts from
+    /// after a trap.
+    last_state: Option<Vec<u8>>,
     pre: InstancePre<HostState>,
     sandbox: std::sync::Arc<Sandbox>,
     live: Option<Live>,
@@ -252,6 +320,7 @@ pub struct WasmProcessManager {
 struct Live {
     store: wasmtime::Store<HostState>,
     funcs: Vec<HandlerFunc>,
+    state_funcs: Option<(SaveStateFunc, LoadStateFunc)>,
 }
 
 impl WasmProcessManager {
@@ -266,6 +335,7 @@ impl WasmProcessManager {
         name: &str,
         component: &Component,
         handlers: Vec<Handler>,
+        stateful: bool,
     ) -> Result<WasmProcessManager, PluginError> {
         let pre = sandbox
             .linker()
@@ -279,10 +349,21 @@ impl WasmProcessManager {
                     .ok_or_else(|| instantiate_error(name, anyhow::anyhow!("export `{}` vanished", h.export_name())))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let export = |export: &str| {
+            component
+                .get_export_index(None, export)
+                .ok_or_else(|| instantiate_error(name, anyhow::anyhow!("export `{export}` vanished")))
+        };
+        let state_indices = match stateful {
+            true => Some((export(SAVE_STATE)?, export(LOAD_STATE)?)),
+            false => None,
+        };
         let mut pm = WasmProcessManager {
             name: name.to_owned(),
             handlers,
             indices,
+            state_indices,
+            last_state: None,
             pre,
             sandbox,
             live: None,
@@ -306,7 +387,41 @@ impl WasmProcessManager {
                 })?;
             funcs.push(func);
         }
-        Ok(Live { store, funcs })
+        let state_funcs = match &self.state_indices {
+            None => None,
+            Some((save, load)) => {
+                let typed = |e: wasmtime::Error| instantiate_error(&self.name, e.into());
+                let save = instance
+                    .get_typed_func::<(), (Vec<u8>,)>(&mut store, save)
+                    .map_err(typed)?;
+                let load = instance
+                    .get_typed_func::<(Option<Vec<u8>>,), ()>(&mut store, load)
+                    .map_err(typed)?;
+                load.call(&mut store, (self.last_state.clone(),))
+                    .map_err(|e| state_error(&self.name, "load", e))?;
+                Some((save, load))
+            }
+        };
+        Ok(Live {
+            store,
+            funcs,
+            state_funcs,
+        })
+    }
+
+    fn live(&mut self) -> Result<&mut Live, PluginError> {
+        if self.live.is_none() {
+            self.live = Some(self.instantiate()?);
+        }
+        Ok(self.live.as_mut().expect("instantiated above"))
+    }
+}
+
+fn state_error(plugin: &str, action: &'static str, err: wasmtime::Error) -> PluginError {
+    PluginError::State {
+        plugin: plugin.to_owned(),
+        action,
+        message: format!("{:#}", anyhow::Error::from(err)),
     }
 }
 
@@ -342,10 +457,7 @@ impl Listener for WasmProcessManager {
         ctx: Context,
         effects: &mut Effects,
     ) -> Result<(), HandlerError> {
-        if self.live.is_none() {
-            self.live = Some(self.instantiate().map_err(|e| HandlerError::Failed(e.to_string()))?);
-        }
-        let live = self.live.as_mut().expect("instantiated above");
+        let live = self.live().map_err(|e| HandlerError::Failed(e.to_string()))?;
         let func = live.funcs[handler];
         let ctx = wit::Context {
             refreshing: ctx.refreshing,
@@ -369,6 +481,35 @@ impl Listener for WasmProcessManager {
                 )))
             }
         }
+    }
+
+    fn is_stateful(&self) -> bool {
+        self.state_indices.is_some()
+    }
+
+    fn save_state(&mut self) -> Result<Vec<u8>, String> {
+        let name = self.name.clone();
+        let live = self.live().map_err(|e| e.to_string())?;
+        let Some((save, _)) = live.state_funcs else {
+            return Ok(Vec::new());
+        };
+        match save.call(&mut live.store, ()) {
+            Ok((state,)) => {
+                self.last_state = Some(state.clone());
+                Ok(state)
+            }
+            Err(err) => {
+                self.live = None;
+                Err(state_error(&name, "save", err).to_string())
+            }
+        }
+    }
+
+    fn load_state(&mut self, state: Option<&[u8]>) -> Result<(), String> {
+        self.last_state = state.map(<[u8]>::to_vec);
+        // A fresh instance loads `last_state` as it starts.
+        self.live = None;
+        self.live().map(|_| ()).map_err(|e| e.to_string())
     }
 }
 

@@ -134,8 +134,8 @@ impl Runtime {
                 let name = self.pipeline.register_aggregate(Box::new(aggregate))?;
                 Ok((name, PluginKind::Aggregate))
             }
-            Shape::ProcessManager(handlers) => {
-                let pm = WasmProcessManager::new(self.sandbox.clone(), name, component, handlers)?;
+            Shape::ProcessManager { handlers, stateful } => {
+                let pm = WasmProcessManager::new(self.sandbox.clone(), name, component, handlers, stateful)?;
                 self.pipeline.register_listener(Box::new(pm))?;
                 Ok((name.to_owned(), PluginKind::ProcessManager))
             }

@@ -1,5 +1,6 @@
-//! The redb file: event log, stream index, aggregate snapshots, checkpoints,
-//! the command queue, cascade records and the plugin registry.
+//! The redb file: event log, stream index with aggregate state, checkpoints
+//! and process-manager state blobs, the command queue, cascade records and
+//! the plugin registry.
 //!
 //! Everything lives in one file so that one write transaction commits a whole
 //! batch atomically: the events, everything their handlers produced, and the
@@ -37,6 +38,7 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const STREAMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("streams");
 const STREAM_EVENTS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("stream_events");
 const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
+const PM_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("pm_states");
 const COMMAND_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("command_queue");
 const CASCADES: TableDefinition<&str, &[u8]> = TableDefinition::new("cascades");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
@@ -162,6 +164,7 @@ pub struct Tx<'t> {
     streams: Table<'t, (&'static str, &'static str), Bytes>,
     stream_events: Table<'t, (&'static str, &'static str, u64), u64>,
     checkpoints: Table<'t, &'static str, u64>,
+    pm_states: Table<'t, &'static str, Bytes>,
     command_queue: Table<'t, u64, Bytes>,
     cascades: Table<'t, &'static str, Bytes>,
     plugins: Table<'t, &'static str, Bytes>,
@@ -180,6 +183,7 @@ impl<'t> Tx<'t> {
             streams: txn.open_table(STREAMS)?,
             stream_events: txn.open_table(STREAM_EVENTS)?,
             checkpoints: txn.open_table(CHECKPOINTS)?,
+            pm_states: txn.open_table(PM_STATES)?,
             command_queue: txn.open_table(COMMAND_QUEUE)?,
             cascades: txn.open_table(CASCADES)?,
             plugins: txn.open_table(PLUGINS)?,
@@ -311,6 +315,26 @@ impl<'t> Tx<'t> {
     /// A storage error.
     pub fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError> {
         self.checkpoints.insert(listener, position)?;
+        Ok(())
+    }
+
+    /// The state blob of a stateful process manager, as of its checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn pm_state(&self, listener: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.pm_states.get(listener)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Store a process manager's state blob (with its checkpoint, in the same
+    /// transaction).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_pm_state(&mut self, listener: &str, state: &[u8]) -> Result<(), StoreError> {
+        self.pm_states.insert(listener, state)?;
         Ok(())
     }
 

@@ -83,7 +83,11 @@ fn exec_returns_once_the_dispatched_command_has_run_with_linked_ids() {
     assert_eq!(second.causation_id.as_deref(), Some(created.id().as_str()));
     assert_eq!(second.issued_by.as_deref(), Some("welcome"));
     assert_eq!(opened.causation_id, second.id);
-    assert_eq!(opened.metadata, r#"{"issuedBy":"welcome"}"#);
+    let metadata: serde_json::Value = serde_json::from_str(&opened.metadata).unwrap();
+    assert_eq!(
+        metadata,
+        serde_json::json!({"issuedBy": "welcome", "chain": ["welcome/UserCreated"]})
+    );
 }
 
 #[test]

@@ -4,9 +4,13 @@
 //! - `cascade`: commands, phases, checkpoints, causation and settling;
 //! - `restart`: dropping the host mid-cascade and crash recovery;
 //! - `bad_input`: every kind of bad input gets a clear error and stores nothing;
+//! - `stateful`: state blobs, refresh, rebuild, redeploys, order fulfilment;
+//! - `loops`: InfiniteLoopError and the causation depth limit;
 //! - `cli`: the `cascade` command line, driven in-process.
 
 mod bad_input;
 mod cascade;
 mod cli;
+mod loops;
 mod restart;
+mod stateful;

@@ -9,7 +9,7 @@
 
 use heck::ToKebabCase;
 use proc_macro::TokenStream;
-use proc_macro2::{Span, TokenStream as TokenStream2};
+use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote};
 use syn::{Error, ImplItem, ItemImpl, Type, parse_macro_input};
 
@@ -22,21 +22,40 @@ const WIT_VERSION: &str = "0.1.0";
 /// Every method must be named `on_<event>` or `after_<event>` (the event in
 /// snake case, e.g. `on_user_created` for `UserCreated`) and have the
 /// signature `fn(Event, Context) -> HandlerResult`.
+///
+/// `#[process_manager(state = T)]` makes a stateful process manager: `T`
+/// implements `Default`, `Serialize` and `Deserialize`, each handler takes
+/// `&mut T` first, and the host persists `T` (as JSON) with the checkpoint.
 #[proc_macro_attribute]
 pub fn process_manager(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        return Error::new(Span::call_site(), "`#[process_manager]` takes no arguments")
-            .to_compile_error()
-            .into();
-    }
+    let state = match parse_state_attr(attr.into()) {
+        Ok(state) => state,
+        Err(err) => return err.to_compile_error().into(),
+    };
     let block = parse_macro_input!(item as ItemImpl);
-    match process_manager_exports(&block) {
+    match process_manager_exports(&block, state.as_ref()) {
         Ok(exports) => quote!(#block #exports).into(),
         Err(err) => err.to_compile_error().into(),
     }
 }
 
-fn process_manager_exports(block: &ItemImpl) -> syn::Result<TokenStream2> {
+/// `state = Type`, or nothing.
+fn parse_state_attr(attr: TokenStream2) -> syn::Result<Option<Type>> {
+    if attr.is_empty() {
+        return Ok(None);
+    }
+    let parser = |input: syn::parse::ParseStream<'_>| {
+        let key: syn::Ident = input.parse()?;
+        if key != "state" {
+            return Err(Error::new_spanned(&key, "expected `state = Type`"));
+        }
+        input.parse::<syn::Token![=]>()?;
+        input.parse::<Type>()
+    };
+    syn::parse::Parser::parse2(parser, attr).map(Some)
+}
+
+fn process_manager_exports(block: &ItemImpl, state: Option<&Type>) -> syn::Result<TokenStream2> {
     if let Some((_, path, _)) = &block.trait_ {
         return Err(Error::new_spanned(
             path,
@@ -44,6 +63,7 @@ fn process_manager_exports(block: &ItemImpl) -> syn::Result<TokenStream2> {
         ));
     }
     let ty = self_ident(&block.self_ty)?;
+    let state_cell = format_ident!("__CASCADE_STATE_{}", ty.to_string().to_uppercase());
     let mut wit_exports = String::new();
     let mut forwards = Vec::new();
     for item in &block.items {
@@ -63,9 +83,13 @@ fn process_manager_exports(block: &ItemImpl) -> syn::Result<TokenStream2> {
             "export {}: func(event: event, ctx: context) -> result<_, handler-error>;\n",
             text.to_kebab_case()
         ));
+        let call = match state {
+            None => quote!(#ty::#name(event, ctx)),
+            Some(_) => quote!(::cascade_sdk::__private::with_state(&super::#state_cell, |state| #ty::#name(state, event, ctx))),
+        };
         forwards.push(quote! {
             fn #name(event: ::cascade_sdk::Event, ctx: ::cascade_sdk::Context) -> ::cascade_sdk::HandlerResult {
-                #ty::#name(event, ctx)
+                #call
             }
         });
     }
@@ -75,17 +99,37 @@ fn process_manager_exports(block: &ItemImpl) -> syn::Result<TokenStream2> {
             "a process manager needs at least one `on_<event>` or `after_<event>` handler",
         ));
     }
+    let base = if state.is_some() { "stateful-process-manager" } else { "process-manager" };
     let world = format!(
         "package cascade-plugin:guest;\n\
          world guest {{\n\
-             include cascade:runtime/process-manager@{WIT_VERSION};\n\
+             include cascade:runtime/{base}@{WIT_VERSION};\n\
              use cascade:runtime/types@{WIT_VERSION}.{{event, context, handler-error}};\n\
              {wit_exports}\
          }}\n"
     );
     let module = format_ident!("__cascade_process_manager_{}", ty.to_string().to_lowercase());
     let with = shared_interfaces(&["types", "commands", "log"]);
+    let (state_static, state_exports) = match state {
+        None => (quote!(), quote!()),
+        Some(state) => (
+            quote! {
+                #[doc(hidden)]
+                #[allow(non_upper_case_globals)]
+                static #state_cell: ::cascade_sdk::__private::StateCell<#state> = ::cascade_sdk::__private::StateCell::new();
+            },
+            quote! {
+                fn save_state() -> Vec<u8> {
+                    ::cascade_sdk::__private::save_state(&super::#state_cell)
+                }
+                fn load_state(state: Option<Vec<u8>>) {
+                    ::cascade_sdk::__private::load_state(&super::#state_cell, state)
+                }
+            },
+        ),
+    };
     Ok(quote! {
+        #state_static
         #[doc(hidden)]
         #[allow(clippy::all, unused)]
         mod #module {
@@ -99,6 +143,7 @@ fn process_manager_exports(block: &ItemImpl) -> syn::Result<TokenStream2> {
             use super::#ty;
             impl Guest for #ty {
                 #(#forwards)*
+                #state_exports
             }
             export!(#ty);
         }

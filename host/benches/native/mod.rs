@@ -151,3 +151,56 @@ impl Listener for Welcome {
         Ok(())
     }
 }
+
+#[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Count {
+    users_created: u64,
+}
+
+/// `plugins/user-counter`, natively: a stateful listener.
+pub struct UserCounter {
+    handlers: Vec<Handler>,
+    count: Count,
+}
+
+impl UserCounter {
+    pub fn new() -> Self {
+        let on = |event: &str| Handler {
+            phase: Phase::On,
+            event: event.into(),
+        };
+        UserCounter {
+            handlers: vec![on("UserCreated"), on("UserUpdated")],
+            count: Count::default(),
+        }
+    }
+}
+
+impl Listener for UserCounter {
+    fn name(&self) -> &str {
+        "user-counter"
+    }
+
+    fn handlers(&self) -> &[Handler] {
+        &self.handlers
+    }
+
+    fn handle(&mut self, _: usize, _: &Event, _: Context, _: &mut Effects) -> Result<(), HandlerError> {
+        self.count.users_created += 1;
+        Ok(())
+    }
+
+    fn is_stateful(&self) -> bool {
+        true
+    }
+
+    fn save_state(&mut self) -> Result<Vec<u8>, String> {
+        serde_json::to_vec(&self.count).map_err(|e| e.to_string())
+    }
+
+    fn load_state(&mut self, state: Option<&[u8]>) -> Result<(), String> {
+        self.count = load(state).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

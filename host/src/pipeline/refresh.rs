@@ -1,0 +1,193 @@
+//! Refresh and rebuild: replaying history into stateful process managers.
+//!
+//! A refresh starts the process manager from its initial state and replays,
+//! from the first event up to the pipeline's position, every event it
+//! handles: both phases, `on-` then `after-`, with `refreshing = true`.
+//! Commands dispatched meanwhile are dropped and counted, so history never
+//! re-issues commands. The new state and the checkpoint commit together.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{Pipeline, Slot};
+use crate::error::{Error, HandlerFailure, PluginError, StoreError};
+use crate::listener::{Context, Effects, HandlerError, Phase};
+
+/// Events read from the log per read transaction while replaying.
+const CHUNK: usize = 8192;
+
+/// What one refresh did.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshReport {
+    /// The process manager.
+    pub listener: String,
+    /// The last position replayed (the pipeline's position).
+    pub through: u64,
+    /// Events it handles that were replayed.
+    pub events: u64,
+    /// Handler calls made.
+    pub calls: u64,
+    /// Events a handler skipped with `skip-refreshing`.
+    pub skipped: u64,
+    /// Commands dispatched during the replay, dropped.
+    pub dropped_commands: u64,
+    /// Handlers that failed during the replay.
+    pub failures: Vec<HandlerFailure>,
+    /// The state after the replay, as stored.
+    pub state: Vec<u8>,
+    /// Wall time of the replay.
+    pub elapsed: Duration,
+}
+
+impl Pipeline {
+    /// Refresh the stateful process manager `name`. `progress` is called
+    /// with (position replayed, last position) after each chunk of the log.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::UnknownListener`], [`PluginError::Stateless`], a
+    /// failing `load-state`/`save-state`, a storage error.
+    pub fn refresh(&mut self, name: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<RefreshReport, Error> {
+        let index = self.stateful_slot(name)?;
+        let through = self.store.write(|tx| tx.pipeline_position())?;
+        let slot = &mut self.slots[index];
+        let started = Instant::now();
+        let mut report = replay(&self.store, slot, through, progress)?;
+        let state = slot.listener.save_state().map_err(|message| PluginError::State {
+            plugin: name.to_owned(),
+            action: "save",
+            message,
+        })?;
+        self.store.write(|tx| {
+            tx.put_pm_state(name, &state)?;
+            tx.set_checkpoint(name, through)
+        })?;
+        slot.checkpoint = through;
+        report.state = state;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// Refresh every stateful process manager, in registration order;
+    /// stateless ones are not called. `progress` gets the name too.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::refresh`].
+    pub fn rebuild(&mut self, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<Vec<RefreshReport>, Error> {
+        let names: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|s| s.listener.is_stateful())
+            .map(|s| s.listener.name().to_owned())
+            .collect();
+        names
+            .iter()
+            .map(|name| self.refresh(name, &mut |done, total| progress(name, done, total)))
+            .collect()
+    }
+
+    /// The committed state blob of the stateful process manager `name`
+    /// (`None` before it handled anything).
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::UnknownListener`], [`PluginError::Stateless`], a
+    /// storage error.
+    pub fn pm_state(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.stateful_slot(name)?;
+        Ok(self.store.write(|tx| tx.pm_state(name))?)
+    }
+
+    fn stateful_slot(&self, name: &str) -> Result<usize, PluginError> {
+        let Some(index) = self.slots.iter().position(|s| s.listener.name() == name) else {
+            let names = self.listener_names();
+            return Err(PluginError::UnknownListener {
+                name: name.to_owned(),
+                known: crate::aggregate::quoted_list(names.iter().map(String::as_str)),
+            });
+        };
+        if !self.slots[index].listener.is_stateful() {
+            return Err(PluginError::Stateless { name: name.to_owned() });
+        }
+        Ok(index)
+    }
+}
+
+/// Replay every event up to `through` that `slot` handles, from its initial state.
+fn replay(
+    store: &crate::store::Store,
+    slot: &mut Slot,
+    through: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<RefreshReport, Error> {
+    let listener = &mut slot.listener;
+    let name = listener.name().to_owned();
+    listener.load_state(None).map_err(|message| PluginError::State {
+        plugin: name.clone(),
+        action: "load",
+        message,
+    })?;
+    // Per event name: the `on-` handler first, then the `after-` handler.
+    let mut by_event: HashMap<String, Vec<usize>> = HashMap::new();
+    for (index, handler) in listener.handlers().iter().enumerate() {
+        by_event.entry(handler.event.clone()).or_default().push(index);
+    }
+    for handlers in by_event.values_mut() {
+        handlers.sort_by_key(|&h| listener.handlers()[h].phase == Phase::After);
+    }
+    let mut report = RefreshReport {
+        listener: name.clone(),
+        through,
+        events: 0,
+        calls: 0,
+        skipped: 0,
+        dropped_commands: 0,
+        failures: Vec::new(),
+        state: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    let ctx = Context { refreshing: true };
+    let mut effects = Effects::default();
+    let mut from = 1;
+    progress(0, through);
+    while from <= through {
+        let limit = usize::try_from(through - from + 1).unwrap_or(usize::MAX).min(CHUNK);
+        let chunk = store.read_log(from, limit)?;
+        let Some(last) = chunk.last() else { break };
+        from = last.position + 1;
+        for event in &chunk {
+            let Some(handlers) = by_event.get(&event.name) else {
+                continue;
+            };
+            report.events += 1;
+            for &handler in handlers {
+                report.calls += 1;
+                slot.calls += 1;
+                let result = listener.handle(handler, event, ctx, &mut effects);
+                report.dropped_commands += effects.commands.len() as u64;
+                effects.commands.clear();
+                effects.logs.clear();
+                match result {
+                    Ok(()) => {}
+                    Err(HandlerError::SkipRefreshing) => {
+                        report.skipped += 1;
+                        break;
+                    }
+                    Err(HandlerError::Failed(message)) => report.failures.push(HandlerFailure {
+                        plugin: name.clone(),
+                        handler: listener.handlers()[handler].export_name(),
+                        event: event.name.clone(),
+                        position: event.position,
+                        message,
+                    }),
+                }
+            }
+        }
+        progress(from - 1, through);
+    }
+    Ok::<_, StoreError>(report).map_err(Error::from)
+}

@@ -1,0 +1,64 @@
+//! InfiniteLoopError and the causation depth limit.
+
+use cascade::{Failure, Options};
+use cascade_tests::{TestHost, plugins};
+
+#[test]
+fn a_process_manager_re_emitting_its_event_gets_infinite_loop_error_and_nothing_is_appended() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ECHO_UPDATE]);
+    host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
+
+    let settled = host.exec("users", "u1", "update", r#"{"age": 40}"#);
+
+    let [Failure::InfiniteLoop(err)] = settled.failures.as_slice() else {
+        panic!("expected one infinite loop error, got {:?}", settled.failures)
+    };
+    assert_eq!(
+        err.to_string(),
+        "Infinite loop detected. Process Manager \"echo-update\" listens and emits same event \
+         \"UserUpdated\" for stream users:u1, causing a recurring event cycle"
+    );
+    // Only the first UserUpdated: nothing of the refused command.
+    assert_eq!(host.log_names(), ["UserCreated", "UserUpdated"]);
+    assert_eq!(settled.commands.len(), 2);
+}
+
+#[test]
+fn a_cycle_with_changing_payloads_is_stopped_at_the_causation_depth_naming_the_chain() {
+    let mut host = TestHost::with_options(
+        &[plugins::USERS, plugins::FIXTURE_AGE_INCREMENT],
+        Options {
+            max_causation_depth: 5,
+            ..Options::default()
+        },
+    );
+    host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
+
+    let settled = host.exec("users", "u1", "update", r#"{"age": 1}"#);
+
+    let [Failure::CausationDepth(err)] = settled.failures.as_slice() else {
+        panic!("expected one depth failure, got {:?}", settled.failures)
+    };
+    // The update from outside, then five dispatched by the process manager.
+    assert_eq!(settled.events.len(), 6);
+    assert_eq!(err.chain.len(), 6);
+    assert!(err.chain.iter().all(|link| link == "fixture-age-increment/UserUpdated"));
+    assert!(
+        err.to_string().starts_with(
+            "causation chain longer than 5 commands, stopped as a likely cycle through process managers: \
+             fixture-age-increment/UserUpdated -> fixture-age-increment/UserUpdated"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_default_depth_limit_is_64() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::FIXTURE_AGE_INCREMENT]);
+    host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
+
+    let settled = host.exec("users", "u1", "update", r#"{"age": 1}"#);
+
+    assert_eq!(settled.events.len(), 65);
+    assert!(matches!(settled.failures.as_slice(), [Failure::CausationDepth(e)] if e.max == 64));
+}

@@ -1,0 +1,252 @@
+//! Stateful process managers: state blobs with checkpoints, refresh and
+//! rebuild, skip-while-refreshing, redeploys, restarts.
+
+use cascade::{Command, Failure, Options, RefreshReport};
+use cascade_tests::{TestHost, plugins};
+use serde_json::{Value, json};
+
+fn state(host: &mut TestHost, name: &str) -> Value {
+    let blob = host.runtime.pipeline().pm_state(name).unwrap().expect("a stored state");
+    serde_json::from_slice(&blob).unwrap()
+}
+
+fn refresh(host: &mut TestHost, name: &str) -> RefreshReport {
+    host.runtime.pipeline().refresh(name, &mut |_, _| {}).unwrap()
+}
+
+fn user_counter_host() -> TestHost {
+    TestHost::with(&[
+        plugins::USERS,
+        plugins::ACCOUNTS,
+        plugins::WELCOME,
+        plugins::USER_COUNTER,
+    ])
+}
+
+#[test]
+fn state_and_checkpoint_are_persisted_when_the_cascade_settles() {
+    let mut host = user_counter_host();
+
+    host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
+
+    // The JS library's `{usersCreated: 1}`, stored with the checkpoint.
+    assert_eq!(state(&mut host, "user-counter"), json!({"usersCreated": 1}));
+    assert_eq!(host.runtime.pipeline().checkpoint("user-counter").unwrap(), Some(2));
+}
+
+#[test]
+fn a_redeployed_build_carries_the_state_on_and_a_refresh_recomputes_it() {
+    let mut host = user_counter_host();
+    host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
+    host.exec("users", "u1", "update", r#"{"age":40}"#);
+    assert_eq!(state(&mut host, "user-counter"), json!({"usersCreated": 2}));
+
+    // Deploy the build that counts by two under the same name.
+    let by_two = host.dir.path().join("user-counter.wasm");
+    std::fs::copy(plugins::USER_COUNTER_BY_TWO, &by_two).unwrap();
+    host.runtime.add_plugin(&by_two).unwrap();
+    assert_eq!(
+        state(&mut host, "user-counter"),
+        json!({"usersCreated": 2}),
+        "state carries over"
+    );
+
+    let report = refresh(&mut host, "user-counter");
+
+    assert_eq!((report.events, report.calls, report.through), (2, 2, 3));
+    assert_eq!(state(&mut host, "user-counter"), json!({"usersCreated": 4}));
+    // And the new build goes on counting by two.
+    host.exec("users", "u2", "create", r#"{"name":"Ada"}"#);
+    assert_eq!(state(&mut host, "user-counter"), json!({"usersCreated": 6}));
+}
+
+#[test]
+fn two_refreshes_in_a_row_give_the_state_of_the_live_run() {
+    let mut host = user_counter_host();
+    for i in 0..3 {
+        host.exec("users", &format!("u{i}"), "create", r#"{"name":"x"}"#);
+    }
+    let live = state(&mut host, "user-counter");
+    assert_eq!(live, json!({"usersCreated": 3}));
+
+    refresh(&mut host, "user-counter");
+    assert_eq!(state(&mut host, "user-counter"), live);
+    // The JS library's second refreshState() double-counts here.
+    refresh(&mut host, "user-counter");
+    assert_eq!(state(&mut host, "user-counter"), live);
+}
+
+#[test]
+fn rebuild_refreshes_stateful_process_managers_and_never_calls_stateless_ones() {
+    let mut host = user_counter_host();
+    host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
+    let pipeline = host.runtime.pipeline();
+    assert_eq!(pipeline.handler_calls("welcome"), Some(1));
+
+    let reports = pipeline.rebuild(&mut |_, _, _| {}).unwrap();
+
+    let refreshed: Vec<&str> = reports.iter().map(|r| r.listener.as_str()).collect();
+    assert_eq!(refreshed, ["user-counter"]);
+    assert_eq!(pipeline.handler_calls("welcome"), Some(1), "welcome is stateless");
+    assert_eq!(pipeline.handler_calls("user-counter"), Some(2));
+    assert_eq!(state(&mut host, "user-counter"), json!({"usersCreated": 1}));
+    assert_eq!(host.log_names(), ["UserCreated", "AccountOpened"], "nothing re-issued");
+}
+
+#[test]
+fn a_handler_that_skips_while_refreshing_is_not_counted_again() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::FIXTURE_SKIPPER]);
+    host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
+    assert_eq!(
+        state(&mut host, "fixture-skipper"),
+        json!({"usersSeen": 1, "mailsSent": 1})
+    );
+
+    let report = refresh(&mut host, "fixture-skipper");
+
+    assert_eq!(report.skipped, 1);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    // The on- handler replayed; the skipped after-effect did not count again.
+    assert_eq!(
+        state(&mut host, "fixture-skipper"),
+        json!({"usersSeen": 1, "mailsSent": 0})
+    );
+}
+
+#[test]
+fn skip_refreshing_outside_a_refresh_is_a_failure_naming_the_handler() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::FIXTURE_SKIPPER]);
+    host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
+
+    let settled = host.exec("users", "u1", "update", r#"{"age":3}"#);
+
+    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
+        panic!("expected one handler failure, got {:?}", settled.failures)
+    };
+    assert_eq!(failure.handler, "on-user-updated");
+    assert!(
+        failure.message.contains("`skip-refreshing` outside a refresh"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn after_handlers_run_during_a_refresh_and_their_commands_are_dropped() {
+    let mut host = order_host();
+    host.exec("payment", "o1", "succeed", r#"{"amount":10}"#);
+    host.exec("inventory", "o1", "reserve", r#"{"items":["book"]}"#);
+    assert_eq!(shipped(&mut host), 1);
+
+    let report = refresh(&mut host, "order-fulfillment");
+
+    // on- and after- handlers of both events ran; after-inventory-reserved
+    // dispatched shipOrder again, which was dropped.
+    assert_eq!((report.events, report.calls, report.dropped_commands), (2, 4, 1));
+    assert_eq!(shipped(&mut host), 1, "a refresh never re-issues commands");
+    assert_eq!(
+        state(&mut host, "order-fulfillment"),
+        json!({"orders": {"o1": {"paymentReceived": true, "inventoryReserved": true}}})
+    );
+}
+
+fn order_host() -> TestHost {
+    TestHost::with(&[
+        plugins::PAYMENT,
+        plugins::INVENTORY,
+        plugins::SHIPPING,
+        plugins::ORDER_FULFILLMENT,
+    ])
+}
+
+fn shipped(host: &mut TestHost) -> usize {
+    host.log_names().iter().filter(|n| *n == "OrderShipped").count()
+}
+
+#[test]
+fn an_order_ships_exactly_once_whichever_fact_comes_first() {
+    let mut host = order_host();
+    let payment_first = [
+        ("payment", "succeed", r#"{"amount":10}"#),
+        ("inventory", "reserve", r#"{"items":["a"]}"#),
+    ];
+    let inventory_first = [payment_first[1], payment_first[0]];
+    for (order, steps) in [("o1", payment_first), ("o2", inventory_first)] {
+        let first = host.exec(steps[0].0, order, steps[0].1, steps[0].2);
+        assert!(
+            first.events.iter().all(|e| e.name != "OrderShipped"),
+            "{order}: not yet"
+        );
+        let second = host.exec(steps[1].0, order, steps[1].1, steps[1].2);
+        assert!(second.is_ok(), "{:?}", second.failures);
+        let names: Vec<&str> = second.events.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names[1], "OrderShipped", "{order}: {names:?}");
+        assert_eq!(second.events[1].stream(), format!("shipping:{order}"));
+    }
+    assert_eq!(shipped(&mut host), 2);
+}
+
+#[test]
+fn an_order_with_only_one_fact_never_ships() {
+    let mut host = order_host();
+    host.exec("payment", "o1", "succeed", r#"{"amount":10}"#);
+    host.exec("inventory", "o2", "reserve", r#"{"items":["a"]}"#);
+    assert_eq!(shipped(&mut host), 0);
+}
+
+#[test]
+fn state_survives_a_restart_without_replaying_history() {
+    let mut host = user_counter_host();
+    host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
+
+    let mut host = host.reopen(Options::default());
+
+    assert_eq!(
+        host.runtime.pipeline().handler_calls("user-counter"),
+        Some(0),
+        "no replay"
+    );
+    host.exec("users", "u2", "create", r#"{"name":"Ada"}"#);
+    assert_eq!(state(&mut host, "user-counter"), json!({"usersCreated": 2}));
+}
+
+#[test]
+fn a_refresh_over_100k_events_finishes_and_its_progress_reaches_the_total() {
+    let mut host = user_counter_host();
+    let pipeline = host.runtime.pipeline();
+    let commands = (0..50_000)
+        .map(|i| {
+            (
+                Command::new("users", &format!("u{i}"), "create", r#"{"name":"x"}"#),
+                None,
+            )
+        })
+        .collect();
+    pipeline.submit_all(commands).unwrap();
+    pipeline.run_until_idle().unwrap();
+
+    let mut last = (0, 0);
+    let report = pipeline
+        .refresh("user-counter", &mut |done, total| last = (done, total))
+        .unwrap();
+
+    assert_eq!(report.through, 100_000);
+    assert_eq!(last, (100_000, 100_000));
+    assert_eq!(report.events, 50_000);
+    assert_eq!(state(&mut host, "user-counter"), json!({"usersCreated": 50_000}));
+}
+
+#[test]
+fn refreshing_a_stateless_or_unknown_process_manager_is_a_clear_error() {
+    let mut host = user_counter_host();
+    let pipeline = host.runtime.pipeline();
+    let err = pipeline.refresh("welcome", &mut |_, _| {}).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "process manager `welcome` is stateless: it has no state to show or refresh"
+    );
+    let err = pipeline.refresh("nobody", &mut |_, _| {}).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no process manager `nobody` is registered (registered: `welcome`, `user-counter`)"
+    );
+}
