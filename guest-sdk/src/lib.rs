@@ -30,7 +30,7 @@ mod bindings {
     // shares the handler types (`event`, `context`, ...) from here via `with`.
     wit_bindgen::generate!({
         path: "../wit",
-        world: "cascade:runtime/process-manager@0.1.0",
+        world: "cascade:runtime/sdk@0.1.0",
         generate_unused_types: true,
     });
 }
@@ -39,8 +39,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use bindings::cascade::runtime::log::Level;
+pub use bindings::cascade::runtime::projection_types::Collection;
 pub use bindings::cascade::runtime::types::{Command, Context, Event, HandlerError};
-pub use cascade_sdk_macros::{export_aggregate, process_manager};
+pub use cascade_sdk_macros::{export_aggregate, process_manager, projection};
 
 /// What an `on_*` or `after_*` handler returns.
 pub type HandlerResult = Result<(), HandlerError>;
@@ -104,6 +105,102 @@ pub fn info(message: &str) {
     log(Level::Info, message);
 }
 
+/// Declare a collection and the top-level fields `find` can search.
+pub fn collection(name: &str, indexes: &[&str]) -> Collection {
+    Collection {
+        name: name.to_owned(),
+        indexes: indexes.iter().map(|i| (*i).to_owned()).collect(),
+    }
+}
+
+/// Put `document` as `id` in one of this projection's collections.
+///
+/// # Errors
+///
+/// The host's reason: a collection this projection does not own, or a
+/// document that is not a JSON object.
+pub fn put(collection: &str, id: &str, document: impl Serialize) -> HandlerResult {
+    let body = serde_json::to_string(&document)?;
+    bindings::cascade::runtime::read_model_writer::put(collection, id, &body).map_err(HandlerError::Failed)
+}
+
+/// Delete document `id` from one of this projection's collections.
+///
+/// # Errors
+///
+/// The host's reason: a collection this projection does not own.
+pub fn delete(collection: &str, id: &str) -> HandlerResult {
+    bindings::cascade::runtime::read_model_writer::delete(collection, id).map_err(HandlerError::Failed)
+}
+
+/// Queries over read models, for process managers and projections.
+pub mod read_models {
+    use super::{HandlerError, bindings::cascade::runtime::read_models as wit};
+    use serde::de::DeserializeOwned;
+
+    fn query_error(err: wit::QueryError) -> HandlerError {
+        HandlerError::Failed(match err {
+            wit::QueryError::UnknownCollection(m) | wit::QueryError::NotIndexed(m) | wit::QueryError::Invalid(m) => m,
+        })
+    }
+
+    fn parse<T: DeserializeOwned>(body: &str) -> Result<T, HandlerError> {
+        serde_json::from_str(body).map_err(|e| HandlerError::Failed(format!("read model does not fit the type: {e}")))
+    }
+
+    /// Document `id` of `collection`, deserialized into `T`.
+    ///
+    /// # Errors
+    ///
+    /// An unknown collection, or a document that does not fit `T`.
+    pub fn get<T: DeserializeOwned>(collection: &str, id: &str) -> Result<Option<T>, HandlerError> {
+        wit::get(collection, id)
+            .map_err(query_error)?
+            .map(|body| parse(&body))
+            .transpose()
+    }
+
+    /// Every document of `collection` whose indexed `field` equals `value`,
+    /// with its id.
+    ///
+    /// # Errors
+    ///
+    /// An unknown collection, a field that is not indexed, or documents that
+    /// do not fit `T`.
+    pub fn find<T: DeserializeOwned>(
+        collection: &str,
+        field: &str,
+        value: impl serde::Serialize,
+    ) -> Result<Vec<(String, T)>, HandlerError> {
+        let value = serde_json::to_string(&value)?;
+        wit::find(collection, field, &value)
+            .map_err(query_error)?
+            .into_iter()
+            .map(|doc| Ok((doc.id, parse(&doc.body)?)))
+            .collect()
+    }
+
+    /// Up to `limit` documents of `collection` after id `after`, and the id to
+    /// pass as `after` for the next page.
+    ///
+    /// # Errors
+    ///
+    /// An unknown collection, or documents that do not fit `T`.
+    pub fn list<T: DeserializeOwned>(
+        collection: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<(String, T)>, Option<String>), HandlerError> {
+        let page = wit::list(collection, after, limit).map_err(query_error)?;
+        let documents = page
+            .documents
+            .into_iter()
+            .map(|doc| Ok((doc.id, parse(&doc.body)?)))
+            .collect::<Result<_, HandlerError>>()?;
+        Ok((documents, page.next))
+    }
+}
+
 /// An event an aggregate declares: its name and the JSON Schema of its payload.
 pub struct EventSchema {
     /// PascalCase name, e.g. `UserCreated`.
@@ -157,7 +254,9 @@ pub mod __private {
     pub use wit_bindgen;
 
     pub mod wit {
-        pub use crate::bindings::cascade::runtime::{commands, log, types};
+        pub use crate::bindings::cascade::runtime::{
+            commands, log, projection_types, read_model_writer, read_models, types,
+        };
     }
 
     use super::{Aggregate, HandlerResult};

@@ -70,6 +70,20 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Query read models: one document, a find by an indexed field, or the
+    /// whole collection.
+    Read {
+        /// The collection, e.g. `projects`.
+        collection: String,
+        /// One document by id.
+        id: Option<String>,
+        /// Only documents whose indexed FIELD equals VALUE (JSON, or a bare string).
+        #[arg(long = "where", value_name = "FIELD=VALUE", conflicts_with = "id")]
+        filter: Option<String>,
+        /// One JSON document per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the event log.
     Events {
         /// Only this stream, as `TYPE:ID`.
@@ -204,6 +218,51 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             })?;
             bar.finish_and_clear();
             print_reports(out, &reports, json)
+        }
+        Action::Read {
+            collection,
+            id,
+            filter,
+            json,
+        } => {
+            let read_models = runtime.pipeline().read_models().clone();
+            let documents = match (id, filter) {
+                (Some(id), _) => match read_models.get(&collection, &id)? {
+                    Some(body) => vec![(id, body)],
+                    None => anyhow::bail!("collection `{collection}` has no document `{id}`"),
+                },
+                (None, Some(filter)) => {
+                    let (field, value) = filter
+                        .split_once('=')
+                        .with_context(|| format!("--where `{filter}` must be FIELD=VALUE, e.g. groupId=g1"))?;
+                    // A bare word is a string; anything else must be JSON.
+                    let value = match serde_json::from_str::<Value>(value) {
+                        Ok(_) => value.to_owned(),
+                        Err(_) => Value::String(value.to_owned()).to_string(),
+                    };
+                    read_models.find(&collection, field, &value)?
+                }
+                (None, None) => {
+                    let mut all = Vec::new();
+                    let mut after = None;
+                    loop {
+                        let (page, next) = read_models.list(&collection, after.as_deref(), 1000)?;
+                        all.extend(page);
+                        match next {
+                            Some(next) => after = Some(next),
+                            None => break all,
+                        }
+                    }
+                }
+            };
+            for (id, body) in documents {
+                if json {
+                    writeln!(out, "{body}")?;
+                } else {
+                    writeln!(out, "{id}  {body}")?;
+                }
+            }
+            Ok(0)
         }
         Action::Events { stream, from, json } => {
             let events = match stream {

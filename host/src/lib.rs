@@ -26,7 +26,10 @@
 //!   command queue, cascade records, plugin registry) and its transactions;
 //! - `aggregate`: the [`Aggregate`] trait and the registry that executes
 //!   commands, validating payloads against JSON Schemas;
-//! - `listener`: the [`Listener`] trait process managers implement;
+//! - `listener`: the [`Listener`] trait process managers and projections
+//!   implement;
+//! - `read_model`: collections of JSON documents written by projections,
+//!   with the current batch's writes visible to every later handler;
 //! - `pipeline`: the phase-by-phase event loop with group commit and settled
 //!   tracking;
 //! - `sandbox`: the wasmtime engine, linker and per-plugin store state;
@@ -47,6 +50,7 @@ mod event;
 mod listener;
 mod pipeline;
 mod plugin;
+mod read_model;
 mod runtime;
 mod sandbox;
 mod store;
@@ -62,5 +66,6 @@ pub use pipeline::{
     CascadeRecord, Cause, CommandRecord, LogLine, Options, Outcome, Pipeline, RefreshReport, Settled, TraceEntry,
 };
 pub use plugin::{HANDLER_SIGNATURE, PluginKind, PluginRecord};
+pub use read_model::{Collection, Document, QueryError, ReadModels};
 pub use runtime::{DATA_FILE, Runtime};
 pub use store::{SCHEMA_VERSION, Store, Tx};

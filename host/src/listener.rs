@@ -100,6 +100,12 @@ pub trait Listener: Send {
         effects: &mut Effects,
     ) -> Result<(), HandlerError>;
 
+    /// For a projection: the collections it owns (it may only write those).
+    /// `None` for a process manager.
+    fn collections(&self) -> Option<&[crate::read_model::Collection]> {
+        None
+    }
+
     /// Whether the host persists a state blob for this listener (a stateful
     /// process manager). The other state methods are only called when true.
     fn is_stateful(&self) -> bool {

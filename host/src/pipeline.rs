@@ -27,6 +27,7 @@ use crate::aggregate::{Aggregate, Aggregates};
 use crate::error::{CausationDepthError, Error, Failure, HandlerFailure, PluginError, StoreError};
 use crate::event::{Command, Envelope, Event};
 use crate::listener::{Context, Effects, HandlerError, Level, Listener, Phase};
+use crate::read_model::ReadModels;
 use crate::store::{Store, Tx};
 
 mod refresh;
@@ -214,6 +215,7 @@ struct Route {
 /// The event loop over one store, with its aggregates and listeners.
 pub struct Pipeline {
     store: Store,
+    read_models: ReadModels,
     aggregates: Aggregates,
     slots: Vec<Slot>,
     routes: HashMap<String, Route>,
@@ -226,6 +228,7 @@ impl Pipeline {
     /// A pipeline over `store` with no aggregates or listeners yet.
     pub fn new(store: Store, options: Options) -> Self {
         Pipeline {
+            read_models: ReadModels::new(store.database()),
             store,
             aggregates: Aggregates::default(),
             slots: Vec::new(),
@@ -239,6 +242,11 @@ impl Pipeline {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The read models projections keep.
+    pub fn read_models(&self) -> &ReadModels {
+        &self.read_models
     }
 
     /// The registered aggregates.
@@ -272,6 +280,9 @@ impl Pipeline {
         validate_handlers(&self.aggregates, listener.as_ref())?;
         let mut listener = listener;
         let name = listener.name().to_owned();
+        if let Some(collections) = listener.collections() {
+            self.read_models.declare(&name, collections)?;
+        }
         let (checkpoint, state) = self.store.write(|tx| {
             let checkpoint = match tx.checkpoint(&name)? {
                 Some(checkpoint) => checkpoint,
@@ -478,8 +489,10 @@ impl Pipeline {
     ///
     /// A storage error; the transaction is rolled back.
     pub fn step(&mut self) -> Result<usize, Error> {
+        let read_models = self.read_models.clone();
         let Pipeline {
             store,
+            read_models: _,
             aggregates,
             slots,
             routes,
@@ -531,6 +544,7 @@ impl Pipeline {
                     tx.enqueue(seq, &queued)?;
                 }
                 tx.set_next_command_seq(batch.next_seq)?;
+                read_models.flush(tx)?;
                 tx.set_pipeline_position(position)?;
                 for slot in batch.slots.iter().filter(|s| s.checkpoint < position) {
                     tx.set_checkpoint(slot.listener.name(), position)?;
@@ -553,7 +567,9 @@ impl Pipeline {
         let (done, position) = match written {
             Ok(written) => written,
             Err(err) => {
-                // Rolled back: stateful listeners return to the committed state.
+                // Rolled back: read models and stateful listeners return to
+                // the committed state.
+                self.read_models.discard();
                 self.reload_states()?;
                 return Err(err);
             }

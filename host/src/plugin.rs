@@ -15,6 +15,8 @@ use crate::aggregate::{Aggregate, AggregateDescription, Decision, EventDeclarati
 use crate::error::PluginError;
 use crate::event::{Event, NewEvent};
 use crate::listener::{Context, Effects, Handler, HandlerError, Listener, Phase};
+use crate::read_model::{Collection, ReadModels};
+use crate::sandbox::bindings::cascade::runtime::projection_types as wit_projection;
 use crate::sandbox::bindings::cascade::runtime::types as wit;
 use crate::sandbox::bindings::exports::cascade::runtime::aggregate as wit_aggregate;
 use crate::sandbox::{HostState, Sandbox};
@@ -32,6 +34,8 @@ pub enum PluginKind {
     Aggregate,
     /// Exports `on-*` / `after-*` handlers.
     ProcessManager,
+    /// Exports `collections` and `on-*` handlers.
+    Projection,
 }
 
 impl std::fmt::Display for PluginKind {
@@ -39,6 +43,7 @@ impl std::fmt::Display for PluginKind {
         f.write_str(match self {
             PluginKind::Aggregate => "aggregate",
             PluginKind::ProcessManager => "process-manager",
+            PluginKind::Projection => "projection",
         })
     }
 }
@@ -64,10 +69,14 @@ const LOAD_STATE: &str = "load-state";
 const SAVE_STATE_SIGNATURE: &str = "func() -> list<u8>";
 const LOAD_STATE_SIGNATURE: &str = "func(state: option<list<u8>>)";
 
+/// The export that makes a component a projection.
+const COLLECTIONS: &str = "collections";
+
 /// What the component's exports say it is.
 pub(crate) enum Shape {
     Aggregate,
     ProcessManager { handlers: Vec<Handler>, stateful: bool },
+    Projection { handlers: Vec<Handler> },
 }
 
 /// Classify a component by its exports and check every handler signature.
@@ -75,9 +84,14 @@ pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) ->
     let ty = component.component_type();
     let mut handlers = Vec::new();
     let mut state_exports = 0;
+    let mut projection = false;
     for (name, item) in ty.exports(sandbox.engine()) {
         if name == AGGREGATE_EXPORT {
             return Ok(Shape::Aggregate);
+        }
+        if name == COLLECTIONS {
+            projection = true;
+            continue;
         }
         if name == SAVE_STATE || name == LOAD_STATE {
             check_state_export(plugin, name, &item.ty)?;
@@ -124,6 +138,17 @@ pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) ->
         return Err(PluginError::NoHandlers {
             plugin: plugin.to_owned(),
         });
+    }
+    if projection {
+        if let Some(after) = handlers.iter().find(|h| h.phase == Phase::After) {
+            return Err(PluginError::WrongSignature {
+                plugin: plugin.to_owned(),
+                export: after.export_name(),
+                expected: "no `after-` handlers in a projection (phase 2 is for process managers)",
+                found: "an `after-` handler".into(),
+            });
+        }
+        return Ok(Shape::Projection { handlers });
     }
     if state_exports == 1 {
         return Err(PluginError::WrongSignature {
@@ -220,8 +245,10 @@ fn describe(ty: &Type) -> String {
 fn instantiate(
     sandbox: &Sandbox,
     pre: &InstancePre<HostState>,
+    plugin: &str,
+    read_models: &ReadModels,
 ) -> anyhow::Result<(wasmtime::Store<HostState>, wasmtime::component::Instance)> {
-    let mut store = sandbox.new_store();
+    let mut store = sandbox.new_store(plugin, read_models);
     let instance = pre.instantiate(&mut store)?;
     Ok((store, instance))
 }
@@ -245,11 +272,16 @@ impl WasmAggregate {
     /// # Errors
     ///
     /// The component does not link or does not have the aggregate exports.
-    pub fn new(sandbox: &Sandbox, plugin: &str, component: &Component) -> Result<WasmAggregate, PluginError> {
+    pub fn new(
+        sandbox: &Sandbox,
+        plugin: &str,
+        component: &Component,
+        read_models: &ReadModels,
+    ) -> Result<WasmAggregate, PluginError> {
         let load = || -> anyhow::Result<WasmAggregate> {
             let pre = sandbox.linker().instantiate_pre(component)?;
             let indices = wit_aggregate::GuestIndices::new(&pre)?;
-            let (mut store, instance) = instantiate(sandbox, &pre)?;
+            let (mut store, instance) = instantiate(sandbox, &pre, plugin, read_models)?;
             let guest = indices.load(&mut store, &instance)?;
             Ok(WasmAggregate { store, guest })
         };
@@ -303,7 +335,7 @@ type LoadStateFunc = TypedFunc<(Option<Vec<u8>>,), ()>;
 
 /// A process manager implemented by a component: one live instance, its
 /// handler functions typed once.
-pub struct WasmProcessManager {
+pub struct WasmListener {
     name: String,
     handlers: Vec<Handler>,
     indices: Vec<ComponentExportIndex>,
@@ -314,16 +346,20 @@ pub struct WasmProcessManager {
     last_state: Option<Vec<u8>>,
     pre: InstancePre<HostState>,
     sandbox: std::sync::Arc<Sandbox>,
+    read_models: ReadModels,
+    /// For a projection: the collections it owns.
+    collections: Option<Vec<Collection>>,
     live: Option<Live>,
 }
 
 struct Live {
     store: wasmtime::Store<HostState>,
+    instance: wasmtime::component::Instance,
     funcs: Vec<HandlerFunc>,
     state_funcs: Option<(SaveStateFunc, LoadStateFunc)>,
 }
 
-impl WasmProcessManager {
+impl WasmListener {
     /// Instantiate `component` and type-check each handler export.
     ///
     /// # Errors
@@ -334,9 +370,14 @@ impl WasmProcessManager {
         sandbox: std::sync::Arc<Sandbox>,
         name: &str,
         component: &Component,
-        handlers: Vec<Handler>,
-        stateful: bool,
-    ) -> Result<WasmProcessManager, PluginError> {
+        shape: Shape,
+        read_models: &ReadModels,
+    ) -> Result<WasmListener, PluginError> {
+        let (handlers, stateful, projection) = match shape {
+            Shape::ProcessManager { handlers, stateful } => (handlers, stateful, false),
+            Shape::Projection { handlers } => (handlers, false, true),
+            Shape::Aggregate => unreachable!("aggregates are loaded by WasmAggregate"),
+        };
         let pre = sandbox
             .linker()
             .instantiate_pre(component)
@@ -358,7 +399,7 @@ impl WasmProcessManager {
             true => Some((export(SAVE_STATE)?, export(LOAD_STATE)?)),
             false => None,
         };
-        let mut pm = WasmProcessManager {
+        let mut pm = WasmListener {
             name: name.to_owned(),
             handlers,
             indices,
@@ -366,15 +407,20 @@ impl WasmProcessManager {
             last_state: None,
             pre,
             sandbox,
+            read_models: read_models.clone(),
+            collections: None,
             live: None,
         };
         pm.live = Some(pm.instantiate()?);
+        if projection {
+            pm.collections = Some(pm.declared_collections()?);
+        }
         Ok(pm)
     }
 
     fn instantiate(&self) -> Result<Live, PluginError> {
-        let (mut store, instance) =
-            instantiate(&self.sandbox, &self.pre).map_err(|e| instantiate_error(&self.name, e))?;
+        let (mut store, instance) = instantiate(&self.sandbox, &self.pre, &self.name, &self.read_models)
+            .map_err(|e| instantiate_error(&self.name, e))?;
         let mut funcs = Vec::with_capacity(self.indices.len());
         for (handler, index) in self.handlers.iter().zip(&self.indices) {
             let func = instance
@@ -404,9 +450,36 @@ impl WasmProcessManager {
         };
         Ok(Live {
             store,
+            instance,
             funcs,
             state_funcs,
         })
+    }
+
+    /// Call the projection's `collections` export.
+    fn declared_collections(&mut self) -> Result<Vec<Collection>, PluginError> {
+        let name = self.name.clone();
+        let live = self.live()?;
+        let wrong = |e: wasmtime::Error| PluginError::WrongSignature {
+            plugin: name.clone(),
+            export: COLLECTIONS.into(),
+            expected: "func() -> list<collection>",
+            found: format!("a different type ({:#})", anyhow::Error::from(e)),
+        };
+        let func = live
+            .instance
+            .get_typed_func::<(), (Vec<wit_projection::Collection>,)>(&mut live.store, COLLECTIONS)
+            .map_err(wrong)?;
+        let (collections,) = func
+            .call(&mut live.store, ())
+            .map_err(|e| instantiate_error(&name, anyhow::Error::from(e).context("`collections` trapped")))?;
+        Ok(collections
+            .into_iter()
+            .map(|c| Collection {
+                name: c.name,
+                indexes: c.indexes,
+            })
+            .collect())
     }
 
     fn live(&mut self) -> Result<&mut Live, PluginError> {
@@ -441,7 +514,7 @@ fn guest_event(event: &Event) -> wit::Event {
     }
 }
 
-impl Listener for WasmProcessManager {
+impl Listener for WasmListener {
     fn name(&self) -> &str {
         &self.name
     }
@@ -485,6 +558,10 @@ impl Listener for WasmProcessManager {
 
     fn is_stateful(&self) -> bool {
         self.state_indices.is_some()
+    }
+
+    fn collections(&self) -> Option<&[Collection]> {
+        self.collections.as_deref()
     }
 
     fn save_state(&mut self) -> Result<Vec<u8>, String> {

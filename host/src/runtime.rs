@@ -9,7 +9,7 @@ use wasmtime::component::Component;
 
 use crate::error::{Error, PluginError, StoreError};
 use crate::pipeline::{Options, Pipeline};
-use crate::plugin::{self, PluginKind, PluginRecord, Shape, WasmAggregate, WasmProcessManager};
+use crate::plugin::{self, PluginKind, PluginRecord, Shape, WasmAggregate, WasmListener};
 use crate::sandbox::Sandbox;
 use crate::store::{Store, Tx};
 
@@ -130,14 +130,20 @@ impl Runtime {
     fn register(&mut self, name: &str, component: &Component) -> Result<(String, PluginKind), Error> {
         match plugin::inspect(&self.sandbox, name, component)? {
             Shape::Aggregate => {
-                let aggregate = WasmAggregate::new(&self.sandbox, name, component)?;
+                let read_models = self.pipeline.read_models().clone();
+                let aggregate = WasmAggregate::new(&self.sandbox, name, component, &read_models)?;
                 let name = self.pipeline.register_aggregate(Box::new(aggregate))?;
                 Ok((name, PluginKind::Aggregate))
             }
-            Shape::ProcessManager { handlers, stateful } => {
-                let pm = WasmProcessManager::new(self.sandbox.clone(), name, component, handlers, stateful)?;
-                self.pipeline.register_listener(Box::new(pm))?;
-                Ok((name.to_owned(), PluginKind::ProcessManager))
+            shape => {
+                let kind = match shape {
+                    Shape::Projection { .. } => PluginKind::Projection,
+                    _ => PluginKind::ProcessManager,
+                };
+                let read_models = self.pipeline.read_models().clone();
+                let listener = WasmListener::new(self.sandbox.clone(), name, component, shape, &read_models)?;
+                self.pipeline.register_listener(Box::new(listener))?;
+                Ok((name.to_owned(), kind))
             }
         }
     }

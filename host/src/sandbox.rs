@@ -23,12 +23,17 @@ pub(crate) mod bindings {
     });
 }
 
-use bindings::cascade::runtime::{commands, log, types};
+use bindings::cascade::runtime::{commands, log, projection_types, read_model_writer, read_models, types};
+
+use crate::read_model::{QueryError, ReadModels};
 
 /// The state every plugin's wasmtime `Store` carries.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// The plugin's name: the owner its read-model writes are checked against.
+    plugin: String,
+    read_models: ReadModels,
     /// Commands dispatched during the current call.
     pub(crate) dispatched: Vec<Command>,
     /// Lines logged during the current call.
@@ -36,12 +41,14 @@ pub struct HostState {
 }
 
 impl HostState {
-    fn new() -> Self {
+    fn new(plugin: &str, read_models: ReadModels) -> Self {
         HostState {
             // The builder's defaults grant nothing: no preopens, no env, no
             // args, no sockets, stdio discarded.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
+            plugin: plugin.to_owned(),
+            read_models,
             dispatched: Vec::new(),
             logs: Vec::new(),
         }
@@ -75,6 +82,67 @@ impl commands::Host for HostState {
             actor_id: cmd.actor_id,
         });
         Ok(())
+    }
+}
+
+impl projection_types::Host for HostState {}
+
+fn query_error(err: QueryError) -> read_models::QueryError {
+    match err {
+        QueryError::UnknownCollection { .. } => read_models::QueryError::UnknownCollection(err.to_string()),
+        QueryError::NotIndexed { .. } => read_models::QueryError::NotIndexed(err.to_string()),
+        _ => read_models::QueryError::Invalid(err.to_string()),
+    }
+}
+
+fn documents(docs: Vec<(String, String)>) -> Vec<read_models::Document> {
+    docs.into_iter()
+        .map(|(id, body)| read_models::Document { id, body })
+        .collect()
+}
+
+impl read_models::Host for HostState {
+    fn get(&mut self, collection: String, id: String) -> Result<Option<String>, read_models::QueryError> {
+        self.read_models.get(&collection, &id).map_err(query_error)
+    }
+
+    fn find(
+        &mut self,
+        collection: String,
+        field: String,
+        value: String,
+    ) -> Result<Vec<read_models::Document>, read_models::QueryError> {
+        let docs = self
+            .read_models
+            .find(&collection, &field, &value)
+            .map_err(query_error)?;
+        Ok(documents(docs))
+    }
+
+    fn list(
+        &mut self,
+        collection: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<read_models::Page, read_models::QueryError> {
+        let (docs, next) = self
+            .read_models
+            .list(&collection, after.as_deref(), limit as usize)
+            .map_err(query_error)?;
+        Ok(read_models::Page {
+            documents: documents(docs),
+            next,
+        })
+    }
+}
+
+impl read_model_writer::Host for HostState {
+    fn put(&mut self, collection: String, id: String, body: String) -> Result<(), String> {
+        self.read_models.put(&self.plugin, &collection, &id, &body)
+    }
+
+    fn delete(&mut self, collection: String, id: String) -> Result<(), String> {
+        self.read_models.delete(&self.plugin, &collection, &id)
     }
 }
 
@@ -123,9 +191,9 @@ impl Sandbox {
         &self.linker
     }
 
-    /// A fresh store for one plugin instance.
-    pub fn new_store(&self) -> wasmtime::Store<HostState> {
-        wasmtime::Store::new(&self.engine, HostState::new())
+    /// A fresh store for one instance of `plugin`.
+    pub fn new_store(&self, plugin: &str, read_models: &ReadModels) -> wasmtime::Store<HostState> {
+        wasmtime::Store::new(&self.engine, HostState::new(plugin, read_models.clone()))
     }
 
     /// Key of a precompiled artifact: content hash plus this engine's

@@ -44,6 +44,10 @@ const CASCADES: TableDefinition<&str, &[u8]> = TableDefinition::new("cascades");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts");
+/// Read-model documents: (collection, id) → JSON text.
+pub(crate) const RM_DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("read_model_docs");
+/// Read-model indexes: (collection, field, canonical JSON value, id) → ().
+pub(crate) const RM_INDEX: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("read_model_index");
 
 const META_SCHEMA: &str = "schema_version";
 const META_NEXT_COMMAND: &str = "next_command";
@@ -63,7 +67,7 @@ pub struct StreamHead {
 
 /// The redb file behind a Cascade data directory.
 pub struct Store {
-    db: Database,
+    db: std::sync::Arc<Database>,
 }
 
 impl Store {
@@ -74,7 +78,7 @@ impl Store {
     /// The file is not a redb file, is locked by another process, or was
     /// written by a newer schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
+        let db = std::sync::Arc::new(Database::create(path)?);
         let store = Store { db };
         let found = store.write(|tx| {
             let found = tx.meta.get(META_SCHEMA)?.map(|v| v.value());
@@ -91,6 +95,11 @@ impl Store {
             }),
             _ => Ok(store),
         }
+    }
+
+    /// The database, for read transactions that run beside the writer.
+    pub(crate) fn database(&self) -> std::sync::Arc<Database> {
+        self.db.clone()
     }
 
     /// Run `f` in one write transaction: commit if it returns `Ok`, roll
@@ -170,6 +179,8 @@ pub struct Tx<'t> {
     plugins: Table<'t, &'static str, Bytes>,
     components: Table<'t, &'static str, Bytes>,
     artifacts: Table<'t, &'static str, Bytes>,
+    rm_docs: Table<'t, (&'static str, &'static str), Bytes>,
+    rm_index: Table<'t, (&'static str, &'static str, &'static str, &'static str), ()>,
     head: u64,
 }
 
@@ -189,6 +200,8 @@ impl<'t> Tx<'t> {
             plugins: txn.open_table(PLUGINS)?,
             components: txn.open_table(COMPONENTS)?,
             artifacts: txn.open_table(ARTIFACTS)?,
+            rm_docs: txn.open_table(RM_DOCS)?,
+            rm_index: txn.open_table(RM_INDEX)?,
             head,
         })
     }
@@ -469,6 +482,74 @@ impl<'t> Tx<'t> {
     /// A storage error.
     pub fn put_artifact(&mut self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.artifacts.insert(key, bytes)?;
+        Ok(())
+    }
+}
+
+impl Tx<'_> {
+    /// A read-model document.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn rm_doc(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .rm_docs
+            .get((collection, id))?
+            .map(|d| String::from_utf8_lossy(d.value()).into_owned()))
+    }
+
+    pub(crate) fn rm_put(&mut self, collection: &str, id: &str, doc: &str) -> Result<(), StoreError> {
+        self.rm_docs.insert((collection, id), doc.as_bytes())?;
+        Ok(())
+    }
+
+    pub(crate) fn rm_delete(&mut self, collection: &str, id: &str) -> Result<(), StoreError> {
+        self.rm_docs.remove((collection, id))?;
+        Ok(())
+    }
+
+    pub(crate) fn rm_index(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
+        self.rm_index.insert((collection, field, key, id), ())?;
+        Ok(())
+    }
+
+    pub(crate) fn rm_unindex(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
+        self.rm_index.remove((collection, field, key, id))?;
+        Ok(())
+    }
+
+    /// Remove every document and index entry of `collection`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn rm_clear(&mut self, collection: &str) -> Result<(), StoreError> {
+        let mut ids = Vec::new();
+        for entry in self.rm_docs.range((collection, "")..)? {
+            let (key, _) = entry?;
+            let (c, id) = key.value();
+            if c != collection {
+                break;
+            }
+            ids.push(id.to_owned());
+        }
+        for id in &ids {
+            self.rm_docs.remove((collection, id.as_str()))?;
+        }
+        let mut keys = Vec::new();
+        for entry in self.rm_index.range((collection, "", "", "")..)? {
+            let (key, _) = entry?;
+            let (c, f, v, id) = key.value();
+            if c != collection {
+                break;
+            }
+            keys.push((f.to_owned(), v.to_owned(), id.to_owned()));
+        }
+        for (f, v, id) in &keys {
+            self.rm_index
+                .remove((collection, f.as_str(), v.as_str(), id.as_str()))?;
+        }
         Ok(())
     }
 }

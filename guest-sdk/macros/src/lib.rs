@@ -33,10 +33,42 @@ pub fn process_manager(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(err) => return err.to_compile_error().into(),
     };
     let block = parse_macro_input!(item as ItemImpl);
-    match process_manager_exports(&block, state.as_ref()) {
+    let kind = match state {
+        Some(state) => Kind::Stateful(state),
+        None => Kind::Stateless,
+    };
+    match listener_exports(&block, &kind) {
         Ok(exports) => quote!(#block #exports).into(),
         Err(err) => err.to_compile_error().into(),
     }
+}
+
+/// Turns an inherent `impl` block into a projection component.
+///
+/// Methods named `on_<event>` with the signature `fn(Event, Context) ->
+/// HandlerResult` become `on-<event>` exports; the block must also have
+/// `fn collections() -> Vec<Collection>` declaring the collections the
+/// projection owns and the fields it indexes. Projections have no `after_`
+/// handlers and cannot dispatch commands.
+#[proc_macro_attribute]
+pub fn projection(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        return Error::new(proc_macro2::Span::call_site(), "`#[projection]` takes no arguments")
+            .to_compile_error()
+            .into();
+    }
+    let block = parse_macro_input!(item as ItemImpl);
+    match listener_exports(&block, &Kind::Projection) {
+        Ok(exports) => quote!(#block #exports).into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+/// What kind of listener a block implements.
+enum Kind {
+    Stateless,
+    Stateful(Type),
+    Projection,
 }
 
 /// `state = Type`, or nothing.
@@ -55,7 +87,12 @@ fn parse_state_attr(attr: TokenStream2) -> syn::Result<Option<Type>> {
     syn::parse::Parser::parse2(parser, attr).map(Some)
 }
 
-fn process_manager_exports(block: &ItemImpl, state: Option<&Type>) -> syn::Result<TokenStream2> {
+fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> {
+    let state = match kind {
+        Kind::Stateful(state) => Some(state),
+        _ => None,
+    };
+    let projection = matches!(kind, Kind::Projection);
     if let Some((_, path, _)) = &block.trait_ {
         return Err(Error::new_spanned(
             path,
@@ -70,6 +107,15 @@ fn process_manager_exports(block: &ItemImpl, state: Option<&Type>) -> syn::Resul
         let ImplItem::Fn(func) = item else { continue };
         let name = &func.sig.ident;
         let text = name.to_string();
+        if projection && text == "collections" {
+            continue;
+        }
+        if projection && text.starts_with("after_") {
+            return Err(Error::new_spanned(
+                name,
+                "projections only have `on_<event>` handlers: phase 2 (`after_`) is for process managers",
+            ));
+        }
         if !(text.starts_with("on_") || text.starts_with("after_")) {
             return Err(Error::new_spanned(
                 name,
@@ -99,7 +145,11 @@ fn process_manager_exports(block: &ItemImpl, state: Option<&Type>) -> syn::Resul
             "a process manager needs at least one `on_<event>` or `after_<event>` handler",
         ));
     }
-    let base = if state.is_some() { "stateful-process-manager" } else { "process-manager" };
+    let base = match kind {
+        Kind::Stateless => "process-manager",
+        Kind::Stateful(_) => "stateful-process-manager",
+        Kind::Projection => "projection",
+    };
     let world = format!(
         "package cascade-plugin:guest;\n\
          world guest {{\n\
@@ -109,7 +159,20 @@ fn process_manager_exports(block: &ItemImpl, state: Option<&Type>) -> syn::Resul
          }}\n"
     );
     let module = format_ident!("__cascade_process_manager_{}", ty.to_string().to_lowercase());
-    let with = shared_interfaces(&["types", "commands", "log"]);
+    let with = match kind {
+        Kind::Projection => {
+            shared_interfaces(&["types", "read-models", "read-model-writer", "projection-types", "log"])
+        }
+        _ => shared_interfaces(&["types", "commands", "read-models", "log"]),
+    };
+    let collections = match kind {
+        Kind::Projection => quote! {
+            fn collections() -> Vec<::cascade_sdk::Collection> {
+                #ty::collections()
+            }
+        },
+        _ => quote!(),
+    };
     let (state_static, state_exports) = match state {
         None => (quote!(), quote!()),
         Some(state) => (
@@ -144,6 +207,7 @@ fn process_manager_exports(block: &ItemImpl, state: Option<&Type>) -> syn::Resul
             impl Guest for #ty {
                 #(#forwards)*
                 #state_exports
+                #collections
             }
             export!(#ty);
         }
@@ -203,7 +267,7 @@ pub fn export_aggregate(item: TokenStream) -> TokenStream {
 fn shared_interfaces(names: &[&str]) -> TokenStream2 {
     let entries = names.iter().map(|name| {
         let key = format!("cascade:runtime/{name}@{WIT_VERSION}");
-        let module = format_ident!("{name}");
+        let module = format_ident!("{}", name.replace('-', "_"));
         quote!(#key: ::cascade_sdk::__private::wit::#module,)
     });
     quote!(#(#entries)*)

@@ -55,7 +55,7 @@ impl Pipeline {
         let through = self.store.write(|tx| tx.pipeline_position())?;
         let slot = &mut self.slots[index];
         let started = Instant::now();
-        let mut report = replay(&self.store, slot, through, progress)?;
+        let mut report = replay(&self.store, slot, through, progress, &mut || Ok(()))?;
         let state = slot.listener.save_state().map_err(|message| PluginError::State {
             plugin: name.to_owned(),
             action: "save",
@@ -71,23 +71,47 @@ impl Pipeline {
         Ok(report)
     }
 
-    /// Refresh every stateful process manager, in registration order;
-    /// stateless ones are not called. `progress` gets the name too.
+    /// Replay every projection into empty collections and refresh every
+    /// stateful process manager, in registration order; stateless process
+    /// managers are not called. `progress` gets the name too.
     ///
     /// # Errors
     ///
     /// As [`Pipeline::refresh`].
     pub fn rebuild(&mut self, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<Vec<RefreshReport>, Error> {
-        let names: Vec<String> = self
-            .slots
-            .iter()
-            .filter(|s| s.listener.is_stateful())
-            .map(|s| s.listener.name().to_owned())
-            .collect();
-        names
-            .iter()
-            .map(|name| self.refresh(name, &mut |done, total| progress(name, done, total)))
-            .collect()
+        let mut reports = Vec::new();
+        for index in 0..self.slots.len() {
+            let name = self.slots[index].listener.name().to_owned();
+            let mut progress = |done, total| progress(&name, done, total);
+            if self.slots[index].listener.collections().is_some() {
+                reports.push(self.rebuild_projection(index, &mut progress)?);
+            } else if self.slots[index].listener.is_stateful() {
+                reports.push(self.refresh(&name, &mut progress)?);
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Clear a projection's collections and replay the log into them. The
+    /// read-model writes of each chunk commit in one transaction.
+    fn rebuild_projection(&mut self, index: usize, progress: &mut dyn FnMut(u64, u64)) -> Result<RefreshReport, Error> {
+        let name = self.slots[index].listener.name().to_owned();
+        let collections = self.read_models.owned_by(&name);
+        let through = self.store.write(|tx| {
+            for collection in &collections {
+                tx.rm_clear(collection)?;
+            }
+            tx.pipeline_position()
+        })?;
+        let started = Instant::now();
+        let read_models = self.read_models.clone();
+        let store = &self.store;
+        let mut flush = || store.write(|tx| read_models.flush(tx));
+        let mut report = replay(store, &mut self.slots[index], through, progress, &mut flush)?;
+        self.store.write(|tx| tx.set_checkpoint(&name, through))?;
+        self.slots[index].checkpoint = through;
+        report.elapsed = started.elapsed();
+        Ok(report)
     }
 
     /// The committed state blob of the stateful process manager `name`
@@ -118,19 +142,24 @@ impl Pipeline {
 }
 
 /// Replay every event up to `through` that `slot` handles, from its initial state.
+/// `after_chunk` runs after each chunk of the log (a projection commits its
+/// read-model writes there).
 fn replay(
     store: &crate::store::Store,
     slot: &mut Slot,
     through: u64,
     progress: &mut dyn FnMut(u64, u64),
+    after_chunk: &mut dyn FnMut() -> Result<(), StoreError>,
 ) -> Result<RefreshReport, Error> {
     let listener = &mut slot.listener;
     let name = listener.name().to_owned();
-    listener.load_state(None).map_err(|message| PluginError::State {
-        plugin: name.clone(),
-        action: "load",
-        message,
-    })?;
+    if listener.is_stateful() {
+        listener.load_state(None).map_err(|message| PluginError::State {
+            plugin: name.clone(),
+            action: "load",
+            message,
+        })?;
+    }
     // Per event name: the `on-` handler first, then the `after-` handler.
     let mut by_event: HashMap<String, Vec<usize>> = HashMap::new();
     for (index, handler) in listener.handlers().iter().enumerate() {
@@ -187,7 +216,8 @@ fn replay(
                 }
             }
         }
+        after_chunk()?;
         progress(from - 1, through);
     }
-    Ok::<_, StoreError>(report).map_err(Error::from)
+    Ok(report)
 }

@@ -1,0 +1,367 @@
+//! Read models: JSON documents in collections, written by projections and
+//! queried by process managers (and projections) from inside handler calls.
+//!
+//! A guest queries *during* a call, and must see every write of the current
+//! batch, which is not committed yet. So [`ReadModels`] keeps the batch's
+//! writes in an overlay in front of redb: reads consult the overlay first,
+//! then the last commit (through a redb read transaction); at the end of the
+//! batch the overlay is flushed into the batch's write transaction, with the
+//! index entries, or dropped if the batch rolls back.
+//!
+//! Index entries are `(collection, field, canonical JSON value, id)` for each
+//! indexed top-level field present in a document.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use redb::{Database, ReadableDatabase};
+use serde_json::Value;
+
+use crate::error::{PluginError, StoreError};
+use crate::store::{self, Tx};
+
+/// A collection a projection declares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collection {
+    /// Unique among all projections.
+    pub name: String,
+    /// Top-level fields `find` can search.
+    pub indexes: Vec<String>,
+}
+
+/// Why a read-model query failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// No projection declares the collection.
+    #[error("no collection `{collection}` (declared: {known})")]
+    UnknownCollection {
+        /// The collection asked for.
+        collection: String,
+        /// The declared collections, comma-separated.
+        known: String,
+    },
+    /// `find` on a field that is not indexed.
+    #[error(
+        "collection `{collection}` has no index on `{field}` (indexed: {indexes}); index it in the projection or page through the collection with `list`"
+    )]
+    NotIndexed {
+        /// The collection.
+        collection: String,
+        /// The field asked for.
+        field: String,
+        /// The indexed fields, comma-separated.
+        indexes: String,
+    },
+    /// The query is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// redb failed.
+    #[error("{0}")]
+    Store(String),
+}
+
+struct Owned {
+    owner: String,
+    indexes: Vec<String>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    collections: HashMap<String, Owned>,
+    /// This batch's writes: `Some(document)` put, `None` deleted.
+    overlay: BTreeMap<(String, String), Option<String>>,
+}
+
+/// The read models of one data directory; cheap to clone (one shared handle).
+#[derive(Clone)]
+pub struct ReadModels {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// A document id and its JSON text.
+pub type Document = (String, String);
+
+impl ReadModels {
+    pub(crate) fn new(db: Arc<Database>) -> Self {
+        ReadModels {
+            inner: Arc::new(Mutex::new(Inner {
+                db,
+                collections: HashMap::new(),
+                overlay: BTreeMap::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves no partial update behind
+        // (every method mutates in one step), so a poisoned lock is usable.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Make `owner` the owner of `collections`, replacing what it declared before.
+    ///
+    /// # Errors
+    ///
+    /// A collection another projection already owns.
+    pub(crate) fn declare(&self, owner: &str, collections: &[Collection]) -> Result<(), PluginError> {
+        let mut inner = self.lock();
+        for c in collections {
+            if let Some(existing) = inner.collections.get(&c.name)
+                && existing.owner != owner
+            {
+                return Err(PluginError::InvalidAggregate {
+                    plugin: owner.to_owned(),
+                    message: format!(
+                        "collection `{}` is already owned by projection `{}`",
+                        c.name, existing.owner
+                    ),
+                });
+            }
+        }
+        inner.collections.retain(|_, o| o.owner != owner);
+        for c in collections {
+            let owned = Owned {
+                owner: owner.to_owned(),
+                indexes: c.indexes.clone(),
+            };
+            inner.collections.insert(c.name.clone(), owned);
+        }
+        Ok(())
+    }
+
+    /// The collections `owner` declared.
+    pub(crate) fn owned_by(&self, owner: &str) -> Vec<String> {
+        let inner = self.lock();
+        let mut names: Vec<String> = inner
+            .collections
+            .iter()
+            .filter(|(_, o)| o.owner == owner)
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Document `id` of `collection`.
+    ///
+    /// # Errors
+    ///
+    /// An unknown collection; a storage error.
+    pub fn get(&self, collection: &str, id: &str) -> Result<Option<String>, QueryError> {
+        let inner = self.lock();
+        inner.owned(collection)?;
+        if let Some(doc) = inner.overlay.get(&(collection.to_owned(), id.to_owned())) {
+            return Ok(doc.clone());
+        }
+        let txn = inner.db.begin_read().map_err(query_store)?;
+        let docs = txn.open_table(store::RM_DOCS).map_err(query_store)?;
+        let doc = docs.get((collection, id)).map_err(query_store)?;
+        Ok(doc.map(|d| String::from_utf8_lossy(d.value()).into_owned()))
+    }
+
+    /// Every document of `collection` whose indexed top-level `field` equals
+    /// the JSON `value`, in id order.
+    ///
+    /// # Errors
+    ///
+    /// An unknown collection, a field that is not indexed, a `value` that is
+    /// not JSON; a storage error.
+    pub fn find(&self, collection: &str, field: &str, value: &str) -> Result<Vec<Document>, QueryError> {
+        let inner = self.lock();
+        let owned = inner.owned(collection)?;
+        if !owned.indexes.iter().any(|i| i == field) {
+            return Err(QueryError::NotIndexed {
+                collection: collection.to_owned(),
+                field: field.to_owned(),
+                indexes: crate::aggregate::quoted_list(owned.indexes.iter().map(String::as_str)),
+            });
+        }
+        let value: Value = serde_json::from_str(value)
+            .map_err(|e| QueryError::Invalid(format!("find value `{value}` is not JSON: {e}")))?;
+        let key = value.to_string();
+        let mut found = BTreeMap::new();
+        let txn = inner.db.begin_read().map_err(query_store)?;
+        let index = txn.open_table(store::RM_INDEX).map_err(query_store)?;
+        let docs = txn.open_table(store::RM_DOCS).map_err(query_store)?;
+        for entry in index
+            .range((collection, field, key.as_str(), "")..)
+            .map_err(query_store)?
+        {
+            let (k, _) = entry.map_err(query_store)?;
+            let (c, f, v, id) = k.value();
+            if (c, f, v) != (collection, field, key.as_str()) {
+                break;
+            }
+            if let Some(doc) = docs.get((collection, id)).map_err(query_store)? {
+                found.insert(id.to_owned(), String::from_utf8_lossy(doc.value()).into_owned());
+            }
+        }
+        // The batch's writes win over the last commit.
+        for ((c, id), doc) in inner.overlay.range((collection.to_owned(), String::new())..) {
+            if c != collection {
+                break;
+            }
+            found.remove(id);
+            if let Some(doc) = doc
+                && field_key(doc, field).as_deref() == Some(key.as_str())
+            {
+                found.insert(id.clone(), doc.clone());
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    /// Up to `limit` documents of `collection` with ids after `after`, in id
+    /// order, and the id to continue after (none on the last page).
+    ///
+    /// # Errors
+    ///
+    /// An unknown collection; a storage error.
+    pub fn list(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Document>, Option<String>), QueryError> {
+        let inner = self.lock();
+        inner.owned(collection)?;
+        let after = after.unwrap_or("");
+        let overlaid: Vec<_> = inner
+            .overlay
+            .range((collection.to_owned(), after.to_owned())..)
+            .take_while(|((c, _), _)| c == collection)
+            .filter(|((_, id), _)| id.as_str() > after)
+            .collect();
+        // Enough committed candidates that deletions in the overlay cannot
+        // leave the page short while more documents exist.
+        let wanted = limit + overlaid.len() + 1;
+        let mut page = BTreeMap::new();
+        let txn = inner.db.begin_read().map_err(query_store)?;
+        let docs = txn.open_table(store::RM_DOCS).map_err(query_store)?;
+        for entry in docs.range((collection, after)..).map_err(query_store)? {
+            let (k, v) = entry.map_err(query_store)?;
+            let (c, id) = k.value();
+            if c != collection || page.len() >= wanted {
+                break;
+            }
+            if id > after {
+                page.insert(id.to_owned(), String::from_utf8_lossy(v.value()).into_owned());
+            }
+        }
+        for ((_, id), doc) in overlaid {
+            match doc {
+                Some(doc) => page.insert(id.clone(), doc.clone()),
+                None => page.remove(id),
+            };
+        }
+        let more = page.len() > limit;
+        let documents: Vec<Document> = page.into_iter().take(limit).collect();
+        let next = more.then(|| documents.last().map(|(id, _)| id.clone())).flatten();
+        Ok((documents, next))
+    }
+
+    /// Put `body` as document `id` of `collection`, which `owner` must own.
+    ///
+    /// # Errors
+    ///
+    /// A collection `owner` does not own; a body that is not a JSON object.
+    pub fn put(&self, owner: &str, collection: &str, id: &str, body: &str) -> Result<(), String> {
+        let mut inner = self.lock();
+        inner.check_owner(owner, collection)?;
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| format!("document `{id}` for `{collection}` is not JSON: {e}"))?;
+        if !value.is_object() {
+            return Err(format!("document `{id}` for `{collection}` must be a JSON object"));
+        }
+        inner
+            .overlay
+            .insert((collection.to_owned(), id.to_owned()), Some(value.to_string()));
+        Ok(())
+    }
+
+    /// Delete document `id` of `collection`, which `owner` must own.
+    ///
+    /// # Errors
+    ///
+    /// A collection `owner` does not own.
+    pub fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String> {
+        let mut inner = self.lock();
+        inner.check_owner(owner, collection)?;
+        inner.overlay.insert((collection.to_owned(), id.to_owned()), None);
+        Ok(())
+    }
+
+    /// Write the batch's overlay into `tx`, maintaining the indexes.
+    pub(crate) fn flush(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let overlay = std::mem::take(&mut inner.overlay);
+        for ((collection, id), doc) in overlay {
+            let indexes = inner
+                .collections
+                .get(&collection)
+                .map(|o| o.indexes.as_slice())
+                .unwrap_or(&[]);
+            if let Some(old) = tx.rm_doc(&collection, &id)? {
+                for field in indexes {
+                    if let Some(key) = field_key(&old, field) {
+                        tx.rm_unindex(&collection, field, &key, &id)?;
+                    }
+                }
+            }
+            match doc {
+                Some(doc) => {
+                    tx.rm_put(&collection, &id, &doc)?;
+                    for field in indexes {
+                        if let Some(key) = field_key(&doc, field) {
+                            tx.rm_index(&collection, field, &key, &id)?;
+                        }
+                    }
+                }
+                None => tx.rm_delete(&collection, &id)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Forget the batch's writes (it rolled back).
+    pub(crate) fn discard(&self) {
+        self.lock().overlay.clear();
+    }
+}
+
+impl Inner {
+    fn owned(&self, collection: &str) -> Result<&Owned, QueryError> {
+        self.collections.get(collection).ok_or_else(|| {
+            let mut names: Vec<&str> = self.collections.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            QueryError::UnknownCollection {
+                collection: collection.to_owned(),
+                known: crate::aggregate::quoted_list(names),
+            }
+        })
+    }
+
+    fn check_owner(&self, owner: &str, collection: &str) -> Result<(), String> {
+        match self.collections.get(collection) {
+            Some(o) if o.owner == owner => Ok(()),
+            Some(o) => Err(format!(
+                "`{owner}` cannot write collection `{collection}`: it belongs to projection `{}`",
+                o.owner
+            )),
+            None => Err(format!(
+                "`{owner}` cannot write collection `{collection}`: no projection declares it"
+            )),
+        }
+    }
+}
+
+/// The canonical JSON of a document's top-level `field`, if present.
+fn field_key(doc: &str, field: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(doc).ok()?;
+    value.get(field).map(Value::to_string)
+}
+
+fn query_store(err: impl Into<redb::Error>) -> QueryError {
+    QueryError::Store(err.into().to_string())
+}
