@@ -365,3 +365,81 @@ fn field_key(doc: &str, field: &str) -> Option<String> {
 fn query_store(err: impl Into<redb::Error>) -> QueryError {
     QueryError::Store(err.into().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn read_models() -> (tempfile::TempDir, Store, ReadModels) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("rm.redb")).unwrap();
+        let rm = ReadModels::new(store.database());
+        let projects = Collection {
+            name: "projects".into(),
+            indexes: vec!["groupId".into()],
+        };
+        rm.declare("projects", &[projects]).unwrap();
+        (dir, store, rm)
+    }
+
+    fn ids(docs: Vec<Document>) -> Vec<String> {
+        docs.into_iter().map(|(id, _)| id).collect()
+    }
+
+    #[test]
+    fn reads_see_the_batch_writes_before_and_after_the_flush() {
+        let (_dir, store, rm) = read_models();
+        rm.put("projects", "projects", "p1", r#"{"groupId":"g1"}"#).unwrap();
+        rm.put("projects", "projects", "p2", r#"{"groupId":"g1"}"#).unwrap();
+        assert_eq!(ids(rm.find("projects", "groupId", r#""g1""#).unwrap()), ["p1", "p2"]);
+
+        store.write(|tx| rm.flush(tx)).unwrap();
+        assert_eq!(ids(rm.find("projects", "groupId", r#""g1""#).unwrap()), ["p1", "p2"]);
+
+        // Moving p1 to g2 in a new batch: the overlay hides the committed index entry.
+        rm.put("projects", "projects", "p1", r#"{"groupId":"g2"}"#).unwrap();
+        rm.delete("projects", "projects", "p2").unwrap();
+        assert!(rm.find("projects", "groupId", r#""g1""#).unwrap().is_empty());
+        assert_eq!(ids(rm.find("projects", "groupId", r#""g2""#).unwrap()), ["p1"]);
+        assert_eq!(rm.get("projects", "p2").unwrap(), None);
+
+        store.write(|tx| rm.flush(tx)).unwrap();
+        assert!(rm.find("projects", "groupId", r#""g1""#).unwrap().is_empty());
+        assert_eq!(ids(rm.list("projects", None, 10).unwrap().0), ["p1"]);
+    }
+
+    #[test]
+    fn a_discarded_batch_leaves_the_committed_documents() {
+        let (_dir, store, rm) = read_models();
+        rm.put("projects", "projects", "p1", r#"{"groupId":"g1"}"#).unwrap();
+        store.write(|tx| rm.flush(tx)).unwrap();
+
+        rm.delete("projects", "projects", "p1").unwrap();
+        rm.discard();
+
+        assert_eq!(
+            rm.get("projects", "p1").unwrap().as_deref(),
+            Some(r#"{"groupId":"g1"}"#)
+        );
+    }
+
+    #[test]
+    fn list_pages_through_committed_and_uncommitted_documents_in_id_order() {
+        let (_dir, store, rm) = read_models();
+        for id in ["a", "c", "e"] {
+            rm.put("projects", "projects", id, "{}").unwrap();
+        }
+        store.write(|tx| rm.flush(tx)).unwrap();
+        rm.put("projects", "projects", "b", "{}").unwrap();
+        rm.delete("projects", "projects", "c").unwrap();
+
+        let (first, next) = rm.list("projects", None, 2).unwrap();
+        assert_eq!(
+            (ids(first), next.as_deref()),
+            (vec!["a".to_owned(), "b".to_owned()], Some("b"))
+        );
+        let (second, next) = rm.list("projects", Some("b"), 2).unwrap();
+        assert_eq!((ids(second), next), (vec!["e".to_owned()], None));
+    }
+}

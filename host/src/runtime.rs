@@ -67,6 +67,11 @@ impl Runtime {
         &mut self.pipeline
     }
 
+    /// The pipeline, to read from.
+    pub fn pipeline_ref(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
     /// Every registered plugin, in registration order.
     ///
     /// # Errors

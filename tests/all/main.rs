@@ -6,11 +6,13 @@
 //! - `bad_input`: every kind of bad input gets a clear error and stores nothing;
 //! - `stateful`: state blobs, refresh, rebuild, redeploys, order fulfilment;
 //! - `loops`: InfiniteLoopError and the causation depth limit;
+//! - `read_models`: projections, read-model queries, the cascade delete by query;
 //! - `cli`: the `cascade` command line, driven in-process.
 
 mod bad_input;
 mod cascade;
 mod cli;
 mod loops;
+mod read_models;
 mod restart;
 mod stateful;
