@@ -204,3 +204,71 @@ impl Listener for UserCounter {
         Ok(())
     }
 }
+
+/// `plugins/projects`, natively, writing collection `name` (indexed by
+/// `groupId`) through the same read-model handle the WASM projection uses.
+pub struct Projects {
+    name: String,
+    handlers: Vec<Handler>,
+    collections: Vec<cascade::Collection>,
+    read_models: cascade::ReadModels,
+}
+
+impl Projects {
+    pub fn new(name: &str, read_models: cascade::ReadModels) -> Self {
+        let on = |event: &str| Handler {
+            phase: Phase::On,
+            event: event.into(),
+        };
+        Projects {
+            name: name.into(),
+            handlers: vec![on("ProjectCreated"), on("ProjectUpdated"), on("ProjectDeleted")],
+            collections: vec![cascade::Collection {
+                name: name.into(),
+                indexes: vec!["groupId".into()],
+            }],
+            read_models,
+        }
+    }
+}
+
+impl Listener for Projects {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn handlers(&self) -> &[Handler] {
+        &self.handlers
+    }
+
+    fn collections(&self) -> Option<&[cascade::Collection]> {
+        Some(&self.collections)
+    }
+
+    fn handle(&mut self, handler: usize, event: &Event, _: Context, _: &mut Effects) -> Result<(), HandlerError> {
+        let failed = |e: String| HandlerError::Failed(e);
+        let payload: Value = serde_json::from_str(&event.payload).map_err(|e| failed(e.to_string()))?;
+        let id = &event.stream_id;
+        match handler {
+            0 => {
+                let doc = json!({"id": id, "name": payload["name"], "groupId": payload["groupId"]});
+                self.read_models
+                    .put(&self.name, &self.name, id, &doc.to_string())
+                    .map_err(failed)
+            }
+            1 => {
+                let doc = self
+                    .read_models
+                    .get(&self.name, id)
+                    .map_err(|e| failed(e.to_string()))?;
+                let doc = doc.ok_or_else(|| failed("missing project".into()))?;
+                let mut doc: Value = serde_json::from_str(&doc).map_err(|e| failed(e.to_string()))?;
+                doc["name"] = payload["name"].clone();
+                self.read_models
+                    .put(&self.name, &self.name, id, &doc.to_string())
+                    .map_err(failed)
+            }
+            _ => self.read_models.delete(&self.name, &self.name, id).map_err(failed),
+        }
+    }
+}
