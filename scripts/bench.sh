@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
 cargo test --release -p cascade-tests --no-run
-for bench in pipeline refresh read_models; do
+for bench in pipeline refresh read_models sandbox; do
     cargo bench -p cascade --bench "$bench"
 done

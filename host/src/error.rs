@@ -265,6 +265,16 @@ pub enum PluginError {
         /// What is wrong.
         message: String,
     },
+    /// The component imports an interface the host does not grant.
+    #[error("plugin `{plugin}` imports `{import}`: {reason}")]
+    ForbiddenImport {
+        /// The plugin.
+        plugin: String,
+        /// The imported interface.
+        import: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// No plugin is registered under this name.
     #[error("no process manager `{name}` is registered (registered: {known})")]
     UnknownListener {

@@ -44,6 +44,9 @@ pub struct Options {
     /// The longest chain of commands dispatched by process managers, each
     /// caused by an event of the previous one, before the next is refused.
     pub max_causation_depth: usize,
+    /// Interrupt guest calls that exceed their time budget. Off only to
+    /// measure what the interruption checks cost; never in production.
+    pub epoch_interruption: bool,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             batch_size: 2048,
             trace: false,
             max_causation_depth: 64,
+            epoch_interruption: true,
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::read_model::{Collection, ReadModels};
 use crate::sandbox::bindings::cascade::runtime::projection_types as wit_projection;
 use crate::sandbox::bindings::cascade::runtime::types as wit;
 use crate::sandbox::bindings::exports::cascade::runtime::aggregate as wit_aggregate;
-use crate::sandbox::{HostState, Sandbox};
+use crate::sandbox::{self, HostState, Limits, Sandbox};
 
 /// The export an aggregate component provides.
 const AGGREGATE_EXPORT: &str = "cascade:runtime/aggregate@0.1.0";
@@ -82,6 +82,9 @@ pub(crate) enum Shape {
 /// Classify a component by its exports and check every handler signature.
 pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) -> Result<Shape, PluginError> {
     let ty = component.component_type();
+    for (import, _) in ty.imports(sandbox.engine()) {
+        check_import(plugin, import)?;
+    }
     let mut handlers = Vec::new();
     let mut state_exports = 0;
     let mut projection = false;
@@ -203,6 +206,35 @@ fn check_state_export(plugin: &str, name: &str, item: &ComponentItem) -> Result<
     })
 }
 
+/// Interfaces a plugin may import: Cascade's own, and the parts of WASI that
+/// Rust's std needs and that grant nothing (streams, clocks, randomness, an
+/// empty environment, discarded stdio).
+const ALLOWED_IMPORTS: &[&str] = &[
+    "cascade:runtime/",
+    "wasi:io/",
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:random/",
+];
+/// Interfaces Cascade never grants a plugin.
+const DENIED_IMPORTS: &[&str] = &["wasi:filesystem/", "wasi:sockets/", "wasi:http/"];
+
+fn check_import(plugin: &str, import: &str) -> Result<(), PluginError> {
+    if ALLOWED_IMPORTS.iter().any(|p| import.starts_with(p)) {
+        return Ok(());
+    }
+    let reason = if DENIED_IMPORTS.iter().any(|p| import.starts_with(p)) {
+        "Cascade never grants plugins files, sockets or HTTP; remove the code that uses it (e.g. `std::fs`, `std::net`)"
+    } else {
+        "this host does not provide it"
+    };
+    Err(PluginError::ForbiddenImport {
+        plugin: plugin.to_owned(),
+        import: import.to_owned(),
+        reason,
+    })
+}
+
 /// A short WIT-like rendering of a type, for signature messages.
 fn describe(ty: &Type) -> String {
     match ty {
@@ -248,7 +280,7 @@ fn instantiate(
     plugin: &str,
     read_models: &ReadModels,
 ) -> anyhow::Result<(wasmtime::Store<HostState>, wasmtime::component::Instance)> {
-    let mut store = sandbox.new_store(plugin, read_models);
+    let mut store = sandbox.new_store(plugin, read_models, Limits::default());
     let instance = pre.instantiate(&mut store)?;
     Ok((store, instance))
 }
@@ -262,6 +294,11 @@ fn instantiate_error(plugin: &str, err: anyhow::Error) -> PluginError {
 
 /// An aggregate implemented by a component.
 pub struct WasmAggregate {
+    name: String,
+    sandbox: std::sync::Arc<Sandbox>,
+    pre: InstancePre<HostState>,
+    indices: wit_aggregate::GuestIndices,
+    read_models: ReadModels,
     store: wasmtime::Store<HostState>,
     guest: wit_aggregate::Guest,
 }
@@ -273,7 +310,7 @@ impl WasmAggregate {
     ///
     /// The component does not link or does not have the aggregate exports.
     pub fn new(
-        sandbox: &Sandbox,
+        sandbox: std::sync::Arc<Sandbox>,
         plugin: &str,
         component: &Component,
         read_models: &ReadModels,
@@ -281,17 +318,48 @@ impl WasmAggregate {
         let load = || -> anyhow::Result<WasmAggregate> {
             let pre = sandbox.linker().instantiate_pre(component)?;
             let indices = wit_aggregate::GuestIndices::new(&pre)?;
-            let (mut store, instance) = instantiate(sandbox, &pre, plugin, read_models)?;
+            let (mut store, instance) = instantiate(&sandbox, &pre, plugin, read_models)?;
             let guest = indices.load(&mut store, &instance)?;
-            Ok(WasmAggregate { store, guest })
+            Ok(WasmAggregate {
+                name: plugin.to_owned(),
+                sandbox: sandbox.clone(),
+                pre,
+                indices,
+                read_models: read_models.clone(),
+                store,
+                guest,
+            })
         };
         load().map_err(|e| instantiate_error(plugin, e))
+    }
+
+    /// Turn a trap into an error naming what happened, and replace the
+    /// poisoned store with a fresh instance (aggregates keep no state).
+    fn recover(&mut self, call: &str, trap: wasmtime::Error) -> anyhow::Error {
+        let message = sandbox::describe_trap(trap, self.store.data());
+        let restarted =
+            instantiate(&self.sandbox, &self.pre, &self.name, &self.read_models).and_then(|(mut store, instance)| {
+                let guest = self.indices.load(&mut store, &instance)?;
+                Ok((store, guest))
+            });
+        match restarted {
+            Ok((store, guest)) => {
+                self.store = store;
+                self.guest = guest;
+                anyhow::anyhow!("`{call}` {message}")
+            }
+            Err(err) => anyhow::anyhow!("`{call}` {message}; restarting it failed too: {err:#}"),
+        }
     }
 }
 
 impl Aggregate for WasmAggregate {
     fn describe(&mut self) -> anyhow::Result<AggregateDescription> {
-        let d = self.guest.call_describe(&mut self.store)?;
+        sandbox::arm(&mut self.store);
+        let d = match self.guest.call_describe(&mut self.store) {
+            Ok(d) => d,
+            Err(trap) => return Err(self.recover("describe", trap)),
+        };
         Ok(AggregateDescription {
             name: d.name,
             events: d
@@ -307,10 +375,11 @@ impl Aggregate for WasmAggregate {
     }
 
     fn handle(&mut self, state: Option<&[u8]>, stream_id: &str, command: &str, args: &str) -> anyhow::Result<Decision> {
-        let decision = self
-            .guest
-            .call_handle(&mut self.store, state, stream_id, command, args)
-            .map_err(|trap| anyhow::Error::from(trap).context("`handle` trapped"))?;
+        sandbox::arm(&mut self.store);
+        let decision = match self.guest.call_handle(&mut self.store, state, stream_id, command, args) {
+            Ok(decision) => decision,
+            Err(trap) => return Err(self.recover("handle", trap)),
+        };
         Ok(decision.map(|events| {
             events
                 .into_iter()
@@ -323,9 +392,11 @@ impl Aggregate for WasmAggregate {
     }
 
     fn apply(&mut self, state: Option<&[u8]>, event: &str, payload: &str) -> anyhow::Result<Vec<u8>> {
-        self.guest
-            .call_apply(&mut self.store, state, event, payload)
-            .map_err(|trap| anyhow::Error::from(trap).context("`apply` trapped"))
+        sandbox::arm(&mut self.store);
+        match self.guest.call_apply(&mut self.store, state, event, payload) {
+            Ok(state) => Ok(state),
+            Err(trap) => Err(self.recover("apply", trap)),
+        }
     }
 }
 
@@ -344,6 +415,9 @@ pub struct WasmListener {
     /// The last state loaded or saved: what a fresh instance starts from
     /// after a trap.
     last_state: Option<Vec<u8>>,
+    /// Events handled since `last_state`, replayed into a fresh instance
+    /// after a trap so the state loses nothing (stateful listeners only).
+    since_last_state: Vec<(usize, Event, Context)>,
     pre: InstancePre<HostState>,
     sandbox: std::sync::Arc<Sandbox>,
     read_models: ReadModels,
@@ -405,6 +479,7 @@ impl WasmListener {
             indices,
             state_indices,
             last_state: None,
+            since_last_state: Vec::new(),
             pre,
             sandbox,
             read_models: read_models.clone(),
@@ -490,6 +565,46 @@ impl WasmListener {
     }
 }
 
+/// One handler call: its result, what it dispatched and logged, and the
+/// first limit it broke.
+#[allow(clippy::type_complexity)]
+fn call_handler(
+    live: &mut Live,
+    handler: usize,
+    event: &Event,
+    ctx: Context,
+) -> (
+    wasmtime::Result<Result<(), wit::HandlerError>>,
+    Vec<crate::event::Command>,
+    Vec<(crate::listener::Level, String)>,
+    Option<String>,
+) {
+    sandbox::arm(&mut live.store);
+    let ctx = wit::Context {
+        refreshing: ctx.refreshing,
+    };
+    let result = live.funcs[handler]
+        .call(&mut live.store, (guest_event(event), ctx))
+        .map(|(result,)| result);
+    let (commands, logs, violation) = live.store.data_mut().take_call_effects();
+    (result, commands, logs, violation)
+}
+
+impl WasmListener {
+    /// After a trap: a fresh instance with the last state, and the events
+    /// handled since then applied again (their effects were already taken).
+    fn recover(&mut self) {
+        self.live = None;
+        let journal = std::mem::take(&mut self.since_last_state);
+        if let Ok(live) = self.live() {
+            for (handler, event, ctx) in &journal {
+                let _ = call_handler(live, *handler, event, *ctx);
+            }
+        }
+        self.since_last_state = journal;
+    }
+}
+
 fn state_error(plugin: &str, action: &'static str, err: wasmtime::Error) -> PluginError {
     PluginError::State {
         plugin: plugin.to_owned(),
@@ -531,29 +646,30 @@ impl Listener for WasmListener {
         effects: &mut Effects,
     ) -> Result<(), HandlerError> {
         let live = self.live().map_err(|e| HandlerError::Failed(e.to_string()))?;
-        let func = live.funcs[handler];
-        let ctx = wit::Context {
-            refreshing: ctx.refreshing,
-        };
-        let result = func
-            .call(&mut live.store, (guest_event(event), ctx))
-            .map(|(result,)| result);
-        let state = live.store.data_mut();
-        effects.commands.append(&mut state.dispatched);
-        effects.logs.append(&mut state.logs);
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(wit::HandlerError::Failed(message))) => Err(HandlerError::Failed(message)),
-            Ok(Err(wit::HandlerError::SkipRefreshing)) => Err(HandlerError::SkipRefreshing),
-            Err(trap) => {
-                // A trap poisons the store: start the next call on a fresh instance.
-                self.live = None;
-                Err(HandlerError::Failed(format!(
-                    "trapped: {:#}",
-                    anyhow::Error::from(trap)
-                )))
+        let (result, commands, logs, violation) = call_handler(live, handler, event, ctx);
+        effects.logs.extend(logs);
+        let outcome = match (result, violation) {
+            (Err(trap), _) => {
+                let message = sandbox::describe_trap(trap, live.store.data());
+                self.recover();
+                return Err(HandlerError::Failed(message));
             }
+            // A broken limit fails the call even if the guest ignored the error.
+            (Ok(_), Some(violation)) => Err(HandlerError::Failed(violation)),
+            (Ok(Ok(())), None) => {
+                effects.commands.extend(commands);
+                Ok(())
+            }
+            (Ok(Err(wit::HandlerError::Failed(message))), None) => {
+                Err(HandlerError::Failed(sandbox::truncate(message, 4096)))
+            }
+            (Ok(Err(wit::HandlerError::SkipRefreshing)), None) => Err(HandlerError::SkipRefreshing),
+        };
+        // Live calls only: a refresh that traps reports it and starts over.
+        if self.state_indices.is_some() && !ctx.refreshing {
+            self.since_last_state.push((handler, event.clone(), ctx));
         }
+        outcome
     }
 
     fn is_stateful(&self) -> bool {
@@ -567,12 +683,21 @@ impl Listener for WasmListener {
     fn save_state(&mut self) -> Result<Vec<u8>, String> {
         let name = self.name.clone();
         let live = self.live().map_err(|e| e.to_string())?;
+        sandbox::arm(&mut live.store);
         let Some((save, _)) = live.state_funcs else {
             return Ok(Vec::new());
         };
         match save.call(&mut live.store, ()) {
             Ok((state,)) => {
+                let max = live.store.data().limits().max_message_bytes * 16;
+                if state.len() > max {
+                    return Err(format!(
+                        "state blob of {} bytes exceeds the limit of {max}",
+                        state.len()
+                    ));
+                }
                 self.last_state = Some(state.clone());
+                self.since_last_state.clear();
                 Ok(state)
             }
             Err(err) => {
@@ -584,6 +709,7 @@ impl Listener for WasmListener {
 
     fn load_state(&mut self, state: Option<&[u8]>) -> Result<(), String> {
         self.last_state = state.map(<[u8]>::to_vec);
+        self.since_last_state.clear();
         // A fresh instance loads `last_state` as it starts.
         self.live = None;
         self.live().map(|_| ()).map_err(|e| e.to_string())

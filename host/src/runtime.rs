@@ -37,10 +37,12 @@ impl Runtime {
             source,
         })?;
         let store = Store::open(&dir.join(DATA_FILE))?;
-        let sandbox = Arc::new(Sandbox::new().map_err(|e| PluginError::Instantiate {
-            plugin: "<engine>".into(),
-            message: format!("{e:#}"),
-        })?);
+        let sandbox = Arc::new(
+            Sandbox::new(options.epoch_interruption).map_err(|e| PluginError::Instantiate {
+                plugin: "<engine>".into(),
+                message: format!("{e:#}"),
+            })?,
+        );
         let mut runtime = Runtime {
             pipeline: Pipeline::new(store, options),
             sandbox,
@@ -136,7 +138,7 @@ impl Runtime {
         match plugin::inspect(&self.sandbox, name, component)? {
             Shape::Aggregate => {
                 let read_models = self.pipeline.read_models().clone();
-                let aggregate = WasmAggregate::new(&self.sandbox, name, component, &read_models)?;
+                let aggregate = WasmAggregate::new(self.sandbox.clone(), name, component, &read_models)?;
                 let name = self.pipeline.register_aggregate(Box::new(aggregate))?;
                 Ok((name, PluginKind::Aggregate))
             }

@@ -1,12 +1,20 @@
 //! The sandbox: one wasmtime [`Engine`], the [`Linker`] with the host's
-//! imports, and the per-plugin store state.
+//! imports, and the per-plugin store state with its [`Limits`].
 //!
 //! Guests get no ambient authority: WASI is linked because Rust's std imports
 //! it, but with no preopened directories, no environment, no arguments and no
 //! network; stdio goes nowhere. What a guest can do is what the Cascade
-//! imports offer: queue commands (`commands.dispatch`) and log.
+//! imports offer: queue commands, query read models, write its own read
+//! models (projections), log.
+//!
+//! Every call runs under a time budget (epoch interruption: a ticker thread
+//! advances the engine's epoch every [`TICK`]) and a memory cap; a guest that
+//! exceeds either traps, and the caller replaces its store.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine};
@@ -27,6 +35,62 @@ use bindings::cascade::runtime::{commands, log, projection_types, read_model_wri
 
 use crate::read_model::{QueryError, ReadModels};
 
+/// How often the engine's epoch advances: the granularity of time budgets.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// What one plugin may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall time of one call before it is interrupted.
+    pub time_budget: Duration,
+    /// Linear memory of the plugin's instance, in bytes.
+    pub memory_bytes: usize,
+    /// Commands one handler call may dispatch.
+    pub max_dispatches: usize,
+    /// Bytes of one thing a guest hands the host: command args, a log line,
+    /// an error message, a state blob.
+    pub max_message_bytes: usize,
+    /// Log lines kept per call; the rest are counted and dropped.
+    pub max_log_lines: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            time_budget: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+            max_dispatches: 1000,
+            max_message_bytes: 1 << 20,
+            max_log_lines: 100,
+        }
+    }
+}
+
+impl Limits {
+    /// Epoch ticks that cover the time budget (at least one whole budget).
+    fn deadline_ticks(&self) -> u64 {
+        (self.time_budget.as_nanos() / TICK.as_nanos()) as u64 + 1
+    }
+}
+
+/// Denies memory growth past the cap, and remembers that it did so the trap
+/// that follows can be reported as what it is.
+struct MemoryCap {
+    max: usize,
+    hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.hit |= desired > self.max;
+        Ok(desired <= self.max)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
 /// The state every plugin's wasmtime `Store` carries.
 pub struct HostState {
     wasi: WasiCtx,
@@ -38,10 +102,17 @@ pub struct HostState {
     pub(crate) dispatched: Vec<Command>,
     /// Lines logged during the current call.
     pub(crate) logs: Vec<(Level, String)>,
+    /// Log lines dropped in the current call for exceeding the limit.
+    dropped_logs: usize,
+    /// The first limit the guest broke in the current call: the call fails
+    /// even if the guest ignores the error it got.
+    pub(crate) violation: Option<String>,
+    limits: Limits,
+    memory: MemoryCap,
 }
 
 impl HostState {
-    fn new(plugin: &str, read_models: ReadModels) -> Self {
+    fn new(plugin: &str, read_models: ReadModels, limits: Limits) -> Self {
         HostState {
             // The builder's defaults grant nothing: no preopens, no env, no
             // args, no sockets, stdio discarded.
@@ -51,8 +122,79 @@ impl HostState {
             read_models,
             dispatched: Vec::new(),
             logs: Vec::new(),
+            dropped_logs: 0,
+            violation: None,
+            memory: MemoryCap {
+                max: limits.memory_bytes,
+                hit: false,
+            },
+            limits,
         }
     }
+
+    /// The plugin's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Take what the last call produced: dispatched commands, logs (with a
+    /// note of dropped lines), and the first limit it broke.
+    pub(crate) fn take_call_effects(&mut self) -> (Vec<Command>, Vec<(Level, String)>, Option<String>) {
+        let mut logs = std::mem::take(&mut self.logs);
+        if self.dropped_logs > 0 {
+            let note = format!(
+                "{} more log line(s) dropped: limit is {} per call",
+                self.dropped_logs, self.limits.max_log_lines
+            );
+            logs.push((Level::Warn, note));
+            self.dropped_logs = 0;
+        }
+        (std::mem::take(&mut self.dispatched), logs, self.violation.take())
+    }
+
+    fn refuse(&mut self, message: String) -> String {
+        self.violation.get_or_insert_with(|| message.clone());
+        message
+    }
+}
+
+/// Arm the time budget for the next call into `store`.
+pub(crate) fn arm(store: &mut wasmtime::Store<HostState>) {
+    let ticks = store.data().limits.deadline_ticks();
+    store.set_epoch_deadline(ticks);
+    store.data_mut().memory.hit = false;
+}
+
+/// Say what a trap was, in the plugin author's terms.
+pub(crate) fn describe_trap(err: wasmtime::Error, state: &HostState) -> String {
+    let limits = &state.limits;
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => format!(
+            "exceeded its time budget of {:?} and was interrupted; make the handler faster or raise the plugin's time budget",
+            limits.time_budget
+        ),
+        Some(wasmtime::Trap::StackOverflow) => "overflowed its stack (unbounded recursion?)".to_owned(),
+        _ if state.memory.hit => format!(
+            "ran out of its memory limit of {} MiB and trapped; use less memory or raise the plugin's memory limit",
+            limits.memory_bytes >> 20
+        ),
+        _ => format!("trapped: {:#}", anyhow::Error::from(err)),
+    }
+}
+
+/// Cut `text` to at most `max` bytes on a character boundary, saying so.
+pub(crate) fn truncate(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let total = text.len();
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(&format!("... (truncated from {total} bytes)"));
+    text
 }
 
 impl WasiView for HostState {
@@ -68,6 +210,19 @@ impl types::Host for HostState {}
 
 impl commands::Host for HostState {
     fn dispatch(&mut self, cmd: types::Command) -> Result<(), String> {
+        if self.dispatched.len() >= self.limits.max_dispatches {
+            let max = self.limits.max_dispatches;
+            return Err(self.refuse(format!("dispatched more than {max} commands in one call")));
+        }
+        if cmd.args.len() > self.limits.max_message_bytes {
+            let message = format!(
+                "args of command `{}` are {} bytes; the limit is {}",
+                cmd.name,
+                cmd.args.len(),
+                self.limits.max_message_bytes
+            );
+            return Err(self.refuse(message));
+        }
         if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&cmd.args) {
             return Err(format!(
                 "args of command `{}` to `{}:{}` are not valid JSON: {err}",
@@ -154,7 +309,11 @@ impl log::Host for HostState {
             log::Level::Warn => Level::Warn,
             log::Level::Error => Level::Error,
         };
-        self.logs.push((level, message));
+        if self.logs.len() >= self.limits.max_log_lines {
+            self.dropped_logs += 1;
+            return;
+        }
+        self.logs.push((level, truncate(message, 4096)));
     }
 }
 
@@ -162,23 +321,48 @@ impl log::Host for HostState {
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<HostState>,
+    /// Stops the epoch ticker thread when the sandbox goes away.
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Sandbox {
     /// An engine with the component model and a linker with every import a
-    /// Cascade guest may use.
+    /// Cascade guest may use. `epoch_interruption` enforces time budgets; it
+    /// is off only to measure its cost.
     ///
     /// # Errors
     ///
     /// wasmtime rejected the configuration.
-    pub fn new() -> anyhow::Result<Sandbox> {
+    pub fn new(epoch_interruption: bool) -> anyhow::Result<Sandbox> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(epoch_interruption);
         let engine = Engine::new(&config)?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticker = (engine.clone(), stop_ticker.clone());
+        std::thread::Builder::new()
+            .name("cascade-epoch".into())
+            .spawn(move || {
+                while !ticker.1.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticker.0.increment_epoch();
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start the epoch ticker: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-        Ok(Sandbox { engine, linker })
+        Ok(Sandbox {
+            engine,
+            linker,
+            stop_ticker,
+        })
     }
 
     /// The engine.
@@ -191,9 +375,12 @@ impl Sandbox {
         &self.linker
     }
 
-    /// A fresh store for one instance of `plugin`.
-    pub fn new_store(&self, plugin: &str, read_models: &ReadModels) -> wasmtime::Store<HostState> {
-        wasmtime::Store::new(&self.engine, HostState::new(plugin, read_models.clone()))
+    /// A fresh store for one instance of `plugin`, under `limits`.
+    pub fn new_store(&self, plugin: &str, read_models: &ReadModels, limits: Limits) -> wasmtime::Store<HostState> {
+        let mut store = wasmtime::Store::new(&self.engine, HostState::new(plugin, read_models.clone(), limits));
+        store.limiter(|state| &mut state.memory);
+        arm(&mut store);
+        store
     }
 
     /// Key of a precompiled artifact: content hash plus this engine's

@@ -7,12 +7,16 @@
 //! - `stateful`: state blobs, refresh, rebuild, redeploys, order fulfilment;
 //! - `loops`: InfiniteLoopError and the causation depth limit;
 //! - `read_models`: projections, read-model queries, the cascade delete by query;
+//! - `sandbox`: hostile plugins: time and memory limits, traps, refused imports;
+//! - `fuzz`: property tests over component bytes and JSON command args;
 //! - `cli`: the `cascade` command line, driven in-process.
 
 mod bad_input;
 mod cascade;
 mod cli;
+mod fuzz;
 mod loops;
 mod read_models;
 mod restart;
+mod sandbox;
 mod stateful;

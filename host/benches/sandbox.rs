@@ -1,0 +1,115 @@
+//! The sandbox's costs: the per-call cost of epoch interruption (refreshing
+//! `user-counter` over N events with it on and off, one guest call per
+//! event), and the time to recover from a trap (a fresh store and instance,
+//! plus restoring state for a stateful plugin) against a normal call.
+//!
+//! `cargo bench -p cascade --bench sandbox -- [--events N]` (needs the
+//! fixtures: `scripts/bench.sh` builds them).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cascade::{Command, Envelope, NewEvent, Options, Runtime};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn refresh_per_call(plugins: &Path, events: u64, epoch_interruption: bool) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        epoch_interruption,
+        ..Options::default()
+    };
+    let mut runtime = Runtime::open(dir.path(), options).unwrap();
+    runtime.add_plugin(&plugins.join("users.wasm")).unwrap();
+    let envelope = Envelope {
+        metadata: "{}".into(),
+        causation_id: "c0".into(),
+        correlation_id: "c0".into(),
+        ..Envelope::default()
+    };
+    runtime
+        .pipeline()
+        .store()
+        .write(|tx| {
+            for i in 0..events {
+                let created = NewEvent {
+                    name: "UserCreated".into(),
+                    payload: r#"{"name":"someone"}"#.into(),
+                };
+                tx.append("users", &format!("u{i}"), 0, &[created], &envelope, None)?
+                    .unwrap();
+            }
+            let head = tx.head();
+            tx.set_pipeline_position(head)
+        })
+        .unwrap();
+    runtime.add_plugin(&plugins.join("user-counter.wasm")).unwrap();
+    let mut times: Vec<Duration> = (0..3)
+        .map(|_| {
+            runtime
+                .pipeline()
+                .refresh("user-counter", &mut |_, _| {})
+                .unwrap()
+                .elapsed
+        })
+        .collect();
+    times.sort();
+    times[1] / events as u32
+}
+
+/// Median duration of the traced `on-user-created` call of `plugin` for a
+/// user named `name`, over `rounds` commands.
+fn traced_call(runtime: &mut Runtime, plugin: &str, name: &str, rounds: usize) -> Duration {
+    let pipeline = runtime.pipeline();
+    pipeline.set_trace(true);
+    let mut times: Vec<Duration> = (0..rounds)
+        .map(|i| {
+            let args = format!(r#"{{"name":"{name}"}}"#);
+            let settled = pipeline
+                .execute(Command::new("users", &format!("{plugin}-{name}-{i}"), "create", &args))
+                .unwrap();
+            settled.trace.iter().find(|t| t.plugin == plugin).unwrap().duration
+        })
+        .collect();
+    times.sort();
+    times[rounds / 2]
+}
+
+fn main() {
+    let mut events: u64 = 200_000;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--events" {
+            events = args.next().and_then(|n| n.parse().ok()).expect("--events N");
+        }
+    }
+    let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    assert!(
+        plugins.join("fixture-hostile.wasm").exists(),
+        "build the plugins and fixtures first: scripts/bench.sh"
+    );
+    let on = refresh_per_call(&plugins, events, true);
+    let off = refresh_per_call(&plugins, events, false);
+    println!("sandbox: per-event refresh of user-counter over {events} events (one guest call each)");
+    println!("  epoch interruption on   {on:>9.2?} per event");
+    println!("  epoch interruption off  {off:>9.2?} per event");
+    println!(
+        "  overhead                {:>8.1}%",
+        (on.as_secs_f64() / off.as_secs_f64() - 1.0) * 100.0
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut runtime = Runtime::open(dir.path(), Options::default()).unwrap();
+    for plugin in ["users", "fixture-hostile", "fixture-fragile-counter"] {
+        runtime.add_plugin(&plugins.join(format!("{plugin}.wasm"))).unwrap();
+    }
+    let rounds = 51;
+    println!("trap recovery (median of {rounds} calls, as traced by the host):");
+    let calm = traced_call(&mut runtime, "fixture-hostile", "calm", rounds);
+    let trap = traced_call(&mut runtime, "fixture-hostile", "panic", rounds);
+    let stateful_calm = traced_call(&mut runtime, "fixture-fragile-counter", "calm", rounds);
+    let stateful_trap = traced_call(&mut runtime, "fixture-fragile-counter", "panic", rounds);
+    println!("  stateless call {calm:>9.2?}   trap + fresh store and instance {trap:>9.2?}");
+    println!("  stateful call  {stateful_calm:>9.2?}   trap + fresh instance + load-state {stateful_trap:>9.2?}");
+}

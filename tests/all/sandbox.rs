@@ -1,0 +1,205 @@
+//! The sandbox: whatever a plugin does, the host stays up, the failure names
+//! plugin, handler and event, the other plugins process every event, the
+//! events after the bad one are processed, and the log and other plugins'
+//! state are intact. One test per misbehaviour of `fixture-hostile`.
+
+use cascade::{Command, Failure, HandlerFailure, PluginError};
+use cascade_tests::{TestHost, plugins};
+use serde_json::json;
+
+/// A host where `fixture-hostile` runs before two well-behaved listeners.
+fn hostile_host() -> TestHost {
+    TestHost::with(&[
+        plugins::USERS,
+        plugins::ACCOUNTS,
+        plugins::FIXTURE_HOSTILE,
+        plugins::WELCOME,
+        plugins::USER_COUNTER,
+    ])
+}
+
+fn user(host: &mut TestHost, id: &str, name: &str) -> cascade::Settled {
+    host.exec("users", id, "create", &json!({ "name": name }).to_string())
+}
+
+/// Create a user named `name` (the misbehaviour), check the one failure it
+/// causes and that everything around it carried on; returns the failure.
+fn misbehave(name: &str, handler: &str) -> HandlerFailure {
+    let mut host = hostile_host();
+    assert!(user(&mut host, "u0", "calm").is_ok());
+
+    let settled = user(&mut host, "u1", name);
+
+    let failures: Vec<&HandlerFailure> = settled
+        .failures
+        .iter()
+        .map(|f| match f {
+            Failure::Handler(f) => f,
+            other => panic!("expected handler failures only, got {other}"),
+        })
+        .collect();
+    let [failure] = failures.as_slice() else {
+        panic!("expected one failure, got {:?}", settled.failures)
+    };
+    assert_eq!(
+        (
+            failure.plugin.as_str(),
+            failure.handler.as_str(),
+            failure.event.as_str()
+        ),
+        ("fixture-hostile", handler, "UserCreated")
+    );
+    // The well-behaved listeners handled the same event...
+    assert_eq!(settled.events.last().unwrap().name, "AccountOpened");
+    // ...and the plugin, on a fresh instance, handles the next one.
+    assert!(user(&mut host, "u2", "calm").is_ok());
+    assert_eq!(
+        host.log_names(),
+        [
+            "UserCreated",
+            "AccountOpened",
+            "UserCreated",
+            "AccountOpened",
+            "UserCreated",
+            "AccountOpened"
+        ]
+    );
+    let blob = host.runtime.pipeline().pm_state("user-counter").unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&blob).unwrap(),
+        json!({"usersCreated": 3})
+    );
+    (*failure).clone()
+}
+
+#[test]
+fn an_endless_loop_in_an_on_handler_is_interrupted_at_its_time_budget() {
+    let failure = misbehave("loop", "on-user-created");
+    assert!(
+        failure.message.starts_with("exceeded its time budget of 100ms"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn an_endless_loop_in_an_after_handler_is_interrupted_at_its_time_budget() {
+    let failure = misbehave("loop-after", "after-user-created");
+    assert!(
+        failure.message.starts_with("exceeded its time budget of 100ms"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn unbounded_allocation_stops_at_the_memory_limit() {
+    let failure = misbehave("alloc", "on-user-created");
+    assert!(
+        failure.message.starts_with("ran out of its memory limit of 64 MiB"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn a_panic_is_reported_as_a_trap() {
+    let failure = misbehave("panic", "on-user-created");
+    assert!(failure.message.starts_with("trapped:"), "{failure}");
+}
+
+#[test]
+fn deep_recursion_is_reported_as_a_stack_overflow() {
+    let failure = misbehave("recurse", "on-user-created");
+    assert_eq!(failure.message, "overflowed its stack (unbounded recursion?)");
+}
+
+#[test]
+fn a_100_mb_error_string_cannot_even_be_built_under_the_memory_limit() {
+    let failure = misbehave("huge", "on-user-created");
+    assert!(failure.message.starts_with("ran out of its memory limit"), "{failure}");
+}
+
+#[test]
+fn a_large_error_message_is_truncated() {
+    let failure = misbehave("big", "on-user-created");
+    assert!(failure.message.len() < 5000, "{} bytes", failure.message.len());
+    assert!(failure.message.ends_with("... (truncated from 8388608 bytes)"));
+}
+
+#[test]
+fn a_million_dispatches_stop_at_the_limit_and_none_is_queued() {
+    let failure = misbehave("flood", "on-user-created");
+    assert_eq!(failure.message, "dispatched more than 1000 commands in one call");
+    // misbehave() already checked the log: no account a0..a999 was opened.
+}
+
+#[test]
+fn malformed_json_dispatch_args_fail_the_handler() {
+    let failure = misbehave("badjson", "on-user-created");
+    assert!(
+        failure
+            .message
+            .starts_with("args of command `open` to `accounts:u1` are not valid JSON"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn the_environment_a_plugin_sees_is_empty() {
+    let mut host = hostile_host();
+    let settled = user(&mut host, "u1", "env");
+    assert!(settled.is_ok(), "{:?}", settled.failures);
+    let logs: Vec<&str> = settled.logs.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(logs, ["environment is empty"]);
+}
+
+#[test]
+fn a_plugin_importing_files_or_sockets_is_refused_when_added() {
+    let mut host = hostile_host();
+
+    let err = host
+        .runtime
+        .add_plugin(std::path::Path::new(plugins::FIXTURE_SNEAKY))
+        .unwrap_err();
+
+    let cascade::Error::Plugin(PluginError::ForbiddenImport { import, .. }) = &err else {
+        panic!("expected a forbidden import, got {err}")
+    };
+    assert!(
+        import.starts_with("wasi:filesystem/") || import.starts_with("wasi:sockets/"),
+        "{import}"
+    );
+    assert!(
+        err.to_string()
+            .contains("Cascade never grants plugins files, sockets or HTTP"),
+        "{err}"
+    );
+    assert!(
+        host.runtime
+            .plugins()
+            .unwrap()
+            .iter()
+            .all(|p| p.name != "fixture-sneaky")
+    );
+}
+
+#[test]
+fn a_trap_in_a_stateful_process_manager_keeps_what_the_batch_had_applied() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::FIXTURE_FRAGILE_COUNTER]);
+    let pipeline = host.runtime.pipeline();
+    // One batch: the first user is counted, then the trap, then the third.
+    let commands = ["calm", "panic", "calm"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let args = json!({ "name": name }).to_string();
+            (Command::new("users", &format!("u{i}"), "create", &args), None)
+        })
+        .collect();
+    pipeline.submit_all(commands).unwrap();
+    pipeline.run_until_idle().unwrap();
+
+    let blob = pipeline.pm_state("fixture-fragile-counter").unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&blob).unwrap(),
+        json!({"users": 2})
+    );
+}
