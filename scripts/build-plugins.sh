@@ -9,5 +9,10 @@ cargo build --release --target wasm32-wasip2 \
 mkdir -p "$root/target/plugins"
 for wasm in "$root"/target/guest/wasm32-wasip2/release/*.wasm; do
     name=$(basename "$wasm" .wasm)
-    cp "$wasm" "$root/target/plugins/${name//_/-}.wasm"
+    name=${name//_/-}
+    cp "$wasm" "$root/target/plugins/$name.wasm"
+    # The manifest (grants, limits) travels beside the component.
+    if [[ -f "$root/plugins/$name/cascade.toml" ]]; then
+        cp "$root/plugins/$name/cascade.toml" "$root/target/plugins/$name.toml"
+    fi
 done

@@ -16,9 +16,19 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let mut constants = String::new();
-    let mut add = |name: &str, built: PathBuf| {
+    // `manifest`: the crate's cascade.toml, copied beside the component.
+    let mut add = |name: &str, built: PathBuf, manifest: Option<PathBuf>| {
         let dest = out_dir.join(format!("{name}.wasm"));
         std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+        let manifest_dest = dest.with_extension("toml");
+        match manifest.filter(|m| m.exists()) {
+            Some(manifest) => {
+                std::fs::copy(&manifest, &manifest_dest).unwrap();
+            }
+            None => {
+                let _ = std::fs::remove_file(&manifest_dest);
+            }
+        }
         let constant = name.to_uppercase().replace('-', "_");
         constants.push_str(&format!(
             "/// `{}`\npub const {constant}: &str = {:?};\n",
@@ -28,9 +38,13 @@ fn main() {
     };
     for workspace in ["plugins", "tests/fixtures"] {
         build(&root.join(workspace).join("Cargo.toml"), &target, &[]);
-        for name in members(&root.join(workspace)) {
+        for (name, dir) in members(&root.join(workspace)) {
             let file = format!("{}.wasm", name.replace('-', "_"));
-            add(&name, target.join("wasm32-wasip2/release").join(file));
+            add(
+                &name,
+                target.join("wasm32-wasip2/release").join(file),
+                Some(dir.join("cascade.toml")),
+            );
         }
     }
     // A second build of user-counter that counts by two, for redeploy tests.
@@ -44,6 +58,7 @@ fn main() {
     add(
         "user-counter-by-two",
         by_two.join("wasm32-wasip2/release/user_counter.wasm"),
+        None,
     );
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins.rs");
     std::fs::write(out, constants).unwrap();
@@ -71,11 +86,12 @@ fn build(manifest: &Path, target: &Path, extra: &[&str]) {
     );
 }
 
-/// Package names of a guest workspace's members (each member dir's package name).
-fn members(workspace: &Path) -> Vec<String> {
+/// Package names and directories of a guest workspace's members.
+fn members(workspace: &Path) -> Vec<(String, PathBuf)> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(workspace).unwrap() {
-        let manifest = entry.unwrap().path().join("Cargo.toml");
+        let dir = entry.unwrap().path();
+        let manifest = dir.join("Cargo.toml");
         let Ok(text) = std::fs::read_to_string(&manifest) else {
             continue;
         };
@@ -84,7 +100,7 @@ fn members(workspace: &Path) -> Vec<String> {
             .find_map(|l| l.strip_prefix("name = \""))
             .and_then(|l| l.strip_suffix('"'))
             .unwrap_or_else(|| panic!("{} has no package name", manifest.display()));
-        names.push(name.to_owned());
+        names.push((name.to_owned(), dir));
     }
     names.sort();
     names

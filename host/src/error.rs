@@ -265,6 +265,14 @@ pub enum PluginError {
         /// What is wrong.
         message: String,
     },
+    /// The plugin's manifest does not parse.
+    #[error("manifest `{file}` is invalid: {message}")]
+    InvalidManifest {
+        /// The manifest file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The component imports an interface the host does not grant.
     #[error("plugin `{plugin}` imports `{import}`: {reason}")]
     ForbiddenImport {

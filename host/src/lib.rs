@@ -32,7 +32,10 @@
 //!   with the current batch's writes visible to every later handler;
 //! - `pipeline`: the phase-by-phase event loop with group commit and settled
 //!   tracking;
-//! - `sandbox`: the wasmtime engine, linker and per-plugin store state;
+//! - `sandbox`: the wasmtime engine, linker and per-plugin store state, with
+//!   time budgets, memory caps and call limits;
+//! - `manifest`: what a plugin is granted (dispatch capabilities), its
+//!   limits and error policy;
 //! - `plugin`: discovering, validating and wrapping components as aggregates
 //!   and listeners;
 //! - `runtime`: a data directory opened, with its registered plugins;
@@ -48,6 +51,7 @@ pub mod cli;
 mod error;
 mod event;
 mod listener;
+mod manifest;
 mod pipeline;
 mod plugin;
 mod read_model;
@@ -62,10 +66,12 @@ pub use error::{
 };
 pub use event::{Command, Envelope, Event, NewEvent};
 pub use listener::{Context, Effects, Handler, HandlerError, Level, Listener, Phase};
+pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError};
 pub use pipeline::{
     CascadeRecord, Cause, CommandRecord, LogLine, Options, Outcome, Pipeline, RefreshReport, Settled, TraceEntry,
 };
 pub use plugin::{HANDLER_SIGNATURE, PluginKind, PluginRecord};
 pub use read_model::{Collection, Document, QueryError, ReadModels};
 pub use runtime::{DATA_FILE, Runtime};
+pub use sandbox::Limits;
 pub use store::{SCHEMA_VERSION, Store, Tx};

@@ -106,6 +106,12 @@ pub trait Listener: Send {
         None
     }
 
+    /// How many times a failing handler is called for one event before the
+    /// event is parked for this listener.
+    fn attempts(&self) -> u32 {
+        1
+    }
+
     /// Whether the host persists a state blob for this listener (a stateful
     /// process manager). The other state methods are only called when true.
     fn is_stateful(&self) -> bool {

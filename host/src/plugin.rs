@@ -15,11 +15,12 @@ use crate::aggregate::{Aggregate, AggregateDescription, Decision, EventDeclarati
 use crate::error::PluginError;
 use crate::event::{Event, NewEvent};
 use crate::listener::{Context, Effects, Handler, HandlerError, Listener, Phase};
-use crate::read_model::{Collection, ReadModels};
+use crate::manifest::Manifest;
+use crate::read_model::Collection;
 use crate::sandbox::bindings::cascade::runtime::projection_types as wit_projection;
 use crate::sandbox::bindings::cascade::runtime::types as wit;
 use crate::sandbox::bindings::exports::cascade::runtime::aggregate as wit_aggregate;
-use crate::sandbox::{self, HostState, Limits, Sandbox};
+use crate::sandbox::{self, HostState, PluginEnv, Sandbox};
 
 /// The export an aggregate component provides.
 const AGGREGATE_EXPORT: &str = "cascade:runtime/aggregate@0.1.0";
@@ -62,6 +63,8 @@ pub struct PluginRecord {
     pub order: u64,
     /// The file it was added from.
     pub source: String,
+    /// Its manifest (the defaults when it was added without one).
+    pub manifest: Manifest,
 }
 
 const SAVE_STATE: &str = "save-state";
@@ -278,9 +281,9 @@ fn instantiate(
     sandbox: &Sandbox,
     pre: &InstancePre<HostState>,
     plugin: &str,
-    read_models: &ReadModels,
+    env: &PluginEnv,
 ) -> anyhow::Result<(wasmtime::Store<HostState>, wasmtime::component::Instance)> {
-    let mut store = sandbox.new_store(plugin, read_models, Limits::default());
+    let mut store = sandbox.new_store(plugin, env);
     let instance = pre.instantiate(&mut store)?;
     Ok((store, instance))
 }
@@ -298,7 +301,7 @@ pub struct WasmAggregate {
     sandbox: std::sync::Arc<Sandbox>,
     pre: InstancePre<HostState>,
     indices: wit_aggregate::GuestIndices,
-    read_models: ReadModels,
+    env: PluginEnv,
     store: wasmtime::Store<HostState>,
     guest: wit_aggregate::Guest,
 }
@@ -313,19 +316,19 @@ impl WasmAggregate {
         sandbox: std::sync::Arc<Sandbox>,
         plugin: &str,
         component: &Component,
-        read_models: &ReadModels,
+        env: &PluginEnv,
     ) -> Result<WasmAggregate, PluginError> {
         let load = || -> anyhow::Result<WasmAggregate> {
             let pre = sandbox.linker().instantiate_pre(component)?;
             let indices = wit_aggregate::GuestIndices::new(&pre)?;
-            let (mut store, instance) = instantiate(&sandbox, &pre, plugin, read_models)?;
+            let (mut store, instance) = instantiate(&sandbox, &pre, plugin, env)?;
             let guest = indices.load(&mut store, &instance)?;
             Ok(WasmAggregate {
                 name: plugin.to_owned(),
                 sandbox: sandbox.clone(),
                 pre,
                 indices,
-                read_models: read_models.clone(),
+                env: env.clone(),
                 store,
                 guest,
             })
@@ -338,7 +341,7 @@ impl WasmAggregate {
     fn recover(&mut self, call: &str, trap: wasmtime::Error) -> anyhow::Error {
         let message = sandbox::describe_trap(trap, self.store.data());
         let restarted =
-            instantiate(&self.sandbox, &self.pre, &self.name, &self.read_models).and_then(|(mut store, instance)| {
+            instantiate(&self.sandbox, &self.pre, &self.name, &self.env).and_then(|(mut store, instance)| {
                 let guest = self.indices.load(&mut store, &instance)?;
                 Ok((store, guest))
             });
@@ -420,7 +423,7 @@ pub struct WasmListener {
     since_last_state: Vec<(usize, Event, Context)>,
     pre: InstancePre<HostState>,
     sandbox: std::sync::Arc<Sandbox>,
-    read_models: ReadModels,
+    env: PluginEnv,
     /// For a projection: the collections it owns.
     collections: Option<Vec<Collection>>,
     live: Option<Live>,
@@ -445,7 +448,7 @@ impl WasmListener {
         name: &str,
         component: &Component,
         shape: Shape,
-        read_models: &ReadModels,
+        env: &PluginEnv,
     ) -> Result<WasmListener, PluginError> {
         let (handlers, stateful, projection) = match shape {
             Shape::ProcessManager { handlers, stateful } => (handlers, stateful, false),
@@ -482,7 +485,7 @@ impl WasmListener {
             since_last_state: Vec::new(),
             pre,
             sandbox,
-            read_models: read_models.clone(),
+            env: env.clone(),
             collections: None,
             live: None,
         };
@@ -494,7 +497,7 @@ impl WasmListener {
     }
 
     fn instantiate(&self) -> Result<Live, PluginError> {
-        let (mut store, instance) = instantiate(&self.sandbox, &self.pre, &self.name, &self.read_models)
+        let (mut store, instance) = instantiate(&self.sandbox, &self.pre, &self.name, &self.env)
             .map_err(|e| instantiate_error(&self.name, e))?;
         let mut funcs = Vec::with_capacity(self.indices.len());
         for (handler, index) in self.handlers.iter().zip(&self.indices) {
@@ -678,6 +681,10 @@ impl Listener for WasmListener {
 
     fn collections(&self) -> Option<&[Collection]> {
         self.collections.as_deref()
+    }
+
+    fn attempts(&self) -> u32 {
+        self.env.manifest.on_error.attempts
     }
 
     fn save_state(&mut self) -> Result<Vec<u8>, String> {

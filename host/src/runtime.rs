@@ -8,9 +8,10 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 
 use crate::error::{Error, PluginError, StoreError};
+use crate::manifest::Manifest;
 use crate::pipeline::{Options, Pipeline};
 use crate::plugin::{self, PluginKind, PluginRecord, Shape, WasmAggregate, WasmListener};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{PluginEnv, Sandbox};
 use crate::store::{Store, Tx};
 
 /// The file inside a data directory that holds everything.
@@ -54,7 +55,7 @@ impl Runtime {
             records.into_iter().partition(|r| r.kind == PluginKind::Aggregate);
         for record in aggregates.iter().chain(&listeners) {
             let component = runtime.stored_component(record)?;
-            runtime.register(&record.name, &component)?;
+            runtime.register(&record.name, &component, &record.manifest)?;
         }
         Ok(runtime)
     }
@@ -95,7 +96,26 @@ impl Runtime {
             context: format!("cannot read plugin `{}`", file.display()),
             source,
         })?;
-        self.add_plugin_bytes(&plugin::name_from_path(file), &file.display().to_string(), &bytes)
+        let manifest_file = file.with_extension("toml");
+        let manifest = match std::fs::read_to_string(&manifest_file) {
+            Ok(text) => Manifest::parse(&text).map_err(|message| PluginError::InvalidManifest {
+                file: manifest_file.display().to_string(),
+                message,
+            })?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
+            Err(source) => {
+                return Err(Error::Io {
+                    context: format!("cannot read manifest `{}`", manifest_file.display()),
+                    source,
+                });
+            }
+        };
+        self.add_plugin_bytes(
+            &plugin::name_from_path(file),
+            &file.display().to_string(),
+            &bytes,
+            &manifest,
+        )
     }
 
     /// [`Runtime::add_plugin`] for bytes in memory; `name` is used for a
@@ -104,12 +124,18 @@ impl Runtime {
     /// # Errors
     ///
     /// The bytes are not a valid Cascade plugin.
-    pub fn add_plugin_bytes(&mut self, name: &str, source: &str, bytes: &[u8]) -> Result<PluginRecord, Error> {
+    pub fn add_plugin_bytes(
+        &mut self,
+        name: &str,
+        source: &str,
+        bytes: &[u8],
+        manifest: &Manifest,
+    ) -> Result<PluginRecord, Error> {
         let component = self.sandbox.compile(bytes).map_err(|e| PluginError::NotAComponent {
             file: source.to_owned(),
             message: one_line(&format!("{e:#}")),
         })?;
-        let (name, kind) = self.register(name, &component)?;
+        let (name, kind) = self.register(name, &component, manifest)?;
         let hash = plugin::content_hash(bytes);
         let artifact = component.serialize().map_err(|e| PluginError::Instantiate {
             plugin: name.clone(),
@@ -124,6 +150,7 @@ impl Runtime {
                 hash: hash.clone(),
                 order,
                 source: source.to_owned(),
+                manifest: manifest.clone(),
             };
             tx.put_component(&hash, bytes)?;
             tx.put_artifact(&key, &artifact)?;
@@ -134,11 +161,19 @@ impl Runtime {
     }
 
     /// Classify `component`, instantiate it and register it with the pipeline.
-    fn register(&mut self, name: &str, component: &Component) -> Result<(String, PluginKind), Error> {
+    fn register(
+        &mut self,
+        name: &str,
+        component: &Component,
+        manifest: &Manifest,
+    ) -> Result<(String, PluginKind), Error> {
+        let env = PluginEnv {
+            read_models: self.pipeline.read_models().clone(),
+            manifest: manifest.clone(),
+        };
         match plugin::inspect(&self.sandbox, name, component)? {
             Shape::Aggregate => {
-                let read_models = self.pipeline.read_models().clone();
-                let aggregate = WasmAggregate::new(self.sandbox.clone(), name, component, &read_models)?;
+                let aggregate = WasmAggregate::new(self.sandbox.clone(), name, component, &env)?;
                 let name = self.pipeline.register_aggregate(Box::new(aggregate))?;
                 Ok((name, PluginKind::Aggregate))
             }
@@ -147,8 +182,7 @@ impl Runtime {
                     Shape::Projection { .. } => PluginKind::Projection,
                     _ => PluginKind::ProcessManager,
                 };
-                let read_models = self.pipeline.read_models().clone();
-                let listener = WasmListener::new(self.sandbox.clone(), name, component, shape, &read_models)?;
+                let listener = WasmListener::new(self.sandbox.clone(), name, component, shape, &env)?;
                 self.pipeline.register_listener(Box::new(listener))?;
                 Ok((name.to_owned(), kind))
             }

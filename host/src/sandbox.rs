@@ -33,6 +33,7 @@ pub(crate) mod bindings {
 
 use bindings::cascade::runtime::{commands, log, projection_types, read_model_writer, read_models, types};
 
+use crate::manifest::Manifest;
 use crate::read_model::{QueryError, ReadModels};
 
 /// How often the engine's epoch advances: the granularity of time budgets.
@@ -91,6 +92,16 @@ impl wasmtime::ResourceLimiter for MemoryCap {
     }
 }
 
+/// What every store of one plugin is given: the read models, and the
+/// plugin's manifest (its grants and limits).
+#[derive(Clone)]
+pub struct PluginEnv {
+    /// The read models of the data directory.
+    pub read_models: ReadModels,
+    /// The plugin's manifest.
+    pub manifest: Manifest,
+}
+
 /// The state every plugin's wasmtime `Store` carries.
 pub struct HostState {
     wasi: WasiCtx,
@@ -98,6 +109,7 @@ pub struct HostState {
     /// The plugin's name: the owner its read-model writes are checked against.
     plugin: String,
     read_models: ReadModels,
+    manifest: Manifest,
     /// Commands dispatched during the current call.
     pub(crate) dispatched: Vec<Command>,
     /// Lines logged during the current call.
@@ -112,14 +124,16 @@ pub struct HostState {
 }
 
 impl HostState {
-    fn new(plugin: &str, read_models: ReadModels, limits: Limits) -> Self {
+    fn new(plugin: &str, env: &PluginEnv) -> Self {
+        let limits = env.manifest.limits();
         HostState {
             // The builder's defaults grant nothing: no preopens, no env, no
             // args, no sockets, stdio discarded.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             plugin: plugin.to_owned(),
-            read_models,
+            read_models: env.read_models.clone(),
+            manifest: env.manifest.clone(),
             dispatched: Vec::new(),
             logs: Vec::new(),
             dropped_logs: 0,
@@ -210,6 +224,15 @@ impl types::Host for HostState {}
 
 impl commands::Host for HostState {
     fn dispatch(&mut self, cmd: types::Command) -> Result<(), String> {
+        if !self.manifest.may_dispatch(&cmd.stream_type, &cmd.name) {
+            let granted = crate::aggregate::quoted_list(self.manifest.capabilities.dispatch.iter().map(String::as_str));
+            let message = format!(
+                "`{}` may not dispatch `{}.{}` (granted: {granted}); add it to `dispatch` under \
+                 [capabilities] in the plugin's manifest",
+                self.plugin, cmd.stream_type, cmd.name
+            );
+            return Err(self.refuse(message));
+        }
         if self.dispatched.len() >= self.limits.max_dispatches {
             let max = self.limits.max_dispatches;
             return Err(self.refuse(format!("dispatched more than {max} commands in one call")));
@@ -375,9 +398,9 @@ impl Sandbox {
         &self.linker
     }
 
-    /// A fresh store for one instance of `plugin`, under `limits`.
-    pub fn new_store(&self, plugin: &str, read_models: &ReadModels, limits: Limits) -> wasmtime::Store<HostState> {
-        let mut store = wasmtime::Store::new(&self.engine, HostState::new(plugin, read_models.clone(), limits));
+    /// A fresh store for one instance of `plugin`, under its manifest's limits.
+    pub fn new_store(&self, plugin: &str, env: &PluginEnv) -> wasmtime::Store<HostState> {
+        let mut store = wasmtime::Store::new(&self.engine, HostState::new(plugin, env));
         store.limiter(|state| &mut state.memory);
         arm(&mut store);
         store

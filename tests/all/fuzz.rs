@@ -31,7 +31,11 @@ fn arbitrary_bytes_given_to_plugin_add_are_refused() {
     runner(128)
         .run(&proptest::collection::vec(any::<u8>(), 0..4096), |bytes| {
             let mut host = host.borrow_mut();
-            prop_assert!(host.runtime.add_plugin_bytes("fuzz", "fuzz.wasm", &bytes).is_err());
+            prop_assert!(
+                host.runtime
+                    .add_plugin_bytes("fuzz", "fuzz.wasm", &bytes, &cascade::Manifest::default())
+                    .is_err()
+            );
             prop_assert_eq!(host.runtime.plugins().unwrap().len(), 1);
             Ok(())
         })
@@ -53,7 +57,9 @@ fn corrupted_components_are_refused_or_valid_never_a_crash() {
                 bytes[at] = byte;
             }
             let mut host = host.borrow_mut();
-            let _ = host.runtime.add_plugin_bytes("fuzz", "fuzz.wasm", &bytes);
+            let _ = host
+                .runtime
+                .add_plugin_bytes("fuzz", "fuzz.wasm", &bytes, &cascade::Manifest::default());
             prop_assert!(host.log().is_empty());
             Ok(())
         })

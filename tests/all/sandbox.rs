@@ -203,3 +203,71 @@ fn a_trap_in_a_stateful_process_manager_keeps_what_the_batch_had_applied() {
         json!({"users": 2})
     );
 }
+
+/// Copy a built component (without its manifest) into `dir` under `name`,
+/// with `manifest` as its manifest when given.
+fn deploy_copy(dir: &std::path::Path, component: &str, name: &str, manifest: Option<&str>) -> std::path::PathBuf {
+    let wasm = dir.join(format!("{name}.wasm"));
+    std::fs::copy(component, &wasm).unwrap();
+    if let Some(manifest) = manifest {
+        std::fs::write(wasm.with_extension("toml"), manifest).unwrap();
+    }
+    wasm
+}
+
+#[test]
+fn a_dispatch_outside_the_granted_capabilities_fails_the_handler() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS]);
+    let ungranted = deploy_copy(host.dir.path(), plugins::WELCOME, "welcome", None);
+    host.runtime.add_plugin(&ungranted).unwrap();
+
+    let settled = user(&mut host, "u1", "Torsten");
+
+    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
+        panic!("expected one handler failure, got {:?}", settled.failures)
+    };
+    assert_eq!(
+        failure.message,
+        "`welcome` may not dispatch `accounts.open` (granted: none); add it to `dispatch` under \
+         [capabilities] in the plugin's manifest"
+    );
+    assert_eq!(host.log_names(), ["UserCreated"]);
+}
+
+#[test]
+fn a_malformed_manifest_refuses_the_plugin_and_stores_nothing() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS]);
+    let wasm = deploy_copy(
+        host.dir.path(),
+        plugins::WELCOME,
+        "welcome",
+        Some("[capabilities]\nsockets = true\n"),
+    );
+
+    let err = host.runtime.add_plugin(&wasm).unwrap_err();
+
+    assert!(
+        matches!(err, cascade::Error::Plugin(PluginError::InvalidManifest { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("unknown field `sockets`"), "{err}");
+    assert_eq!(host.runtime.plugins().unwrap().len(), 2);
+}
+
+#[test]
+fn a_manifest_can_lower_the_time_budget() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS]);
+    let manifest = "[limits]\ntime-budget-ms = 20\n[on-error]\nattempts = 1\n";
+    let wasm = deploy_copy(host.dir.path(), plugins::FIXTURE_HOSTILE, "hostile", Some(manifest));
+    host.runtime.add_plugin(&wasm).unwrap();
+
+    let settled = user(&mut host, "u1", "loop");
+
+    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
+        panic!("expected one handler failure, got {:?}", settled.failures)
+    };
+    assert!(
+        failure.message.starts_with("exceeded its time budget of 20ms"),
+        "{failure}"
+    );
+}

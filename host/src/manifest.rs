@@ -1,0 +1,158 @@
+//! Plugin manifests: what a plugin is granted, and how it is limited.
+//!
+//! A manifest is a TOML file next to the component, with the same stem
+//! (`welcome.wasm` → `welcome.toml`), read when the plugin is added and
+//! stored with it. Every section is optional; a plugin without a manifest
+//! may dispatch nothing and gets the default limits.
+//!
+//! ```toml
+//! [capabilities]
+//! # Commands the plugin may dispatch: `aggregate.command` or `aggregate.*`.
+//! dispatch = ["accounts.open"]
+//!
+//! [limits]
+//! time-budget-ms = 100   # per handler call
+//! memory-mib = 64        # linear memory of the instance
+//! max-dispatches = 1000  # commands per handler call
+//!
+//! [on-error]
+//! attempts = 3           # calls of a failing handler before its event is parked
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::Limits;
+
+/// A plugin's manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Manifest {
+    /// What the plugin may do.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Overrides of the default limits.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    /// What happens when a handler fails.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// What the plugin may do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Capabilities {
+    /// Commands it may dispatch, as `aggregate.command` or `aggregate.*`.
+    #[serde(default)]
+    pub dispatch: Vec<String>,
+}
+
+/// Limits that replace the defaults of [`Limits`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitOverrides {
+    /// Time budget of one call, in milliseconds.
+    pub time_budget_ms: Option<u64>,
+    /// Memory cap, in MiB.
+    pub memory_mib: Option<usize>,
+    /// Commands one call may dispatch.
+    pub max_dispatches: Option<usize>,
+}
+
+/// What happens when a handler fails.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OnError {
+    /// How many times a failing handler is called for one event (with
+    /// exponential backoff between calls) before the event is parked for it.
+    pub attempts: u32,
+}
+
+impl Default for OnError {
+    fn default() -> Self {
+        OnError { attempts: 3 }
+    }
+}
+
+impl Manifest {
+    /// Parse manifest text.
+    ///
+    /// # Errors
+    ///
+    /// The TOML's own message: a syntax error, an unknown key, a wrong type.
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        if manifest.on_error.attempts == 0 {
+            return Err("`on-error.attempts` must be at least 1".into());
+        }
+        for grant in &manifest.capabilities.dispatch {
+            if grant.split_once('.').is_none_or(|(a, c)| a.is_empty() || c.is_empty()) {
+                return Err(format!(
+                    "capability `{grant}` must be `aggregate.command` or `aggregate.*`, e.g. `accounts.open`"
+                ));
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// The limits, defaults overridden.
+    pub fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        Limits {
+            time_budget: self
+                .limits
+                .time_budget_ms
+                .map_or(defaults.time_budget, Duration::from_millis),
+            memory_bytes: self.limits.memory_mib.map_or(defaults.memory_bytes, |m| m << 20),
+            max_dispatches: self.limits.max_dispatches.unwrap_or(defaults.max_dispatches),
+            ..defaults
+        }
+    }
+
+    /// Whether the plugin may dispatch `command` to `aggregate`.
+    pub fn may_dispatch(&self, aggregate: &str, command: &str) -> bool {
+        self.capabilities
+            .dispatch
+            .iter()
+            .any(|grant| match grant.split_once('.') {
+                Some((a, "*")) => a == aggregate,
+                Some((a, c)) => a == aggregate && c == command,
+                None => false,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_manifest_grants_nothing_and_keeps_the_defaults() {
+        let manifest = Manifest::parse("").unwrap();
+        assert!(!manifest.may_dispatch("accounts", "open"));
+        assert_eq!(manifest.limits(), Limits::default());
+        assert_eq!(manifest.on_error.attempts, 3);
+    }
+
+    #[test]
+    fn grants_name_a_command_or_every_command_of_an_aggregate() {
+        let manifest = Manifest::parse(
+            "[capabilities]\ndispatch = [\"accounts.open\", \"shipping.*\"]\n[limits]\ntime-budget-ms = 250\n",
+        )
+        .unwrap();
+        assert!(manifest.may_dispatch("accounts", "open"));
+        assert!(!manifest.may_dispatch("accounts", "close"));
+        assert!(manifest.may_dispatch("shipping", "shipOrder"));
+        assert_eq!(manifest.limits().time_budget, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn unknown_keys_and_malformed_grants_are_refused_with_the_reason() {
+        let err = Manifest::parse("[capabilities]\nsockets = true\n").unwrap_err();
+        assert!(err.contains("unknown field `sockets`"), "{err}");
+        let err = Manifest::parse("[capabilities]\ndispatch = [\"accounts\"]\n").unwrap_err();
+        assert!(err.starts_with("capability `accounts` must be"), "{err}");
+    }
+}
