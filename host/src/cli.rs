@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
+use crate::error::HandlerFailure;
 use crate::event::{Command, Event};
 use crate::pipeline::{Options, Outcome, RefreshReport, Settled};
 use crate::runtime::Runtime;
@@ -84,6 +85,15 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Events parked for a listener after its handler failed every attempt.
+    Parked {
+        /// Retry or skip one; without it, list them.
+        #[command(subcommand)]
+        action: Option<ParkedAction>,
+        /// List as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the event log.
     Events {
         /// Only this stream, as `TYPE:ID`.
@@ -115,6 +125,25 @@ pub enum PmAction {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `cascade parked ...`
+#[derive(Debug, Subcommand)]
+pub enum ParkedAction {
+    /// Call the handler again (e.g. after deploying a fixed version) and run
+    /// what it dispatches.
+    Retry {
+        /// The parked id.
+        id: u64,
+    },
+    /// Drop the parked event, recording who did it and when.
+    Skip {
+        /// The parked id.
+        id: u64,
+        /// Who skips it (default: `$USER`).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -264,6 +293,62 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
+        Action::Parked { action: None, json } => {
+            let parked = runtime.pipeline_ref().parked()?;
+            if json {
+                let list: Vec<Value> = parked
+                    .iter()
+                    .map(|(id, p)| {
+                        let mut v = serde_json::to_value(p).expect("parked records serialize");
+                        v["id"] = json!(id);
+                        v
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                for (id, p) in &parked {
+                    writeln!(
+                        out,
+                        "#{id:<4} {} {} {} #{} ({} attempt(s)): {}",
+                        p.plugin, p.handler, p.event, p.position, p.attempts, p.message
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        Action::Parked {
+            action: Some(ParkedAction::Retry { id }),
+            ..
+        } => match runtime.pipeline().retry_parked(id)? {
+            None => {
+                writeln!(out, "parked #{id} succeeded and is no longer parked")?;
+                Ok(0)
+            }
+            Some(again) => {
+                let parked = runtime.pipeline_ref().parked()?;
+                let message = parked
+                    .iter()
+                    .find(|(i, _)| *i == again)
+                    .map_or("", |(_, p)| p.message.as_str());
+                writeln!(out, "parked #{id} failed again and is parked as #{again}: {message}")?;
+                Ok(1)
+            }
+        },
+        Action::Parked {
+            action: Some(ParkedAction::Skip { id, by }),
+            ..
+        } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let skipped = runtime.pipeline().skip_parked(id, &by)?;
+            writeln!(
+                out,
+                "skipped parked #{id} ({} {} #{}), recorded as skipped by {by}",
+                skipped.parked.plugin, skipped.parked.event, skipped.parked.position
+            )?;
+            Ok(0)
+        }
         Action::Events { stream, from, json } => {
             let events = match stream {
                 Some(stream) => {
@@ -395,6 +480,12 @@ fn print_settled(out: &mut dyn Write, settled: &Settled, trace: bool) -> std::io
     }
     for failure in &settled.failures {
         writeln!(out, "failed: {failure}")?;
+        if let crate::error::Failure::Handler(HandlerFailure { parked: Some(id), .. }) = failure {
+            writeln!(
+                out,
+                "  parked as #{id}: `cascade parked retry {id}` or `cascade parked skip {id}`"
+            )?;
+        }
     }
     Ok(())
 }

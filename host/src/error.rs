@@ -108,6 +108,8 @@ pub struct HandlerFailure {
     pub position: u64,
     /// What the handler or the host said.
     pub message: String,
+    /// The id the event is parked under for this listener, if it was.
+    pub parked: Option<u64>,
 }
 
 /// A process manager dispatched a command that produced the very event it
@@ -282,6 +284,12 @@ pub enum PluginError {
         import: String,
         /// Why it is refused.
         reason: &'static str,
+    },
+    /// No parked event has this id.
+    #[error("no parked event #{id}; list them with `cascade parked`")]
+    UnknownParked {
+        /// The id asked for.
+        id: u64,
     },
     /// No plugin is registered under this name.
     #[error("no process manager `{name}` is registered (registered: {known})")]

@@ -68,7 +68,8 @@ pub use event::{Command, Envelope, Event, NewEvent};
 pub use listener::{Context, Effects, Handler, HandlerError, Level, Listener, Phase};
 pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError};
 pub use pipeline::{
-    CascadeRecord, Cause, CommandRecord, LogLine, Options, Outcome, Pipeline, RefreshReport, Settled, TraceEntry,
+    CascadeRecord, Cause, CommandRecord, LogLine, Options, Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped,
+    TraceEntry,
 };
 pub use plugin::{HANDLER_SIGNATURE, PluginKind, PluginRecord};
 pub use read_model::{Collection, Document, QueryError, ReadModels};

@@ -60,6 +60,44 @@ impl Default for Options {
     }
 }
 
+/// The first pause before calling a failed handler again; it doubles with
+/// each further attempt.
+const RETRY_BACKOFF: Duration = Duration::from_millis(10);
+
+/// An event parked for one listener after its handler failed every attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Parked {
+    /// The listener.
+    pub plugin: String,
+    /// The export that failed, e.g. `on-user-created`.
+    pub handler: String,
+    /// The event name.
+    pub event: String,
+    /// The event position.
+    pub position: u64,
+    /// The event's cascade.
+    pub correlation_id: String,
+    /// The last failure.
+    pub message: String,
+    /// Calls made before parking.
+    pub attempts: u32,
+    /// Milliseconds since the Unix epoch.
+    pub parked_at: u64,
+}
+
+/// A parked event that was dropped on purpose, and by whom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    /// What was parked.
+    pub parked: Parked,
+    /// Who skipped it.
+    pub skipped_by: String,
+    /// Milliseconds since the Unix epoch.
+    pub skipped_at: u64,
+}
+
 /// A command waiting in the queue.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct QueuedCommand {
@@ -493,6 +531,52 @@ impl Pipeline {
     ///
     /// A storage error; the transaction is rolled back.
     pub fn step(&mut self) -> Result<usize, Error> {
+        let budget = self.options.batch_size.max(1);
+        let (done, position) = self.in_batch(|batch, tx| {
+            let mut position = tx.pipeline_position()?;
+            let mut done = 0;
+            while done < budget {
+                if position < tx.head() {
+                    position += 1;
+                    let event = match batch.appended.pop_front() {
+                        Some(event) => event,
+                        None => tx.event(position)?.ok_or_else(|| StoreError::Corrupt {
+                            table: "events",
+                            message: format!("position {position} is missing below the head"),
+                        })?,
+                    };
+                    debug_assert_eq!(event.position, position);
+                    batch.process_event(tx, &event)?;
+                } else if let Some(queued) = batch.next_command(tx)? {
+                    batch.execute_command(tx, queued)?;
+                } else {
+                    break;
+                }
+                done += 1;
+            }
+            if done > 0 {
+                tx.set_pipeline_position(position)?;
+                for slot in batch.slots.iter().filter(|s| s.checkpoint < position) {
+                    tx.set_checkpoint(slot.listener.name(), position)?;
+                }
+            }
+            Ok(((done, position), done > 0))
+        })?;
+        // Only after the commit: memory follows what is durable.
+        for slot in self.slots.iter_mut() {
+            slot.checkpoint = slot.checkpoint.max(position);
+        }
+        Ok(done)
+    }
+
+    /// Run `work` in one group commit. `work` returns its result and whether
+    /// it did anything; if it did, everything the batch produced commits with
+    /// it: queued commands, read-model writes, cascade records, state blobs.
+    /// On an error everything rolls back, in redb and in memory.
+    fn in_batch<R>(
+        &mut self,
+        work: impl FnOnce(&mut Batch<'_>, &mut Tx<'_>) -> Result<(R, bool), Error>,
+    ) -> Result<R, Error> {
         let read_models = self.read_models.clone();
         let Pipeline {
             store,
@@ -516,60 +600,18 @@ impl Pipeline {
             stored_queue_drained: false,
             appended: VecDeque::new(),
             next_seq: 0,
+            max_depth: options.max_causation_depth,
         };
-        let budget = options.batch_size.max(1);
-        let max_depth = options.max_causation_depth;
         let written = store.write(|tx| {
-            let mut position = tx.pipeline_position()?;
             batch.next_seq = tx.next_command_seq()?;
-            let mut done = 0;
-            while done < budget {
-                if position < tx.head() {
-                    position += 1;
-                    let event = match batch.appended.pop_front() {
-                        Some(event) => event,
-                        None => tx.event(position)?.ok_or_else(|| StoreError::Corrupt {
-                            table: "events",
-                            message: format!("position {position} is missing below the head"),
-                        })?,
-                    };
-                    debug_assert_eq!(event.position, position);
-                    batch.process_event(tx, &event, max_depth)?;
-                } else if let Some(queued) = batch.next_command(tx)? {
-                    batch.execute_command(tx, queued)?;
-                } else {
-                    break;
-                }
-                done += 1;
+            let (result, changed) = work(&mut batch, tx)?;
+            if changed {
+                batch.finish(tx, &read_models)?;
             }
-            if done > 0 {
-                // What was dispatched but not yet executed waits in the stored queue.
-                for (seq, queued) in batch.dispatched.drain(..) {
-                    tx.enqueue(seq, &queued)?;
-                }
-                tx.set_next_command_seq(batch.next_seq)?;
-                read_models.flush(tx)?;
-                tx.set_pipeline_position(position)?;
-                for slot in batch.slots.iter().filter(|s| s.checkpoint < position) {
-                    tx.set_checkpoint(slot.listener.name(), position)?;
-                }
-                for (correlation_id, record) in &batch.cascades {
-                    tx.put_cascade(correlation_id, record)?;
-                }
-                // State blobs commit with the checkpoints that cover them.
-                for slot in batch.slots.iter_mut().filter(|s| s.dirty && s.listener.is_stateful()) {
-                    let state = slot.listener.save_state().map_err(|message| PluginError::State {
-                        plugin: slot.listener.name().to_owned(),
-                        action: "save",
-                        message,
-                    })?;
-                    tx.put_pm_state(slot.listener.name(), &state)?;
-                }
-            }
-            Ok::<_, Error>((done, position))
+            Ok::<_, Error>(result)
         });
-        let (done, position) = match written {
-            Ok(written) => written,
+        let result = match written {
+            Ok(result) => result,
             Err(err) => {
                 // Rolled back: read models and stateful listeners return to
                 // the committed state.
@@ -578,12 +620,76 @@ impl Pipeline {
                 return Err(err);
             }
         };
-        // Only after the commit: memory follows what is durable.
         for slot in self.slots.iter_mut() {
-            slot.checkpoint = slot.checkpoint.max(position);
             slot.dirty = false;
         }
-        Ok(done)
+        Ok(result)
+    }
+
+    /// Every parked event, oldest first, with its id.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn parked(&self) -> Result<Vec<(u64, Parked)>, StoreError> {
+        self.store.write(|tx| tx.parked())
+    }
+
+    /// Call the parked handler again (typically after deploying a fixed
+    /// version) and run whatever it dispatches. Returns `None` when it
+    /// succeeded, or the id under which the event is parked again.
+    ///
+    /// # Errors
+    ///
+    /// An unknown parked id, a listener that is no longer registered; a
+    /// storage error.
+    pub fn retry_parked(&mut self, id: u64) -> Result<Option<u64>, Error> {
+        let outcome = self.in_batch(|batch, tx| {
+            let parked = tx.take_parked(id)?.ok_or(PluginError::UnknownParked { id })?;
+            let event = tx.event(parked.position)?.ok_or_else(|| StoreError::Corrupt {
+                table: "events",
+                message: format!("parked event at position {} is missing", parked.position),
+            })?;
+            let slot = batch
+                .slots
+                .iter()
+                .position(|s| s.listener.name() == parked.plugin)
+                .ok_or_else(|| PluginError::UnknownListener {
+                    name: parked.plugin.clone(),
+                    known: "the registered ones (see `cascade plugin list`)".into(),
+                })?;
+            let handler = batch.slots[slot]
+                .listener
+                .handlers()
+                .iter()
+                .position(|h| h.export_name() == parked.handler)
+                .ok_or_else(|| PluginError::UnknownListener {
+                    name: format!("{}/{}", parked.plugin, parked.handler),
+                    known: "the handlers of the deployed version".into(),
+                })?;
+            let parked_again = batch.call(tx, slot, handler, &event)?;
+            Ok((parked_again, true))
+        })?;
+        self.run_until_idle()?;
+        Ok(outcome)
+    }
+
+    /// Drop a parked event, recording who did it and when.
+    ///
+    /// # Errors
+    ///
+    /// An unknown parked id; a storage error.
+    pub fn skip_parked(&mut self, id: u64, by: &str) -> Result<Skipped, Error> {
+        self.store.write(|tx| {
+            let parked = tx.take_parked(id)?.ok_or(PluginError::UnknownParked { id })?;
+            let skipped = Skipped {
+                parked,
+                skipped_by: by.to_owned(),
+                skipped_at: crate::store::now_millis(),
+            };
+            tx.put_skipped(id, &skipped)?;
+            Ok(skipped)
+        })
     }
 
     /// Load every stateful listener's committed state blob into it.
@@ -625,9 +731,34 @@ struct Batch<'a> {
     appended: VecDeque<Event>,
     /// The next command sequence number.
     next_seq: u64,
+    /// See [`Options::max_causation_depth`].
+    max_depth: usize,
 }
 
 impl Batch<'_> {
+    /// Write what the batch produced besides events into `tx`.
+    fn finish(&mut self, tx: &mut Tx<'_>, read_models: &ReadModels) -> Result<(), Error> {
+        // What was dispatched but not yet executed waits in the stored queue.
+        for (seq, queued) in self.dispatched.drain(..) {
+            tx.enqueue(seq, &queued)?;
+        }
+        tx.set_next_command_seq(self.next_seq)?;
+        read_models.flush(tx)?;
+        for (correlation_id, record) in &self.cascades {
+            tx.put_cascade(correlation_id, record)?;
+        }
+        // State blobs commit with the checkpoints that cover them.
+        for slot in self.slots.iter_mut().filter(|s| s.dirty && s.listener.is_stateful()) {
+            let state = slot.listener.save_state().map_err(|message| PluginError::State {
+                plugin: slot.listener.name().to_owned(),
+                action: "save",
+                message,
+            })?;
+            tx.put_pm_state(slot.listener.name(), &state)?;
+        }
+        Ok(())
+    }
+
     /// The oldest command waiting: the stored queue (filled before this
     /// batch) first, then what this batch dispatched, in dispatch order.
     fn next_command(&mut self, tx: &mut Tx<'_>) -> Result<Option<QueuedCommand>, StoreError> {
@@ -648,11 +779,11 @@ impl Batch<'_> {
         Ok(self.cascades.get_mut(correlation_id).expect("inserted above"))
     }
 
-    fn process_event(&mut self, tx: &mut Tx<'_>, event: &Event, max_depth: usize) -> Result<(), StoreError> {
+    fn process_event(&mut self, tx: &mut Tx<'_>, event: &Event) -> Result<(), StoreError> {
         if let Some(route) = self.routes.get(&event.name) {
             for &(slot, handler) in route.on.iter().chain(&route.after) {
                 if self.slots[slot].checkpoint < event.position {
-                    self.call(tx, slot, handler, event, max_depth)?;
+                    self.call(tx, slot, handler, event)?;
                 }
             }
         }
@@ -661,19 +792,32 @@ impl Batch<'_> {
         Ok(())
     }
 
-    fn call(
-        &mut self,
-        tx: &mut Tx<'_>,
-        slot: usize,
-        handler: usize,
-        event: &Event,
-        max_depth: usize,
-    ) -> Result<(), StoreError> {
+    /// Call one handler for one live event; a failing call is retried with
+    /// backoff up to the listener's attempts, then the event is parked for
+    /// it. Returns the parked id when it failed.
+    fn call(&mut self, tx: &mut Tx<'_>, slot: usize, handler: usize, event: &Event) -> Result<Option<u64>, StoreError> {
+        let max_depth = self.max_depth;
         let started = self.trace.is_some().then(Instant::now);
         self.slots[slot].dirty = true;
-        self.slots[slot].calls += 1;
         let listener = &mut self.slots[slot].listener;
-        let result = listener.handle(handler, event, Context::default(), &mut self.effects);
+        let attempts = listener.attempts().max(1);
+        let mut attempt = 1;
+        let result = loop {
+            self.slots[slot].calls += 1;
+            let result = self.slots[slot]
+                .listener
+                .handle(handler, event, Context::default(), &mut self.effects);
+            match result {
+                Err(HandlerError::Failed(_)) if attempt < attempts => {
+                    // A failed call is atomic: what it dispatched is dropped.
+                    self.effects.commands.clear();
+                    std::thread::sleep(RETRY_BACKOFF * 2u32.pow(attempt - 1));
+                    attempt += 1;
+                }
+                result => break result,
+            }
+        };
+        let listener = &mut self.slots[slot].listener;
         let plugin = listener.name().to_owned();
         let failure = match result {
             Ok(()) => None,
@@ -700,6 +844,7 @@ impl Batch<'_> {
             event: event.name.clone(),
             position: event.position,
             message,
+            parked: None,
         });
         let logs = std::mem::take(&mut self.effects.logs);
         self.logs.extend(logs.into_iter().map(|(level, message)| LogLine {
@@ -709,22 +854,34 @@ impl Batch<'_> {
             message,
         }));
         let commands = std::mem::take(&mut self.effects.commands);
-        if let Some(failure) = failure {
-            // A failed handler is atomic: what it dispatched is dropped.
+        if let Some(mut failure) = failure {
+            // A failed handler is atomic: what it dispatched is dropped. The
+            // event is parked for this listener, to retry or skip later.
+            let id = tx.park(&Parked {
+                plugin: failure.plugin.clone(),
+                handler: failure.handler.clone(),
+                event: event.name.clone(),
+                position: event.position,
+                correlation_id: event.correlation_id.clone(),
+                message: failure.message.clone(),
+                attempts: attempt,
+                parked_at: crate::store::now_millis(),
+            })?;
+            failure.parked = Some(id);
             self.cascade(tx, &event.correlation_id)?
                 .failures
                 .push(Failure::Handler(failure));
-            return Ok(());
+            return Ok(Some(id));
         }
         if commands.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut chain = causation_chain(&event.metadata);
         chain.push(format!("{plugin}/{}", event.name));
         if chain.len() > max_depth {
             let failure = Failure::CausationDepth(CausationDepthError { max: max_depth, chain });
             self.cascade(tx, &event.correlation_id)?.failures.push(failure);
-            return Ok(());
+            return Ok(None);
         }
         let cause = Cause {
             plugin,
@@ -751,7 +908,7 @@ impl Batch<'_> {
             self.dispatched.push_back((seq, queued));
             self.cascade(tx, &event.correlation_id)?.outstanding += 1;
         }
-        Ok(())
+        Ok(None)
     }
 
     fn execute_command(&mut self, tx: &mut Tx<'_>, queued: QueuedCommand) -> Result<(), StoreError> {

@@ -668,9 +668,14 @@ impl Listener for WasmListener {
             }
             (Ok(Err(wit::HandlerError::SkipRefreshing)), None) => Err(HandlerError::SkipRefreshing),
         };
-        // Live calls only: a refresh that traps reports it and starts over.
+        // Live calls only: a refresh that fails reports it and goes on.
         if self.state_indices.is_some() && !ctx.refreshing {
-            self.since_last_state.push((handler, event.clone(), ctx));
+            match outcome {
+                // A failed call is atomic for the state too: back to the last
+                // state plus the calls since, without this one.
+                Err(HandlerError::Failed(_)) => self.recover(),
+                _ => self.since_last_state.push((handler, event.clone(), ctx)),
+            }
         }
         outcome
     }

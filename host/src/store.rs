@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{Envelope, Event, NewEvent};
-use crate::pipeline::{CascadeRecord, QueuedCommand};
+use crate::pipeline::{CascadeRecord, Parked, QueuedCommand, Skipped};
 use crate::plugin::PluginRecord;
 
 /// Bumped whenever a table's layout changes; a newer file is refused.
@@ -39,6 +39,8 @@ const STREAMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("stre
 const STREAM_EVENTS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("stream_events");
 const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
 const PM_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("pm_states");
+const PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("parked");
+const SKIPPED: TableDefinition<u64, &[u8]> = TableDefinition::new("skipped");
 const COMMAND_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("command_queue");
 const CASCADES: TableDefinition<&str, &[u8]> = TableDefinition::new("cascades");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
@@ -51,6 +53,7 @@ pub(crate) const RM_INDEX: TableDefinition<(&str, &str, &str, &str), ()> = Table
 
 const META_SCHEMA: &str = "schema_version";
 const META_NEXT_COMMAND: &str = "next_command";
+const META_NEXT_PARKED: &str = "next_parked";
 /// The position up to which the pipeline has run both phases.
 const META_PIPELINE: &str = "pipeline_position";
 
@@ -174,6 +177,8 @@ pub struct Tx<'t> {
     stream_events: Table<'t, (&'static str, &'static str, u64), u64>,
     checkpoints: Table<'t, &'static str, u64>,
     pm_states: Table<'t, &'static str, Bytes>,
+    parked: Table<'t, u64, Bytes>,
+    skipped: Table<'t, u64, Bytes>,
     command_queue: Table<'t, u64, Bytes>,
     cascades: Table<'t, &'static str, Bytes>,
     plugins: Table<'t, &'static str, Bytes>,
@@ -195,6 +200,8 @@ impl<'t> Tx<'t> {
             stream_events: txn.open_table(STREAM_EVENTS)?,
             checkpoints: txn.open_table(CHECKPOINTS)?,
             pm_states: txn.open_table(PM_STATES)?,
+            parked: txn.open_table(PARKED)?,
+            skipped: txn.open_table(SKIPPED)?,
             command_queue: txn.open_table(COMMAND_QUEUE)?,
             cascades: txn.open_table(CASCADES)?,
             plugins: txn.open_table(PLUGINS)?,
@@ -487,6 +494,54 @@ impl<'t> Tx<'t> {
 }
 
 impl Tx<'_> {
+    /// Park an event for a listener; returns its id (never reused).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn park(&mut self, parked: &Parked) -> Result<u64, StoreError> {
+        let id = self.meta.get(META_NEXT_PARKED)?.map_or(1, |v| v.value());
+        self.meta.insert(META_NEXT_PARKED, id + 1)?;
+        self.parked.insert(id, encode(parked).as_slice())?;
+        Ok(id)
+    }
+
+    /// Every parked event, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn parked(&self) -> Result<Vec<(u64, Parked)>, StoreError> {
+        let mut all = Vec::new();
+        for entry in self.parked.iter()? {
+            let (id, bytes) = entry?;
+            all.push((id.value(), decode(PARKED.name(), bytes.value())?));
+        }
+        Ok(all)
+    }
+
+    /// Remove and return a parked event.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn take_parked(&mut self, id: u64) -> Result<Option<Parked>, StoreError> {
+        match self.parked.remove(id)? {
+            Some(bytes) => Ok(Some(decode(PARKED.name(), bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Record a skipped parked event.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_skipped(&mut self, id: u64, skipped: &Skipped) -> Result<(), StoreError> {
+        self.skipped.insert(id, encode(skipped).as_slice())?;
+        Ok(())
+    }
+
     /// A read-model document.
     ///
     /// # Errors
@@ -565,7 +620,7 @@ fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, S
     })
 }
 
-fn now_millis() -> u64 {
+pub(crate) fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

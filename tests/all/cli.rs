@@ -134,3 +134,34 @@ fn exec_exits_1_when_the_cascade_fails_and_2_on_bad_input() {
     let (_, out) = cli(dir.path(), &["events"]);
     assert!(out.is_empty(), "nothing was appended: {out}");
 }
+
+#[test]
+fn parked_lists_and_skips_parked_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _) = cli(dir.path(), &["plugin", "add", plugins::USERS, plugins::FIXTURE_FAILING]);
+    assert_eq!(status, 0);
+
+    let (status, out) = cli(dir.path(), &["exec", "users", "u1", "create", r#"{"name":"Ada"}"#]);
+    assert_eq!(status, 1);
+    assert!(
+        out.contains("parked as #1: `cascade parked retry 1` or `cascade parked skip 1`"),
+        "{out}"
+    );
+
+    let (status, out) = cli(dir.path(), &["parked"]);
+    assert_eq!(status, 0);
+    assert!(
+        out.starts_with(
+            "#1    fixture-failing on-user-created UserCreated #1 (3 attempt(s)): mail server unreachable for u1"
+        ),
+        "{out}"
+    );
+    let (status, out) = cli(dir.path(), &["parked", "skip", "1", "--by", "ops"]);
+    assert_eq!(status, 0, "{out}");
+    assert_eq!(
+        out.trim(),
+        "skipped parked #1 (fixture-failing UserCreated #1), recorded as skipped by ops"
+    );
+    let (_, out) = cli(dir.path(), &["parked"]);
+    assert!(out.is_empty(), "{out}");
+}

@@ -271,3 +271,76 @@ fn a_manifest_can_lower_the_time_budget() {
         "{failure}"
     );
 }
+
+#[test]
+fn a_handler_failing_every_attempt_parks_the_event_and_the_plugin_goes_on() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::FIXTURE_FAILING]);
+
+    let settled = user(&mut host, "u1", "Ada");
+
+    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
+        panic!("expected one handler failure, got {:?}", settled.failures)
+    };
+    let id = failure.parked.expect("parked");
+    let parked = host.runtime.pipeline_ref().parked().unwrap();
+    let [(parked_id, entry)] = parked.as_slice() else {
+        panic!("expected one parked event, got {parked:?}")
+    };
+    assert_eq!(*parked_id, id);
+    assert_eq!(
+        (
+            entry.plugin.as_str(),
+            entry.handler.as_str(),
+            entry.position,
+            entry.attempts
+        ),
+        ("fixture-failing", "on-user-created", 1, 3)
+    );
+    assert_eq!(entry.message, "mail server unreachable for u1");
+    // The plugin goes on with the next event (and parks that one too).
+    assert_eq!(user(&mut host, "u2", "Grace").failures.len(), 1);
+    assert_eq!(host.runtime.pipeline_ref().parked().unwrap().len(), 2);
+}
+
+#[test]
+fn a_parked_event_is_retried_after_deploying_a_fixed_version() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS]);
+    // welcome without its manifest: every dispatch is refused, so it parks.
+    let broken = deploy_copy(host.dir.path(), plugins::WELCOME, "welcome", None);
+    host.runtime.add_plugin(&broken).unwrap();
+    let settled = user(&mut host, "u1", "Ada");
+    let Some(Failure::Handler(HandlerFailure { parked: Some(id), .. })) = settled.failures.first() else {
+        panic!("expected a parked failure, got {:?}", settled.failures)
+    };
+
+    // The fix: the same component with its grant.
+    std::fs::copy(
+        plugins::WELCOME.replace(".wasm", ".toml"),
+        broken.with_extension("toml"),
+    )
+    .unwrap();
+    host.runtime.add_plugin(&broken).unwrap();
+    let outcome = host.runtime.pipeline().retry_parked(*id).unwrap();
+
+    assert_eq!(outcome, None, "the retry succeeded");
+    assert!(host.runtime.pipeline_ref().parked().unwrap().is_empty());
+    assert_eq!(host.log_names(), ["UserCreated", "AccountOpened"]);
+}
+
+#[test]
+fn skipping_a_parked_event_records_who_and_when() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::FIXTURE_FAILING]);
+    user(&mut host, "u1", "Ada");
+    let (id, _) = host.runtime.pipeline_ref().parked().unwrap()[0].clone();
+
+    let skipped = host.runtime.pipeline().skip_parked(id, "ops@example").unwrap();
+
+    assert_eq!(skipped.skipped_by, "ops@example");
+    assert!(skipped.skipped_at > 0);
+    assert!(host.runtime.pipeline_ref().parked().unwrap().is_empty());
+    let err = host.runtime.pipeline().skip_parked(id, "ops@example").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("no parked event #{id}; list them with `cascade parked`")
+    );
+}

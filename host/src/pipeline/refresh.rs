@@ -212,6 +212,7 @@ fn replay(
                         event: event.name.clone(),
                         position: event.position,
                         message,
+                        parked: None,
                     }),
                 }
             }
