@@ -23,6 +23,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::event::Command;
 use crate::listener::Level;
 
+mod output;
+
 /// Host-side bindings of `cascade:runtime`, generated from `wit/`.
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -121,15 +123,20 @@ pub struct HostState {
     pub(crate) violation: Option<String>,
     limits: Limits,
     memory: MemoryCap,
+    stdout: output::Output,
+    stderr: output::Output,
 }
 
 impl HostState {
     fn new(plugin: &str, env: &PluginEnv) -> Self {
         let limits = env.manifest.limits();
+        let (stdout, stderr) = (output::Output::default(), output::Output::default());
         HostState {
             // The builder's defaults grant nothing: no preopens, no env, no
-            // args, no sockets, stdio discarded.
-            wasi: WasiCtx::builder().build(),
+            // args, no sockets; stdout and stderr go to the host's log.
+            wasi: WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build(),
+            stdout,
+            stderr,
             table: ResourceTable::new(),
             plugin: plugin.to_owned(),
             read_models: env.read_models.clone(),
@@ -155,6 +162,20 @@ impl HostState {
     /// note of dropped lines), and the first limit it broke.
     pub(crate) fn take_call_effects(&mut self) -> (Vec<Command>, Vec<(Level, String)>, Option<String>) {
         let mut logs = std::mem::take(&mut self.logs);
+        for (stream, level, name) in [
+            (&self.stdout, Level::Info, "stdout"),
+            (&self.stderr, Level::Warn, "stderr"),
+        ] {
+            let (text, dropped) = stream.take();
+            logs.extend(text.lines().map(|line| (level, format!("{name}: {line}"))));
+            if dropped > 0 {
+                let cap = output::CAP;
+                logs.push((
+                    Level::Warn,
+                    format!("{name}: {dropped} more byte(s) dropped: limit is {cap} per call"),
+                ));
+            }
+        }
         if self.dropped_logs > 0 {
             let note = format!(
                 "{} more log line(s) dropped: limit is {} per call",

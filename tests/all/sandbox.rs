@@ -344,3 +344,39 @@ fn skipping_a_parked_event_records_who_and_when() {
         format!("no parked event #{id}; list them with `cascade parked`")
     );
 }
+
+#[test]
+fn guest_stdout_and_stderr_go_to_the_host_log_tagged_with_the_plugin() {
+    let mut host = hostile_host();
+
+    let settled = user(&mut host, "u1", "print");
+
+    assert!(settled.is_ok(), "{:?}", settled.failures);
+    let logs: Vec<(&str, &str)> = settled
+        .logs
+        .iter()
+        .map(|l| (l.plugin.as_str(), l.message.as_str()))
+        .collect();
+    assert_eq!(
+        logs,
+        [
+            ("fixture-hostile", "stdout: hello from the guest"),
+            ("fixture-hostile", "stderr: a warning from the guest")
+        ]
+    );
+}
+
+#[test]
+fn a_chatty_guest_loses_output_past_the_cap_but_does_not_fail() {
+    let mut host = hostile_host();
+
+    let settled = user(&mut host, "u1", "chatty");
+
+    assert!(settled.is_ok(), "{:?}", settled.failures);
+    let last = settled.logs.last().unwrap();
+    assert_eq!(
+        last.message,
+        "stdout: 983040 more byte(s) dropped: limit is 65536 per call"
+    );
+    assert_eq!(settled.logs.len(), 65, "64 kept lines and the note");
+}
