@@ -156,6 +156,12 @@ pub enum PluginAction {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Start a plugin its error policy stopped: it catches up from where it
+    /// stopped, then takes part in the pipeline again.
+    Start {
+        /// The plugin.
+        name: String,
+    },
     /// List registered plugins in registration order.
     List {
         /// As JSON.
@@ -185,10 +191,38 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&plugins)?)?;
             }
+            let stopped = runtime.pipeline_ref().stopped();
             for p in plugins.iter().filter(|_| !json) {
-                writeln!(out, "{:<20} {:<16} {}  {}", p.name, p.kind, &p.hash[..12], p.source)?;
+                let status = match stopped.iter().find(|(name, _)| *name == p.name) {
+                    Some((_, at)) => format!("  stopped after #{at}"),
+                    None => String::new(),
+                };
+                writeln!(
+                    out,
+                    "{:<20} {:<16} {}  {}{status}",
+                    p.name,
+                    p.kind,
+                    &p.hash[..12],
+                    p.source
+                )?;
             }
             Ok(0)
+        }
+        Action::Plugin(PluginAction::Start { name }) => {
+            let handled = runtime.pipeline().start_listener(&name)?;
+            match runtime.pipeline_ref().stopped().iter().find(|(n, _)| *n == name) {
+                Some((_, at)) => {
+                    writeln!(
+                        out,
+                        "`{name}` caught up {handled} event(s) and stopped again after #{at}"
+                    )?;
+                    Ok(1)
+                }
+                None => {
+                    writeln!(out, "`{name}` caught up {handled} event(s) and is running")?;
+                    Ok(0)
+                }
+            }
         }
         Action::Exec {
             stream_type,
@@ -480,11 +514,22 @@ fn print_settled(out: &mut dyn Write, settled: &Settled, trace: bool) -> std::io
     }
     for failure in &settled.failures {
         writeln!(out, "failed: {failure}")?;
-        if let crate::error::Failure::Handler(HandlerFailure { parked: Some(id), .. }) = failure {
-            writeln!(
-                out,
-                "  parked as #{id}: `cascade parked retry {id}` or `cascade parked skip {id}`"
-            )?;
+        match failure {
+            crate::error::Failure::Handler(HandlerFailure { parked: Some(id), .. }) => {
+                writeln!(
+                    out,
+                    "  parked as #{id}: `cascade parked retry {id}` or `cascade parked skip {id}`"
+                )?;
+            }
+            crate::error::Failure::Handler(HandlerFailure {
+                stopped: true, plugin, ..
+            }) => {
+                writeln!(
+                    out,
+                    "  `{plugin}` stopped; fix it, then `cascade plugin start {plugin}`"
+                )?;
+            }
+            _ => {}
         }
     }
     Ok(())

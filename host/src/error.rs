@@ -110,6 +110,9 @@ pub struct HandlerFailure {
     pub message: String,
     /// The id the event is parked under for this listener, if it was.
     pub parked: Option<u64>,
+    /// Whether the listener's error policy stopped it at this event.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 /// A process manager dispatched a command that produced the very event it

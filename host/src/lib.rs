@@ -66,7 +66,7 @@ pub use error::{
 };
 pub use event::{Command, Envelope, Event, NewEvent};
 pub use listener::{Context, Effects, Handler, HandlerError, Level, Listener, Phase};
-pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError};
+pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError, Policy};
 pub use pipeline::{
     CascadeRecord, Cause, CommandRecord, LogLine, Options, Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped,
     TraceEntry,

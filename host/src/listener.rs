@@ -106,10 +106,13 @@ pub trait Listener: Send {
         None
     }
 
-    /// How many times a failing handler is called for one event before the
-    /// event is parked for this listener.
-    fn attempts(&self) -> u32 {
-        1
+    /// What happens when a handler fails: how many attempts, then park the
+    /// event or stop the listener. Native listeners park after one attempt.
+    fn on_error(&self) -> crate::manifest::OnError {
+        crate::manifest::OnError {
+            attempts: 1,
+            policy: crate::manifest::Policy::Park,
+        }
     }
 
     /// Whether the host persists a state blob for this listener (a stateful

@@ -16,7 +16,8 @@
 //! max-dispatches = 1000  # commands per handler call
 //!
 //! [on-error]
-//! attempts = 3           # calls of a failing handler before its event is parked
+//! attempts = 3           # calls of a failing handler per event
+//! policy = "park"        # then park the event and go on, or "stop" the plugin
 //! ```
 
 use std::time::Duration;
@@ -62,17 +63,41 @@ pub struct LimitOverrides {
 }
 
 /// What happens when a handler fails.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OnError {
     /// How many times a failing handler is called for one event (with
-    /// exponential backoff between calls) before the event is parked for it.
+    /// exponential backoff between calls) before the policy applies.
+    #[serde(default = "default_attempts")]
     pub attempts: u32,
+    /// What happens after the last attempt.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+/// What happens to a plugin whose handler failed every attempt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Park the event for the plugin (`cascade parked`) and go on with the
+    /// next event.
+    #[default]
+    Park,
+    /// Stop the plugin at the failing event; `cascade plugin start` resumes
+    /// it from there.
+    Stop,
+}
+
+fn default_attempts() -> u32 {
+    3
 }
 
 impl Default for OnError {
     fn default() -> Self {
-        OnError { attempts: 3 }
+        OnError {
+            attempts: default_attempts(),
+            policy: Policy::Park,
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use crate::aggregate::{Aggregate, Aggregates};
 use crate::error::{CausationDepthError, Error, Failure, HandlerFailure, PluginError, StoreError};
 use crate::event::{Command, Envelope, Event};
 use crate::listener::{Context, Effects, HandlerError, Level, Listener, Phase};
+use crate::manifest::Policy;
 use crate::read_model::ReadModels;
 use crate::store::{Store, Tx};
 
@@ -245,6 +246,9 @@ struct Slot {
     dirty: bool,
     /// Handler calls since the pipeline was opened (live and replayed).
     calls: u64,
+    /// Stopped by its error policy: it gets no events until started again,
+    /// and `checkpoint` is the last event it completed.
+    stopped: bool,
 }
 
 /// Which handlers an event name reaches, as (listener, handler) indices.
@@ -325,13 +329,13 @@ impl Pipeline {
         if let Some(collections) = listener.collections() {
             self.read_models.declare(&name, collections)?;
         }
-        let (checkpoint, state) = self.store.write(|tx| {
+        let (checkpoint, state, stopped) = self.store.write(|tx| {
             let checkpoint = match tx.checkpoint(&name)? {
                 Some(checkpoint) => checkpoint,
                 None => tx.head(),
             };
             tx.set_checkpoint(&name, checkpoint)?;
-            Ok::<_, StoreError>((checkpoint, tx.pm_state(&name)?))
+            Ok::<_, StoreError>((checkpoint, tx.pm_state(&name)?, tx.is_stopped(&name)?))
         })?;
         if listener.is_stateful() {
             // A redeployed version carries on from the state of the old one.
@@ -348,6 +352,7 @@ impl Pipeline {
             checkpoint,
             dirty: false,
             calls: 0,
+            stopped,
         };
         match self.slots.iter().position(|s| s.listener.name() == name) {
             Some(index) => self.slots[index] = slot,
@@ -556,17 +561,82 @@ impl Pipeline {
             }
             if done > 0 {
                 tx.set_pipeline_position(position)?;
-                for slot in batch.slots.iter().filter(|s| s.checkpoint < position) {
+                for slot in batch.slots.iter().filter(|s| !s.stopped && s.checkpoint < position) {
                     tx.set_checkpoint(slot.listener.name(), position)?;
                 }
             }
             Ok(((done, position), done > 0))
         })?;
         // Only after the commit: memory follows what is durable.
-        for slot in self.slots.iter_mut() {
+        for slot in self.slots.iter_mut().filter(|s| !s.stopped) {
             slot.checkpoint = slot.checkpoint.max(position);
         }
         Ok(done)
+    }
+
+    /// The listeners stopped by their error policy, with the last position
+    /// each completed.
+    pub fn stopped(&self) -> Vec<(String, u64)> {
+        self.slots
+            .iter()
+            .filter(|s| s.stopped)
+            .map(|s| (s.listener.name().to_owned(), s.checkpoint))
+            .collect()
+    }
+
+    /// Start a listener its error policy stopped: it catches up from its
+    /// checkpoint (both phases, live, its dispatches run) and then takes part
+    /// in the pipeline again. Returns how many events it handled catching up;
+    /// it stops again if an event still fails.
+    ///
+    /// # Errors
+    ///
+    /// An unknown listener; a storage error.
+    pub fn start_listener(&mut self, name: &str) -> Result<u64, Error> {
+        let index = self.slot_index(name)?;
+        if !self.slots[index].stopped {
+            return Ok(0);
+        }
+        self.slots[index].stopped = false;
+        let by_event = handlers_by_event(self.slots[index].listener.as_ref());
+        let handled = self.in_batch(|batch, tx| {
+            tx.set_stopped(name, false)?;
+            let through = tx.pipeline_position()?;
+            let mut handled = 0;
+            while batch.slots[index].checkpoint < through && !batch.slots[index].stopped {
+                let position = batch.slots[index].checkpoint + 1;
+                let event = tx.event(position)?.ok_or_else(|| StoreError::Corrupt {
+                    table: "events",
+                    message: format!("position {position} is missing below the head"),
+                })?;
+                for &handler in by_event.get(&event.name).map_or(&[][..], Vec::as_slice) {
+                    if !batch.slots[index].stopped {
+                        batch.call(tx, index, handler, &event)?;
+                    }
+                }
+                if !batch.slots[index].stopped {
+                    batch.slots[index].checkpoint = position;
+                    handled += u64::from(by_event.contains_key(&event.name));
+                }
+            }
+            tx.set_checkpoint(name, batch.slots[index].checkpoint)?;
+            Ok((handled, true))
+        })?;
+        self.run_until_idle()?;
+        Ok(handled)
+    }
+
+    fn slot_index(&self, name: &str) -> Result<usize, PluginError> {
+        self.slots
+            .iter()
+            .position(|s| s.listener.name() == name)
+            .ok_or_else(|| {
+                let names = self.listener_names();
+                PluginError::UnknownListener {
+                    name: name.to_owned(),
+                    known: crate::aggregate::quoted_list(names.iter().map(String::as_str)),
+                }
+            })
     }
 
     /// Run `work` in one group commit. `work` returns its result and whether
@@ -692,12 +762,21 @@ impl Pipeline {
         })
     }
 
-    /// Load every stateful listener's committed state blob into it.
+    /// Return every listener to what is committed: checkpoint, stopped flag
+    /// and, for a stateful one, its state blob.
     fn reload_states(&mut self) -> Result<(), Error> {
+        for slot in self.slots.iter_mut() {
+            let name = slot.listener.name().to_owned();
+            let (checkpoint, stopped) = self
+                .store
+                .write(|tx| Ok::<_, StoreError>((tx.checkpoint(&name)?, tx.is_stopped(&name)?)))?;
+            slot.checkpoint = checkpoint.unwrap_or(slot.checkpoint);
+            slot.stopped = stopped;
+            slot.dirty = false;
+        }
         for slot in self.slots.iter_mut().filter(|s| s.listener.is_stateful()) {
             let name = slot.listener.name().to_owned();
             let state = self.store.write(|tx| tx.pm_state(&name))?;
-            slot.dirty = false;
             slot.listener
                 .load_state(state.as_deref())
                 .map_err(|message| PluginError::State {
@@ -747,6 +826,11 @@ impl Batch<'_> {
         for (correlation_id, record) in &self.cascades {
             tx.put_cascade(correlation_id, record)?;
         }
+        // A listener its policy stopped keeps the checkpoint before the failure.
+        for slot in self.slots.iter().filter(|s| s.stopped) {
+            tx.set_stopped(slot.listener.name(), true)?;
+            tx.set_checkpoint(slot.listener.name(), slot.checkpoint)?;
+        }
         // State blobs commit with the checkpoints that cover them.
         for slot in self.slots.iter_mut().filter(|s| s.dirty && s.listener.is_stateful()) {
             let state = slot.listener.save_state().map_err(|message| PluginError::State {
@@ -782,7 +866,7 @@ impl Batch<'_> {
     fn process_event(&mut self, tx: &mut Tx<'_>, event: &Event) -> Result<(), StoreError> {
         if let Some(route) = self.routes.get(&event.name) {
             for &(slot, handler) in route.on.iter().chain(&route.after) {
-                if self.slots[slot].checkpoint < event.position {
+                if !self.slots[slot].stopped && self.slots[slot].checkpoint < event.position {
                     self.call(tx, slot, handler, event)?;
                 }
             }
@@ -799,8 +883,8 @@ impl Batch<'_> {
         let max_depth = self.max_depth;
         let started = self.trace.is_some().then(Instant::now);
         self.slots[slot].dirty = true;
-        let listener = &mut self.slots[slot].listener;
-        let attempts = listener.attempts().max(1);
+        let on_error = self.slots[slot].listener.on_error();
+        let attempts = on_error.attempts.max(1);
         let mut attempt = 1;
         let result = loop {
             self.slots[slot].calls += 1;
@@ -845,6 +929,7 @@ impl Batch<'_> {
             position: event.position,
             message,
             parked: None,
+            stopped: false,
         });
         let logs = std::mem::take(&mut self.effects.logs);
         self.logs.extend(logs.into_iter().map(|(level, message)| LogLine {
@@ -855,8 +940,19 @@ impl Batch<'_> {
         }));
         let commands = std::mem::take(&mut self.effects.commands);
         if let Some(mut failure) = failure {
-            // A failed handler is atomic: what it dispatched is dropped. The
-            // event is parked for this listener, to retry or skip later.
+            // A failed handler is atomic: what it dispatched is dropped.
+            if on_error.policy == Policy::Stop {
+                // The listener stops before this event; starting it again
+                // resumes here.
+                self.slots[slot].stopped = true;
+                self.slots[slot].checkpoint = event.position - 1;
+                failure.stopped = true;
+                self.cascade(tx, &event.correlation_id)?
+                    .failures
+                    .push(Failure::Handler(failure));
+                return Ok(None);
+            }
+            // Otherwise the event is parked for this listener, to retry or skip later.
             let id = tx.park(&Parked {
                 plugin: failure.plugin.clone(),
                 handler: failure.handler.clone(),
@@ -975,6 +1071,19 @@ fn validate_handlers(aggregates: &Aggregates, listener: &dyn Listener) -> Result
         }
     }
     Ok(())
+}
+
+/// A listener's handlers per event name: the `on-` handler first, then the
+/// `after-` handler.
+fn handlers_by_event(listener: &dyn Listener) -> HashMap<String, Vec<usize>> {
+    let mut by_event: HashMap<String, Vec<usize>> = HashMap::new();
+    for (index, handler) in listener.handlers().iter().enumerate() {
+        by_event.entry(handler.event.clone()).or_default().push(index);
+    }
+    for handlers in by_event.values_mut() {
+        handlers.sort_by_key(|&h| listener.handlers()[h].phase == Phase::After);
+    }
+    by_event
 }
 
 fn routes(slots: &[Slot]) -> HashMap<String, Route> {

@@ -688,8 +688,8 @@ impl Listener for WasmListener {
         self.collections.as_deref()
     }
 
-    fn attempts(&self) -> u32 {
-        self.env.manifest.on_error.attempts
+    fn on_error(&self) -> crate::manifest::OnError {
+        self.env.manifest.on_error
     }
 
     fn save_state(&mut self) -> Result<Vec<u8>, String> {

@@ -40,6 +40,8 @@ const STREAM_EVENTS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::
 const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
 const PM_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("pm_states");
 const PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("parked");
+/// Stopped listeners, by name.
+const STOPPED: TableDefinition<&str, ()> = TableDefinition::new("stopped");
 const SKIPPED: TableDefinition<u64, &[u8]> = TableDefinition::new("skipped");
 const COMMAND_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("command_queue");
 const CASCADES: TableDefinition<&str, &[u8]> = TableDefinition::new("cascades");
@@ -178,6 +180,7 @@ pub struct Tx<'t> {
     checkpoints: Table<'t, &'static str, u64>,
     pm_states: Table<'t, &'static str, Bytes>,
     parked: Table<'t, u64, Bytes>,
+    stopped: Table<'t, &'static str, ()>,
     skipped: Table<'t, u64, Bytes>,
     command_queue: Table<'t, u64, Bytes>,
     cascades: Table<'t, &'static str, Bytes>,
@@ -201,6 +204,7 @@ impl<'t> Tx<'t> {
             checkpoints: txn.open_table(CHECKPOINTS)?,
             pm_states: txn.open_table(PM_STATES)?,
             parked: txn.open_table(PARKED)?,
+            stopped: txn.open_table(STOPPED)?,
             skipped: txn.open_table(SKIPPED)?,
             command_queue: txn.open_table(COMMAND_QUEUE)?,
             cascades: txn.open_table(CASCADES)?,
@@ -504,6 +508,29 @@ impl Tx<'_> {
         self.meta.insert(META_NEXT_PARKED, id + 1)?;
         self.parked.insert(id, encode(parked).as_slice())?;
         Ok(id)
+    }
+
+    /// Whether the listener is stopped (its checkpoint is where it stopped).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn is_stopped(&self, listener: &str) -> Result<bool, StoreError> {
+        Ok(self.stopped.get(listener)?.is_some())
+    }
+
+    /// Mark a listener stopped or running.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn set_stopped(&mut self, listener: &str, stopped: bool) -> Result<(), StoreError> {
+        if stopped {
+            self.stopped.insert(listener, ())?;
+        } else {
+            self.stopped.remove(listener)?;
+        }
+        Ok(())
     }
 
     /// Every parked event, oldest first.

@@ -380,3 +380,41 @@ fn a_chatty_guest_loses_output_past_the_cap_but_does_not_fail() {
     );
     assert_eq!(settled.logs.len(), 65, "64 kept lines and the note");
 }
+
+#[test]
+fn the_stop_policy_stops_the_plugin_and_start_resumes_it_from_its_checkpoint() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS]);
+    let stop = "[on-error]\nattempts = 1\npolicy = \"stop\"\n";
+    // welcome without its grant fails on every event, and stops at the first.
+    let welcome = deploy_copy(host.dir.path(), plugins::WELCOME, "welcome", Some(stop));
+    host.runtime.add_plugin(&welcome).unwrap();
+
+    let settled = user(&mut host, "u1", "Ada");
+
+    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
+        panic!("expected one handler failure, got {:?}", settled.failures)
+    };
+    assert!(failure.stopped && failure.parked.is_none(), "{failure:?}");
+    assert_eq!(host.runtime.pipeline_ref().stopped(), [("welcome".to_owned(), 0)]);
+    // Stopped: the next event does not reach it, and that survives a restart.
+    assert!(user(&mut host, "u2", "Grace").is_ok());
+    let mut host = host.reopen(cascade::Options::default());
+    assert_eq!(host.runtime.pipeline_ref().stopped(), [("welcome".to_owned(), 0)]);
+    assert_eq!(host.runtime.pipeline_ref().handler_calls("welcome"), Some(0));
+
+    // Deploy the fix (the grant), then start it: it catches up both users.
+    let grant = "[capabilities]\ndispatch = [\"accounts.open\"]\n[on-error]\npolicy = \"stop\"\n";
+    std::fs::write(welcome.with_extension("toml"), grant).unwrap();
+    host.runtime.add_plugin(&welcome).unwrap();
+    let handled = host.runtime.pipeline().start_listener("welcome").unwrap();
+
+    assert_eq!(handled, 2);
+    assert!(host.runtime.pipeline_ref().stopped().is_empty());
+    assert_eq!(
+        host.log_names(),
+        ["UserCreated", "UserCreated", "AccountOpened", "AccountOpened"]
+    );
+    // And it is back in the pipeline.
+    user(&mut host, "u3", "Hedy");
+    assert_eq!(host.log_names().iter().filter(|n| *n == "AccountOpened").count(), 3);
+}

@@ -6,14 +6,13 @@
 //! Commands dispatched meanwhile are dropped and counted, so history never
 //! re-issues commands. The new state and the checkpoint commit together.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::{Pipeline, Slot};
 use crate::error::{Error, HandlerFailure, PluginError, StoreError};
-use crate::listener::{Context, Effects, HandlerError, Phase};
+use crate::listener::{Context, Effects, HandlerError};
 
 /// Events read from the log per read transaction while replaying.
 const CHUNK: usize = 8192;
@@ -160,14 +159,7 @@ fn replay(
             message,
         })?;
     }
-    // Per event name: the `on-` handler first, then the `after-` handler.
-    let mut by_event: HashMap<String, Vec<usize>> = HashMap::new();
-    for (index, handler) in listener.handlers().iter().enumerate() {
-        by_event.entry(handler.event.clone()).or_default().push(index);
-    }
-    for handlers in by_event.values_mut() {
-        handlers.sort_by_key(|&h| listener.handlers()[h].phase == Phase::After);
-    }
+    let by_event = super::handlers_by_event(listener.as_ref());
     let mut report = RefreshReport {
         listener: name.clone(),
         through,
@@ -213,6 +205,7 @@ fn replay(
                         position: event.position,
                         message,
                         parked: None,
+                        stopped: false,
                     }),
                 }
             }
