@@ -26,6 +26,10 @@ pub struct Cli {
     /// The data directory (holds `cascade.redb`).
     #[arg(long, global = true, default_value = "cascade-data", env = "CASCADE_DATA")]
     pub data: PathBuf,
+    /// The longest chain of commands process managers may cause one after
+    /// another before the next is refused as a likely cycle.
+    #[arg(long, global = true, default_value_t = Options::default().max_causation_depth)]
+    pub max_causation_depth: usize,
     /// What to do.
     #[command(subcommand)]
     pub command: Action,
@@ -34,7 +38,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Action {
-    /// Manage plugins (aggregates and process managers).
+    /// Manage plugins (aggregates, process managers, projections).
     #[command(subcommand)]
     Plugin(PluginAction),
     /// Execute a command and wait until its whole cascade has settled.
@@ -64,8 +68,8 @@ pub enum Action {
     /// Inspect and refresh process managers.
     #[command(subcommand)]
     Pm(PmAction),
-    /// Refresh every stateful process manager from the whole log; stateless
-    /// ones are not called.
+    /// Replay every projection into empty read models and refresh every
+    /// stateful process manager; stateless process managers are not called.
     Rebuild {
         /// Print the reports as JSON.
         #[arg(long)]
@@ -176,7 +180,11 @@ pub enum PluginAction {
 ///
 /// Anything that makes the exit status 2; the caller prints it.
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let mut runtime = Runtime::open(&cli.data, Options::default())
+    let options = Options {
+        max_causation_depth: cli.max_causation_depth,
+        ..Options::default()
+    };
+    let mut runtime = Runtime::open(&cli.data, options)
         .with_context(|| format!("cannot open data directory `{}`", cli.data.display()))?;
     match cli.command {
         Action::Plugin(PluginAction::Add { files }) => {
