@@ -311,19 +311,24 @@ pub mod __private {
         }
     }
 
-    pub fn handle<A: Aggregate>(state: Option<Vec<u8>>, stream_id: &str, command: &str, args: &str) -> Result<Vec<(String, String)>, String> {
-        let state = load::<A>(state)?;
+    /// Decide, then fold the decided events into the state: one guest call
+    /// per command.
+    pub fn handle<A: Aggregate>(
+        state: Option<Vec<u8>>,
+        stream_id: &str,
+        command: &str,
+        args: &str,
+    ) -> Result<(Vec<(String, String)>, Vec<u8>), String> {
+        let mut state = load::<A>(state)?;
         let args = serde_json::from_str(args).map_err(|e| format!("args are not valid JSON: {e}"))?;
         let events = A::handle(&state, stream_id, command, args)?;
-        Ok(events.into_iter().map(|e| (e.name, e.payload.to_string())).collect())
-    }
-
-    pub fn apply<A: Aggregate>(state: Option<Vec<u8>>, event: &str, payload: &str) -> Vec<u8> {
-        // The host only hands back states this function produced and payloads
-        // it validated, so a failure here is a bug in the aggregate: trap.
-        let mut state = load::<A>(state).expect("state produced by apply");
-        let payload = serde_json::from_str(payload).expect("payload validated by the host");
-        A::apply(&mut state, event, payload);
-        serde_json::to_vec(&state).expect("aggregate state serializes to JSON")
+        let mut decided = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = event.payload.to_string();
+            A::apply(&mut state, &event.name, event.payload);
+            decided.push((event.name, payload));
+        }
+        let state = serde_json::to_vec(&state).map_err(|e| format!("state of `{}` does not serialize: {e}", A::NAME))?;
+        Ok((decided, state))
     }
 }

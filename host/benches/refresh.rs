@@ -102,9 +102,14 @@ fn main() -> Result<(), StoreError> {
         plugins.join("user-counter.wasm").exists(),
         "build the plugins first: scripts/build-plugins.sh"
     );
-    println!("refresh: {events} events replayed into user-counter (median of {rounds} refreshes)");
-    let wasm = median(wasm(tempfile::tempdir().unwrap().path(), &plugins, events, rounds));
-    let native = median(native(tempfile::tempdir().unwrap().path(), events, rounds));
+    println!("refresh: {events} events replayed into user-counter (median of {rounds} alternating rounds)");
+    // Alternate the variants so drift on a shared machine hits both.
+    let (mut wasm_times, mut native_times) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        wasm_times.extend(wasm(tempfile::tempdir().unwrap().path(), &plugins, events, 1));
+        native_times.extend(native(tempfile::tempdir().unwrap().path(), events, 1));
+    }
+    let (wasm, native) = (median(wasm_times), median(native_times));
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
     println!("  wasm    {wasm:>9.2?}  {:>10.0} events/s", rate(wasm));
     println!("  native  {native:>9.2?}  {:>10.0} events/s", rate(native));

@@ -35,11 +35,18 @@ pub struct AggregateDescription {
     pub commands: Vec<String>,
 }
 
-/// The outcome of [`Aggregate::handle`]: the events, or the rejection reason.
-pub type Decision = Result<Vec<NewEvent>, String>;
+/// What an aggregate decided for one command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The events, in order.
+    pub events: Vec<NewEvent>,
+    /// The state after folding them into the state the command saw; stored
+    /// only if every event passes its schema.
+    pub state: Vec<u8>,
+}
 
 /// A consistency boundary. The host owns the state bytes; the aggregate is a
-/// pair of pure functions over them.
+/// pure function over them.
 pub trait Aggregate: Send {
     /// Name, events and commands; called once at registration.
     ///
@@ -49,19 +56,18 @@ pub trait Aggregate: Send {
     fn describe(&mut self) -> anyhow::Result<AggregateDescription>;
 
     /// Decide the events for `command` on `stream_id` given `state` (`None`
-    /// before the stream's first event).
+    /// before the stream's first event), and the state after them.
     ///
     /// # Errors
     ///
     /// The implementation failed; a rejection is `Ok(Err(reason))`.
-    fn handle(&mut self, state: Option<&[u8]>, stream_id: &str, command: &str, args: &str) -> anyhow::Result<Decision>;
-
-    /// Fold one event into `state`.
-    ///
-    /// # Errors
-    ///
-    /// The implementation failed.
-    fn apply(&mut self, state: Option<&[u8]>, event: &str, payload: &str) -> anyhow::Result<Vec<u8>>;
+    fn handle(
+        &mut self,
+        state: Option<&[u8]>,
+        stream_id: &str,
+        command: &str,
+        args: &str,
+    ) -> anyhow::Result<Result<Decision, String>>;
 }
 
 struct Registered {
@@ -254,26 +260,26 @@ impl Aggregates {
                 actual: head.version,
             }))));
         }
-        let mut state = head.state;
         let entry = &mut self.entries[index];
         let aggregate = entry.description.name.clone();
         let guest_failure = |e: anyhow::Error| CommandFailure::Guest {
             aggregate: aggregate.clone(),
             message: format!("{e:#}"),
         };
-        let events = match entry
-            .aggregate
-            .handle(state.as_deref(), &command.stream_id, &command.name, &command.args)
-        {
-            Ok(Ok(events)) => events,
-            Ok(Err(message)) => {
-                return Ok(Err(fail(CommandFailure::Rejected {
-                    aggregate: aggregate.clone(),
-                    message,
-                })));
-            }
-            Err(err) => return Ok(Err(fail(guest_failure(err)))),
-        };
+        let Decision { events, state } =
+            match entry
+                .aggregate
+                .handle(head.state.as_deref(), &command.stream_id, &command.name, &command.args)
+            {
+                Ok(Ok(decision)) => decision,
+                Ok(Err(message)) => {
+                    return Ok(Err(fail(CommandFailure::Rejected {
+                        aggregate: aggregate.clone(),
+                        message,
+                    })));
+                }
+                Err(err) => return Ok(Err(fail(guest_failure(err)))),
+            };
         for event in &events {
             if let Err(err) = validate(&entry.schemas, event) {
                 return Ok(Err(fail(CommandFailure::InvalidEvent(err))));
@@ -287,10 +293,6 @@ impl Aggregates {
                     stream: command.stream(),
                 })));
             }
-            match entry.aggregate.apply(state.as_deref(), &event.name, &event.payload) {
-                Ok(next) => state = Some(next),
-                Err(err) => return Ok(Err(fail(guest_failure(err)))),
-            }
         }
         if events.is_empty() {
             return Ok(Ok(Decided::Nothing));
@@ -298,7 +300,7 @@ impl Aggregates {
         Ok(Ok(Decided::Events {
             version: head.version,
             events,
-            state,
+            state: Some(state),
         }))
     }
 }

@@ -377,29 +377,29 @@ impl Aggregate for WasmAggregate {
         })
     }
 
-    fn handle(&mut self, state: Option<&[u8]>, stream_id: &str, command: &str, args: &str) -> anyhow::Result<Decision> {
+    fn handle(
+        &mut self,
+        state: Option<&[u8]>,
+        stream_id: &str,
+        command: &str,
+        args: &str,
+    ) -> anyhow::Result<Result<Decision, String>> {
         sandbox::arm(&mut self.store);
         let decision = match self.guest.call_handle(&mut self.store, state, stream_id, command, args) {
             Ok(decision) => decision,
             Err(trap) => return Err(self.recover("handle", trap)),
         };
-        Ok(decision.map(|events| {
-            events
+        Ok(decision.map(|decision| Decision {
+            events: decision
+                .events
                 .into_iter()
                 .map(|e| NewEvent {
                     name: e.name,
                     payload: e.payload,
                 })
-                .collect()
+                .collect(),
+            state: decision.state,
         }))
-    }
-
-    fn apply(&mut self, state: Option<&[u8]>, event: &str, payload: &str) -> anyhow::Result<Vec<u8>> {
-        sandbox::arm(&mut self.store);
-        match self.guest.call_apply(&mut self.store, state, event, payload) {
-            Ok(state) => Ok(state),
-            Err(trap) => Err(self.recover("apply", trap)),
-        }
     }
 }
 

@@ -235,7 +235,7 @@ pub fn export_aggregate(item: TokenStream) -> TokenStream {
                 with: { #with },
                 runtime_path: "::cascade_sdk::__private::wit_bindgen::rt",
             });
-            use exports::cascade::runtime::aggregate::{Description, EventDeclaration, Guest, NewEvent};
+            use exports::cascade::runtime::aggregate::{Decision, Description, EventDeclaration, Guest, NewEvent};
             use super::#ty;
             impl Guest for #ty {
                 fn describe() -> Description {
@@ -249,12 +249,10 @@ pub fn export_aggregate(item: TokenStream) -> TokenStream {
                         commands,
                     }
                 }
-                fn handle(state: Option<Vec<u8>>, stream_id: String, command: String, args: String) -> Result<Vec<NewEvent>, String> {
-                    let events = ::cascade_sdk::__private::handle::<#ty>(state, &stream_id, &command, &args)?;
-                    Ok(events.into_iter().map(|(name, payload)| NewEvent { name, payload }).collect())
-                }
-                fn apply(state: Option<Vec<u8>>, event: String, payload: String) -> Vec<u8> {
-                    ::cascade_sdk::__private::apply::<#ty>(state, &event, &payload)
+                fn handle(state: Option<Vec<u8>>, stream_id: String, command: String, args: String) -> Result<Decision, String> {
+                    let (events, state) = ::cascade_sdk::__private::handle::<#ty>(state, &stream_id, &command, &args)?;
+                    let events = events.into_iter().map(|(name, payload)| NewEvent { name, payload }).collect();
+                    Ok(Decision { events, state })
                 }
             }
             export!(#ty);

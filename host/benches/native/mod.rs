@@ -14,6 +14,20 @@ fn declaration(name: &str, schema: Value) -> EventDeclaration {
     }
 }
 
+/// Events with JSON payloads and the folded state, as the guest SDK returns them.
+fn decision(events: Vec<(&str, Value)>, state: &impl Serialize) -> anyhow::Result<Decision> {
+    Ok(Decision {
+        events: events
+            .into_iter()
+            .map(|(name, payload)| NewEvent {
+                name: name.into(),
+                payload: payload.to_string(),
+            })
+            .collect(),
+        state: serde_json::to_vec(state)?,
+    })
+}
+
 fn load<T: Default + for<'de> Deserialize<'de>>(state: Option<&[u8]>) -> anyhow::Result<T> {
     Ok(state.map(serde_json::from_slice).transpose()?.unwrap_or_default())
 }
@@ -46,31 +60,29 @@ impl Aggregate for Users {
         })
     }
 
-    fn handle(&mut self, state: Option<&[u8]>, _id: &str, command: &str, args: &str) -> anyhow::Result<Decision> {
-        let user: User = load(state)?;
-        let args: Value = serde_json::from_str(args)?;
-        Ok(match command {
-            "create" if user.created => Err("user already exists".into()),
-            "create" => Ok(vec![NewEvent {
-                name: "UserCreated".into(),
-                payload: json!({"name": args["name"]}).to_string(),
-            }]),
-            "update" if !user.created => Err("user does not exist".into()),
-            "update" => Ok(vec![NewEvent {
-                name: "UserUpdated".into(),
-                payload: json!({"age": args["age"]}).to_string(),
-            }]),
-            other => Err(format!("unknown command `{other}`")),
-        })
-    }
-
-    fn apply(&mut self, state: Option<&[u8]>, event: &str, payload: &str) -> anyhow::Result<Vec<u8>> {
+    fn handle(
+        &mut self,
+        state: Option<&[u8]>,
+        _id: &str,
+        command: &str,
+        args: &str,
+    ) -> anyhow::Result<Result<Decision, String>> {
         let mut user: User = load(state)?;
-        let _payload: Value = serde_json::from_str(payload)?;
-        if event == "UserCreated" {
-            user.created = true;
+        let args: Value = serde_json::from_str(args)?;
+        let events = match command {
+            "create" if user.created => return Ok(Err("user already exists".into())),
+            "create" => vec![("UserCreated", json!({"name": args["name"]}))],
+            "update" if !user.created => return Ok(Err("user does not exist".into())),
+            "update" => vec![("UserUpdated", json!({"age": args["age"]}))],
+            other => return Ok(Err(format!("unknown command `{other}`"))),
+        };
+        // The same fold as the guest SDK: apply each decided event.
+        for (name, _) in &events {
+            if *name == "UserCreated" {
+                user.created = true;
+            }
         }
-        Ok(serde_json::to_vec(&user)?)
+        Ok(Ok(decision(events, &user)?))
     }
 }
 
@@ -95,26 +107,22 @@ impl Aggregate for Accounts {
         })
     }
 
-    fn handle(&mut self, state: Option<&[u8]>, id: &str, command: &str, args: &str) -> anyhow::Result<Decision> {
-        let account: Account = load(state)?;
-        let _args: Value = serde_json::from_str(args)?;
-        Ok(match command {
-            "open" if account.open => Err("account is already open".into()),
-            "open" => Ok(vec![NewEvent {
-                name: "AccountOpened".into(),
-                payload: json!({"userId": id}).to_string(),
-            }]),
-            other => Err(format!("unknown command `{other}`")),
-        })
-    }
-
-    fn apply(&mut self, state: Option<&[u8]>, event: &str, payload: &str) -> anyhow::Result<Vec<u8>> {
+    fn handle(
+        &mut self,
+        state: Option<&[u8]>,
+        id: &str,
+        command: &str,
+        args: &str,
+    ) -> anyhow::Result<Result<Decision, String>> {
         let mut account: Account = load(state)?;
-        let _payload: Value = serde_json::from_str(payload)?;
-        if event == "AccountOpened" {
-            account.open = true;
-        }
-        Ok(serde_json::to_vec(&account)?)
+        let _args: Value = serde_json::from_str(args)?;
+        let events = match command {
+            "open" if account.open => return Ok(Err("account is already open".into())),
+            "open" => vec![("AccountOpened", json!({"userId": id}))],
+            other => return Ok(Err(format!("unknown command `{other}`"))),
+        };
+        account.open = true;
+        Ok(Ok(decision(events, &account)?))
     }
 }
 

@@ -3,6 +3,7 @@
 //! stdio). Output past the cap is counted and dropped.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -19,12 +20,16 @@ struct Buffer {
 
 /// One guest output stream (stdout or stderr).
 #[derive(Clone, Default)]
-pub(crate) struct Output(Arc<Mutex<Buffer>>);
+pub(crate) struct Output(Arc<(Mutex<Buffer>, AtomicBool)>);
 
 impl Output {
     /// The text written since the last take, and how many bytes were dropped.
     pub(crate) fn take(&self) -> (String, usize) {
-        let mut buffer = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Most calls print nothing: skip the lock then.
+        if !self.0.1.swap(false, Ordering::Acquire) {
+            return (String::new(), 0);
+        }
+        let mut buffer = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
         let text = String::from_utf8_lossy(&buffer.bytes).into_owned();
         buffer.bytes.clear();
         (text, std::mem::take(&mut buffer.dropped))
@@ -45,7 +50,8 @@ impl StdoutStream for Output {
 
 impl tokio::io::AsyncWrite for Output {
     fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        let mut buffer = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buffer = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
+        self.0.1.store(true, Ordering::Release);
         let room = CAP.saturating_sub(buffer.bytes.len());
         let kept = data.len().min(room);
         buffer.bytes.extend_from_slice(&data[..kept]);
