@@ -54,7 +54,10 @@ impl Event {
     /// A [`HandlerError::Failed`] naming the event when the payload does not fit `T`.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
         serde_json::from_str(&self.payload).map_err(|err| {
-            HandlerError::Failed(format!("payload of `{}` does not fit the handler's type: {err}", self.name))
+            HandlerError::Failed(format!(
+                "payload of `{}` does not fit the handler's type: {err}",
+                self.name
+            ))
         })
     }
 }
@@ -241,7 +244,12 @@ pub trait Aggregate {
     /// # Errors
     ///
     /// The rejection reason; the host reports it as a command error.
-    fn handle(state: &Self::State, stream_id: &str, command: &str, args: serde_json::Value) -> Result<Vec<NewEvent>, String>;
+    fn handle(
+        state: &Self::State,
+        stream_id: &str,
+        command: &str,
+        args: serde_json::Value,
+    ) -> Result<Vec<NewEvent>, String>;
 
     /// Fold one event into the state.
     fn apply(state: &mut Self::State, event: &str, payload: serde_json::Value);
@@ -307,7 +315,9 @@ pub mod __private {
     fn load<A: Aggregate>(state: Option<Vec<u8>>) -> Result<A::State, String> {
         match state {
             None => Ok(A::State::default()),
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("stored state of `{}` is unreadable: {e}", A::NAME)),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| format!("stored state of `{}` is unreadable: {e}", A::NAME))
+            }
         }
     }
 
@@ -328,7 +338,8 @@ pub mod __private {
             A::apply(&mut state, &event.name, event.payload);
             decided.push((event.name, payload));
         }
-        let state = serde_json::to_vec(&state).map_err(|e| format!("state of `{}` does not serialize: {e}", A::NAME))?;
+        let state =
+            serde_json::to_vec(&state).map_err(|e| format!("state of `{}` does not serialize: {e}", A::NAME))?;
         Ok((decided, state))
     }
 }

@@ -131,7 +131,9 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
         ));
         let call = match state {
             None => quote!(#ty::#name(event, ctx)),
-            Some(_) => quote!(::cascade_sdk::__private::with_state(&super::#state_cell, |state| #ty::#name(state, event, ctx))),
+            Some(_) => {
+                quote!(::cascade_sdk::__private::with_state(&super::#state_cell, |state| #ty::#name(state, event, ctx)))
+            }
         };
         forwards.push(quote! {
             fn #name(event: ::cascade_sdk::Event, ctx: ::cascade_sdk::Context) -> ::cascade_sdk::HandlerResult {

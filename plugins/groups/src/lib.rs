@@ -19,7 +19,11 @@ impl Groups {
 
     fn on_group_created(event: Event, _ctx: Context) -> HandlerResult {
         let created: GroupCreated = event.payload()?;
-        put("groups", &event.stream_id, json!({"id": event.stream_id, "name": created.name}))
+        put(
+            "groups",
+            &event.stream_id,
+            json!({"id": event.stream_id, "name": created.name}),
+        )
     }
 
     fn on_group_deleted(event: Event, _ctx: Context) -> HandlerResult {
