@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use cascade::{Command, CommandFailure, Error, Failure, Options, PluginError, Runtime};
-use cascade_tests::{TestHost, plugins};
+use cascade::{Command, CommandFailure, Error, Options, PluginError, Runtime};
+use cascade_tests::{TestHost, only_command_error, plugins};
 
 fn host_with_one_user() -> TestHost {
     let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
@@ -64,9 +64,7 @@ fn args_breaking_the_event_schema_fail_the_command_naming_event_and_field() {
 
     let settled = host.exec("users", "u2", "create", r#"{"name": 42}"#);
 
-    let [Failure::Command(err)] = settled.failures.as_slice() else {
-        panic!("expected one command failure, got {:?}", settled.failures)
-    };
+    let err = only_command_error(&settled);
     let CommandFailure::InvalidEvent(invalid) = &err.reason else {
         panic!("expected a schema failure, got {err}")
     };
@@ -94,9 +92,7 @@ fn a_concurrency_conflict_names_stream_and_versions_and_appends_nothing() {
         .unwrap();
     let settled = pipeline.run_until_settled(&id).unwrap();
 
-    let [Failure::Command(err)] = settled.failures.as_slice() else {
-        panic!("expected one command failure, got {:?}", settled.failures)
-    };
+    let err = only_command_error(&settled);
     assert!(matches!(err.reason, CommandFailure::Concurrency(_)));
     assert_eq!(
         err.to_string(),

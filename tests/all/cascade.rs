@@ -1,7 +1,7 @@
 //! A command's cascade through aggregates and process managers.
 
-use cascade::{Failure, Options, Outcome};
-use cascade_tests::{TestHost, plugins};
+use cascade::{Options, Outcome};
+use cascade_tests::{TestHost, only_command_error, only_handler_failure, plugins};
 
 #[test]
 fn an_on_handler_runs_and_its_checkpoint_advances() {
@@ -122,9 +122,7 @@ fn a_failing_handler_is_reported_by_plugin_handler_and_event_and_the_others_stil
 
     let settled = host.exec("users", "u7", "create", r#"{"name":"Grace"}"#);
 
-    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
-        panic!("expected one handler failure, got {:?}", settled.failures)
-    };
+    let failure = only_handler_failure(&settled);
     assert_eq!(failure.plugin, "fixture-failing");
     assert_eq!(failure.handler, "on-user-created");
     assert_eq!(failure.event, "UserCreated");
@@ -146,9 +144,7 @@ fn a_rejected_dispatched_command_fails_the_cascade_and_appends_nothing() {
     let settled = host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
 
     assert_eq!(settled.events.len(), 1);
-    let [Failure::Command(err)] = settled.failures.as_slice() else {
-        panic!("expected one command failure, got {:?}", settled.failures)
-    };
+    let err = only_command_error(&settled);
     assert_eq!(
         err.to_string(),
         "command `open` on `accounts:u1` failed: aggregate `accounts` rejected it: account is already open"

@@ -1,7 +1,6 @@
 //! Projections and read models, and the mission's cascade delete by query.
 
-use cascade::Failure;
-use cascade_tests::{TestHost, plugins};
+use cascade_tests::{TestHost, only_handler_failure, plugins};
 use serde_json::{Value, json};
 
 fn projects_host(extra: &[&str]) -> TestHost {
@@ -129,9 +128,7 @@ fn a_find_by_a_field_that_is_not_indexed_fails_only_that_handler() {
 
     let settled = host.exec("project", "p1", "create", r#"{"name":"Cascade","groupId":"g1"}"#);
 
-    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
-        panic!("expected one handler failure, got {:?}", settled.failures)
-    };
+    let failure = only_handler_failure(&settled);
     assert_eq!(failure.plugin, "fixture-bad-query");
     assert_eq!(
         failure.message,

@@ -4,7 +4,7 @@
 //! state are intact. One test per misbehaviour of `fixture-hostile`.
 
 use cascade::{Command, Failure, HandlerFailure, PluginError};
-use cascade_tests::{TestHost, plugins};
+use cascade_tests::{TestHost, only_handler_failure, plugins};
 use serde_json::json;
 
 /// A host where `fixture-hostile` runs before two well-behaved listeners.
@@ -223,9 +223,7 @@ fn a_dispatch_outside_the_granted_capabilities_fails_the_handler() {
 
     let settled = user(&mut host, "u1", "Torsten");
 
-    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
-        panic!("expected one handler failure, got {:?}", settled.failures)
-    };
+    let failure = only_handler_failure(&settled);
     assert_eq!(
         failure.message,
         "`welcome` may not dispatch `accounts.open` (granted: none); add it to `dispatch` under \
@@ -263,9 +261,7 @@ fn a_manifest_can_lower_the_time_budget() {
 
     let settled = user(&mut host, "u1", "loop");
 
-    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
-        panic!("expected one handler failure, got {:?}", settled.failures)
-    };
+    let failure = only_handler_failure(&settled);
     assert!(
         failure.message.starts_with("exceeded its time budget of 20ms"),
         "{failure}"
@@ -278,9 +274,7 @@ fn a_handler_failing_every_attempt_parks_the_event_and_the_plugin_goes_on() {
 
     let settled = user(&mut host, "u1", "Ada");
 
-    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
-        panic!("expected one handler failure, got {:?}", settled.failures)
-    };
+    let failure = only_handler_failure(&settled);
     let id = failure.parked.expect("parked");
     let parked = host.runtime.pipeline_ref().parked().unwrap();
     let [(parked_id, entry)] = parked.as_slice() else {
@@ -391,9 +385,7 @@ fn the_stop_policy_stops_the_plugin_and_start_resumes_it_from_its_checkpoint() {
 
     let settled = user(&mut host, "u1", "Ada");
 
-    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
-        panic!("expected one handler failure, got {:?}", settled.failures)
-    };
+    let failure = only_handler_failure(&settled);
     assert!(failure.stopped && failure.parked.is_none(), "{failure:?}");
     assert_eq!(host.runtime.pipeline_ref().stopped(), [("welcome".to_owned(), 0)]);
     // Stopped: the next event does not reach it, and that survives a restart.

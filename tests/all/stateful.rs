@@ -1,8 +1,8 @@
 //! Stateful process managers: state blobs with checkpoints, refresh and
 //! rebuild, skip-while-refreshing, redeploys, restarts.
 
-use cascade::{Command, Failure, Options, RefreshReport};
-use cascade_tests::{TestHost, plugins};
+use cascade::{Command, Options, RefreshReport};
+use cascade_tests::{TestHost, only_handler_failure, plugins};
 use serde_json::{Value, json};
 
 fn state(host: &mut TestHost, name: &str) -> Value {
@@ -120,9 +120,7 @@ fn skip_refreshing_outside_a_refresh_is_a_failure_naming_the_handler() {
 
     let settled = host.exec("users", "u1", "update", r#"{"age":3}"#);
 
-    let [Failure::Handler(failure)] = settled.failures.as_slice() else {
-        panic!("expected one handler failure, got {:?}", settled.failures)
-    };
+    let failure = only_handler_failure(&settled);
     assert_eq!(failure.handler, "on-user-updated");
     assert!(
         failure.message.contains("`skip-refreshing` outside a refresh"),

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cascade::{Command, Event, Options, Runtime, Settled};
+use cascade::{Command, CommandError, Event, Failure, HandlerFailure, Options, Runtime, Settled};
 
 /// Paths of the built components: `plugins::WELCOME`, `plugins::FIXTURE_FAILING`, ...
 pub mod plugins {
@@ -72,5 +72,21 @@ pub fn cli(data: &Path, args: &[&str]) -> (u8, String) {
     match cascade::cli::run(parsed, &mut out) {
         Ok(status) => (status, String::from_utf8(out).unwrap()),
         Err(err) => (2, format!("{err:#}")),
+    }
+}
+
+/// The one failure of a settled cascade, which must be a handler failure.
+pub fn only_handler_failure(settled: &Settled) -> &HandlerFailure {
+    match settled.failures.as_slice() {
+        [Failure::Handler(failure)] => failure,
+        other => panic!("expected one handler failure, got {other:?}"),
+    }
+}
+
+/// The one failure of a settled cascade, which must be a command error.
+pub fn only_command_error(settled: &Settled) -> &CommandError {
+    match settled.failures.as_slice() {
+        [Failure::Command(err)] => err,
+        other => panic!("expected one command error, got {other:?}"),
     }
 }
