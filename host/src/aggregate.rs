@@ -166,24 +166,20 @@ impl Aggregates {
         self.entries.iter().map(|e| &e.description)
     }
 
-    /// Check that the command's aggregate exists and declares the command.
+    /// Check that the command's aggregate exists, declares the command, and that
+    /// its args are JSON.
     ///
     /// # Errors
     ///
     /// A [`CommandError`] naming the aggregate, command and stream.
     pub fn check(&self, command: &Command) -> Result<(), Box<CommandError>> {
-        self.entry(command).map(|_| ())
+        self.validate(command).map(|_| ())
     }
 
-    fn entry(&self, command: &Command) -> Result<usize, Box<CommandError>> {
-        let fail = |reason| {
-            Box::new(CommandError {
-                aggregate: command.stream_type.clone(),
-                command: command.name.clone(),
-                stream: command.stream(),
-                reason,
-            })
-        };
+    /// The index of the command's aggregate, once the aggregate, the command
+    /// and the args (JSON) are known to be valid.
+    fn validate(&self, command: &Command) -> Result<usize, Box<CommandError>> {
+        let fail = |reason| Box::new(command_error(command, reason));
         let Some(&index) = self.by_name.get(&command.stream_type) else {
             let mut known: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
             known.sort_unstable();
@@ -199,6 +195,9 @@ impl Aggregates {
                 command: command.name.clone(),
                 known: quoted_list(entry.description.commands.iter().map(String::as_str)),
             }));
+        }
+        if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&command.args) {
+            return Err(fail(CommandFailure::InvalidArgs(err.to_string())));
         }
         Ok(index)
     }
@@ -243,13 +242,10 @@ impl Aggregates {
         cause: Option<&Cause>,
     ) -> Result<Result<Decided, Failure>, StoreError> {
         let fail = |reason| Failure::Command(command_error(command, reason));
-        let index = match self.entry(command) {
+        let index = match self.validate(command) {
             Ok(index) => index,
             Err(err) => return Ok(Err(Failure::Command(*err))),
         };
-        if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&command.args) {
-            return Ok(Err(fail(CommandFailure::InvalidArgs(err.to_string()))));
-        }
         let head = tx.stream(&command.stream_type, &command.stream_id)?;
         if let Some(expected) = expected_version
             && expected != head.version

@@ -294,6 +294,16 @@ pub enum PluginError {
         /// The id asked for.
         id: u64,
     },
+    /// A parked event's handler is not in the deployed version any more.
+    #[error("parked #{id}: `{plugin}` no longer has the handler `{handler}`; drop it with `cascade parked skip {id}`")]
+    HandlerGone {
+        /// The parked id.
+        id: u64,
+        /// The plugin.
+        plugin: String,
+        /// The export that failed.
+        handler: String,
+    },
     /// No plugin is registered under this name.
     #[error("no process manager `{name}` is registered (registered: {known})")]
     UnknownListener {
@@ -344,6 +354,12 @@ pub enum Error {
     /// See [`ConcurrencyError`].
     #[error(transparent)]
     Concurrency(#[from] ConcurrencyError),
+    /// No cascade has this correlation id.
+    #[error("no cascade with correlation id `{correlation_id}`; ids are those `exec` prints, e.g. `c1`")]
+    UnknownCascade {
+        /// The id asked for.
+        correlation_id: String,
+    },
     /// Reading a plugin file or the data directory failed.
     #[error("{context}: {source}")]
     Io {

@@ -379,7 +379,7 @@ impl Pipeline {
     ///
     /// A storage error.
     pub fn checkpoint(&self, listener: &str) -> Result<Option<u64>, StoreError> {
-        self.store.write(|tx| tx.checkpoint(listener))
+        self.store.read(|tx| tx.checkpoint(listener))
     }
 
     /// Queue `command` from outside as the first command of a new cascade and
@@ -404,15 +404,6 @@ impl Pipeline {
     pub fn submit_all(&mut self, commands: Vec<(Command, Option<u64>)>) -> Result<Vec<String>, Error> {
         for (command, _) in &commands {
             self.aggregates.check(command)?;
-            if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&command.args) {
-                return Err(crate::error::CommandError {
-                    aggregate: command.stream_type.clone(),
-                    command: command.name.clone(),
-                    stream: command.stream(),
-                    reason: crate::error::CommandFailure::InvalidArgs(err.to_string()),
-                }
-                .into());
-            }
         }
         Ok(self.store.write(|tx| {
             let mut ids = Vec::with_capacity(commands.len());
@@ -493,24 +484,29 @@ impl Pipeline {
     ///
     /// A storage error; an unknown correlation id.
     pub fn settled(&mut self, correlation_id: &str) -> Result<Option<Settled>, Error> {
-        let record = self.store.write(|tx| tx.cascade(correlation_id))?;
-        let Some(record) = record else {
-            return Err(StoreError::Corrupt {
-                table: "cascades",
-                message: format!("no cascade with correlation id `{correlation_id}`"),
+        let found = self.store.read(|tx| {
+            let Some(record) = tx.cascade(correlation_id)? else {
+                return Ok(None);
+            };
+            if record.outstanding > 0 {
+                return Ok(Some(None));
             }
-            .into());
-        };
-        if record.outstanding > 0 {
-            return Ok(None);
-        }
-        let events = self.store.write(|tx| {
-            record
+            let events = record
                 .events
                 .iter()
                 .filter_map(|&p| tx.event(p).transpose())
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, StoreError>(Some(Some((record, events))))
         })?;
+        let (record, events) = match found {
+            None => {
+                return Err(Error::UnknownCascade {
+                    correlation_id: correlation_id.to_owned(),
+                });
+            }
+            Some(None) => return Ok(None),
+            Some(Some(found)) => found,
+        };
         let (trace, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.trace)
             .into_iter()
             .partition(|t| t.correlation_id == correlation_id);
@@ -545,10 +541,7 @@ impl Pipeline {
                     position += 1;
                     let event = match batch.appended.pop_front() {
                         Some(event) => event,
-                        None => tx.event(position)?.ok_or_else(|| StoreError::Corrupt {
-                            table: "events",
-                            message: format!("position {position} is missing below the head"),
-                        })?,
+                        None => tx.logged_event(position)?,
                     };
                     debug_assert_eq!(event.position, position);
                     batch.process_event(tx, &event)?;
@@ -605,10 +598,7 @@ impl Pipeline {
             let mut handled = 0;
             while batch.slots[index].checkpoint < through && !batch.slots[index].stopped {
                 let position = batch.slots[index].checkpoint + 1;
-                let event = tx.event(position)?.ok_or_else(|| StoreError::Corrupt {
-                    table: "events",
-                    message: format!("position {position} is missing below the head"),
-                })?;
+                let event = tx.logged_event(position)?;
                 for &handler in by_event.get(&event.name).map_or(&[][..], Vec::as_slice) {
                     if !batch.slots[index].stopped {
                         batch.call(tx, index, handler, &event)?;
@@ -702,7 +692,7 @@ impl Pipeline {
     ///
     /// A storage error.
     pub fn parked(&self) -> Result<Vec<(u64, Parked)>, StoreError> {
-        self.store.write(|tx| tx.parked())
+        self.store.read(|tx| tx.parked())
     }
 
     /// Call the parked handler again (typically after deploying a fixed
@@ -714,29 +704,24 @@ impl Pipeline {
     /// An unknown parked id, a listener that is no longer registered; a
     /// storage error.
     pub fn retry_parked(&mut self, id: u64) -> Result<Option<u64>, Error> {
-        let outcome = self.in_batch(|batch, tx| {
-            let parked = tx.take_parked(id)?.ok_or(PluginError::UnknownParked { id })?;
-            let event = tx.event(parked.position)?.ok_or_else(|| StoreError::Corrupt {
-                table: "events",
-                message: format!("parked event at position {} is missing", parked.position),
+        let parked = self
+            .store
+            .read(|tx| tx.parked_entry(id))?
+            .ok_or(PluginError::UnknownParked { id })?;
+        let slot = self.slot_index(&parked.plugin)?;
+        let handler = self.slots[slot]
+            .listener
+            .handlers()
+            .iter()
+            .position(|h| h.export_name() == parked.handler)
+            .ok_or_else(|| PluginError::HandlerGone {
+                id,
+                plugin: parked.plugin.clone(),
+                handler: parked.handler.clone(),
             })?;
-            let slot = batch
-                .slots
-                .iter()
-                .position(|s| s.listener.name() == parked.plugin)
-                .ok_or_else(|| PluginError::UnknownListener {
-                    name: parked.plugin.clone(),
-                    known: "the registered ones (see `cascade plugin list`)".into(),
-                })?;
-            let handler = batch.slots[slot]
-                .listener
-                .handlers()
-                .iter()
-                .position(|h| h.export_name() == parked.handler)
-                .ok_or_else(|| PluginError::UnknownListener {
-                    name: format!("{}/{}", parked.plugin, parked.handler),
-                    known: "the handlers of the deployed version".into(),
-                })?;
+        let outcome = self.in_batch(|batch, tx| {
+            tx.take_parked(id)?;
+            let event = tx.logged_event(parked.position)?;
             let parked_again = batch.call(tx, slot, handler, &event)?;
             Ok((parked_again, true))
         })?;
@@ -769,14 +754,14 @@ impl Pipeline {
             let name = slot.listener.name().to_owned();
             let (checkpoint, stopped) = self
                 .store
-                .write(|tx| Ok::<_, StoreError>((tx.checkpoint(&name)?, tx.is_stopped(&name)?)))?;
+                .read(|tx| Ok::<_, StoreError>((tx.checkpoint(&name)?, tx.is_stopped(&name)?)))?;
             slot.checkpoint = checkpoint.unwrap_or(slot.checkpoint);
             slot.stopped = stopped;
             slot.dirty = false;
         }
         for slot in self.slots.iter_mut().filter(|s| s.listener.is_stateful()) {
             let name = slot.listener.name().to_owned();
-            let state = self.store.write(|tx| tx.pm_state(&name))?;
+            let state = self.store.read(|tx| tx.pm_state(&name))?;
             slot.listener
                 .load_state(state.as_deref())
                 .map_err(|message| PluginError::State {
@@ -901,8 +886,8 @@ impl Batch<'_> {
                 result => break result,
             }
         };
-        let listener = &mut self.slots[slot].listener;
-        let plugin = listener.name().to_owned();
+        let listener = &self.slots[slot].listener;
+        let plugin = || listener.name().to_owned();
         let failure = match result {
             Ok(()) => None,
             Err(HandlerError::Failed(message)) => Some(message),
@@ -914,7 +899,7 @@ impl Batch<'_> {
         if let (Some(started), Some(trace)) = (started, self.trace.as_deref_mut()) {
             trace.push(TraceEntry {
                 correlation_id: event.correlation_id.clone(),
-                plugin: plugin.clone(),
+                plugin: plugin(),
                 handler: export(),
                 event: event.name.clone(),
                 position: event.position,
@@ -923,7 +908,7 @@ impl Batch<'_> {
             });
         }
         let failure = failure.map(|message| HandlerFailure {
-            plugin: plugin.clone(),
+            plugin: plugin(),
             handler: export(),
             event: event.name.clone(),
             position: event.position,
@@ -931,16 +916,18 @@ impl Batch<'_> {
             parked: None,
             stopped: false,
         });
-        let logs = std::mem::take(&mut self.effects.logs);
-        self.logs.extend(logs.into_iter().map(|(level, message)| LogLine {
-            correlation_id: event.correlation_id.clone(),
-            plugin: plugin.clone(),
-            level,
-            message,
-        }));
-        let commands = std::mem::take(&mut self.effects.commands);
+        // Drained, not taken: the buffers keep their capacity for the next call.
+        self.logs
+            .extend(self.effects.logs.drain(..).map(|(level, message)| LogLine {
+                correlation_id: event.correlation_id.clone(),
+                plugin: plugin(),
+                level,
+                message,
+            }));
+        let plugin = plugin();
         if let Some(mut failure) = failure {
             // A failed handler is atomic: what it dispatched is dropped.
+            self.effects.commands.clear();
             if on_error.policy == Policy::Stop {
                 // The listener stops before this event; starting it again
                 // resumes here.
@@ -969,12 +956,13 @@ impl Batch<'_> {
                 .push(Failure::Handler(failure));
             return Ok(Some(id));
         }
-        if commands.is_empty() {
+        if self.effects.commands.is_empty() {
             return Ok(None);
         }
         let mut chain = causation_chain(&event.metadata);
         chain.push(format!("{plugin}/{}", event.name));
         if chain.len() > max_depth {
+            self.effects.commands.clear();
             let failure = Failure::CausationDepth(CausationDepthError { max: max_depth, chain });
             self.cascade(tx, &event.correlation_id)?.failures.push(failure);
             return Ok(None);
@@ -987,7 +975,8 @@ impl Batch<'_> {
             payload: event.payload.clone(),
             chain,
         };
-        for mut command in commands {
+        let dispatched = self.effects.commands.len() as u64;
+        for mut command in self.effects.commands.drain(..) {
             if command.actor_id.is_none() {
                 command.actor_id.clone_from(&event.actor_id);
             }
@@ -1002,8 +991,8 @@ impl Batch<'_> {
                 expected_version: None,
             };
             self.dispatched.push_back((seq, queued));
-            self.cascade(tx, &event.correlation_id)?.outstanding += 1;
         }
+        self.cascade(tx, &event.correlation_id)?.outstanding += dispatched;
         Ok(None)
     }
 
@@ -1025,9 +1014,10 @@ impl Batch<'_> {
             &envelope,
             queued.cause.as_ref(),
         )?;
-        if let Ok(events) = &outcome {
-            self.appended.extend(events.iter().cloned());
-        }
+        let (events, failure) = match outcome {
+            Ok(events) => (events, None),
+            Err(failure) => (Vec::new(), Some(failure)),
+        };
         let cascade = self.cascade(tx, &queued.correlation_id)?;
         cascade.commands.push(CommandRecord {
             id: queued.id,
@@ -1036,14 +1026,12 @@ impl Batch<'_> {
             stream: queued.command.stream(),
             name: queued.command.name,
         });
-        match outcome {
-            Ok(events) => {
-                cascade.outstanding += events.len() as u64;
-                cascade.events.extend(events.iter().map(|e| e.position));
-            }
-            Err(failure) => cascade.failures.push(failure),
-        }
+        cascade.outstanding += events.len() as u64;
+        cascade.events.extend(events.iter().map(|e| e.position));
+        cascade.failures.extend(failure);
         cascade.outstanding = cascade.outstanding.saturating_sub(1);
+        // Handed to the phases directly instead of being read back from the log.
+        self.appended.extend(events);
         Ok(())
     }
 }

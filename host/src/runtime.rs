@@ -49,7 +49,7 @@ impl Runtime {
             sandbox,
             dir: dir.to_owned(),
         };
-        let records = runtime.pipeline.store().write(|tx| tx.plugins())?;
+        let records = runtime.pipeline.store().read(|tx| tx.plugins())?;
         // Aggregates first: process managers are validated against their events.
         let (aggregates, listeners): (Vec<_>, Vec<_>) =
             records.into_iter().partition(|r| r.kind == PluginKind::Aggregate);
@@ -81,7 +81,7 @@ impl Runtime {
     ///
     /// A storage error.
     pub fn plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
-        self.pipeline.store().write(|tx| tx.plugins())
+        self.pipeline.store().read(|tx| tx.plugins())
     }
 
     /// Validate, register and store the component in `file`. A plugin with
@@ -196,7 +196,7 @@ impl Runtime {
         let (artifact, bytes) = self
             .pipeline
             .store()
-            .write(|tx| Ok::<_, StoreError>((tx.artifact(&key)?, tx.component(&record.hash)?)))?;
+            .read(|tx| Ok::<_, StoreError>((tx.artifact(&key)?, tx.component(&record.hash)?)))?;
         if let Some(component) = artifact.and_then(|a| self.sandbox.deserialize(&a).ok()) {
             return Ok(component);
         }

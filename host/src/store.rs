@@ -133,6 +133,22 @@ impl Store {
         }
     }
 
+    /// Run `f` over the tables without writing: the transaction is aborted, so
+    /// a lookup costs no commit (and no fsync). Sees what the last commit wrote.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error, or a storage error from redb.
+    pub fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R, E>) -> Result<R, E> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let result = {
+            let tx = Tx::open(&txn)?;
+            f(&tx)
+        };
+        txn.abort().map_err(StoreError::from)?;
+        result
+    }
+
     /// Events from `from` (inclusive), in log order, at most `limit`.
     ///
     /// # Errors
@@ -232,6 +248,19 @@ impl<'t> Tx<'t> {
             .get(position)?
             .map(|bytes| decode(EVENTS.name(), bytes.value()))
             .transpose()
+    }
+
+    /// The event at `position`, which must be at or below the head: a gap
+    /// there means the file is corrupt.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for a missing event; a storage error.
+    pub fn logged_event(&self, position: u64) -> Result<Event, StoreError> {
+        self.event(position)?.ok_or_else(|| StoreError::Corrupt {
+            table: EVENTS.name(),
+            message: format!("position {position} is missing below the head"),
+        })
     }
 
     /// The stream's newest version and aggregate state.
@@ -547,6 +576,18 @@ impl Tx<'_> {
         Ok(all)
     }
 
+    /// One parked event.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn parked_entry(&self, id: u64) -> Result<Option<Parked>, StoreError> {
+        self.parked
+            .get(id)?
+            .map(|bytes| decode(PARKED.name(), bytes.value()))
+            .transpose()
+    }
+
     /// Remove and return a parked event.
     ///
     /// # Errors
@@ -741,7 +782,7 @@ mod tests {
         });
         assert!(result.is_err());
         assert!(store.read_log(1, 10).unwrap().is_empty());
-        assert_eq!(store.write(|tx| Ok::<_, StoreError>(tx.head())).unwrap(), 0);
+        assert_eq!(store.read(|tx| Ok::<_, StoreError>(tx.head())).unwrap(), 0);
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Pipeline {
     /// failing `load-state`/`save-state`, a storage error.
     pub fn refresh(&mut self, name: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<RefreshReport, Error> {
         let index = self.stateful_slot(name)?;
-        let through = self.store.write(|tx| tx.pipeline_position())?;
+        let through = self.store.read(|tx| tx.pipeline_position())?;
         let slot = &mut self.slots[index];
         let started = Instant::now();
         let mut report = replay(&self.store, slot, through, progress, &mut || Ok(()))?;
@@ -122,17 +122,11 @@ impl Pipeline {
     /// storage error.
     pub fn pm_state(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
         self.stateful_slot(name)?;
-        Ok(self.store.write(|tx| tx.pm_state(name))?)
+        Ok(self.store.read(|tx| tx.pm_state(name))?)
     }
 
     fn stateful_slot(&self, name: &str) -> Result<usize, PluginError> {
-        let Some(index) = self.slots.iter().position(|s| s.listener.name() == name) else {
-            let names = self.listener_names();
-            return Err(PluginError::UnknownListener {
-                name: name.to_owned(),
-                known: crate::aggregate::quoted_list(names.iter().map(String::as_str)),
-            });
-        };
+        let index = self.slot_index(name)?;
         if !self.slots[index].listener.is_stateful() {
             return Err(PluginError::Stateless { name: name.to_owned() });
         }
