@@ -87,7 +87,8 @@ pub trait Listener: Send {
     fn handlers(&self) -> &[Handler];
 
     /// Run handler number `handler` for `event`, pushing dispatched commands
-    /// and logs into `effects`.
+    /// and logs into `effects`. When the call fails, the caller drops the
+    /// commands it pushed: a failed call is atomic.
     ///
     /// # Errors
     ///

@@ -568,20 +568,15 @@ impl WasmListener {
     }
 }
 
-/// One handler call: its result, what it dispatched and logged, and the
-/// first limit it broke.
-#[allow(clippy::type_complexity)]
+/// One handler call: its result, and the first limit it broke. What it
+/// dispatched and logged goes into `effects`.
 fn call_handler(
     live: &mut Live,
     handler: usize,
     event: &Event,
     ctx: Context,
-) -> (
-    wasmtime::Result<Result<(), wit::HandlerError>>,
-    Vec<crate::event::Command>,
-    Vec<(crate::listener::Level, String)>,
-    Option<String>,
-) {
+    effects: &mut Effects,
+) -> (wasmtime::Result<Result<(), wit::HandlerError>>, Option<String>) {
     sandbox::arm(&mut live.store);
     let ctx = wit::Context {
         refreshing: ctx.refreshing,
@@ -589,8 +584,8 @@ fn call_handler(
     let result = live.funcs[handler]
         .call(&mut live.store, (guest_event(event), ctx))
         .map(|(result,)| result);
-    let (commands, logs, violation) = live.store.data_mut().take_call_effects();
-    (result, commands, logs, violation)
+    let violation = live.store.data_mut().move_call_effects(effects);
+    (result, violation)
 }
 
 impl WasmListener {
@@ -600,8 +595,10 @@ impl WasmListener {
         self.live = None;
         let journal = std::mem::take(&mut self.since_last_state);
         if let Ok(live) = self.live() {
+            // Their effects were taken when they first ran.
+            let mut discarded = Effects::default();
             for (handler, event, ctx) in &journal {
-                let _ = call_handler(live, *handler, event, *ctx);
+                let _ = call_handler(live, *handler, event, *ctx, &mut discarded);
             }
         }
         self.since_last_state = journal;
@@ -649,8 +646,9 @@ impl Listener for WasmListener {
         effects: &mut Effects,
     ) -> Result<(), HandlerError> {
         let live = self.live().map_err(|e| HandlerError::Failed(e.to_string()))?;
-        let (result, commands, logs, violation) = call_handler(live, handler, event, ctx);
-        effects.logs.extend(logs);
+        // What a failing call dispatched is dropped by the caller (the
+        // pipeline), like any listener's.
+        let (result, violation) = call_handler(live, handler, event, ctx, effects);
         let outcome = match (result, violation) {
             (Err(trap), _) => {
                 let message = sandbox::describe_trap(trap, live.store.data());
@@ -659,13 +657,11 @@ impl Listener for WasmListener {
             }
             // A broken limit fails the call even if the guest ignored the error.
             (Ok(_), Some(violation)) => Err(HandlerError::Failed(violation)),
-            (Ok(Ok(())), None) => {
-                effects.commands.extend(commands);
-                Ok(())
-            }
-            (Ok(Err(wit::HandlerError::Failed(message))), None) => {
-                Err(HandlerError::Failed(sandbox::truncate(message, 4096)))
-            }
+            (Ok(Ok(())), None) => Ok(()),
+            (Ok(Err(wit::HandlerError::Failed(message))), None) => Err(HandlerError::Failed(sandbox::truncate(
+                message,
+                sandbox::MAX_TEXT_BYTES,
+            ))),
             (Ok(Err(wit::HandlerError::SkipRefreshing)), None) => Err(HandlerError::SkipRefreshing),
         };
         // Live calls only: a refresh that fails reports it and goes on.
@@ -701,7 +697,7 @@ impl Listener for WasmListener {
         };
         match save.call(&mut live.store, ()) {
             Ok((state,)) => {
-                let max = live.store.data().limits().max_message_bytes * 16;
+                let max = live.store.data().limits().max_state_bytes;
                 if state.len() > max {
                     return Err(format!(
                         "state blob of {} bytes exceeds the limit of {max}",

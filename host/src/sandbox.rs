@@ -21,7 +21,7 @@ use wasmtime::{Config, Engine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::event::Command;
-use crate::listener::Level;
+use crate::listener::{Effects, Level};
 
 mod output;
 
@@ -38,6 +38,10 @@ use bindings::cascade::runtime::{commands, log, projection_types, read_model_wri
 use crate::manifest::Manifest;
 use crate::read_model::{QueryError, ReadModels};
 
+/// Bytes kept of one log line or one failure message from a guest; the rest
+/// is cut with a note (see [`truncate`]).
+pub(crate) const MAX_TEXT_BYTES: usize = 4096;
+
 /// How often the engine's epoch advances: the granularity of time budgets.
 pub const TICK: Duration = Duration::from_millis(5);
 
@@ -50,9 +54,10 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Commands one handler call may dispatch.
     pub max_dispatches: usize,
-    /// Bytes of one thing a guest hands the host: command args, a log line,
-    /// an error message, a state blob.
+    /// Bytes of one command's args a guest hands the host.
     pub max_message_bytes: usize,
+    /// Bytes of a state blob a stateful process manager hands the host.
+    pub max_state_bytes: usize,
     /// Log lines kept per call; the rest are counted and dropped.
     pub max_log_lines: usize,
 }
@@ -64,6 +69,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             max_dispatches: 1000,
             max_message_bytes: 1 << 20,
+            max_state_bytes: 16 << 20,
             max_log_lines: 100,
         }
     }
@@ -158,19 +164,24 @@ impl HostState {
         &self.limits
     }
 
-    /// Take what the last call produced: dispatched commands, logs (with a
-    /// note of dropped lines), and the first limit it broke.
-    pub(crate) fn take_call_effects(&mut self) -> (Vec<Command>, Vec<(Level, String)>, Option<String>) {
-        let mut logs = std::mem::take(&mut self.logs);
+    /// Move what the last call produced into `effects`: dispatched commands
+    /// and logs (guest stdout/stderr lines, notes of dropped output); returns
+    /// the first limit the call broke.
+    pub(crate) fn move_call_effects(&mut self, effects: &mut Effects) -> Option<String> {
+        // Appended, not taken: these buffers keep their capacity.
+        effects.commands.append(&mut self.dispatched);
+        effects.logs.append(&mut self.logs);
         for (stream, level, name) in [
             (&self.stdout, Level::Info, "stdout"),
             (&self.stderr, Level::Warn, "stderr"),
         ] {
             let (text, dropped) = stream.take();
-            logs.extend(text.lines().map(|line| (level, format!("{name}: {line}"))));
+            effects
+                .logs
+                .extend(text.lines().map(|line| (level, format!("{name}: {line}"))));
             if dropped > 0 {
                 let cap = output::CAP;
-                logs.push((
+                effects.logs.push((
                     Level::Warn,
                     format!("{name}: {dropped} more byte(s) dropped: limit is {cap} per call"),
                 ));
@@ -181,10 +192,10 @@ impl HostState {
                 "{} more log line(s) dropped: limit is {} per call",
                 self.dropped_logs, self.limits.max_log_lines
             );
-            logs.push((Level::Warn, note));
+            effects.logs.push((Level::Warn, note));
             self.dropped_logs = 0;
         }
-        (std::mem::take(&mut self.dispatched), logs, self.violation.take())
+        self.violation.take()
     }
 
     fn refuse(&mut self, message: String) -> String {
@@ -357,7 +368,7 @@ impl log::Host for HostState {
             self.dropped_logs += 1;
             return;
         }
-        self.logs.push((level, truncate(message, 4096)));
+        self.logs.push((level, truncate(message, MAX_TEXT_BYTES)));
     }
 }
 
