@@ -30,7 +30,7 @@ mod bindings {
     // shares the handler types (`event`, `context`, ...) from here via `with`.
     wit_bindgen::generate!({
         path: "../wit",
-        world: "cascade:runtime/sdk@0.1.0",
+        world: "cascade:runtime/sdk@0.2.0",
         generate_unused_types: true,
     });
 }
@@ -40,7 +40,7 @@ use serde::de::DeserializeOwned;
 
 pub use bindings::cascade::runtime::log::Level;
 pub use bindings::cascade::runtime::projection_types::Collection;
-pub use bindings::cascade::runtime::types::{Command, Context, Event, HandlerError};
+pub use bindings::cascade::runtime::types::{Command, Context, Envelope, Event, HandlerError};
 pub use cascade_sdk_macros::{export_aggregate, process_manager, projection};
 
 /// What an `on_*` or `after_*` handler returns.
@@ -59,6 +59,15 @@ impl Event {
                 self.name
             ))
         })
+    }
+
+    /// Where this event came from: metadata, actor, causation and
+    /// correlation id. The host hands them over on demand (one call), so
+    /// handlers that do not ask pay nothing for them.
+    ///
+    /// `None` when asked outside the handler call that received this event.
+    pub fn envelope(&self) -> Option<Envelope> {
+        bindings::cascade::runtime::event_envelope::get(self.position)
     }
 }
 
@@ -263,7 +272,7 @@ pub mod __private {
 
     pub mod wit {
         pub use crate::bindings::cascade::runtime::{
-            commands, log, projection_types, read_model_writer, read_models, types,
+            commands, event_envelope, log, projection_types, read_model_writer, read_models, types,
         };
     }
 

@@ -288,6 +288,19 @@ pub enum PluginError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The component was built against another version of `cascade:runtime`.
+    #[error(
+        "plugin `{plugin}` was built for `{interface}`, but this host speaks cascade:runtime@{expected}; \
+         rebuild it with the matching cascade-sdk"
+    )]
+    ContractVersion {
+        /// The plugin.
+        plugin: String,
+        /// The imported or exported interface, with its version.
+        interface: String,
+        /// The version this host speaks.
+        expected: &'static str,
+    },
     /// No parked event has this id.
     #[error("no parked event #{id}; list them with `cascade parked`")]
     UnknownParked {

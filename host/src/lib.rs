@@ -71,7 +71,7 @@ pub use pipeline::{
     CascadeRecord, Cause, CommandRecord, LogLine, Options, Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped,
     TraceEntry,
 };
-pub use plugin::{HANDLER_SIGNATURE, PluginKind, PluginRecord};
+pub use plugin::{CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord};
 pub use read_model::{Collection, Document, QueryError, ReadModels};
 pub use runtime::{DATA_FILE, Runtime};
 pub use sandbox::Limits;

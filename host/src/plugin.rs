@@ -22,8 +22,10 @@ use crate::sandbox::bindings::cascade::runtime::types as wit;
 use crate::sandbox::bindings::exports::cascade::runtime::aggregate as wit_aggregate;
 use crate::sandbox::{self, HostState, PluginEnv, Sandbox};
 
+/// The version of `cascade:runtime` (`wit/`) this host speaks.
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The export an aggregate component provides.
-const AGGREGATE_EXPORT: &str = "cascade:runtime/aggregate@0.1.0";
+const AGGREGATE_EXPORT: &str = "cascade:runtime/aggregate@0.2.0";
 /// The one signature every handler export has.
 pub const HANDLER_SIGNATURE: &str = "func(event: event, ctx: context) -> result<_, handler-error>";
 
@@ -86,12 +88,14 @@ pub(crate) enum Shape {
 pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) -> Result<Shape, PluginError> {
     let ty = component.component_type();
     for (import, _) in ty.imports(sandbox.engine()) {
+        check_contract_version(plugin, import)?;
         check_import(plugin, import)?;
     }
     let mut handlers = Vec::new();
     let mut state_exports = 0;
     let mut projection = false;
     for (name, item) in ty.exports(sandbox.engine()) {
+        check_contract_version(plugin, name)?;
         if name == AGGREGATE_EXPORT {
             return Ok(Shape::Aggregate);
         }
@@ -221,6 +225,22 @@ const ALLOWED_IMPORTS: &[&str] = &[
 ];
 /// Interfaces Cascade never grants a plugin.
 const DENIED_IMPORTS: &[&str] = &["wasi:filesystem/", "wasi:sockets/", "wasi:http/"];
+
+/// Refuse a `cascade:runtime` interface of another version up front: the
+/// types differ, and linking would fail with a less helpful message.
+fn check_contract_version(plugin: &str, interface: &str) -> Result<(), PluginError> {
+    match interface
+        .strip_prefix("cascade:runtime/")
+        .and_then(|rest| rest.split_once('@'))
+    {
+        Some((_, version)) if version != CONTRACT_VERSION => Err(PluginError::ContractVersion {
+            plugin: plugin.to_owned(),
+            interface: interface.to_owned(),
+            expected: CONTRACT_VERSION,
+        }),
+        _ => Ok(()),
+    }
+}
 
 fn check_import(plugin: &str, import: &str) -> Result<(), PluginError> {
     if ALLOWED_IMPORTS.iter().any(|p| import.starts_with(p)) {
@@ -578,12 +598,14 @@ fn call_handler(
     effects: &mut Effects,
 ) -> (wasmtime::Result<Result<(), wit::HandlerError>>, Option<String>) {
     sandbox::arm(&mut live.store);
+    live.store.data_mut().set_current_event(Some(event));
     let ctx = wit::Context {
         refreshing: ctx.refreshing,
     };
     let result = live.funcs[handler]
         .call(&mut live.store, (guest_event(event), ctx))
         .map(|(result,)| result);
+    live.store.data_mut().set_current_event(None);
     let violation = live.store.data_mut().move_call_effects(effects);
     (result, violation)
 }
@@ -621,10 +643,6 @@ fn guest_event(event: &Event) -> wit::Event {
         stream_id: event.stream_id.clone(),
         stream_version: event.stream_version,
         payload: event.payload.clone(),
-        metadata: event.metadata.clone(),
-        actor_id: event.actor_id.clone(),
-        causation_id: event.causation_id.clone(),
-        correlation_id: event.correlation_id.clone(),
         created_at: event.created_at,
     }
 }
@@ -735,4 +753,24 @@ pub(crate) fn name_from_path(path: &std::path::Path) -> String {
 pub(crate) fn content_hash(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interfaces_of_another_contract_version_are_refused_by_name() {
+        assert!(AGGREGATE_EXPORT.ends_with(&format!("@{CONTRACT_VERSION}")));
+        assert!(check_contract_version("p", AGGREGATE_EXPORT).is_ok());
+        assert!(check_contract_version("p", "wasi:io/streams@0.2.6").is_ok());
+        let err = check_contract_version("old", "cascade:runtime/commands@0.1.0").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "plugin `old` was built for `cascade:runtime/commands@0.1.0`, but this host speaks \
+                 cascade:runtime@{CONTRACT_VERSION}; rebuild it with the matching cascade-sdk"
+            )
+        );
+    }
 }

@@ -20,7 +20,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::event::Command;
+use crate::event::{Command, Envelope, Event};
 use crate::listener::{Effects, Level};
 
 mod output;
@@ -33,7 +33,9 @@ pub(crate) mod bindings {
     });
 }
 
-use bindings::cascade::runtime::{commands, log, projection_types, read_model_writer, read_models, types};
+use bindings::cascade::runtime::{
+    commands, event_envelope, log, projection_types, read_model_writer, read_models, types,
+};
 
 use crate::manifest::Manifest;
 use crate::read_model::{QueryError, ReadModels};
@@ -118,6 +120,10 @@ pub struct HostState {
     plugin: String,
     read_models: ReadModels,
     manifest: Manifest,
+    /// Position of the event the current handler call received (0: none),
+    /// and its envelope, for `event-envelope.get`.
+    current_position: u64,
+    current_envelope: Envelope,
     /// Commands dispatched during the current call.
     pub(crate) dispatched: Vec<Command>,
     /// Lines logged during the current call.
@@ -147,6 +153,8 @@ impl HostState {
             plugin: plugin.to_owned(),
             read_models: env.read_models.clone(),
             manifest: env.manifest.clone(),
+            current_position: 0,
+            current_envelope: Envelope::default(),
             dispatched: Vec::new(),
             logs: Vec::new(),
             dropped_logs: 0,
@@ -162,6 +170,21 @@ impl HostState {
     /// The plugin's limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Keep `event`'s envelope at hand for the next handler call, or none.
+    /// The buffers are reused, so this allocates nothing once warm.
+    pub(crate) fn set_current_event(&mut self, event: Option<&Event>) {
+        let Some(event) = event else {
+            self.current_position = 0;
+            return;
+        };
+        self.current_position = event.position;
+        let envelope = &mut self.current_envelope;
+        envelope.metadata.clone_from(&event.metadata);
+        envelope.actor_id.clone_from(&event.actor_id);
+        envelope.causation_id.clone_from(&event.causation_id);
+        envelope.correlation_id.clone_from(&event.correlation_id);
     }
 
     /// Move what the last call produced into `effects`: dispatched commands
@@ -253,6 +276,21 @@ impl WasiView for HostState {
 }
 
 impl types::Host for HostState {}
+
+impl event_envelope::Host for HostState {
+    fn get(&mut self, position: u64) -> Option<types::Envelope> {
+        if position == 0 || position != self.current_position {
+            return None;
+        }
+        let envelope = &self.current_envelope;
+        Some(types::Envelope {
+            metadata: envelope.metadata.clone(),
+            actor_id: envelope.actor_id.clone(),
+            causation_id: envelope.causation_id.clone(),
+            correlation_id: envelope.correlation_id.clone(),
+        })
+    }
+}
 
 impl commands::Host for HostState {
     fn dispatch(&mut self, cmd: types::Command) -> Result<(), String> {
@@ -465,5 +503,58 @@ impl Sandbox {
         // SAFETY: artifacts are only ever written by `Component::serialize`
         // into the host's own redb file, keyed by engine compatibility.
         Ok(unsafe { Component::deserialize(&self.engine, artifact) }?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(position: u64, correlation_id: &str) -> Event {
+        Event {
+            position,
+            name: "UserCreated".into(),
+            stream_type: "users".into(),
+            stream_id: "u1".into(),
+            stream_version: 1,
+            payload: "{}".into(),
+            metadata: r#"{"k":1}"#.into(),
+            actor_id: Some("ada".into()),
+            causation_id: format!("c{position}"),
+            correlation_id: correlation_id.into(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn the_envelope_is_only_given_for_the_event_of_the_current_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("e.redb")).unwrap();
+        let env = PluginEnv {
+            read_models: ReadModels::new(store.database()),
+            manifest: Manifest::default(),
+        };
+        let mut state = HostState::new("probe", &env);
+        use event_envelope::Host;
+        assert!(state.get(0).is_none(), "no call yet");
+
+        state.set_current_event(Some(&event(7, "k7")));
+        let envelope = state.get(7).expect("the current event's envelope");
+        assert_eq!(envelope.correlation_id, "k7");
+        assert_eq!(envelope.causation_id, "c7");
+        assert_eq!(envelope.actor_id.as_deref(), Some("ada"));
+        assert_eq!(envelope.metadata, r#"{"k":1}"#);
+        assert!(state.get(6).is_none(), "an earlier event");
+
+        // The buffers are reused: a shorter envelope leaves nothing behind.
+        let mut next = event(8, "k");
+        next.actor_id = None;
+        state.set_current_event(Some(&next));
+        let envelope = state.get(8).unwrap();
+        assert_eq!((envelope.correlation_id.as_str(), envelope.actor_id), ("k", None));
+        assert!(state.get(7).is_none());
+
+        state.set_current_event(None);
+        assert!(state.get(8).is_none(), "between calls");
     }
 }

@@ -1,6 +1,6 @@
 //! A command's cascade through aggregates and process managers.
 
-use cascade::{Options, Outcome};
+use cascade::{Command, Options, Outcome};
 use cascade_tests::{TestHost, only_command_error, only_handler_failure, plugins};
 
 #[test]
@@ -109,6 +109,37 @@ fn a_listener_of_two_aggregates_sees_events_of_both() {
         .map(|t| (t.event.as_str(), t.position))
         .collect();
     assert_eq!(audited, [("UserCreated", 1), ("AccountOpened", 2)]);
+}
+
+#[test]
+fn a_handler_gets_the_envelope_of_its_event_on_demand() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME, plugins::AUDIT]);
+    let mut create = Command::new("users", "u1", "create", r#"{"name":"Ada"}"#);
+    create.actor_id = Some("admin-7".into());
+
+    let settled = host.runtime.pipeline().execute(create).unwrap();
+
+    assert!(settled.is_ok(), "{:?}", settled.failures);
+    let log = host.log();
+    let audit: Vec<&str> = settled
+        .logs
+        .iter()
+        .filter(|l| l.plugin == "audit")
+        .map(|l| l.message.as_str())
+        .collect();
+    let expected: Vec<String> = log
+        .iter()
+        .map(|e| {
+            format!(
+                "#{} {} {}:{} {} actor=admin-7 cascade={} cause={}",
+                e.position, e.name, e.stream_type, e.stream_id, e.payload, e.correlation_id, e.causation_id
+            )
+        })
+        .collect();
+    assert_eq!(
+        audit, expected,
+        "the actor carries over to the dispatched command's event"
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ use syn::{Error, ImplItem, ItemImpl, Type, parse_macro_input};
 
 /// The WIT package, found next to this crate at the SDK's compile time.
 const WIT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
-const WIT_VERSION: &str = "0.1.0";
+const WIT_VERSION: &str = "0.2.0";
 
 /// Turns the handlers of an inherent `impl` block into component exports.
 ///
@@ -162,10 +162,15 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
     );
     let module = format_ident!("__cascade_process_manager_{}", ty.to_string().to_lowercase());
     let with = match kind {
-        Kind::Projection => {
-            shared_interfaces(&["types", "read-models", "read-model-writer", "projection-types", "log"])
-        }
-        _ => shared_interfaces(&["types", "commands", "read-models", "log"]),
+        Kind::Projection => shared_interfaces(&[
+            "types",
+            "event-envelope",
+            "read-models",
+            "read-model-writer",
+            "projection-types",
+            "log",
+        ]),
+        _ => shared_interfaces(&["types", "event-envelope", "commands", "read-models", "log"]),
     };
     let collections = match kind {
         Kind::Projection => quote! {
