@@ -9,7 +9,7 @@
 use heck::ToUpperCamelCase;
 use serde::{Deserialize, Serialize};
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFunc, types::Type};
+use wasmtime::component::{Component, ComponentExportIndex, ComponentType, InstancePre, Lower, TypedFunc, types::Type};
 
 use crate::aggregate::{Aggregate, AggregateDescription, Decision, EventDeclaration};
 use crate::error::PluginError;
@@ -423,7 +423,39 @@ impl Aggregate for WasmAggregate {
     }
 }
 
-type HandlerFunc = TypedFunc<(wit::Event, wit::Context), (Result<(), wit::HandlerError>,)>;
+/// `event` of `cascade:runtime/types`, lowered straight from the host's
+/// [`Event`]: its strings are copied once, into guest memory, not cloned first.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct GuestEvent<'a> {
+    position: u64,
+    name: &'a str,
+    #[component(name = "stream-type")]
+    stream_type: &'a str,
+    #[component(name = "stream-id")]
+    stream_id: &'a str,
+    #[component(name = "stream-version")]
+    stream_version: u64,
+    payload: &'a str,
+    #[component(name = "created-at")]
+    created_at: u64,
+}
+
+impl<'a> GuestEvent<'a> {
+    fn new(event: &'a Event) -> Self {
+        GuestEvent {
+            position: event.position,
+            name: &event.name,
+            stream_type: &event.stream_type,
+            stream_id: &event.stream_id,
+            stream_version: event.stream_version,
+            payload: &event.payload,
+            created_at: event.created_at,
+        }
+    }
+}
+
+type HandlerFunc<'a> = TypedFunc<(GuestEvent<'a>, wit::Context), (Result<(), wit::HandlerError>,)>;
 type SaveStateFunc = TypedFunc<(), (Vec<u8>,)>;
 type LoadStateFunc = TypedFunc<(Option<Vec<u8>>,), ()>;
 
@@ -452,7 +484,8 @@ pub struct WasmListener {
 struct Live {
     store: wasmtime::Store<HostState>,
     instance: wasmtime::component::Instance,
-    funcs: Vec<HandlerFunc>,
+    /// Type-checked once; [`handler_func`] lends each call its event's lifetime.
+    funcs: Vec<HandlerFunc<'static>>,
     state_funcs: Option<(SaveStateFunc, LoadStateFunc)>,
 }
 
@@ -521,14 +554,15 @@ impl WasmListener {
             .map_err(|e| instantiate_error(&self.name, e))?;
         let mut funcs = Vec::with_capacity(self.indices.len());
         for (handler, index) in self.handlers.iter().zip(&self.indices) {
-            let func = instance
-                .get_typed_func::<(wit::Event, wit::Context), (Result<(), wit::HandlerError>,)>(&mut store, index)
-                .map_err(|e| PluginError::WrongSignature {
-                    plugin: self.name.clone(),
-                    export: handler.export_name(),
-                    expected: HANDLER_SIGNATURE,
-                    found: format!("a different type ({e:#})"),
-                })?;
+            let func: HandlerFunc<'static> =
+                instance
+                    .get_typed_func(&mut store, index)
+                    .map_err(|e| PluginError::WrongSignature {
+                        plugin: self.name.clone(),
+                        export: handler.export_name(),
+                        expected: HANDLER_SIGNATURE,
+                        found: format!("a different type ({e:#})"),
+                    })?;
             funcs.push(func);
         }
         let state_funcs = match &self.state_indices {
@@ -602,8 +636,8 @@ fn call_handler(
     let ctx = wit::Context {
         refreshing: ctx.refreshing,
     };
-    let result = live.funcs[handler]
-        .call(&mut live.store, (guest_event(event), ctx))
+    let result = handler_func(&live.funcs[handler])
+        .call(&mut live.store, (GuestEvent::new(event), ctx))
         .map(|(result,)| result);
     live.store.data_mut().set_current_event(None);
     let violation = live.store.data_mut().move_call_effects(effects);
@@ -635,16 +669,12 @@ fn state_error(plugin: &str, action: &'static str, err: wasmtime::Error) -> Plug
     }
 }
 
-fn guest_event(event: &Event) -> wit::Event {
-    wit::Event {
-        position: event.position,
-        name: event.name.clone(),
-        stream_type: event.stream_type.clone(),
-        stream_id: event.stream_id.clone(),
-        stream_version: event.stream_version,
-        payload: event.payload.clone(),
-        created_at: event.created_at,
-    }
+/// The checked handler function, for an event that lives as long as the call.
+fn handler_func<'a>(func: &HandlerFunc<'static>) -> HandlerFunc<'a> {
+    // SAFETY: wasmtime type-checked `func` against the export when the
+    // instance was created (`get_typed_func`); a lifetime changes neither the
+    // component type nor how the record is lowered.
+    unsafe { TypedFunc::new_unchecked(*func.func()) }
 }
 
 impl Listener for WasmListener {
