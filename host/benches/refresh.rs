@@ -61,15 +61,15 @@ fn refresh(pipeline: &mut Pipeline, events: u64) -> Duration {
     report.elapsed
 }
 
-fn wasm(dir: &Path, plugins: &Path, events: u64, rounds: usize) -> Vec<Duration> {
+fn wasm(dir: &Path, plugins: &Path, events: u64) -> Runtime {
     let mut runtime = Runtime::open(dir, Options::default()).unwrap();
     runtime.add_plugin(&plugins.join("users.wasm")).unwrap();
     fill(runtime.pipeline().store(), events);
     runtime.add_plugin(&plugins.join("user-counter.wasm")).unwrap();
-    (0..rounds).map(|_| refresh(runtime.pipeline(), events)).collect()
+    runtime
 }
 
-fn native(dir: &Path, events: u64, rounds: usize) -> Vec<Duration> {
+fn native(dir: &Path, events: u64) -> Pipeline {
     let store = Store::open(&dir.join(cascade::DATA_FILE)).unwrap();
     fill(&store, events);
     let mut pipeline = Pipeline::new(store, Options::default());
@@ -77,7 +77,7 @@ fn native(dir: &Path, events: u64, rounds: usize) -> Vec<Duration> {
     pipeline
         .register_listener(Box::new(native::UserCounter::new()))
         .unwrap();
-    (0..rounds).map(|_| refresh(&mut pipeline, events)).collect()
+    pipeline
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -87,7 +87,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 
 fn main() -> Result<(), StoreError> {
     let mut events: u64 = 1_000_000;
-    let mut rounds: usize = 3;
+    let mut rounds: usize = 7;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next();
@@ -103,11 +103,15 @@ fn main() -> Result<(), StoreError> {
         "build the plugins first: scripts/build-plugins.sh"
     );
     println!("refresh: {events} events replayed into user-counter (median of {rounds} alternating rounds)");
-    // Alternate the variants so drift on a shared machine hits both.
+    let (wasm_dir, native_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut wasm_runtime = wasm(wasm_dir.path(), &plugins, events);
+    let mut native_pipeline = native(native_dir.path(), events);
+    // Alternate the variants round by round so drift on a shared machine
+    // hits both; the log is written once per variant.
     let (mut wasm_times, mut native_times) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        wasm_times.extend(wasm(tempfile::tempdir().unwrap().path(), &plugins, events, 1));
-        native_times.extend(native(tempfile::tempdir().unwrap().path(), events, 1));
+        wasm_times.push(refresh(wasm_runtime.pipeline(), events));
+        native_times.push(refresh(&mut native_pipeline, events));
     }
     let (wasm, native) = (median(wasm_times), median(native_times));
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
