@@ -14,13 +14,13 @@ use cascade::{Command, Envelope, Manifest, NewEvent, OnError, Options, Runtime};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn refresh_per_call(plugins: &Path, events: u64, epoch_interruption: bool) -> Duration {
-    let dir = tempfile::tempdir().unwrap();
+/// A runtime with `events` `UserCreated` events in its log and `user-counter` added.
+fn counter_runtime(dir: &Path, plugins: &Path, events: u64, epoch_interruption: bool) -> Runtime {
     let options = Options {
         epoch_interruption,
         ..Options::default()
     };
-    let mut runtime = Runtime::open(dir.path(), options).unwrap();
+    let mut runtime = Runtime::open(dir, options).unwrap();
     runtime.add_plugin(&plugins.join("users.wasm")).unwrap();
     let envelope = Envelope {
         metadata: "{}".into(),
@@ -45,17 +45,13 @@ fn refresh_per_call(plugins: &Path, events: u64, epoch_interruption: bool) -> Du
         })
         .unwrap();
     runtime.add_plugin(&plugins.join("user-counter.wasm")).unwrap();
-    let mut times: Vec<Duration> = (0..3)
-        .map(|_| {
-            runtime
-                .pipeline()
-                .refresh("user-counter", &mut |_, _| {})
-                .unwrap()
-                .elapsed
-        })
-        .collect();
-    times.sort();
-    times[1] / events as u32
+    runtime
+}
+
+/// Time of one refresh of `user-counter`, per event.
+fn refresh_per_call(runtime: &mut Runtime, events: u64) -> Duration {
+    let report = runtime.pipeline().refresh("user-counter", &mut |_, _| {}).unwrap();
+    report.elapsed / events as u32
 }
 
 /// Median duration of the traced `on-user-created` call of `plugin` for a
@@ -89,15 +85,20 @@ fn main() {
         plugins.join("fixture-hostile.wasm").exists(),
         "build the plugins and fixtures first: scripts/bench.sh"
     );
-    // Alternate the variants so drift on a shared machine hits both; medians.
+    let (on_dir, off_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut with_epochs = counter_runtime(on_dir.path(), &plugins, events, true);
+    let mut without = counter_runtime(off_dir.path(), &plugins, events, false);
+    // Alternate the variants round by round so drift on a shared machine
+    // hits both; medians.
+    let rounds = 7;
     let (mut on, mut off) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        on.push(refresh_per_call(&plugins, events, true));
-        off.push(refresh_per_call(&plugins, events, false));
+    for _ in 0..rounds {
+        on.push(refresh_per_call(&mut with_epochs, events));
+        off.push(refresh_per_call(&mut without, events));
     }
     on.sort();
     off.sort();
-    let (on, off) = (on[1], off[1]);
+    let (on, off) = (on[rounds / 2], off[rounds / 2]);
     println!("sandbox: per-event refresh of user-counter over {events} events (one guest call each)");
     println!("  epoch interruption on   {on:>9.2?} per event");
     println!("  epoch interruption off  {off:>9.2?} per event");
