@@ -47,19 +47,25 @@ fn main() {
             );
         }
     }
-    // A second build of user-counter that counts by two, for redeploy tests.
-    // Its own target dir keeps the two feature sets from overwriting each other.
-    let by_two = root.join("target").join("guest-by-two");
+    // Second builds of two plugins for redeploy tests: user-counter counting
+    // by two, projects indexing `name` too. Their own target dir keeps the
+    // feature sets from overwriting the first builds.
+    let variants = root.join("target").join("guest-variants");
     build(
         &root.join("plugins/Cargo.toml"),
-        &by_two,
-        &["-p", "user-counter", "--features", "by-two"],
+        &variants,
+        &[
+            "-p",
+            "user-counter",
+            "-p",
+            "projects",
+            "--features",
+            "user-counter/by-two,projects/by-name",
+        ],
     );
-    add(
-        "user-counter-by-two",
-        by_two.join("wasm32-wasip2/release/user_counter.wasm"),
-        None,
-    );
+    let built = variants.join("wasm32-wasip2/release");
+    add("user-counter-by-two", built.join("user_counter.wasm"), None);
+    add("projects-by-name", built.join("projects.wasm"), None);
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins.rs");
     std::fs::write(out, constants).unwrap();
 }

@@ -329,7 +329,9 @@ impl Pipeline {
         if let Some(collections) = listener.collections() {
             self.read_models.declare(&name, collections)?;
         }
+        let read_models = &self.read_models;
         let (checkpoint, state, stopped) = self.store.write(|tx| {
+            read_models.sync_indexes(tx, &name)?;
             let checkpoint = match tx.checkpoint(&name)? {
                 Some(checkpoint) => checkpoint,
                 None => tx.head(),

@@ -324,6 +324,35 @@ impl ReadModels {
         Ok(())
     }
 
+    /// Make the stored index of each collection `owner` declares hold exactly
+    /// the fields declared now. A redeployed projection that indexes another
+    /// field then finds the existing documents by it, without a rebuild; an
+    /// unchanged declaration costs one lookup.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn sync_indexes(&self, tx: &mut Tx<'_>, owner: &str) -> Result<(), StoreError> {
+        let inner = self.lock();
+        for (collection, owned) in inner.collections.iter().filter(|(_, o)| o.owner == owner) {
+            let mut declared = owned.indexes.clone();
+            declared.sort();
+            if tx.rm_indexed(collection)?.as_ref() == Some(&declared) {
+                continue;
+            }
+            tx.rm_clear_index(collection)?;
+            for (id, doc) in tx.rm_docs(collection)? {
+                for field in &declared {
+                    if let Some(key) = field_key(&doc, field) {
+                        tx.rm_index(collection, field, &key, &id)?;
+                    }
+                }
+            }
+            tx.set_rm_indexed(collection, &declared)?;
+        }
+        Ok(())
+    }
+
     /// Forget the batch's writes (it rolled back).
     pub(crate) fn discard(&self) {
         self.lock().overlay.clear();
@@ -441,5 +470,37 @@ mod tests {
         );
         let (second, next) = rm.list("projects", Some("b"), 2).unwrap();
         assert_eq!((ids(second), next), (vec!["e".to_owned()], None));
+    }
+
+    #[test]
+    fn a_changed_index_declaration_reindexes_the_stored_documents() {
+        let (_dir, store, rm) = read_models();
+        store.write(|tx| rm.sync_indexes(tx, "projects")).unwrap();
+        rm.put("projects", "projects", "p1", r#"{"groupId":"g1","name":"Apollo"}"#)
+            .unwrap();
+        rm.put("projects", "projects", "p2", r#"{"groupId":"g2"}"#).unwrap();
+        store.write(|tx| rm.flush(tx)).unwrap();
+
+        let by_name = Collection {
+            name: "projects".into(),
+            indexes: vec!["name".into()],
+        };
+        rm.declare("projects", &[by_name]).unwrap();
+        store.write(|tx| rm.sync_indexes(tx, "projects")).unwrap();
+
+        assert_eq!(ids(rm.find("projects", "name", r#""Apollo""#).unwrap()), ["p1"]);
+        let indexed = store.read(|tx| tx.rm_indexed("projects")).unwrap();
+        assert_eq!(indexed, Some(vec!["name".to_owned()]));
+
+        let both = Collection {
+            name: "projects".into(),
+            indexes: vec!["name".into(), "groupId".into()],
+        };
+        rm.declare("projects", &[both]).unwrap();
+        store.write(|tx| rm.sync_indexes(tx, "projects")).unwrap();
+        assert_eq!(ids(rm.find("projects", "groupId", r#""g2""#).unwrap()), ["p2"]);
+        assert_eq!(ids(rm.find("projects", "name", r#""Apollo""#).unwrap()), ["p1"]);
+        let indexed = store.read(|tx| tx.rm_indexed("projects")).unwrap();
+        assert_eq!(indexed, Some(vec!["groupId".to_owned(), "name".to_owned()]));
     }
 }

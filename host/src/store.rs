@@ -52,6 +52,8 @@ const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts"
 pub(crate) const RM_DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("read_model_docs");
 /// Read-model indexes: (collection, field, canonical JSON value, id) → ().
 pub(crate) const RM_INDEX: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("read_model_index");
+/// The fields each collection's index holds entries for: collection → field list.
+const RM_INDEXED: TableDefinition<&str, &[u8]> = TableDefinition::new("read_model_indexed");
 
 const META_SCHEMA: &str = "schema_version";
 const META_NEXT_COMMAND: &str = "next_command";
@@ -205,6 +207,7 @@ pub struct Tx<'t> {
     artifacts: Table<'t, &'static str, Bytes>,
     rm_docs: Table<'t, (&'static str, &'static str), Bytes>,
     rm_index: Table<'t, (&'static str, &'static str, &'static str, &'static str), ()>,
+    rm_indexed: Table<'t, &'static str, Bytes>,
     head: u64,
 }
 
@@ -229,6 +232,7 @@ impl<'t> Tx<'t> {
             artifacts: txn.open_table(ARTIFACTS)?,
             rm_docs: txn.open_table(RM_DOCS)?,
             rm_index: txn.open_table(RM_INDEX)?,
+            rm_indexed: txn.open_table(RM_INDEXED)?,
             head,
         })
     }
@@ -642,24 +646,42 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Every document of `collection`, as (id, JSON text), in id order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn rm_docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut docs = Vec::new();
+        for entry in self.rm_docs.range((collection, "")..)? {
+            let (key, doc) = entry?;
+            let (c, id) = key.value();
+            if c != collection {
+                break;
+            }
+            docs.push((id.to_owned(), String::from_utf8_lossy(doc.value()).into_owned()));
+        }
+        Ok(docs)
+    }
+
     /// Remove every document and index entry of `collection`.
     ///
     /// # Errors
     ///
     /// A storage error.
     pub(crate) fn rm_clear(&mut self, collection: &str) -> Result<(), StoreError> {
-        let mut ids = Vec::new();
-        for entry in self.rm_docs.range((collection, "")..)? {
-            let (key, _) = entry?;
-            let (c, id) = key.value();
-            if c != collection {
-                break;
-            }
-            ids.push(id.to_owned());
-        }
-        for id in &ids {
+        for (id, _) in self.rm_docs(collection)? {
             self.rm_docs.remove((collection, id.as_str()))?;
         }
+        self.rm_clear_index(collection)
+    }
+
+    /// Remove every index entry of `collection`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn rm_clear_index(&mut self, collection: &str) -> Result<(), StoreError> {
         let mut keys = Vec::new();
         for entry in self.rm_index.range((collection, "", "", "")..)? {
             let (key, _) = entry?;
@@ -673,6 +695,29 @@ impl Tx<'_> {
             self.rm_index
                 .remove((collection, f.as_str(), v.as_str(), id.as_str()))?;
         }
+        Ok(())
+    }
+
+    /// The fields `collection`'s index holds entries for; `None` when never
+    /// recorded (a data directory from before this was tracked).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn rm_indexed(&self, collection: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.rm_indexed
+            .get(collection)?
+            .map(|fields| decode("read_model_indexed", fields.value()))
+            .transpose()
+    }
+
+    /// Record the fields `collection`'s index holds entries for.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn set_rm_indexed(&mut self, collection: &str, fields: &[String]) -> Result<(), StoreError> {
+        self.rm_indexed.insert(collection, encode(&fields).as_slice())?;
         Ok(())
     }
 }

@@ -168,3 +168,35 @@ fn read_models_survive_a_restart() {
 
     assert_eq!(collection(&mut host, "projects"), before);
 }
+
+#[test]
+fn a_redeployed_projection_that_indexes_another_field_finds_existing_documents_by_it() {
+    let mut host = projects_host(&[]);
+    group_with_two_projects(&mut host);
+    let by_name = |host: &mut TestHost| {
+        host.runtime
+            .pipeline()
+            .read_models()
+            .find("projects", "name", r#""Redb""#)
+    };
+    assert!(by_name(&mut host).is_err(), "name is not indexed by the first build");
+
+    // The build that also indexes `name`, deployed under the same name.
+    let build = host.dir.path().join("projects.wasm");
+    std::fs::copy(plugins::PROJECTS_BY_NAME, &build).unwrap();
+    host.runtime.add_plugin(&build).unwrap();
+
+    let found = by_name(&mut host).unwrap();
+    assert_eq!(found.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["p2"]);
+    let in_g1 = host
+        .runtime
+        .pipeline()
+        .read_models()
+        .find("projects", "groupId", r#""g1""#)
+        .unwrap();
+    assert_eq!(in_g1.len(), 2, "the other index is intact");
+
+    // And after a restart, which declares the collections again.
+    let mut host = host.reopen(cascade::Options::default());
+    assert_eq!(by_name(&mut host).unwrap().len(), 1);
+}

@@ -29,7 +29,12 @@ struct ProjectUpdated {
 #[projection]
 impl Projects {
     fn collections() -> Vec<Collection> {
-        vec![collection("projects", &["groupId"])]
+        let indexes: &[&str] = if cfg!(feature = "by-name") {
+            &["groupId", "name"]
+        } else {
+            &["groupId"]
+        };
+        vec![collection("projects", indexes)]
     }
 
     fn on_project_created(event: Event, _ctx: Context) -> HandlerResult {
