@@ -48,6 +48,11 @@ pub struct Options {
     /// Interrupt guest calls that exceed their time budget. Off only to
     /// measure what the interruption checks cost; never in production.
     pub epoch_interruption: bool,
+    /// Guest log lines, and trace entries, held in memory until their
+    /// cascade's [`Pipeline::settled`] collects them. Past this many the
+    /// oldest are dropped, so a pipeline whose answers nobody collects does
+    /// not grow without bound.
+    pub retained_lines: usize,
 }
 
 impl Default for Options {
@@ -57,6 +62,7 @@ impl Default for Options {
             trace: false,
             max_causation_depth: 64,
             epoch_interruption: true,
+            retained_lines: 100_000,
         }
     }
 }
@@ -224,9 +230,12 @@ pub struct Settled {
     pub commands: Vec<CommandRecord>,
     /// Every failure: rejected commands and failed handlers.
     pub failures: Vec<Failure>,
-    /// Handler calls, when tracing is on.
+    /// Handler calls, when tracing is on. Like `logs`, handed over once and
+    /// bounded by [`Options::retained_lines`].
     pub trace: Vec<TraceEntry>,
-    /// Guest log lines.
+    /// Guest log lines, handed over by the first `settled` call that finds
+    /// the cascade settled; lines of cascades nobody collects are dropped,
+    /// oldest first, past [`Options::retained_lines`].
     pub logs: Vec<LogLine>,
 }
 
@@ -672,6 +681,9 @@ impl Pipeline {
             }
             Ok::<_, Error>(result)
         });
+        drop(batch);
+        keep_newest(&mut self.logs, self.options.retained_lines);
+        keep_newest(&mut self.trace, self.options.retained_lines);
         let result = match written {
             Ok(result) => result,
             Err(err) => {
@@ -777,6 +789,14 @@ impl Pipeline {
 }
 
 /// The working state of one group commit.
+/// Drop the oldest of `items` once they exceed `max` by a quarter, down to
+/// `max`: a bound without moving the whole buffer after every batch.
+fn keep_newest<T>(items: &mut Vec<T>, max: usize) {
+    if items.len() > max + max / 4 {
+        items.drain(..items.len() - max);
+    }
+}
+
 struct Batch<'a> {
     aggregates: &'a mut Aggregates,
     slots: &'a mut [Slot],

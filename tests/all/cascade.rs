@@ -143,6 +143,38 @@ fn a_handler_gets_the_envelope_of_its_event_on_demand() {
 }
 
 #[test]
+fn log_lines_nobody_collects_are_bounded_and_the_newest_cascade_keeps_its_own() {
+    let options = Options {
+        trace: true,
+        retained_lines: 4,
+        ..Options::default()
+    };
+    let mut host = TestHost::with_options(&[plugins::USERS, plugins::NOTIFICATIONS], options);
+    // Ten cascades whose answers nobody asks for: two log lines each.
+    let commands = (0..10)
+        .map(|i| {
+            (
+                Command::new("users", &format!("u{i}"), "create", r#"{"name":"Ada"}"#),
+                None,
+            )
+        })
+        .collect();
+    let ids = host.runtime.pipeline().submit_all(commands).unwrap();
+    host.runtime.pipeline().run_until_idle().unwrap();
+
+    let latest = host.exec("users", "u10", "create", r#"{"name":"Grace"}"#);
+    let first = host.runtime.pipeline().settled(&ids[0]).unwrap().expect("settled");
+
+    assert_eq!(
+        latest.logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+        ["new user Grace (u10)", "welcome mail queued for u10"]
+    );
+    assert_eq!(latest.trace.len(), 2);
+    assert!(first.logs.is_empty() && first.trace.is_empty(), "dropped, oldest first");
+    assert_eq!(first.events.len(), 1, "the stored answer is complete");
+}
+
+#[test]
 fn a_failing_handler_is_reported_by_plugin_handler_and_event_and_the_others_still_run() {
     let mut host = TestHost::with(&[
         plugins::USERS,
