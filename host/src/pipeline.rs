@@ -649,6 +649,9 @@ impl Pipeline {
         work: impl FnOnce(&mut Batch<'_>, &mut Tx<'_>) -> Result<(R, bool), Error>,
     ) -> Result<R, Error> {
         let read_models = self.read_models.clone();
+        // Where this batch's log lines and trace entries start: a rollback
+        // drops them, since the redo produces them again.
+        let (logs_before, trace_before) = (self.logs.len(), self.trace.len());
         let Pipeline {
             store,
             read_models: _,
@@ -682,13 +685,13 @@ impl Pipeline {
             Ok::<_, Error>(result)
         });
         drop(batch);
-        keep_newest(&mut self.logs, self.options.retained_lines);
-        keep_newest(&mut self.trace, self.options.retained_lines);
         let result = match written {
             Ok(result) => result,
             Err(err) => {
-                // Rolled back: read models and stateful listeners return to
-                // the committed state.
+                // Rolled back: read models, stateful listeners and the
+                // batch's log lines and trace return to the committed state.
+                self.logs.truncate(logs_before);
+                self.trace.truncate(trace_before);
                 self.read_models.discard();
                 self.reload_states()?;
                 return Err(err);
@@ -697,6 +700,8 @@ impl Pipeline {
         for slot in self.slots.iter_mut() {
             slot.dirty = false;
         }
+        keep_newest(&mut self.logs, self.options.retained_lines);
+        keep_newest(&mut self.trace, self.options.retained_lines);
         Ok(result)
     }
 
