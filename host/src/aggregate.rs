@@ -219,16 +219,14 @@ impl Aggregates {
         cause: Option<&Cause>,
     ) -> Result<Result<Vec<Event>, Failure>, StoreError> {
         Ok(match self.decide(tx, command, expected_version, cause)? {
-            Ok(Decided::Events { version, events, state }) => tx
-                .append(
-                    &command.stream_type,
-                    &command.stream_id,
-                    version,
-                    &events,
-                    envelope,
-                    state,
-                )?
-                .map_err(|conflict| Failure::Command(command_error(command, CommandFailure::Concurrency(conflict)))),
+            Ok(Decided::Events { version, events, state }) => Ok(tx.append_after(
+                &command.stream_type,
+                &command.stream_id,
+                version,
+                events,
+                envelope,
+                Some(state),
+            )?),
             Ok(Decided::Nothing) => Ok(Vec::new()),
             Err(failure) => Err(failure),
         })
@@ -257,11 +255,7 @@ impl Aggregates {
             }))));
         }
         let entry = &mut self.entries[index];
-        let aggregate = entry.description.name.clone();
-        let guest_failure = |e: anyhow::Error| CommandFailure::Guest {
-            aggregate: aggregate.clone(),
-            message: format!("{e:#}"),
-        };
+        // The aggregate is named after the stream type the command addresses.
         let Decision { events, state } =
             match entry
                 .aggregate
@@ -270,11 +264,16 @@ impl Aggregates {
                 Ok(Ok(decision)) => decision,
                 Ok(Err(message)) => {
                     return Ok(Err(fail(CommandFailure::Rejected {
-                        aggregate: aggregate.clone(),
+                        aggregate: command.stream_type.clone(),
                         message,
                     })));
                 }
-                Err(err) => return Ok(Err(fail(guest_failure(err)))),
+                Err(err) => {
+                    return Ok(Err(fail(CommandFailure::Guest {
+                        aggregate: command.stream_type.clone(),
+                        message: format!("{err:#}"),
+                    })));
+                }
             };
         for event in &events {
             if let Err(err) = validate(&entry.schemas, event) {
@@ -296,18 +295,19 @@ impl Aggregates {
         Ok(Ok(Decided::Events {
             version: head.version,
             events,
-            state: Some(state),
+            state,
         }))
     }
 }
 
-/// What an aggregate decided for a command, checked and folded.
+/// What an aggregate decided for a command, checked and folded: the events
+/// follow stream version `version`, read in the executing transaction.
 enum Decided {
     Nothing,
     Events {
         version: u64,
         events: Vec<NewEvent>,
-        state: Option<Vec<u8>>,
+        state: Vec<u8>,
     },
 }
 

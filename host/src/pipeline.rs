@@ -951,7 +951,6 @@ impl Batch<'_> {
                 level,
                 message,
             }));
-        let plugin = plugin();
         if let Some(mut failure) = failure {
             // A failed handler is atomic: what it dispatched is dropped.
             self.effects.commands.clear();
@@ -986,6 +985,7 @@ impl Batch<'_> {
         if self.effects.commands.is_empty() {
             return Ok(None);
         }
+        let plugin = self.slots[slot].listener.name().to_owned();
         let mut chain = causation_chain(&event.metadata);
         chain.push(format!("{plugin}/{}", event.name));
         if chain.len() > max_depth {

@@ -304,16 +304,44 @@ impl<'t> Tx<'t> {
                 actual: head.version,
             }));
         }
+        let state = state.or(head.state);
+        Ok(Ok(self.append_after(
+            stream_type,
+            stream_id,
+            expected,
+            events.to_vec(),
+            envelope,
+            state,
+        )?))
+    }
+
+    /// Append `events` after `version`, the stream version the caller read
+    /// in this transaction, and store `state` as the aggregate state after
+    /// them. An executing aggregate has just read and checked the stream
+    /// head, so it is not read again.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn append_after(
+        &mut self,
+        stream_type: &str,
+        stream_id: &str,
+        version: u64,
+        events: Vec<NewEvent>,
+        envelope: &Envelope,
+        state: Option<Vec<u8>>,
+    ) -> Result<Vec<Event>, StoreError> {
         let created_at = now_millis();
         let mut appended = Vec::with_capacity(events.len());
         for (offset, new) in (1..).zip(events) {
             let event = Event {
                 position: self.head + 1,
-                name: new.name.clone(),
+                name: new.name,
                 stream_type: stream_type.to_owned(),
                 stream_id: stream_id.to_owned(),
-                stream_version: expected + offset,
-                payload: new.payload.clone(),
+                stream_version: version + offset,
+                payload: new.payload,
                 metadata: envelope.metadata.clone(),
                 actor_id: envelope.actor_id.clone(),
                 causation_id: envelope.causation_id.clone(),
@@ -329,12 +357,12 @@ impl<'t> Tx<'t> {
         if let Some(last) = appended.last() {
             let head = StreamHead {
                 version: last.stream_version,
-                state: state.or(head.state),
+                state,
             };
             self.streams
                 .insert((stream_type, stream_id), encode(&head).as_slice())?;
         }
-        Ok(Ok(appended))
+        Ok(appended)
     }
 
     /// The position up to which the pipeline has run both phases.
