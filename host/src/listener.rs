@@ -28,6 +28,22 @@ pub struct Handler {
 }
 
 impl Handler {
+    /// An `on-` handler of `event`.
+    pub fn on(event: &str) -> Self {
+        Handler {
+            phase: Phase::On,
+            event: event.to_owned(),
+        }
+    }
+
+    /// An `after-` handler of `event`.
+    pub fn after(event: &str) -> Self {
+        Handler {
+            phase: Phase::After,
+            event: event.to_owned(),
+        }
+    }
+
     /// The component export implementing it, e.g. `on-user-created`.
     pub fn export_name(&self) -> String {
         let prefix = match self.phase {

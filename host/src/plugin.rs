@@ -22,10 +22,17 @@ use crate::sandbox::bindings::cascade::runtime::types as wit;
 use crate::sandbox::bindings::exports::cascade::runtime::aggregate as wit_aggregate;
 use crate::sandbox::{self, HostState, PluginEnv, Sandbox};
 
+/// The version of `cascade:runtime` (`wit/`) this host speaks, as a literal
+/// for `concat!`.
+macro_rules! contract_version {
+    () => {
+        "0.2.0"
+    };
+}
 /// The version of `cascade:runtime` (`wit/`) this host speaks.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = contract_version!();
 /// The export an aggregate component provides.
-const AGGREGATE_EXPORT: &str = "cascade:runtime/aggregate@0.2.0";
+const AGGREGATE_EXPORT: &str = concat!("cascade:runtime/aggregate@", contract_version!());
 /// The one signature every handler export has.
 pub const HANDLER_SIGNATURE: &str = "func(event: event, ctx: context) -> result<_, handler-error>";
 

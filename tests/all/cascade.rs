@@ -1,6 +1,6 @@
 //! A command's cascade through aggregates and process managers.
 
-use cascade::{Command, Context, Effects, Event, Handler, HandlerError, Level, Listener, Options, Outcome, Phase};
+use cascade::{Command, Context, Effects, Event, Handler, HandlerError, Level, Listener, Options, Outcome};
 use cascade_tests::{TestHost, only_command_error, only_handler_failure, plugins};
 
 #[test]
@@ -288,10 +288,7 @@ fn a_rolled_back_batch_leaves_no_log_lines_behind_for_its_redo() {
     let mut host = TestHost::with(&[plugins::USERS]);
     let pipeline = host.runtime.pipeline();
     let listener = FailsFirstSave {
-        handlers: vec![Handler {
-            phase: Phase::On,
-            event: "UserCreated".into(),
-        }],
+        handlers: vec![Handler::on("UserCreated")],
         saves: 0,
     };
     pipeline.register_listener(Box::new(listener)).unwrap();

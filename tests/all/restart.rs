@@ -3,7 +3,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use cascade::{Command, Context, Effects, Event, Handler, HandlerError, Listener, Options, Phase};
+use cascade::{Command, Context, Effects, Event, Handler, HandlerError, Listener, Options};
 use cascade_tests::{TestHost, plugins};
 
 fn one_unit_per_commit() -> Options {
@@ -63,10 +63,7 @@ fn a_crash_mid_batch_rolls_back_to_the_last_commit_and_the_work_is_redone() {
     host.runtime
         .pipeline()
         .register_listener(Box::new(Crash {
-            handlers: vec![Handler {
-                phase: Phase::After,
-                event: "AccountOpened".into(),
-            }],
+            handlers: vec![Handler::after("AccountOpened")],
         }))
         .unwrap();
     let correlation_id = host

@@ -3,7 +3,7 @@
 //! same schemas; only the sandbox boundary is missing.
 
 use cascade::{Aggregate, AggregateDescription, Context, Decision, Effects, Event, EventDeclaration, Handler};
-use cascade::{Command, HandlerError, Listener, NewEvent, Phase};
+use cascade::{Command, HandlerError, Listener, NewEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -134,10 +134,7 @@ pub struct Welcome {
 impl Welcome {
     pub fn new() -> Self {
         Welcome {
-            handlers: vec![Handler {
-                phase: Phase::On,
-                event: "UserCreated".into(),
-            }],
+            handlers: vec![Handler::on("UserCreated")],
         }
     }
 }
@@ -174,12 +171,8 @@ pub struct UserCounter {
 
 impl UserCounter {
     pub fn new() -> Self {
-        let on = |event: &str| Handler {
-            phase: Phase::On,
-            event: event.into(),
-        };
         UserCounter {
-            handlers: vec![on("UserCreated"), on("UserUpdated")],
+            handlers: vec![Handler::on("UserCreated"), Handler::on("UserUpdated")],
             count: Count::default(),
         }
     }
@@ -224,13 +217,11 @@ pub struct Projects {
 
 impl Projects {
     pub fn new(name: &str, read_models: cascade::ReadModels) -> Self {
-        let on = |event: &str| Handler {
-            phase: Phase::On,
-            event: event.into(),
-        };
         Projects {
             name: name.into(),
-            handlers: vec![on("ProjectCreated"), on("ProjectUpdated"), on("ProjectDeleted")],
+            handlers: ["ProjectCreated", "ProjectUpdated", "ProjectDeleted"]
+                .map(Handler::on)
+                .to_vec(),
             collections: vec![cascade::Collection {
                 name: name.into(),
                 indexes: vec!["groupId".into()],
