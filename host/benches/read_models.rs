@@ -53,10 +53,10 @@ fn main() {
     let pipeline = runtime.pipeline();
     let native = native::Projects::new("projects-native", pipeline.read_models().clone());
     pipeline.register_listener(Box::new(native)).unwrap();
-    let commands = (0..projects)
+    let commands: Vec<_> = (0..projects)
         .map(|i| {
             let args = format!(r#"{{"name":"project {i}","groupId":"g{}"}}"#, i % 1000);
-            (Command::new("project", &format!("p{i}"), "create", &args), None)
+            Command::new("project", &format!("p{i}"), "create", &args)
         })
         .collect();
     pipeline.submit_all(commands).unwrap();

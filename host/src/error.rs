@@ -179,6 +179,14 @@ pub enum StoreError {
         /// This build's schema version.
         supported: u64,
     },
+    /// Another process holds the data file.
+    #[error("data file `{path}` is busy: {holder} holds it; stop it, or wait longer with --lock-timeout")]
+    Busy {
+        /// The file.
+        path: String,
+        /// What holds it, as far as the data directory says.
+        holder: String,
+    },
     /// A stored record could not be decoded.
     #[error("stored record in table `{table}` is unreadable: {message}")]
     Corrupt {
@@ -325,6 +333,20 @@ pub enum PluginError {
         /// The registered process managers, comma-separated.
         known: String,
     },
+    /// No plugin of any kind has this name.
+    #[error("no plugin `{name}` is registered; `cascade plugin list` shows the registered ones")]
+    UnknownPlugin {
+        /// The name asked for.
+        name: String,
+    },
+    /// A rollback of a plugin whose active version is its oldest.
+    #[error("plugin `{name}` has no version older than the active version {active} to roll back to")]
+    NoOlderVersion {
+        /// The plugin.
+        name: String,
+        /// Its active version.
+        active: u64,
+    },
     /// The process manager keeps no state, so it cannot be refreshed.
     #[error("process manager `{name}` is stateless: it has no state to show or refresh")]
     Stateless {
@@ -373,6 +395,12 @@ pub enum Error {
         /// The id asked for.
         correlation_id: String,
     },
+    /// The engine's writer thread has stopped (the host is shutting down).
+    #[error("the engine has stopped; the host is shutting down or could not open its data directory")]
+    EngineStopped,
+    /// A step of the writer failed and rolled back; it is redone.
+    #[error("the pipeline failed and rolled back its batch: {0}")]
+    Pipeline(String),
     /// Reading a plugin file or the data directory failed.
     #[error("{context}: {source}")]
     Io {

@@ -41,6 +41,19 @@ impl Event {
     pub fn stream(&self) -> String {
         format!("{}:{}", self.stream_type, self.stream_id)
     }
+
+    /// The event as JSON, with payload and metadata as values rather than
+    /// text: what `cascade events --json` and the HTTP API print.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("events serialize");
+        value["payload"] = parse_or_text(&self.payload);
+        value["metadata"] = parse_or_text(&self.metadata);
+        value
+    }
+}
+
+fn parse_or_text(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
 }
 
 /// A request to one aggregate stream.

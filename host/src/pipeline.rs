@@ -124,6 +124,34 @@ pub struct QueuedCommand {
     pub expected_version: Option<u64>,
 }
 
+/// A command from outside, as submitted: the first command of a new cascade.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// The command.
+    pub command: Command,
+    /// Run only if the stream is at this version.
+    pub expected_version: Option<u64>,
+    /// A retried submission with the same key queues nothing and answers with
+    /// the first one's cascade.
+    pub idempotency_key: Option<String>,
+}
+
+impl From<(Command, Option<u64>)> for Submission {
+    fn from((command, expected_version): (Command, Option<u64>)) -> Self {
+        Submission {
+            command,
+            expected_version,
+            idempotency_key: None,
+        }
+    }
+}
+
+impl From<Command> for Submission {
+    fn from(command: Command) -> Self {
+        (command, None).into()
+    }
+}
+
 /// The event a process manager was handling when it dispatched a command:
 /// what the infinite-loop check compares the command's events against.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -244,6 +272,24 @@ impl Settled {
     pub fn is_ok(&self) -> bool {
         self.failures.is_empty()
     }
+
+    /// The answer as JSON, events with their payloads as values and each
+    /// failure with its message: what `cascade exec --json` and
+    /// `POST /commands` print.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("settled answers serialize");
+        value["events"] = self.events.iter().map(Event::to_json).collect();
+        value["failures"] = self
+            .failures
+            .iter()
+            .map(|f| {
+                let mut v = serde_json::to_value(f).expect("failures serialize");
+                v["message"] = serde_json::Value::String(f.to_string());
+                v
+            })
+            .collect();
+        value
+    }
 }
 
 struct Slot {
@@ -258,6 +304,52 @@ struct Slot {
     /// Stopped by its error policy: it gets no events until started again,
     /// and `checkpoint` is the last event it completed.
     stopped: bool,
+    /// Live calls per handler, by handler index.
+    stats: Vec<HandlerStats>,
+}
+
+/// Upper bounds, in seconds, of the buckets of [`HandlerStats::buckets`].
+pub const DURATION_BUCKETS: [f64; 8] = [1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, f64::INFINITY];
+
+/// Live calls of one handler export since the pipeline was opened.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandlerStats {
+    /// The export, e.g. `on-user-created`.
+    pub export: String,
+    /// Calls, retries included.
+    pub calls: u64,
+    /// Calls that failed (each retry counts).
+    pub failures: u64,
+    /// Total wall time of the calls.
+    pub seconds: f64,
+    /// Calls per duration bucket ([`DURATION_BUCKETS`]), not cumulative.
+    pub buckets: [u64; DURATION_BUCKETS.len()],
+}
+
+impl HandlerStats {
+    fn record(&mut self, elapsed: Duration, failed: bool) {
+        let seconds = elapsed.as_secs_f64();
+        self.calls += 1;
+        self.failures += u64::from(failed);
+        self.seconds += seconds;
+        let bucket = DURATION_BUCKETS.iter().position(|&le| seconds <= le).unwrap_or(0);
+        self.buckets[bucket] += 1;
+    }
+}
+
+/// What [`Pipeline::listener_stats`] reports of one listener.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStats {
+    /// The listener.
+    pub name: String,
+    /// The last position it has seen.
+    pub checkpoint: u64,
+    /// Stopped by its error policy.
+    pub stopped: bool,
+    /// Its handlers' live calls.
+    pub handlers: Vec<HandlerStats>,
 }
 
 /// Which handlers an event name reaches, as (listener, handler) indices.
@@ -358,12 +450,21 @@ impl Pipeline {
                     message,
                 })?;
         }
+        let stats = listener
+            .handlers()
+            .iter()
+            .map(|h| HandlerStats {
+                export: h.export_name(),
+                ..HandlerStats::default()
+            })
+            .collect();
         let slot = Slot {
             listener,
             checkpoint,
             dirty: false,
             calls: 0,
             stopped,
+            stats,
         };
         match self.slots.iter().position(|s| s.listener.name() == name) {
             Some(index) => self.slots[index] = slot,
@@ -379,9 +480,60 @@ impl Pipeline {
         self.slots.iter().find(|s| s.listener.name() == name).map(|s| s.calls)
     }
 
+    /// Every listener's checkpoint, status and handler calls, in
+    /// registration order.
+    pub fn listener_stats(&self) -> Vec<ListenerStats> {
+        self.slots
+            .iter()
+            .map(|s| ListenerStats {
+                name: s.listener.name().to_owned(),
+                checkpoint: s.checkpoint,
+                stopped: s.stopped,
+                handlers: s.stats.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether `name` is a registered stateful process manager.
+    pub fn is_stateful(&self, name: &str) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.listener.name() == name && s.listener.is_stateful())
+    }
+
+    /// Start the stateful process manager `name` over from its initial
+    /// state, keeping its checkpoint: it forgets what it had folded.
+    ///
+    /// # Errors
+    ///
+    /// An unknown or stateless listener; a failing `load-state`; a storage
+    /// error.
+    pub fn reset_state(&mut self, name: &str) -> Result<(), Error> {
+        let index = self.stateful_slot(name)?;
+        self.slots[index]
+            .listener
+            .load_state(None)
+            .map_err(|message| PluginError::State {
+                plugin: name.to_owned(),
+                action: "load",
+                message,
+            })?;
+        self.store.write(|tx| tx.remove_pm_state(name))?;
+        Ok(())
+    }
+
     /// The names of the registered listeners, in registration order.
     pub fn listener_names(&self) -> Vec<String> {
         self.slots.iter().map(|s| s.listener.name().to_owned()).collect()
+    }
+
+    /// The position up to which every event has been through both phases.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn position(&self) -> Result<u64, StoreError> {
+        self.store.read(|tx| tx.pipeline_position())
     }
 
     /// A listener's persisted checkpoint.
@@ -407,30 +559,45 @@ impl Pipeline {
     }
 
     /// [`Pipeline::submit`] for many commands in one transaction: either all
-    /// are queued or, when one is invalid, none is.
+    /// are queued or, when one is invalid, none is. A submission whose
+    /// idempotency key was seen before queues nothing and returns the
+    /// correlation id of the first submission with that key.
     ///
     /// # Errors
     ///
     /// As [`Pipeline::submit`], for the first invalid command.
-    pub fn submit_all(&mut self, commands: Vec<(Command, Option<u64>)>) -> Result<Vec<String>, Error> {
-        for (command, _) in &commands {
-            self.aggregates.check(command)?;
+    pub fn submit_all<S: Into<Submission>>(
+        &mut self,
+        commands: impl IntoIterator<Item = S>,
+    ) -> Result<Vec<String>, Error> {
+        let submissions: Vec<Submission> = commands.into_iter().map(Into::into).collect();
+        for submission in &submissions {
+            self.aggregates.check(&submission.command)?;
         }
         Ok(self.store.write(|tx| {
-            let mut ids = Vec::with_capacity(commands.len());
-            let first = tx.next_command_seq()?;
-            tx.set_next_command_seq(first + commands.len() as u64)?;
-            for (seq, (command, expected_version)) in (first..).zip(commands) {
+            let mut ids = Vec::with_capacity(submissions.len());
+            let mut seq = tx.next_command_seq()?;
+            for submission in submissions {
+                if let Some(key) = &submission.idempotency_key
+                    && let Some(first) = tx.idempotent(key)?
+                {
+                    ids.push(first);
+                    continue;
+                }
                 let id = format!("c{seq}");
+                seq += 1;
+                if let Some(key) = &submission.idempotency_key {
+                    tx.put_idempotent(key, &id)?;
+                }
                 let queued = QueuedCommand {
                     id: id.clone(),
-                    command,
+                    command: submission.command,
                     correlation_id: id.clone(),
                     causation_id: None,
                     cause: None,
-                    expected_version,
+                    expected_version: submission.expected_version,
                 };
-                tx.enqueue(seq, &queued)?;
+                tx.enqueue(seq - 1, &queued)?;
                 let record = CascadeRecord {
                     outstanding: 1,
                     ..CascadeRecord::default()
@@ -438,6 +605,7 @@ impl Pipeline {
                 tx.put_cascade(&id, &record)?;
                 ids.push(id);
             }
+            tx.set_next_command_seq(seq)?;
             Ok::<_, StoreError>(ids)
         })?)
     }
@@ -893,16 +1061,18 @@ impl Batch<'_> {
     /// it. Returns the parked id when it failed.
     fn call(&mut self, tx: &mut Tx<'_>, slot: usize, handler: usize, event: &Event) -> Result<Option<u64>, StoreError> {
         let max_depth = self.max_depth;
-        let started = self.trace.is_some().then(Instant::now);
+        let started = Instant::now();
         self.slots[slot].dirty = true;
         let on_error = self.slots[slot].listener.on_error();
         let attempts = on_error.attempts.max(1);
         let mut attempt = 1;
         let result = loop {
             self.slots[slot].calls += 1;
+            let call_started = Instant::now();
             let result = self.slots[slot]
                 .listener
                 .handle(handler, event, Context::default(), &mut self.effects);
+            self.slots[slot].stats[handler].record(call_started.elapsed(), result.is_err());
             match result {
                 Err(HandlerError::Failed(_)) if attempt < attempts => {
                     // A failed call is atomic: what it dispatched is dropped.
@@ -923,7 +1093,7 @@ impl Batch<'_> {
             }
         };
         let export = || listener.handlers()[handler].export_name();
-        if let (Some(started), Some(trace)) = (started, self.trace.as_deref_mut()) {
+        if let Some(trace) = self.trace.as_deref_mut() {
             trace.push(TraceEntry {
                 correlation_id: event.correlation_id.clone(),
                 plugin: plugin(),

@@ -76,6 +76,29 @@ pub struct PluginRecord {
     pub manifest: Manifest,
 }
 
+/// One version of a plugin name: what was deployed, when and by whom. Every
+/// version is kept, so a rollback is one step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginVersion {
+    /// The plugin.
+    pub name: String,
+    /// 1 for the first deploy, then counting up.
+    pub version: u64,
+    /// What it is.
+    pub kind: PluginKind,
+    /// SHA-256 of the component bytes, hex.
+    pub hash: String,
+    /// Where it came from (a file, an HTTP upload, a watched folder).
+    pub source: String,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Milliseconds since the Unix epoch.
+    pub deployed_at: u64,
+    /// Who deployed it.
+    pub deployed_by: String,
+}
+
 const SAVE_STATE: &str = "save-state";
 const LOAD_STATE: &str = "load-state";
 const SAVE_STATE_SIGNATURE: &str = "func() -> list<u8>";

@@ -10,7 +10,7 @@ use wasmtime::component::Component;
 use crate::error::{Error, PluginError, StoreError};
 use crate::manifest::Manifest;
 use crate::pipeline::{Options, Pipeline};
-use crate::plugin::{self, PluginKind, PluginRecord, Shape, WasmAggregate, WasmListener};
+use crate::plugin::{self, PluginKind, PluginRecord, PluginVersion, Shape, WasmAggregate, WasmListener};
 use crate::sandbox::{PluginEnv, Sandbox};
 use crate::store::{Store, Tx};
 
@@ -60,6 +60,32 @@ impl Runtime {
         Ok(runtime)
     }
 
+    /// [`Runtime::open`], waiting up to `timeout` while another process
+    /// holds the data directory.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Busy`] naming what holds it, after `timeout`; as
+    /// [`Runtime::open`].
+    pub fn open_waiting(dir: &Path, options: Options, timeout: std::time::Duration) -> Result<Runtime, Error> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match Runtime::open(dir, options.clone()) {
+                Err(Error::Store(StoreError::Busy { .. })) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(Error::Store(StoreError::Busy { path, .. })) => {
+                    return Err(StoreError::Busy {
+                        path,
+                        holder: holder(dir),
+                    }
+                    .into());
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -92,30 +118,18 @@ impl Runtime {
     ///
     /// The file cannot be read or is not a valid Cascade plugin.
     pub fn add_plugin(&mut self, file: &Path) -> Result<PluginRecord, Error> {
-        let bytes = std::fs::read(file).map_err(|source| Error::Io {
-            context: format!("cannot read plugin `{}`", file.display()),
-            source,
-        })?;
-        let manifest_file = file.with_extension("toml");
-        let manifest = match std::fs::read_to_string(&manifest_file) {
-            Ok(text) => Manifest::parse(&text).map_err(|message| PluginError::InvalidManifest {
-                file: manifest_file.display().to_string(),
-                message,
-            })?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
-            Err(source) => {
-                return Err(Error::Io {
-                    context: format!("cannot read manifest `{}`", manifest_file.display()),
-                    source,
-                });
-            }
-        };
-        self.add_plugin_bytes(
-            &plugin::name_from_path(file),
-            &file.display().to_string(),
-            &bytes,
-            &manifest,
-        )
+        self.add_plugin_with(file, &Swap::default())
+    }
+
+    /// [`Runtime::add_plugin`], saying who deploys and what happens to a
+    /// redeployed stateful process manager's state.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::add_plugin`].
+    pub fn add_plugin_with(&mut self, file: &Path, swap: &Swap) -> Result<PluginRecord, Error> {
+        let compiled = Compiled::from_file(&self.sandbox, file)?;
+        self.install(compiled, swap)
     }
 
     /// [`Runtime::add_plugin`] for bytes in memory; `name` is used for a
@@ -131,16 +145,31 @@ impl Runtime {
         bytes: &[u8],
         manifest: &Manifest,
     ) -> Result<PluginRecord, Error> {
-        let component = self.sandbox.compile(bytes).map_err(|e| PluginError::NotAComponent {
-            file: source.to_owned(),
-            message: one_line(&format!("{e:#}")),
-        })?;
-        let (name, kind) = self.register(name, &component, manifest)?;
-        let hash = plugin::content_hash(bytes);
-        let artifact = component.serialize().map_err(|e| PluginError::Instantiate {
-            plugin: name.clone(),
-            message: format!("cannot precompile: {e:#}"),
-        })?;
+        let compiled = Compiled::new(&self.sandbox, name, source, bytes.to_vec(), manifest.clone())?;
+        self.install(compiled, &Swap::default())
+    }
+
+    /// Validate and register a compiled plugin, store it as the newest version
+    /// of its name and make it active. A plugin with the same name is
+    /// replaced between two batches; a stateful process manager's state is
+    /// carried over, refreshed or reset as `swap` says. When anything fails
+    /// the old version keeps running and nothing is stored.
+    ///
+    /// # Errors
+    ///
+    /// The component does not validate, or its `load-state` fails on the
+    /// carried state; a storage error.
+    pub fn install(&mut self, compiled: Compiled, swap: &Swap) -> Result<PluginRecord, Error> {
+        let Compiled {
+            name,
+            source,
+            bytes,
+            hash,
+            component,
+            artifact,
+            manifest,
+        } = compiled;
+        let (name, kind) = self.register(&name, &component, &manifest)?;
         let key = self.sandbox.artifact_key(&hash);
         let record = self.pipeline.store().write(|tx| {
             let order = existing_order(tx, &name)?;
@@ -149,15 +178,100 @@ impl Runtime {
                 kind,
                 hash: hash.clone(),
                 order,
-                source: source.to_owned(),
+                source: source.clone(),
                 manifest: manifest.clone(),
             };
-            tx.put_component(&hash, bytes)?;
+            let (versions, _) = tx.plugin_versions(&name)?;
+            tx.put_component(&hash, &bytes)?;
             tx.put_artifact(&key, &artifact)?;
             tx.put_plugin(&record)?;
+            tx.put_plugin_version(&PluginVersion {
+                name: name.clone(),
+                version: versions.last().map_or(1, |v| v.version + 1),
+                kind,
+                hash: hash.clone(),
+                source: source.clone(),
+                manifest: manifest.clone(),
+                deployed_at: crate::store::now_millis(),
+                deployed_by: swap.by.clone(),
+            })?;
             Ok::<_, StoreError>(record)
         })?;
+        self.apply_state(&record, swap.state)?;
         Ok(record)
+    }
+
+    /// Every version plugin `name` has had, oldest first, and the active one.
+    ///
+    /// # Errors
+    ///
+    /// No plugin has this name; a storage error.
+    pub fn versions(&self, name: &str) -> Result<(Vec<PluginVersion>, u64), Error> {
+        let (versions, active) = self.pipeline.store().read(|tx| tx.plugin_versions(name))?;
+        match active {
+            Some(active) if !versions.is_empty() => Ok((versions, active)),
+            _ => Err(PluginError::UnknownPlugin { name: name.to_owned() }.into()),
+        }
+    }
+
+    /// Go back one version of plugin `name`: the newest version older than
+    /// the active one is registered again from its stored component (no
+    /// compile when its artifact is cached) and becomes active.
+    ///
+    /// # Errors
+    ///
+    /// No plugin has this name, or no older version; the old version no
+    /// longer validates; a storage error.
+    pub fn rollback(&mut self, name: &str, swap: &Swap) -> Result<PluginVersion, Error> {
+        let (versions, active) = self.versions(name)?;
+        let target = versions
+            .iter()
+            .rev()
+            .find(|v| v.version < active)
+            .cloned()
+            .ok_or_else(|| PluginError::NoOlderVersion {
+                name: name.to_owned(),
+                active,
+            })?;
+        let record = PluginRecord {
+            name: target.name.clone(),
+            kind: target.kind,
+            hash: target.hash.clone(),
+            order: 0,
+            source: target.source.clone(),
+            manifest: target.manifest.clone(),
+        };
+        let component = self.stored_component(&record)?;
+        self.register(name, &component, &target.manifest)?;
+        self.pipeline.store().write(|tx| {
+            let order = existing_order(tx, name)?;
+            tx.put_plugin(&PluginRecord {
+                order,
+                ..record.clone()
+            })?;
+            tx.set_active_version(name, target.version)
+        })?;
+        self.apply_state(&record, swap.state)?;
+        Ok(target)
+    }
+
+    /// After a swap: refresh or reset a stateful process manager's state.
+    fn apply_state(&mut self, record: &PluginRecord, state: SwapState) -> Result<(), Error> {
+        let stateful = self.pipeline.is_stateful(&record.name);
+        match state {
+            SwapState::Carry => {}
+            SwapState::Refresh if stateful => {
+                self.pipeline.refresh(&record.name, &mut |_, _| {})?;
+            }
+            SwapState::Reset if stateful => self.pipeline.reset_state(&record.name)?,
+            SwapState::Refresh | SwapState::Reset => {}
+        }
+        Ok(())
+    }
+
+    /// The sandbox, to compile components on other threads.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
     }
 
     /// Classify `component`, instantiate it and register it with the pipeline.
@@ -215,6 +329,140 @@ impl Runtime {
     }
 }
 
+/// A component compiled (off the writer thread, if you like) and ready to
+/// [`Runtime::install`].
+pub struct Compiled {
+    name: String,
+    source: String,
+    bytes: Vec<u8>,
+    hash: String,
+    component: Component,
+    /// The precompiled artifact, serialized here so that a hot swap does not
+    /// spend the writer's time on it.
+    artifact: Vec<u8>,
+    manifest: Manifest,
+}
+
+impl Compiled {
+    /// Compile `bytes` as plugin `name` (a process manager's name; an
+    /// aggregate is named by its stream type). `source` says where the bytes
+    /// came from, for messages and `plugin list`.
+    ///
+    /// # Errors
+    ///
+    /// The bytes are not a WebAssembly component.
+    pub fn new(
+        sandbox: &Sandbox,
+        name: &str,
+        source: &str,
+        bytes: Vec<u8>,
+        manifest: Manifest,
+    ) -> Result<Compiled, Error> {
+        let component = sandbox.compile(&bytes).map_err(|e| PluginError::NotAComponent {
+            file: source.to_owned(),
+            message: one_line(&format!("{e:#}")),
+        })?;
+        let artifact = component.serialize().map_err(|e| PluginError::Instantiate {
+            plugin: name.to_owned(),
+            message: format!("cannot precompile: {e:#}"),
+        })?;
+        Ok(Compiled {
+            name: name.to_owned(),
+            source: source.to_owned(),
+            hash: plugin::content_hash(&bytes),
+            bytes,
+            component,
+            artifact,
+            manifest,
+        })
+    }
+
+    /// Compile the component in `file`, with the manifest beside it
+    /// (`welcome.wasm` → `welcome.toml`; the defaults without one), named
+    /// after the file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, the manifest does not parse, the bytes are
+    /// not a component.
+    pub fn from_file(sandbox: &Sandbox, file: &Path) -> Result<Compiled, Error> {
+        let bytes = std::fs::read(file).map_err(|source| Error::Io {
+            context: format!("cannot read plugin `{}`", file.display()),
+            source,
+        })?;
+        let manifest_file = file.with_extension("toml");
+        let manifest = match std::fs::read_to_string(&manifest_file) {
+            Ok(text) => Manifest::parse(&text).map_err(|message| PluginError::InvalidManifest {
+                file: manifest_file.display().to_string(),
+                message,
+            })?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
+            Err(source) => {
+                return Err(Error::Io {
+                    context: format!("cannot read manifest `{}`", manifest_file.display()),
+                    source,
+                });
+            }
+        };
+        let source = file.display().to_string();
+        Compiled::new(sandbox, &plugin::name_from_path(file), &source, bytes, manifest)
+    }
+
+    /// The plugin's content hash.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The name it will be registered under (an aggregate's is its stream
+    /// type, known only once it is inspected).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// How a deploy treats a stateful process manager's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwapState {
+    /// The old version's state goes into the new version's `load-state`.
+    #[default]
+    Carry,
+    /// The new version replays its history with `refreshing = true`.
+    Refresh,
+    /// The new version starts from its initial state.
+    Reset,
+}
+
+impl std::str::FromStr for SwapState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "carry" => Ok(SwapState::Carry),
+            "refresh" => Ok(SwapState::Refresh),
+            "reset" => Ok(SwapState::Reset),
+            other => Err(format!("state `{other}` is not one of carry, refresh, reset")),
+        }
+    }
+}
+
+/// Who deploys, and what happens to the state.
+#[derive(Clone, Debug)]
+pub struct Swap {
+    /// Recorded with the version.
+    pub by: String,
+    /// See [`SwapState`].
+    pub state: SwapState,
+}
+
+impl Default for Swap {
+    fn default() -> Self {
+        Swap {
+            by: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            state: SwapState::Carry,
+        }
+    }
+}
+
 /// The order of an existing plugin with this name, or the next free one.
 fn existing_order(tx: &Tx<'_>, name: &str) -> Result<u64, StoreError> {
     let plugins = tx.plugins()?;
@@ -222,6 +470,14 @@ fn existing_order(tx: &Tx<'_>, name: &str) -> Result<u64, StoreError> {
         Some(existing) => existing.order,
         None => plugins.iter().map(|p| p.order + 1).max().unwrap_or(0),
     })
+}
+
+/// What holds a busy data directory, as far as it says.
+fn holder(dir: &Path) -> String {
+    match crate::api::client::Server::describe(dir) {
+        Some(server) => server,
+        None => "another cascade process".to_owned(),
+    }
 }
 
 /// wasmtime's parse errors span lines (byte dumps); CLI messages are one line.

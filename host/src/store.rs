@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{Envelope, Event, NewEvent};
 use crate::pipeline::{CascadeRecord, Parked, QueuedCommand, Skipped};
-use crate::plugin::PluginRecord;
+use crate::plugin::{PluginRecord, PluginVersion};
 
 /// Bumped whenever a table's layout changes; a newer file is refused.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -48,6 +48,12 @@ const CASCADES: TableDefinition<&str, &[u8]> = TableDefinition::new("cascades");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts");
+/// Every version a plugin name has had: (name, version) → [`PluginVersion`].
+const PLUGIN_VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("plugin_versions");
+/// The active version of each plugin name.
+const PLUGIN_ACTIVE: TableDefinition<&str, u64> = TableDefinition::new("plugin_active");
+/// Idempotency keys of submitted commands → the correlation id they started.
+const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 /// Read-model documents: (collection, id) → JSON text.
 pub(crate) const RM_DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("read_model_docs");
 /// Read-model indexes: (collection, field, canonical JSON value, id) → ().
@@ -85,7 +91,16 @@ impl Store {
     /// The file is not a redb file, is locked by another process, or was
     /// written by a newer schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = std::sync::Arc::new(Database::create(path)?);
+        let db = match Database::create(path) {
+            Ok(db) => std::sync::Arc::new(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Busy {
+                    path: path.display().to_string(),
+                    holder: "another process".into(),
+                });
+            }
+            Err(err) => return Err(err.into()),
+        };
         let store = Store { db };
         let found = store.write(|tx| {
             let found = tx.meta.get(META_SCHEMA)?.map(|v| v.value());
@@ -107,6 +122,11 @@ impl Store {
     /// The database, for read transactions that run beside the writer.
     pub(crate) fn database(&self) -> std::sync::Arc<Database> {
         self.db.clone()
+    }
+
+    /// A read-only view of the log for other threads.
+    pub fn reader(&self) -> LogReader {
+        LogReader { db: self.db.clone() }
     }
 
     /// Run `f` in one write transaction: commit if it returns `Ok`, roll
@@ -189,6 +209,98 @@ impl Store {
     }
 }
 
+/// A read-only view of the event log and cascade records on redb read
+/// transactions: cheap to clone, usable from any thread, never waits for the
+/// writer and never commits.
+#[derive(Clone)]
+pub struct LogReader {
+    db: std::sync::Arc<Database>,
+}
+
+impl LogReader {
+    /// Events from `from` (inclusive), in log order, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn read_log(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        Store { db: self.db.clone() }.read_log(from, limit)
+    }
+
+    /// Every event of one stream, in version order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn read_stream(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError> {
+        Store { db: self.db.clone() }.read_stream(stream_type, stream_id)
+    }
+
+    /// Position of the newest committed event, 0 for an empty log.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn head(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Ok(events) = txn.open_table(EVENTS) else {
+            return Ok(0);
+        };
+        Ok(events.last()?.map_or(0, |(k, _)| k.value()))
+    }
+
+    /// How many commands wait in the queue.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn queued_commands(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Ok(queue) = txn.open_table(COMMAND_QUEUE) else {
+            return Ok(0);
+        };
+        Ok(queue.len()?)
+    }
+
+    /// Of `correlation_ids`, the ones whose cascade has no outstanding work
+    /// (or is unknown, so that the caller asks the pipeline and gets the
+    /// error), in one read transaction.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn settled_of<'a>(&self, correlation_ids: impl Iterator<Item = &'a str>) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Ok(cascades) = txn.open_table(CASCADES) else {
+            return Ok(correlation_ids.map(str::to_owned).collect());
+        };
+        let mut settled = Vec::new();
+        for id in correlation_ids {
+            let done = match cascades.get(id)? {
+                Some(bytes) => decode::<CascadeRecord>(CASCADES.name(), bytes.value())?.outstanding == 0,
+                None => true,
+            };
+            if done {
+                settled.push(id.to_owned());
+            }
+        }
+        Ok(settled)
+    }
+
+    /// The correlation id a command submitted with idempotency `key` started.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn idempotent(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Ok(table) = txn.open_table(IDEMPOTENCY) else {
+            return Ok(None);
+        };
+        Ok(table.get(key)?.map(|v| v.value().to_owned()))
+    }
+}
+
 /// One write transaction with every table open.
 pub struct Tx<'t> {
     meta: Table<'t, &'static str, u64>,
@@ -205,6 +317,9 @@ pub struct Tx<'t> {
     plugins: Table<'t, &'static str, Bytes>,
     components: Table<'t, &'static str, Bytes>,
     artifacts: Table<'t, &'static str, Bytes>,
+    plugin_versions: Table<'t, (&'static str, u64), Bytes>,
+    plugin_active: Table<'t, &'static str, u64>,
+    idempotency: Table<'t, &'static str, &'static str>,
     rm_docs: Table<'t, (&'static str, &'static str), Bytes>,
     rm_index: Table<'t, (&'static str, &'static str, &'static str, &'static str), ()>,
     rm_indexed: Table<'t, &'static str, Bytes>,
@@ -230,6 +345,9 @@ impl<'t> Tx<'t> {
             plugins: txn.open_table(PLUGINS)?,
             components: txn.open_table(COMPONENTS)?,
             artifacts: txn.open_table(ARTIFACTS)?,
+            plugin_versions: txn.open_table(PLUGIN_VERSIONS)?,
+            plugin_active: txn.open_table(PLUGIN_ACTIVE)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
             rm_docs: txn.open_table(RM_DOCS)?,
             rm_index: txn.open_table(RM_INDEX)?,
             rm_indexed: txn.open_table(RM_INDEXED)?,
@@ -423,6 +541,16 @@ impl<'t> Tx<'t> {
         Ok(())
     }
 
+    /// Forget a process manager's state blob: it starts from its initial state.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn remove_pm_state(&mut self, listener: &str) -> Result<(), StoreError> {
+        self.pm_states.remove(listener)?;
+        Ok(())
+    }
+
     /// The next free command sequence number (numbers are never reused).
     ///
     /// # Errors
@@ -554,6 +682,60 @@ impl<'t> Tx<'t> {
     /// A storage error.
     pub fn put_artifact(&mut self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.artifacts.insert(key, bytes)?;
+        Ok(())
+    }
+
+    /// Every version of plugin `name`, oldest first, and the active one.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn plugin_versions(&self, name: &str) -> Result<(Vec<PluginVersion>, Option<u64>), StoreError> {
+        let mut versions = Vec::new();
+        for entry in self.plugin_versions.range((name, 0)..=(name, u64::MAX))? {
+            versions.push(decode(PLUGIN_VERSIONS.name(), entry?.1.value())?);
+        }
+        let active = self.plugin_active.get(name)?.map(|v| v.value());
+        Ok((versions, active))
+    }
+
+    /// Record `version` of its plugin and make it the active one.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_plugin_version(&mut self, version: &PluginVersion) -> Result<(), StoreError> {
+        let key = (version.name.as_str(), version.version);
+        self.plugin_versions.insert(key, encode(version).as_slice())?;
+        self.set_active_version(&version.name, version.version)
+    }
+
+    /// Make `version` the active version of plugin `name`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn set_active_version(&mut self, name: &str, version: u64) -> Result<(), StoreError> {
+        self.plugin_active.insert(name, version)?;
+        Ok(())
+    }
+
+    /// The correlation id a command submitted with idempotency `key` started.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn idempotent(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.idempotency.get(key)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Remember that idempotency `key` started cascade `correlation_id`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_idempotent(&mut self, key: &str, correlation_id: &str) -> Result<(), StoreError> {
+        self.idempotency.insert(key, correlation_id)?;
         Ok(())
     }
 }

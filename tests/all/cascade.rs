@@ -151,13 +151,8 @@ fn log_lines_nobody_collects_are_bounded_and_the_newest_cascade_keeps_its_own() 
     };
     let mut host = TestHost::with_options(&[plugins::USERS, plugins::NOTIFICATIONS], options);
     // Ten cascades whose answers nobody asks for: two log lines each.
-    let commands = (0..10)
-        .map(|i| {
-            (
-                Command::new("users", &format!("u{i}"), "create", r#"{"name":"Ada"}"#),
-                None,
-            )
-        })
+    let commands: Vec<_> = (0..10)
+        .map(|i| Command::new("users", &format!("u{i}"), "create", r#"{"name":"Ada"}"#))
         .collect();
     let ids = host.runtime.pipeline().submit_all(commands).unwrap();
     host.runtime.pipeline().run_until_idle().unwrap();

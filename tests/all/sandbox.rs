@@ -186,12 +186,12 @@ fn a_trap_in_a_stateful_process_manager_keeps_what_the_batch_had_applied() {
     let mut host = TestHost::with(&[plugins::USERS, plugins::FIXTURE_FRAGILE_COUNTER]);
     let pipeline = host.runtime.pipeline();
     // One batch: the first user is counted, then the trap, then the third.
-    let commands = ["calm", "panic", "calm"]
+    let commands: Vec<_> = ["calm", "panic", "calm"]
         .iter()
         .enumerate()
         .map(|(i, name)| {
             let args = json!({ "name": name }).to_string();
-            (Command::new("users", &format!("u{i}"), "create", &args), None)
+            Command::new("users", &format!("u{i}"), "create", &args)
         })
         .collect();
     pipeline.submit_all(commands).unwrap();

@@ -211,13 +211,8 @@ fn state_survives_a_restart_without_replaying_history() {
 fn a_refresh_over_100k_events_finishes_and_its_progress_reaches_the_total() {
     let mut host = user_counter_host();
     let pipeline = host.runtime.pipeline();
-    let commands = (0..50_000)
-        .map(|i| {
-            (
-                Command::new("users", &format!("u{i}"), "create", r#"{"name":"x"}"#),
-                None,
-            )
-        })
+    let commands: Vec<_> = (0..50_000)
+        .map(|i| Command::new("users", &format!("u{i}"), "create", r#"{"name":"x"}"#))
         .collect();
     pipeline.submit_all(commands).unwrap();
     pipeline.run_until_idle().unwrap();

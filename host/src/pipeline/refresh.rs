@@ -125,7 +125,7 @@ impl Pipeline {
         Ok(self.store.read(|tx| tx.pm_state(name))?)
     }
 
-    fn stateful_slot(&self, name: &str) -> Result<usize, PluginError> {
+    pub(super) fn stateful_slot(&self, name: &str) -> Result<usize, PluginError> {
         let index = self.slot_index(name)?;
         if !self.slots[index].listener.is_stateful() {
             return Err(PluginError::Stateless { name: name.to_owned() });
