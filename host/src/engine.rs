@@ -1,0 +1,498 @@
+//! The engine: one writer thread that owns a [`Runtime`], and a cloneable
+//! [`EngineHandle`] that any number of threads and tasks use to submit
+//! commands, await their settled answers, deploy plugins and read.
+//!
+//! The writer loop drains every request that arrived while it was busy, so
+//! concurrent callers share one submit transaction and one group commit per
+//! step; a lone caller pays for its own. Operator actions (deploys, refreshes,
+//! parked retries) run on the writer between two steps, never during one.
+//! Reads of the log go through [`LogReader`] on redb read transactions and
+//! never wait for the writer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, watch};
+
+use crate::error::{Error, StoreError};
+use crate::pipeline::{Options, Settled, Submission};
+use crate::plugin::PluginRecord;
+use crate::runtime::{Compiled, Runtime, Swap};
+use crate::sandbox::Sandbox;
+use crate::store::LogReader;
+
+/// Where the writer answers a submission with its correlation ids.
+type SubmitReply = oneshot::Sender<Result<Vec<String>, Error>>;
+
+/// Work for the writer thread.
+enum Request {
+    /// Queue commands; answer with their correlation ids.
+    Submit(Vec<Submission>, SubmitReply),
+    /// Answer once this cascade has settled.
+    Settled(String, oneshot::Sender<Result<Settled, Error>>),
+    /// Run this on the runtime between two steps.
+    Call(Box<dyn FnOnce(&mut Runtime) + Send>),
+    /// Finish the current step, answer what can be answered, and stop.
+    Stop,
+}
+
+/// Figures the writer keeps for metrics, read without locking.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Group commits that did work.
+    pub batches: AtomicU64,
+    /// Units of work (events through both phases, commands executed).
+    pub units: AtomicU64,
+    /// Units of the last batch.
+    pub last_batch_units: AtomicU64,
+    /// Total time spent in steps, in microseconds.
+    pub step_micros: AtomicU64,
+    /// Plugin deploys and rollbacks that took effect.
+    pub swaps: AtomicU64,
+    /// Total and longest time the writer was held by a swap, in microseconds.
+    pub swap_micros: AtomicU64,
+    /// See `swap_micros`.
+    pub swap_max_micros: AtomicU64,
+    /// Deploys that were refused; the old version kept running.
+    pub swaps_refused: AtomicU64,
+    /// Commands submitted from outside.
+    pub submitted: AtomicU64,
+}
+
+/// What a deploy did.
+#[derive(Clone, Debug)]
+pub struct Deployed {
+    /// The plugin as registered.
+    pub record: PluginRecord,
+    /// Its version number.
+    pub version: u64,
+    /// The pipeline position at the swap: the old version handled every
+    /// event up to it, the new one handles every event after it.
+    pub position: u64,
+    /// How long the swap held the writer.
+    pub held: Duration,
+}
+
+/// The writer thread over one data directory. Dropping it stops the thread
+/// after the current step.
+pub struct Engine {
+    handle: EngineHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A cheap, cloneable, `Send + Sync` handle to a running [`Engine`].
+#[derive(Clone)]
+pub struct EngineHandle {
+    requests: mpsc::Sender<Request>,
+    log: LogReader,
+    head: watch::Receiver<u64>,
+    sandbox: Arc<Sandbox>,
+    stats: Arc<EngineStats>,
+    dir: PathBuf,
+}
+
+impl Engine {
+    /// Open the data directory `dir` on a new writer thread (waiting up to
+    /// `lock_timeout` while another process holds it), load every registered
+    /// plugin, and resume queued work.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::open_waiting`].
+    pub fn start(dir: &Path, options: Options, lock_timeout: Duration) -> Result<Engine, Error> {
+        let (requests, inbox) = mpsc::channel();
+        let (ready, opened) = mpsc::sync_channel(1);
+        let owned_dir = dir.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("cascade-writer".into())
+            .spawn(move || {
+                let runtime = match Runtime::open_waiting(&owned_dir, options, lock_timeout) {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = ready.send(Err(err));
+                        return;
+                    }
+                };
+                let log = runtime.pipeline_ref().store().reader();
+                let head = log.head().unwrap_or(0);
+                let (head_tx, head_rx) = watch::channel(head);
+                let stats = Arc::new(EngineStats::default());
+                let sandbox = runtime.sandbox().clone();
+                let _ = ready.send(Ok((log, head_rx, sandbox, stats.clone())));
+                Writer {
+                    runtime,
+                    inbox,
+                    head: head_tx,
+                    stats,
+                    waiting: HashMap::new(),
+                }
+                .run();
+            })
+            .map_err(|source| Error::Io {
+                context: "cannot start the writer thread".into(),
+                source,
+            })?;
+        let (log, head, sandbox, stats) = opened.recv().map_err(|_| Error::EngineStopped)??;
+        Ok(Engine {
+            handle: EngineHandle {
+                requests,
+                log,
+                head,
+                sandbox,
+                stats,
+                dir: dir.to_owned(),
+            },
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle to submit work and read.
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// Stop the writer after its current step, answering waiting callers
+    /// whose cascades settled, and wait for it.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.handle.requests.send(Request::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl EngineHandle {
+    /// Queue `submission` as the first command of a new cascade; returns its
+    /// correlation id (the first one's, for a repeated idempotency key).
+    ///
+    /// # Errors
+    ///
+    /// An unknown aggregate or command, args that are not JSON; a storage
+    /// error; the engine stopped.
+    pub async fn submit(&self, submission: Submission) -> Result<String, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Submit(vec![submission], reply))?;
+        let mut ids = answer.await.map_err(|_| Error::EngineStopped)??;
+        Ok(ids.pop().expect("one id per submission"))
+    }
+
+    /// Wait until the cascade `correlation_id` has settled. Trace entries and
+    /// guest logs go to the first caller that collects them.
+    ///
+    /// # Errors
+    ///
+    /// An unknown correlation id; a storage error; the engine stopped.
+    pub async fn settled(&self, correlation_id: &str) -> Result<Settled, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Settled(correlation_id.to_owned(), reply))?;
+        answer.await.map_err(|_| Error::EngineStopped)?
+    }
+
+    /// Submit and wait until settled.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineHandle::submit`] and [`EngineHandle::settled`].
+    pub async fn execute(&self, submission: impl Into<Submission>) -> Result<Settled, Error> {
+        let id = self.submit(submission.into()).await?;
+        self.settled(&id).await
+    }
+
+    /// Whether the cascade `correlation_id` has settled, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn is_settled(&self, correlation_id: &str) -> Result<bool, StoreError> {
+        Ok(!self.log.settled_of(std::iter::once(correlation_id))?.is_empty())
+    }
+
+    /// Run `f` on the runtime on the writer thread, between two steps.
+    ///
+    /// # Errors
+    ///
+    /// The engine stopped.
+    pub async fn with_runtime<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Runtime) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Call(Box::new(move |runtime| {
+            let _ = reply.send(f(runtime));
+        })))?;
+        answer.await.map_err(|_| Error::EngineStopped)
+    }
+
+    /// [`EngineHandle::with_runtime`] for blocking callers (the CLI, tests).
+    ///
+    /// # Errors
+    ///
+    /// The engine stopped.
+    pub fn with_runtime_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Runtime) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Request::Call(Box::new(move |runtime| {
+            let _ = reply.send(f(runtime));
+        })))?;
+        answer.recv().map_err(|_| Error::EngineStopped)
+    }
+
+    /// Compile `bytes` off the writer thread, then validate and swap the
+    /// plugin in between two batches (see [`Runtime::install`]).
+    ///
+    /// # Errors
+    ///
+    /// Not a component, does not validate, a failing `load-state`: the old
+    /// version keeps running.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        source: &str,
+        bytes: Vec<u8>,
+        manifest: crate::Manifest,
+        swap: Swap,
+    ) -> Result<Deployed, Error> {
+        let sandbox = self.sandbox.clone();
+        let (name, source) = (name.to_owned(), source.to_owned());
+        let compiled = tokio::task::spawn_blocking(move || Compiled::new(&sandbox, &name, &source, bytes, manifest))
+            .await
+            .map_err(|_| Error::EngineStopped)??;
+        let stats = self.stats.clone();
+        self.with_runtime(move |runtime| {
+            let started = Instant::now();
+            let result = runtime.install(compiled, &swap);
+            let held = started.elapsed();
+            stats.record_swap(result.is_ok(), held);
+            let record = result?;
+            Ok(Deployed {
+                version: runtime.versions(&record.name)?.1,
+                position: runtime.pipeline_ref().position()?,
+                record,
+                held,
+            })
+        })
+        .await?
+    }
+
+    /// The log, for reads that never wait for the writer.
+    pub fn log(&self) -> &LogReader {
+        &self.log
+    }
+
+    /// The committed head of the log; changes after every commit that
+    /// appended events.
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+
+    /// The sandbox, to compile components off the writer thread.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// The writer's figures.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn send(&self, request: Request) -> Result<(), Error> {
+        self.requests.send(request).map_err(|_| Error::EngineStopped)
+    }
+}
+
+impl EngineStats {
+    /// Count a deploy or rollback that held the writer for `held`.
+    pub fn record_swap(&self, ok: bool, held: Duration) {
+        if !ok {
+            self.swaps_refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let micros = held.as_micros() as u64;
+        self.swaps.fetch_add(1, Ordering::Relaxed);
+        self.swap_micros.fetch_add(micros, Ordering::Relaxed);
+        self.swap_max_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    runtime: Runtime,
+    inbox: mpsc::Receiver<Request>,
+    head: watch::Sender<u64>,
+    stats: Arc<EngineStats>,
+    /// Callers waiting for a cascade to settle, by correlation id.
+    waiting: HashMap<String, Vec<oneshot::Sender<Result<Settled, Error>>>>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        // Work queued before a restart resumes at once.
+        let mut busy = true;
+        loop {
+            // Idle: sleep until a request arrives. Busy: take what is there.
+            let first = if busy {
+                self.inbox.try_recv().ok()
+            } else {
+                match self.inbox.recv() {
+                    Ok(request) => Some(request),
+                    Err(_) => return,
+                }
+            };
+            let mut stop = false;
+            let mut submits = Vec::new();
+            let inbox = &self.inbox;
+            let requests: Vec<Request> = first
+                .into_iter()
+                .chain(std::iter::from_fn(|| inbox.try_recv().ok()))
+                .collect();
+            for request in requests {
+                match request {
+                    Request::Submit(submissions, reply) => submits.push((submissions, reply)),
+                    Request::Settled(id, reply) => self.waiting.entry(id).or_default().push(reply),
+                    Request::Call(call) => {
+                        // Keep arrival order: commands submitted before the
+                        // call are queued before it runs.
+                        self.flush_submits(&mut submits);
+                        call(&mut self.runtime);
+                    }
+                    Request::Stop => stop = true,
+                }
+            }
+            self.flush_submits(&mut submits);
+            busy = self.step();
+            self.publish_head();
+            self.answer_settled();
+            if stop {
+                self.answer_stopped();
+                return;
+            }
+        }
+    }
+
+    /// Queue every pending submission in one transaction. Invalid commands
+    /// are answered alone first, so one caller's typo fails only its own.
+    fn flush_submits(&mut self, submits: &mut Vec<(Vec<Submission>, SubmitReply)>) {
+        let mut valid = Vec::with_capacity(submits.len());
+        for (submissions, reply) in submits.drain(..) {
+            let aggregates = self.runtime.pipeline_ref().aggregates();
+            match submissions.iter().try_for_each(|s| aggregates.check(&s.command)) {
+                Ok(()) => valid.push((submissions, reply)),
+                Err(err) => {
+                    let _ = reply.send(Err(err.into()));
+                }
+            }
+        }
+        if valid.is_empty() {
+            return;
+        }
+        let counts: Vec<usize> = valid.iter().map(|(s, _)| s.len()).collect();
+        let all: Vec<Submission> = valid.iter_mut().flat_map(|(s, _)| s.drain(..)).collect();
+        let total = all.len() as u64;
+        match self.runtime.pipeline().submit_all(all) {
+            Ok(ids) => {
+                self.stats.submitted.fetch_add(total, Ordering::Relaxed);
+                let mut ids = ids.into_iter();
+                for ((_, reply), count) in valid.into_iter().zip(counts) {
+                    let _ = reply.send(Ok(ids.by_ref().take(count).collect()));
+                }
+            }
+            Err(err) => {
+                let message = err.to_string();
+                for (_, reply) in valid {
+                    let _ = reply.send(Err(Error::Pipeline(message.clone())));
+                }
+            }
+        }
+    }
+
+    /// One group commit; whether it did any work.
+    fn step(&mut self) -> bool {
+        let started = Instant::now();
+        match self.runtime.pipeline().step() {
+            Ok(0) => false,
+            Ok(units) => {
+                let stats = &self.stats;
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats.units.fetch_add(units as u64, Ordering::Relaxed);
+                stats.last_batch_units.store(units as u64, Ordering::Relaxed);
+                stats
+                    .step_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                true
+            }
+            Err(err) => {
+                // The batch rolled back; answer the waiters with the cause
+                // rather than leaving them hanging.
+                for (_, replies) in self.waiting.drain() {
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::Pipeline(err.to_string())));
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Tell live tails about new events, whoever appended them (a step, or
+    /// an operator action that ran the pipeline itself).
+    fn publish_head(&mut self) {
+        if let Ok(head) = self.runtime.pipeline_ref().store().reader().head() {
+            self.head.send_if_modified(|h| std::mem::replace(h, head) != head);
+        }
+    }
+
+    /// Answer every waiter whose cascade has settled.
+    fn answer_settled(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let reader = self.runtime.pipeline_ref().store().reader();
+        let done = match reader.settled_of(self.waiting.keys().map(String::as_str)) {
+            Ok(done) => done,
+            Err(_) => return,
+        };
+        for id in done {
+            let Some(replies) = self.waiting.remove(&id) else {
+                continue;
+            };
+            for reply in replies {
+                // Each caller gets the answer (logs and trace go to the first).
+                let answer = match self.runtime.pipeline().settled(&id) {
+                    Ok(Some(settled)) => Ok(settled),
+                    Ok(None) => Err(Error::Pipeline(format!("cascade `{id}` is not settled"))),
+                    Err(err) => Err(err),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// On shutdown, callers still waiting learn why they get no answer.
+    fn answer_stopped(&mut self) {
+        for (_, replies) in self.waiting.drain() {
+            for reply in replies {
+                let _ = reply.send(Err(Error::EngineStopped));
+            }
+        }
+    }
+}
