@@ -5,19 +5,52 @@
 //! - 0: success (for `exec`: the cascade settled with no failure);
 //! - 1: `exec` settled, but something in the cascade failed (or a refresh
 //!   had failing handlers);
-//! - 2: an error: bad arguments, bad input, unreadable data directory.
+//! - 2: an error: bad arguments, bad input, unreadable data directory;
+//! - 3: the data directory is busy: another process held it for longer than
+//!   `--lock-timeout`.
+//!
+//! While `cascade serve` holds a data directory, every other command on it is
+//! sent to that server and run there, on its writer thread, with the same
+//! output and exit status.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::error::HandlerFailure;
+use crate::api;
+use crate::error::{Error, HandlerFailure, StoreError};
 use crate::event::{Command, Event};
-use crate::pipeline::{Options, Outcome, RefreshReport, Settled};
-use crate::runtime::Runtime;
+use crate::pipeline::{Options, Outcome, RefreshReport, Settled, Submission};
+use crate::runtime::{Runtime, Swap, SwapState};
+
+/// The exit status of a data directory that stayed busy.
+pub const EXIT_BUSY: u8 = 3;
+
+/// An error with its own exit status (the default for errors is 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    /// The process exit status.
+    pub status: u8,
+    /// What to print after `cascade: `.
+    pub message: String,
+}
+
+/// The exit status for an error `run` returned.
+pub fn exit_status(err: &anyhow::Error) -> u8 {
+    if let Some(exit) = err.downcast_ref::<Exit>() {
+        return exit.status;
+    }
+    match err.downcast_ref::<Error>() {
+        Some(Error::Store(StoreError::Busy { .. })) => EXIT_BUSY,
+        _ => 2,
+    }
+}
 
 /// Run event-sourced process managers as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -30,14 +63,21 @@ pub struct Cli {
     /// another before the next is refused as a likely cycle.
     #[arg(long, global = true, default_value_t = Options::default().max_causation_depth)]
     pub max_causation_depth: usize,
+    /// Seconds to wait for a data directory another process holds.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    pub lock_timeout: f64,
     /// What to do.
     #[command(subcommand)]
     pub command: Action,
 }
 
 /// The subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
 pub enum Action {
+    /// Run a long-lived host with an HTTP API over the data directory: hot
+    /// loading of plugins, live event tail, metrics. Other `cascade`
+    /// commands on the directory then talk to it.
+    Serve(api::ServeArgs),
     /// Manage plugins (aggregates, process managers, projections).
     #[command(subcommand)]
     Plugin(PluginAction),
@@ -58,6 +98,10 @@ pub enum Action {
         /// Fail unless the stream is at this version (optimistic concurrency).
         #[arg(long)]
         expect_version: Option<u64>,
+        /// A retried command with the same key answers with the first one's
+        /// cascade and runs nothing again.
+        #[arg(long)]
+        idempotency_key: Option<String>,
         /// Print the settled answer as JSON.
         #[arg(long)]
         json: bool,
@@ -113,7 +157,7 @@ pub enum Action {
 }
 
 /// `cascade pm ...`
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
 pub enum PmAction {
     /// Print a stateful process manager's committed state (pretty JSON, or
     /// size and hash when the blob is not JSON).
@@ -133,7 +177,7 @@ pub enum PmAction {
 }
 
 /// `cascade parked ...`
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
 pub enum ParkedAction {
     /// Call the handler again (e.g. after deploying a fixed version) and run
     /// what it dispatches.
@@ -152,13 +196,34 @@ pub enum ParkedAction {
 }
 
 /// `cascade plugin ...`
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
 pub enum PluginAction {
-    /// Validate and register components; a plugin with the same name is replaced.
+    /// Validate and register components; a plugin with the same name is
+    /// replaced, as a new version (between two batches, in a running server).
     Add {
         /// `.wasm` component files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// A redeployed stateful process manager's state: `carry` it over,
+        /// `refresh` it by replaying history, or `reset` it.
+        #[arg(long, default_value = "carry")]
+        state: SwapState,
+    },
+    /// The versions a plugin has had, oldest first; `*` marks the active one.
+    Versions {
+        /// The plugin.
+        name: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go back to the version before the active one.
+    Rollback {
+        /// The plugin.
+        name: String,
+        /// The state after the rollback: carry, refresh or reset.
+        #[arg(long, default_value = "carry")]
+        state: SwapState,
     },
     /// Start a plugin its error policy stopped: it catches up from where it
     /// stopped, then takes part in the pipeline again.
@@ -178,20 +243,98 @@ pub enum PluginAction {
 ///
 /// # Errors
 ///
-/// Anything that makes the exit status 2; the caller prints it.
+/// Anything that makes the exit status 2 (or [`exit_status`]); the caller
+/// prints it.
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
+    if let Action::Serve(args) = cli.command {
+        let options = Options {
+            max_causation_depth: cli.max_causation_depth,
+            ..Options::default()
+        };
+        return api::serve(&cli.data, options, lock_timeout(cli.lock_timeout)?, args).map(|()| 0);
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    if let Some(server) = api::client::Server::find(&cli.data) {
+        return server.run(&cli.command, &cwd, out);
+    }
     let options = Options {
         max_causation_depth: cli.max_causation_depth,
         ..Options::default()
     };
-    let mut runtime = Runtime::open(&cli.data, options)
+    let mut runtime = Runtime::open_waiting(&cli.data, options, lock_timeout(cli.lock_timeout)?)
         .with_context(|| format!("cannot open data directory `{}`", cli.data.display()))?;
-    match cli.command {
-        Action::Plugin(PluginAction::Add { files }) => {
+    execute(cli.command, &mut runtime, &cwd, out)
+}
+
+fn lock_timeout(seconds: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| anyhow::anyhow!("--lock-timeout `{seconds}` is not a number of seconds"))
+}
+
+/// Run one action on an open runtime, writing to `out`; relative paths are
+/// taken from `cwd`. This is where a server runs the commands of CLI clients.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn Write) -> anyhow::Result<u8> {
+    match action {
+        Action::Serve(_) => anyhow::bail!("`cascade serve` cannot run inside a server"),
+        Action::Plugin(PluginAction::Add { files, state }) => {
             for file in files {
-                let record = runtime.add_plugin(&file)?;
+                let record = runtime.add_plugin_with(
+                    &cwd.join(file),
+                    &Swap {
+                        state,
+                        ..Swap::default()
+                    },
+                )?;
                 writeln!(out, "added {} `{}` ({})", record.kind, record.name, &record.hash[..12])?;
             }
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::Versions { name, json }) => {
+            let (versions, active) = runtime.versions(&name)?;
+            if json {
+                let list: Vec<Value> = versions
+                    .iter()
+                    .map(|v| {
+                        let mut value = serde_json::to_value(v).expect("versions serialize");
+                        value["active"] = json!(v.version == active);
+                        value
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+                return Ok(0);
+            }
+            for v in &versions {
+                let mark = if v.version == active { '*' } else { ' ' };
+                writeln!(
+                    out,
+                    "{mark} v{:<4} {}  {}  by {}  {}",
+                    v.version,
+                    &v.hash[..12],
+                    v.deployed_at,
+                    escape(&v.deployed_by),
+                    escape(&v.source)
+                )?;
+            }
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::Rollback { name, state }) => {
+            let version = runtime.rollback(
+                &name,
+                &Swap {
+                    state,
+                    ..Swap::default()
+                },
+            )?;
+            writeln!(
+                out,
+                "rolled `{name}` back to v{} ({})",
+                version.version,
+                &version.hash[..12]
+            )?;
             Ok(0)
         }
         Action::Plugin(PluginAction::List { json }) => {
@@ -239,6 +382,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             args,
             actor,
             expect_version,
+            idempotency_key,
             json,
             trace,
         } => {
@@ -246,10 +390,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             command.actor_id = actor;
             let pipeline = runtime.pipeline();
             pipeline.set_trace(trace);
-            let correlation_id = pipeline.submit(command, expect_version)?;
+            let submission = Submission {
+                command,
+                expected_version: expect_version,
+                idempotency_key,
+            };
+            let correlation_id = pipeline.submit_all([submission])?.remove(0);
             let settled = pipeline.run_until_settled(&correlation_id)?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&settled_json(&settled))?)?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&settled.to_json())?)?;
             } else {
                 print_settled(out, &settled, trace)?;
             }
@@ -405,7 +554,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             };
             for event in &events {
                 if json {
-                    writeln!(out, "{}", event_json(event))?;
+                    writeln!(out, "{}", event.to_json())?;
                 } else {
                     writeln!(out, "{}", event_line(event))?;
                 }
@@ -467,29 +616,6 @@ fn event_line(e: &Event) -> String {
     )
 }
 
-/// An event as JSON, with payload and metadata as objects rather than text.
-pub fn event_json(e: &Event) -> Value {
-    let mut value = serde_json::to_value(e).expect("events serialize");
-    value["payload"] = serde_json::from_str(&e.payload).unwrap_or(Value::String(e.payload.clone()));
-    value["metadata"] = serde_json::from_str(&e.metadata).unwrap_or(Value::String(e.metadata.clone()));
-    value
-}
-
-fn settled_json(settled: &Settled) -> Value {
-    let mut value = serde_json::to_value(settled).expect("settled answers serialize");
-    value["events"] = settled.events.iter().map(event_json).collect();
-    value["failures"] = settled
-        .failures
-        .iter()
-        .map(|f| {
-            let mut v = serde_json::to_value(f).expect("failures serialize");
-            v["message"] = json!(f.to_string());
-            v
-        })
-        .collect();
-    value
-}
-
 fn print_settled(out: &mut dyn Write, settled: &Settled, trace: bool) -> std::io::Result<()> {
     writeln!(
         out,
@@ -541,4 +667,21 @@ fn print_settled(out: &mut dyn Write, settled: &Settled, trace: bool) -> std::io
         }
     }
     Ok(())
+}
+
+/// Text for a terminal: control characters (newlines, escape codes) are
+/// shown escaped instead of acting on the screen.
+fn escape(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

@@ -47,7 +47,9 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+pub mod api;
 pub mod cli;
+mod engine;
 mod error;
 mod event;
 mod listener;
@@ -60,6 +62,7 @@ mod sandbox;
 mod store;
 
 pub use aggregate::{Aggregate, AggregateDescription, Aggregates, Decision, EventDeclaration};
+pub use engine::{Deployed, Engine, EngineHandle, EngineStats};
 pub use error::{
     CausationDepthError, CommandError, CommandFailure, ConcurrencyError, Error, EventValidationError, Failure,
     HandlerFailure, InfiniteLoopError, PluginError, StoreError,
@@ -68,11 +71,11 @@ pub use event::{Command, Envelope, Event, NewEvent};
 pub use listener::{Context, Effects, Handler, HandlerError, Level, Listener, Phase};
 pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError, Policy};
 pub use pipeline::{
-    CascadeRecord, Cause, CommandRecord, LogLine, Options, Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped,
-    TraceEntry,
+    CascadeRecord, Cause, CommandRecord, DURATION_BUCKETS, HandlerStats, ListenerStats, LogLine, Options, Outcome,
+    Parked, Pipeline, RefreshReport, Settled, Skipped, Submission, TraceEntry,
 };
-pub use plugin::{CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord};
+pub use plugin::{CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord, PluginVersion};
 pub use read_model::{Collection, Document, QueryError, ReadModels};
-pub use runtime::{DATA_FILE, Runtime};
-pub use sandbox::Limits;
-pub use store::{SCHEMA_VERSION, Store, Tx};
+pub use runtime::{Compiled, DATA_FILE, Runtime, Swap, SwapState};
+pub use sandbox::{Limits, Sandbox};
+pub use store::{LogReader, SCHEMA_VERSION, Store, Tx};

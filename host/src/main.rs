@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Ok(status) => ExitCode::from(status),
         Err(err) => {
             eprintln!("cascade: {err:#}");
-            ExitCode::from(2)
+            ExitCode::from(cascade::cli::exit_status(&err))
         }
     }
 }

@@ -1,0 +1,139 @@
+//! `POST /commands` and `GET /cascades/{correlation_id}`.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::event::Command;
+use crate::pipeline::{Settled, Submission};
+
+/// The body of `POST /commands`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CommandBody {
+    stream_type: String,
+    stream_id: String,
+    command: String,
+    #[serde(default)]
+    args: Option<Value>,
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    expect_version: Option<u64>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    /// Include every handler call in the answer.
+    #[serde(default)]
+    trace: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct WaitQuery {
+    /// `false`: answer 202 with the correlation id at once.
+    wait: Option<bool>,
+    /// Seconds to wait for the cascade to settle (default 30).
+    timeout: Option<f64>,
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(super) async fn submit(
+    State(state): State<AppState>,
+    Query(query): Query<WaitQuery>,
+    body: Result<Json<CommandBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "invalid_json"
+            },
+            format!("the request body is not a command: {}", rejection.body_text()),
+        )
+    })?;
+    let args = match body.args {
+        None => "{}".to_owned(),
+        Some(args) => args.to_string(),
+    };
+    let mut command = Command::new(&body.stream_type, &body.stream_id, &body.command, &args);
+    command.actor_id = body.actor;
+    if body.trace && !state.tracing.swap(true, Ordering::Relaxed) {
+        state
+            .engine
+            .with_runtime(|runtime| runtime.pipeline().set_trace(true))
+            .await?;
+    }
+    let correlation_id = state
+        .engine
+        .submit(Submission {
+            command,
+            expected_version: body.expect_version,
+            idempotency_key: body.idempotency_key,
+        })
+        .await?;
+    if query.wait == Some(false) {
+        return Ok(pending(&correlation_id));
+    }
+    answer(&state, &correlation_id, timeout(query.timeout)?, body.trace).await
+}
+
+pub(super) async fn cascade(
+    State(state): State<AppState>,
+    Path(correlation_id): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> Result<Response, ApiError> {
+    // Unknown ids are an error at once, not after the timeout.
+    if !state.engine.is_settled(&correlation_id)? && query.timeout.is_none() {
+        return Ok(pending(&correlation_id));
+    }
+    let wait = match query.timeout {
+        Some(_) => timeout(query.timeout)?,
+        None => Duration::ZERO,
+    };
+    answer(&state, &correlation_id, wait, true).await
+}
+
+/// The settled answer within `wait`, or 202 pending.
+async fn answer(state: &AppState, correlation_id: &str, wait: Duration, trace: bool) -> Result<Response, ApiError> {
+    let settled = if wait.is_zero() {
+        state.engine.settled(correlation_id).await?
+    } else {
+        match tokio::time::timeout(wait, state.engine.settled(correlation_id)).await {
+            Ok(settled) => settled?,
+            Err(_) => return Ok(pending(correlation_id)),
+        }
+    };
+    Ok(settled_response(settled, trace))
+}
+
+fn settled_response(mut settled: Settled, trace: bool) -> Response {
+    if !trace {
+        settled.trace.clear();
+    }
+    let mut body = settled.to_json();
+    body["status"] = json!("settled");
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+fn pending(correlation_id: &str) -> Response {
+    let body = json!({ "correlationId": correlation_id, "status": "pending" });
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+fn timeout(seconds: Option<f64>) -> Result<Duration, ApiError> {
+    match seconds {
+        None => Ok(DEFAULT_TIMEOUT),
+        Some(s) => Duration::try_from_secs_f64(s)
+            .map_err(|_| ApiError::bad_request(format!("timeout `{s}` is not a number of seconds"))),
+    }
+}

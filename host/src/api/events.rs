@@ -1,0 +1,151 @@
+//! `GET /events` (paged) and `GET /events/live` (server-sent events).
+//!
+//! The live tail uses the position as the SSE event id, so a consumer that
+//! reconnects with `Last-Event-ID` resumes right after the last event it saw:
+//! nothing is missed and nothing is seen twice. It reads committed events
+//! only, through read transactions, and wakes on each commit.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::event::Event;
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 10_000;
+/// Events read per read transaction by the live tail.
+const LIVE_CHUNK: usize = 512;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct PageQuery {
+    /// First position (default 1).
+    from: Option<u64>,
+    /// Only this stream, `TYPE:ID`.
+    stream: Option<String>,
+    /// Events per page (default 100, at most 10,000).
+    limit: Option<usize>,
+}
+
+pub(super) async fn page(
+    State(state): State<AppState>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let from = query.from.unwrap_or(1).max(1);
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let log = state.engine.log().clone();
+    let stream = query.stream;
+    let (events, next) = tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, Option<u64>), ApiError> {
+        let mut events = match &stream {
+            Some(stream) => {
+                let (stream_type, stream_id) = stream.split_once(':').ok_or_else(|| {
+                    ApiError::bad_request(format!("stream `{stream}` must be TYPE:ID, e.g. users:u1"))
+                })?;
+                let mut events = log.read_stream(stream_type, stream_id)?;
+                events.retain(|e| e.position >= from);
+                events.truncate(limit + 1);
+                events
+            }
+            None => log.read_log(from, limit + 1)?,
+        };
+        let next = (events.len() > limit).then(|| events[limit].position);
+        events.truncate(limit);
+        Ok((events, next))
+    })
+    .await
+    .map_err(|e| ApiError::bad_request(e.to_string()))??;
+    let events: Vec<Value> = events.iter().map(Event::to_json).collect();
+    Ok(Json(json!({ "events": events, "next": next })))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LiveQuery {
+    /// First position to send (default: the next event appended).
+    from: Option<u64>,
+}
+
+pub(super) async fn live(
+    State(state): State<AppState>,
+    Query(query): Query<LiveQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("Last-Event-ID `{v}` is not a position")))
+        })
+        .transpose()?;
+    let head = state.engine.head();
+    let from = match (resume, query.from) {
+        (Some(last), _) => last + 1,
+        (None, Some(from)) => from.max(1),
+        (None, None) => *head.borrow() + 1,
+    };
+    let tail = Tail {
+        log: state.engine.log().clone(),
+        head,
+        shutdown: state.shutdown.clone(),
+        next: from,
+        buffered: std::collections::VecDeque::new(),
+    };
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        let event = tail.next_event().await?;
+        let sse = SseEvent::default()
+            .id(event.position.to_string())
+            .event("event")
+            .data(event.to_json().to_string());
+        Some((Ok(sse), tail))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A consumer's place in the log.
+struct Tail {
+    log: crate::store::LogReader,
+    head: tokio::sync::watch::Receiver<u64>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    next: u64,
+    buffered: std::collections::VecDeque<Event>,
+}
+
+impl Tail {
+    /// The next event, waiting for it to be committed; `None` ends the
+    /// stream (shutdown or a storage error).
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.buffered.pop_front() {
+                self.next = event.position + 1;
+                return Some(event);
+            }
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            // Mark the head seen before reading, so a commit in between wakes us.
+            let head = *self.head.borrow_and_update();
+            if head >= self.next {
+                let (log, from) = (self.log.clone(), self.next);
+                let chunk = tokio::task::spawn_blocking(move || log.read_log(from, LIVE_CHUNK))
+                    .await
+                    .ok()?
+                    .ok()?;
+                if !chunk.is_empty() {
+                    self.buffered.extend(chunk);
+                    continue;
+                }
+            }
+            tokio::select! {
+                changed = self.head.changed() => changed.ok()?,
+                _ = self.shutdown.changed() => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `GET /metrics` in the Prometheus text format.
+//!
+//! The figures live where they are produced (atomics on the engine, per
+//! handler counters in the pipeline's slots) and are read as one snapshot
+//! here, so the hot path never touches a metrics registry.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::{ApiError, AppState};
+use crate::pipeline::{DURATION_BUCKETS, ListenerStats};
+
+pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let (listeners, parked) = state
+        .engine
+        .with_runtime(|runtime| {
+            let pipeline = runtime.pipeline_ref();
+            (pipeline.listener_stats(), pipeline.parked().map(|p| p.len()))
+        })
+        .await?;
+    let log = state.engine.log();
+    let head = log.head()?;
+    let queued = log.queued_commands()?;
+    let stats = state.engine.stats();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    metric(
+        "cascade_log_head",
+        "gauge",
+        "Position of the newest event.",
+        head as f64,
+    );
+    metric(
+        "cascade_commands_submitted_total",
+        "counter",
+        "Commands submitted from outside.",
+        load(&stats.submitted) as f64,
+    );
+    metric(
+        "cascade_queue_depth",
+        "gauge",
+        "Commands waiting in the queue.",
+        queued as f64,
+    );
+    metric(
+        "cascade_parked",
+        "gauge",
+        "Events parked after failing every attempt.",
+        parked? as f64,
+    );
+    metric(
+        "cascade_batches_total",
+        "counter",
+        "Group commits that did work.",
+        load(&stats.batches) as f64,
+    );
+    metric(
+        "cascade_batch_units_total",
+        "counter",
+        "Units of work (events through both phases, commands) committed.",
+        load(&stats.units) as f64,
+    );
+    metric(
+        "cascade_last_batch_units",
+        "gauge",
+        "Units of work in the last group commit.",
+        load(&stats.last_batch_units) as f64,
+    );
+    metric(
+        "cascade_batch_seconds_total",
+        "counter",
+        "Time spent in group commits, handlers and fsync included.",
+        load(&stats.step_micros) as f64 / 1e6,
+    );
+    metric(
+        "cascade_swaps_total",
+        "counter",
+        "Hot swaps (deploys and rollbacks) that took effect.",
+        load(&stats.swaps) as f64,
+    );
+    metric(
+        "cascade_swaps_refused_total",
+        "counter",
+        "Deploys refused; the old version kept running.",
+        load(&stats.swaps_refused) as f64,
+    );
+    metric(
+        "cascade_swap_pause_seconds_total",
+        "counter",
+        "Time the writer was held by hot swaps.",
+        load(&stats.swap_micros) as f64 / 1e6,
+    );
+    metric(
+        "cascade_swap_pause_seconds_max",
+        "gauge",
+        "Longest time one hot swap held the writer.",
+        load(&stats.swap_max_micros) as f64 / 1e6,
+    );
+    write_handlers(&mut out, &listeners);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+fn write_handlers(out: &mut String, listeners: &[ListenerStats]) {
+    let _ = writeln!(
+        out,
+        "# HELP cascade_listener_checkpoint Last position a listener has seen."
+    );
+    let _ = writeln!(out, "# TYPE cascade_listener_checkpoint gauge");
+    for l in listeners {
+        let _ = writeln!(
+            out,
+            "cascade_listener_checkpoint{{plugin=\"{}\"}} {}",
+            label(&l.name),
+            l.checkpoint
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cascade_handler_failures_total Handler calls that failed, retries included."
+    );
+    let _ = writeln!(out, "# TYPE cascade_handler_failures_total counter");
+    for l in listeners {
+        for h in &l.handlers {
+            let labels = format!("plugin=\"{}\",handler=\"{}\"", label(&l.name), label(&h.export));
+            let _ = writeln!(out, "cascade_handler_failures_total{{{labels}}} {}", h.failures);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cascade_handler_call_seconds Live handler calls and their wall time."
+    );
+    let _ = writeln!(out, "# TYPE cascade_handler_call_seconds histogram");
+    for l in listeners {
+        for h in &l.handlers {
+            let labels = format!("plugin=\"{}\",handler=\"{}\"", label(&l.name), label(&h.export));
+            let mut cumulative = 0;
+            for (le, count) in DURATION_BUCKETS.iter().zip(h.buckets) {
+                cumulative += count;
+                let le = if le.is_infinite() {
+                    "+Inf".to_owned()
+                } else {
+                    le.to_string()
+                };
+                let _ = writeln!(
+                    out,
+                    "cascade_handler_call_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(out, "cascade_handler_call_seconds_sum{{{labels}}} {}", h.seconds);
+            let _ = writeln!(out, "cascade_handler_call_seconds_count{{{labels}}} {}", h.calls);
+        }
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped, as the format requires.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

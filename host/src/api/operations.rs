@@ -1,0 +1,199 @@
+//! Operator routes: process-manager state and refresh, read models, parked
+//! events, and `POST /cli`, where the `cascade` command line runs its
+//! commands while this server holds the data directory.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::cli::Action;
+use crate::pipeline::RefreshReport;
+
+pub(super) async fn pm_state(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let blob = state
+        .engine
+        .with_runtime(move |runtime| runtime.pipeline().pm_state(&name))
+        .await??;
+    Ok(Json(json!({ "state": blob.as_deref().map(state_json) })))
+}
+
+/// A state blob as JSON when it is JSON, else its size and hash.
+fn state_json(blob: &[u8]) -> Value {
+    serde_json::from_slice(blob)
+        .unwrap_or_else(|_| json!({ "bytes": blob.len(), "sha256": crate::plugin::content_hash(blob) }))
+}
+
+pub(super) async fn pm_refresh(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let report = state
+        .engine
+        .with_runtime(move |runtime| runtime.pipeline().refresh(&name, &mut |_, _| {}))
+        .await??;
+    Ok(Json(report_json(&report)))
+}
+
+/// A refresh report, with the state as JSON rather than bytes.
+pub(crate) fn report_json(report: &RefreshReport) -> Value {
+    let mut value = serde_json::to_value(report).expect("reports serialize");
+    value["state"] = state_json(&report.state);
+    value["elapsedMicros"] = json!(report.elapsed.as_micros() as u64);
+    value
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ReadQuery {
+    /// `FIELD=VALUE` on an indexed field (VALUE is JSON, or a bare string).
+    #[serde(rename = "where")]
+    filter: Option<String>,
+    /// Page after this id.
+    after: Option<String>,
+    /// Documents per page (default 100, at most 10,000).
+    limit: Option<usize>,
+}
+
+pub(super) async fn read_collection(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+    let (documents, next) = state
+        .engine
+        .with_runtime(move |runtime| -> Result<_, ApiError> {
+            let read_models = runtime.pipeline_ref().read_models();
+            match &query.filter {
+                Some(filter) => {
+                    let (field, value) = filter.split_once('=').ok_or_else(|| {
+                        ApiError::bad_request(format!("where `{filter}` must be FIELD=VALUE, e.g. groupId=g1"))
+                    })?;
+                    let value = match serde_json::from_str::<Value>(value) {
+                        Ok(_) => value.to_owned(),
+                        Err(_) => Value::String(value.to_owned()).to_string(),
+                    };
+                    Ok((read_models.find(&collection, field, &value)?, None))
+                }
+                None => Ok(read_models.list(&collection, query.after.as_deref(), limit)?),
+            }
+        })
+        .await??;
+    let documents: Vec<Value> = documents
+        .into_iter()
+        .map(|(id, body)| json!({ "id": id, "document": serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body)) }))
+        .collect();
+    Ok(Json(json!({ "documents": documents, "next": next })))
+}
+
+pub(super) async fn read_document(
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (collection_name, id_name) = (collection.clone(), id.clone());
+    let body = state
+        .engine
+        .with_runtime(move |runtime| runtime.pipeline_ref().read_models().get(&collection, &id))
+        .await??;
+    match body {
+        Some(body) => Ok(Json(serde_json::from_str(&body).unwrap_or(Value::String(body)))),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_document",
+            format!("collection `{collection_name}` has no document `{id_name}`"),
+        )),
+    }
+}
+
+pub(super) async fn parked(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let parked = state
+        .engine
+        .with_runtime(|runtime| runtime.pipeline_ref().parked())
+        .await??;
+    let list: Vec<Value> = parked
+        .iter()
+        .map(|(id, p)| {
+            let mut v = serde_json::to_value(p).expect("parked records serialize");
+            v["id"] = json!(id);
+            v
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+pub(super) async fn retry_parked(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
+    let again = state
+        .engine
+        .with_runtime(move |runtime| runtime.pipeline().retry_parked(id))
+        .await??;
+    Ok(Json(match again {
+        None => json!({ "id": id, "status": "succeeded" }),
+        Some(again) => json!({ "id": id, "status": "parked-again", "parkedAs": again }),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct SkipQuery {
+    by: Option<String>,
+}
+
+pub(super) async fn skip_parked(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    Query(query): Query<SkipQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let by = query.by.unwrap_or_else(|| "http".into());
+    let skipped = state
+        .engine
+        .with_runtime(move |runtime| runtime.pipeline().skip_parked(id, &by))
+        .await??;
+    Ok(Json(serde_json::to_value(skipped).expect("skipped records serialize")))
+}
+
+/// A CLI command to run here.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CliRequest {
+    /// The parsed subcommand.
+    pub action: Action,
+    /// The client's working directory, for relative paths.
+    pub cwd: std::path::PathBuf,
+}
+
+/// What the CLI prints and exits with.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CliAnswer {
+    /// The exit status.
+    pub status: u8,
+    /// Standard output.
+    pub stdout: String,
+    /// The error line (after `cascade: `), when the status says so.
+    pub error: Option<String>,
+}
+
+pub(super) async fn cli(
+    State(state): State<AppState>,
+    Json(request): Json<CliRequest>,
+) -> Result<Json<CliAnswer>, ApiError> {
+    let answer = state
+        .engine
+        .with_runtime(move |runtime| {
+            let mut stdout = Vec::new();
+            let result = crate::cli::execute(request.action, runtime, &request.cwd, &mut stdout);
+            let stdout = String::from_utf8_lossy(&stdout).into_owned();
+            match result {
+                Ok(status) => CliAnswer {
+                    status,
+                    stdout,
+                    error: None,
+                },
+                Err(err) => CliAnswer {
+                    status: crate::cli::exit_status(&err),
+                    stdout,
+                    error: Some(format!("{err:#}")),
+                },
+            }
+        })
+        .await?;
+    Ok(Json(answer))
+}

@@ -1,0 +1,195 @@
+//! `GET /plugins`, `PUT /plugins/{name}` (hot load), versions and rollback.
+//!
+//! A deploy compiles the component on a blocking thread, then validates and
+//! swaps it in on the writer between two batches; a refused deploy leaves
+//! the old version running.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::manifest::Manifest;
+use crate::runtime::{Swap, SwapState};
+
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let list = state
+        .engine
+        .with_runtime(|runtime| -> Result<Vec<Value>, crate::Error> {
+            let stats = runtime.pipeline_ref().listener_stats();
+            let head = runtime.pipeline_ref().store().reader().head()?;
+            let mut list = Vec::new();
+            for record in runtime.plugins()? {
+                let mut value = serde_json::to_value(&record).expect("records serialize");
+                value["version"] = json!(runtime.versions(&record.name).ok().map(|(_, active)| active));
+                if let Some(listener) = stats.iter().find(|l| l.name == record.name) {
+                    value["checkpoint"] = json!(listener.checkpoint);
+                    value["lag"] = json!(head.saturating_sub(listener.checkpoint));
+                    value["stopped"] = json!(listener.stopped);
+                    value["calls"] = json!(listener.handlers.iter().map(|h| h.calls).sum::<u64>());
+                    value["failures"] = json!(listener.handlers.iter().map(|h| h.failures).sum::<u64>());
+                }
+                list.push(value);
+            }
+            Ok(list)
+        })
+        .await??;
+    Ok(Json(Value::Array(list)))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DeployQuery {
+    /// `carry` (default), `refresh` or `reset`.
+    state: Option<SwapState>,
+    /// Recorded with the version (default `http`).
+    by: Option<String>,
+}
+
+/// The component comes as the raw body (`application/wasm`; the active
+/// version's manifest is kept) or as `multipart/form-data` with parts
+/// `component` and, optionally, `manifest` (TOML).
+pub(super) async fn deploy(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<DeployQuery>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (bytes, manifest) = if multipart {
+        let form = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        read_form(form).await?
+    } else {
+        let bytes = Bytes::from_request(request, &()).await.map_err(|e| {
+            ApiError::new(
+                e.status(),
+                "bad_request",
+                format!("cannot read the component: {}", e.body_text()),
+            )
+        })?;
+        (bytes.to_vec(), None)
+    };
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "the request has no component: send the .wasm as the body, or as the `component` part of a form",
+        ));
+    }
+    let manifest = match manifest {
+        Some(manifest) => manifest,
+        None => {
+            let name = name.clone();
+            state
+                .engine
+                .with_runtime(move |runtime| active_manifest(runtime, &name))
+                .await?
+        }
+    };
+    let swap = Swap {
+        by: query.by.unwrap_or_else(|| "http".into()),
+        state: query.state.unwrap_or_default(),
+    };
+    let source = format!("PUT /plugins/{name}");
+    let deployed = state.engine.deploy(&name, &source, bytes, manifest, swap).await?;
+    let record = &deployed.record;
+    eprintln!(
+        "cascade serve: deployed {} `{}` v{} ({}) after position {} in a {:?} swap",
+        record.kind,
+        record.name,
+        deployed.version,
+        &record.hash[..12],
+        deployed.position,
+        deployed.held
+    );
+    Ok(Json(json!({
+        "plugin": record,
+        "version": deployed.version,
+        "position": deployed.position,
+        "swapMicros": deployed.held.as_micros() as u64,
+    })))
+}
+
+async fn read_form(mut form: Multipart) -> Result<(Vec<u8>, Option<Manifest>), ApiError> {
+    let mut component = Vec::new();
+    let mut manifest = None;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
+        match field.name() {
+            Some("component") => {
+                component = field
+                    .bytes()
+                    .await
+                    .map_err(|e| ApiError::bad_request(e.body_text()))?
+                    .to_vec();
+            }
+            Some("manifest") => {
+                let text = field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+                let parsed = Manifest::parse(&text).map_err(|message| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_manifest",
+                        format!("the manifest does not parse: {message}"),
+                    )
+                })?;
+                manifest = Some(parsed);
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unexpected form part `{}`; send `component` and optionally `manifest`",
+                    other.unwrap_or("")
+                )));
+            }
+        }
+    }
+    Ok((component, manifest))
+}
+
+/// The manifest of the active version of `name`, the defaults for a new name.
+fn active_manifest(runtime: &mut crate::Runtime, name: &str) -> Manifest {
+    runtime
+        .versions(name)
+        .ok()
+        .and_then(|(versions, active)| versions.into_iter().find(|v| v.version == active))
+        .map(|v| v.manifest)
+        .unwrap_or_default()
+}
+
+pub(super) async fn versions(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let (versions, active) = state
+        .engine
+        .with_runtime(move |runtime| runtime.versions(&name))
+        .await??;
+    Ok(Json(json!({ "active": active, "versions": versions })))
+}
+
+pub(super) async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<DeployQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let swap = Swap {
+        by: query.by.unwrap_or_else(|| "http".into()),
+        state: query.state.unwrap_or_default(),
+    };
+    let stats = state.engine.clone();
+    let version = state
+        .engine
+        .with_runtime(move |runtime| {
+            let started = std::time::Instant::now();
+            let result = runtime.rollback(&name, &swap);
+            stats.stats().record_swap(result.is_ok(), started.elapsed());
+            result
+        })
+        .await??;
+    Ok(Json(json!({ "active": version.version, "version": version })))
+}
