@@ -9,7 +9,8 @@
 //! - `read_models`: projections, read-model queries, the cascade delete by query;
 //! - `sandbox`: hostile plugins: time and memory limits, traps, refused imports;
 //! - `fuzz`: property tests over component bytes and JSON command args;
-//! - `cli`: the `cascade` command line, driven in-process.
+//! - `cli`: the `cascade` command line, driven in-process;
+//! - `server`: a real `cascade serve` process over HTTP, and the CLI as its client.
 
 mod bad_input;
 mod cascade;
@@ -19,4 +20,5 @@ mod loops;
 mod read_models;
 mod restart;
 mod sandbox;
+mod server;
 mod stateful;
