@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
 cargo test --release -p cascade-tests --no-run
-for bench in pipeline refresh read_models sandbox; do
+cargo build --release -p cascade
+for bench in pipeline refresh read_models sandbox server; do
     cargo bench -p cascade --bench "$bench"
 done

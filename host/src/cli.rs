@@ -63,6 +63,9 @@ pub struct Cli {
     /// another before the next is refused as a likely cycle.
     #[arg(long, global = true, default_value_t = Options::default().max_causation_depth)]
     pub max_causation_depth: usize,
+    /// The data file's page cache, in MiB.
+    #[arg(long, global = true, default_value_t = crate::store::DEFAULT_CACHE_MIB)]
+    pub cache_mib: usize,
     /// Seconds to wait for a data directory another process holds.
     #[arg(long, global = true, default_value_t = 10.0)]
     pub lock_timeout: f64,
@@ -249,6 +252,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     if let Action::Serve(args) = cli.command {
         let options = Options {
             max_causation_depth: cli.max_causation_depth,
+            cache_mib: cli.cache_mib,
             ..Options::default()
         };
         return api::serve(&cli.data, options, lock_timeout(cli.lock_timeout)?, args).map(|()| 0);
@@ -259,6 +263,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     }
     let options = Options {
         max_causation_depth: cli.max_causation_depth,
+        cache_mib: cli.cache_mib,
         ..Options::default()
     };
     let mut runtime = Runtime::open_waiting(&cli.data, options, lock_timeout(cli.lock_timeout)?)

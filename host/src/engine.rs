@@ -371,15 +371,16 @@ impl Writer {
                     Request::Settled(id, reply) => self.waiting.entry(id).or_default().push(reply),
                     Request::Call(call) => {
                         // Keep arrival order: commands submitted before the
-                        // call are queued before it runs.
-                        self.flush_submits(&mut submits);
+                        // call are committed before it runs.
+                        if !submits.is_empty() {
+                            self.step(&mut submits);
+                        }
                         call(&mut self.runtime);
                     }
                     Request::Stop => stop = true,
                 }
             }
-            self.flush_submits(&mut submits);
-            busy = self.step();
+            busy = self.step(&mut submits);
             self.publish_head();
             self.answer_settled();
             if stop {
@@ -389,9 +390,12 @@ impl Writer {
         }
     }
 
-    /// Queue every pending submission in one transaction. Invalid commands
-    /// are answered alone first, so one caller's typo fails only its own.
-    fn flush_submits(&mut self, submits: &mut Vec<(Vec<Submission>, SubmitReply)>) {
+    /// One group commit that first queues every pending submission, so
+    /// concurrent callers share it and a lone caller pays one commit for its
+    /// command and its first batch. Invalid commands are answered alone
+    /// first: one caller's typo fails only its own. Returns whether there
+    /// was any work.
+    fn step(&mut self, submits: &mut Vec<(Vec<Submission>, SubmitReply)>) -> bool {
         let mut valid = Vec::with_capacity(submits.len());
         for (submissions, reply) in submits.drain(..) {
             let aggregates = self.runtime.pipeline_ref().aggregates();
@@ -402,50 +406,38 @@ impl Writer {
                 }
             }
         }
-        if valid.is_empty() {
-            return;
-        }
         let counts: Vec<usize> = valid.iter().map(|(s, _)| s.len()).collect();
         let all: Vec<Submission> = valid.iter_mut().flat_map(|(s, _)| s.drain(..)).collect();
-        let total = all.len() as u64;
-        match self.runtime.pipeline().submit_all(all) {
-            Ok(ids) => {
-                self.stats.submitted.fetch_add(total, Ordering::Relaxed);
+        let submitted = all.len() as u64;
+        let started = Instant::now();
+        match self.runtime.pipeline().step_with(all) {
+            Ok((ids, units)) => {
                 let mut ids = ids.into_iter();
                 for ((_, reply), count) in valid.into_iter().zip(counts) {
                     let _ = reply.send(Ok(ids.by_ref().take(count).collect()));
                 }
+                let stats = &self.stats;
+                stats.submitted.fetch_add(submitted, Ordering::Relaxed);
+                if units > 0 {
+                    stats.batches.fetch_add(1, Ordering::Relaxed);
+                    stats.units.fetch_add(units as u64, Ordering::Relaxed);
+                    stats.last_batch_units.store(units as u64, Ordering::Relaxed);
+                    stats
+                        .step_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+                units > 0
             }
             Err(err) => {
+                // The batch rolled back, submissions included: everyone
+                // involved learns why rather than hanging.
                 let message = err.to_string();
                 for (_, reply) in valid {
                     let _ = reply.send(Err(Error::Pipeline(message.clone())));
                 }
-            }
-        }
-    }
-
-    /// One group commit; whether it did any work.
-    fn step(&mut self) -> bool {
-        let started = Instant::now();
-        match self.runtime.pipeline().step() {
-            Ok(0) => false,
-            Ok(units) => {
-                let stats = &self.stats;
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats.units.fetch_add(units as u64, Ordering::Relaxed);
-                stats.last_batch_units.store(units as u64, Ordering::Relaxed);
-                stats
-                    .step_micros
-                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                true
-            }
-            Err(err) => {
-                // The batch rolled back; answer the waiters with the cause
-                // rather than leaving them hanging.
                 for (_, replies) in self.waiting.drain() {
                     for reply in replies {
-                        let _ = reply.send(Err(Error::Pipeline(err.to_string())));
+                        let _ = reply.send(Err(Error::Pipeline(message.clone())));
                     }
                 }
                 false

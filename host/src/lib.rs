@@ -78,4 +78,4 @@ pub use plugin::{CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord, 
 pub use read_model::{Collection, Document, QueryError, ReadModels};
 pub use runtime::{Compiled, DATA_FILE, Runtime, Swap, SwapState};
 pub use sandbox::{Limits, Sandbox};
-pub use store::{LogReader, SCHEMA_VERSION, Store, Tx};
+pub use store::{DEFAULT_CACHE_MIB, LogReader, SCHEMA_VERSION, Store, Tx};

@@ -53,6 +53,8 @@ pub struct Options {
     /// oldest are dropped, so a pipeline whose answers nobody collects does
     /// not grow without bound.
     pub retained_lines: usize,
+    /// The redb page cache, in MiB, when a runtime opens its data file.
+    pub cache_mib: usize,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             max_causation_depth: 64,
             epoch_interruption: true,
             retained_lines: 100_000,
+            cache_mib: crate::store::DEFAULT_CACHE_MIB,
         }
     }
 }
@@ -352,6 +355,42 @@ pub struct ListenerStats {
     pub handlers: Vec<HandlerStats>,
 }
 
+/// Queue `submissions` as new cascades from sequence `seq` on (advanced past
+/// them); a known idempotency key queues nothing and yields the first
+/// cascade's id.
+fn enqueue(tx: &mut Tx<'_>, seq: &mut u64, submissions: Vec<Submission>) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::with_capacity(submissions.len());
+    for submission in submissions {
+        if let Some(key) = &submission.idempotency_key
+            && let Some(first) = tx.idempotent(key)?
+        {
+            ids.push(first);
+            continue;
+        }
+        let id = format!("c{seq}");
+        if let Some(key) = &submission.idempotency_key {
+            tx.put_idempotent(key, &id)?;
+        }
+        let queued = QueuedCommand {
+            id: id.clone(),
+            command: submission.command,
+            correlation_id: id.clone(),
+            causation_id: None,
+            cause: None,
+            expected_version: submission.expected_version,
+        };
+        tx.enqueue(*seq, &queued)?;
+        *seq += 1;
+        let record = CascadeRecord {
+            outstanding: 1,
+            ..CascadeRecord::default()
+        };
+        tx.put_cascade(&id, &record)?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
 /// Which handlers an event name reaches, as (listener, handler) indices.
 #[derive(Default)]
 struct Route {
@@ -575,36 +614,8 @@ impl Pipeline {
             self.aggregates.check(&submission.command)?;
         }
         Ok(self.store.write(|tx| {
-            let mut ids = Vec::with_capacity(submissions.len());
             let mut seq = tx.next_command_seq()?;
-            for submission in submissions {
-                if let Some(key) = &submission.idempotency_key
-                    && let Some(first) = tx.idempotent(key)?
-                {
-                    ids.push(first);
-                    continue;
-                }
-                let id = format!("c{seq}");
-                seq += 1;
-                if let Some(key) = &submission.idempotency_key {
-                    tx.put_idempotent(key, &id)?;
-                }
-                let queued = QueuedCommand {
-                    id: id.clone(),
-                    command: submission.command,
-                    correlation_id: id.clone(),
-                    causation_id: None,
-                    cause: None,
-                    expected_version: submission.expected_version,
-                };
-                tx.enqueue(seq - 1, &queued)?;
-                let record = CascadeRecord {
-                    outstanding: 1,
-                    ..CascadeRecord::default()
-                };
-                tx.put_cascade(&id, &record)?;
-                ids.push(id);
-            }
+            let ids = enqueue(tx, &mut seq, submissions)?;
             tx.set_next_command_seq(seq)?;
             Ok::<_, StoreError>(ids)
         })?)
@@ -711,8 +722,22 @@ impl Pipeline {
     ///
     /// A storage error; the transaction is rolled back.
     pub fn step(&mut self) -> Result<usize, Error> {
+        self.step_with(Vec::new()).map(|(_, done)| done)
+    }
+
+    /// [`Pipeline::step`] that first queues `submissions` in the same
+    /// transaction, so a lone caller pays one commit for its command and its
+    /// cascade's first batch. Returns their correlation ids (as
+    /// [`Pipeline::submit_all`]) and the units done. The commands must have
+    /// passed [`Aggregates::check`].
+    ///
+    /// # Errors
+    ///
+    /// A storage error; the transaction is rolled back, submissions included.
+    pub fn step_with(&mut self, submissions: Vec<Submission>) -> Result<(Vec<String>, usize), Error> {
         let budget = self.options.batch_size.max(1);
-        let (done, position) = self.in_batch(|batch, tx| {
+        let (ids, done, position) = self.in_batch(|batch, tx| {
+            let ids = enqueue(tx, &mut batch.next_seq, submissions)?;
             let mut position = tx.pipeline_position()?;
             let mut done = 0;
             while done < budget {
@@ -737,13 +762,14 @@ impl Pipeline {
                     tx.set_checkpoint(slot.listener.name(), position)?;
                 }
             }
-            Ok(((done, position), done > 0))
+            let changed = done > 0 || !ids.is_empty();
+            Ok(((ids, done, position), changed))
         })?;
         // Only after the commit: memory follows what is durable.
         for slot in self.slots.iter_mut().filter(|s| !s.stopped) {
             slot.checkpoint = slot.checkpoint.max(position);
         }
-        Ok(done)
+        Ok((ids, done))
     }
 
     /// The listeners stopped by their error policy, with the last position
@@ -844,13 +870,14 @@ impl Pipeline {
             next_seq: 0,
             max_depth: options.max_causation_depth,
         };
-        let written = store.write(|tx| {
+        // A batch that did nothing is rolled back: no commit, no fsync.
+        let written = store.write_if(|tx| {
             batch.next_seq = tx.next_command_seq()?;
             let (result, changed) = work(&mut batch, tx)?;
             if changed {
                 batch.finish(tx, &read_models)?;
             }
-            Ok::<_, Error>(result)
+            Ok::<_, Error>((result, changed))
         });
         drop(batch);
         let result = match written {

@@ -37,7 +37,7 @@ impl Runtime {
             context: format!("cannot create data directory `{}`", dir.display()),
             source,
         })?;
-        let store = Store::open(&dir.join(DATA_FILE))?;
+        let store = Store::open_with_cache(&dir.join(DATA_FILE), options.cache_mib << 20)?;
         let sandbox = Arc::new(
             Sandbox::new(options.epoch_interruption).map_err(|e| PluginError::Instantiate {
                 plugin: "<engine>".into(),

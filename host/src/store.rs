@@ -30,6 +30,9 @@ use crate::event::{Envelope, Event, NewEvent};
 use crate::pipeline::{CascadeRecord, Parked, QueuedCommand, Skipped};
 use crate::plugin::{PluginRecord, PluginVersion};
 
+/// The page cache a data file gets unless told otherwise, in MiB.
+pub const DEFAULT_CACHE_MIB: usize = 64;
+
 /// Bumped whenever a table's layout changes; a newer file is refused.
 pub const SCHEMA_VERSION: u64 = 1;
 
@@ -91,7 +94,17 @@ impl Store {
     /// The file is not a redb file, is locked by another process, or was
     /// written by a newer schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = match Database::create(path) {
+        Store::open_with_cache(path, DEFAULT_CACHE_MIB << 20)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes` (redb's default
+    /// of 1 GiB is too much for a small machine and drives RSS).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`].
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        let db = match Database::builder().set_cache_size(cache_bytes).create(path) {
             Ok(db) => std::sync::Arc::new(db),
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::Busy {
@@ -136,6 +149,20 @@ impl Store {
     ///
     /// `f`'s error, or a storage error from redb.
     pub fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>) -> Result<R, E> {
+        self.write_if(|tx| f(tx).map(|r| (r, true)))
+    }
+
+    /// [`Store::write`] where `f` also says whether it wrote anything; a
+    /// transaction that did not is aborted instead of committed, so it costs
+    /// no fsync.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error, or a storage error from redb.
+    pub fn write_if<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<(R, bool), E>,
+    ) -> Result<R, E> {
         let mut txn = self.db.begin_write().map_err(StoreError::from)?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| StoreError::Redb(e.into()))?;
@@ -144,8 +171,12 @@ impl Store {
             f(&mut tx)
         };
         match result {
-            Ok(value) => {
+            Ok((value, true)) => {
                 txn.commit().map_err(StoreError::from)?;
+                Ok(value)
+            }
+            Ok((value, false)) => {
+                txn.abort().map_err(StoreError::from)?;
                 Ok(value)
             }
             Err(err) => {
