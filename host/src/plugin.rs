@@ -742,8 +742,9 @@ impl Listener for WasmListener {
             ))),
             (Ok(Err(wit::HandlerError::SkipRefreshing)), None) => Err(HandlerError::SkipRefreshing),
         };
-        // Live calls only: a refresh that fails reports it and goes on.
-        if self.state_indices.is_some() && !ctx.refreshing {
+        // Live and refreshing alike: a refresh must end in the state a live
+        // run over the same events reaches.
+        if self.state_indices.is_some() {
             match outcome {
                 // A failed call is atomic for the state too: back to the last
                 // state plus the calls since, without this one.

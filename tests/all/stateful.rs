@@ -243,3 +243,36 @@ fn refreshing_a_stateless_or_unknown_process_manager_is_a_clear_error() {
         "no process manager `nobody` is registered (registered: `welcome`, `user-counter`)"
     );
 }
+
+/// Issue #9, bugs 1 and 2: `fixture-refresh-exact` changes its state and
+/// then fails for `bad`, and traps in its after-effect for `boom`. Live,
+/// both calls are atomic; a refresh and a rebuild over the same events must
+/// end in exactly the live state, report the failures, and live counting
+/// must go on from there.
+#[test]
+fn a_refresh_that_meets_failures_and_traps_ends_in_exactly_the_live_state() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::FIXTURE_REFRESH_EXACT]);
+    for (id, name) in [("u1", "a"), ("u2", "bad"), ("u3", "boom"), ("u4", "c")] {
+        host.exec("users", id, "create", &format!(r#"{{"name":"{name}"}}"#));
+    }
+    let live = state(&mut host, "fixture-refresh-exact");
+    assert_eq!(
+        live,
+        json!({"created": 3, "names": ["a", "boom", "c"], "afterSeen": ["a", "bad", "c"]})
+    );
+
+    let report = refresh(&mut host, "fixture-refresh-exact");
+    assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
+    assert!(report.failures[0].message.contains("refuses the name `bad`"));
+    assert_eq!(state(&mut host, "fixture-refresh-exact"), live);
+
+    let reports = host.runtime.pipeline().rebuild(&mut |_, _, _| {}).unwrap();
+    assert_eq!(reports[0].failures.len(), 2);
+    assert_eq!(state(&mut host, "fixture-refresh-exact"), live);
+
+    host.exec("users", "u5", "create", r#"{"name":"d"}"#);
+    assert_eq!(
+        state(&mut host, "fixture-refresh-exact"),
+        json!({"created": 4, "names": ["a", "boom", "c", "d"], "afterSeen": ["a", "bad", "c", "d"]})
+    );
+}

@@ -5,6 +5,11 @@
 //! handles: both phases, `on-` then `after-`, with `refreshing = true`.
 //! Commands dispatched meanwhile are dropped and counted, so history never
 //! re-issues commands. The new state and the checkpoint commit together.
+//!
+//! Failures do not make a refresh inexact: a call that fails or traps is
+//! atomic, as it is live (the state returns to what it was before the call),
+//! so the saved state is exactly the one a live run over the same events
+//! reached; the failures are reported, and the state is saved all the same.
 
 use std::time::{Duration, Instant};
 
@@ -203,6 +208,15 @@ fn replay(
                     }),
                 }
             }
+        }
+        if listener.is_stateful() {
+            // A saved state is where recovery after a trap starts from: the
+            // journal of calls to re-apply stays one chunk long at most.
+            listener.save_state().map_err(|message| PluginError::State {
+                plugin: name.clone(),
+                action: "save",
+                message,
+            })?;
         }
         after_chunk()?;
         progress(from - 1, through);
