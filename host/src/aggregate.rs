@@ -326,8 +326,32 @@ fn re_emits(cause: &Cause, command: &Command, event: &NewEvent) -> bool {
     event.name == cause.event
         && command.stream_type == cause.stream_type
         && command.stream_id == cause.stream_id
-        && serde_json::from_str::<serde_json::Value>(&event.payload).ok()
-            == serde_json::from_str::<serde_json::Value>(&cause.payload).ok()
+        && match (
+            serde_json::from_str::<serde_json::Value>(&event.payload),
+            serde_json::from_str::<serde_json::Value>(&cause.payload),
+        ) {
+            (Ok(a), Ok(b)) => json_equal(&a, &b),
+            _ => false,
+        }
+}
+
+/// Deep equality of JSON values with numbers compared by value (`40` equals
+/// `40.0`), as the JS library's deep equality does; serde_json's own `==`
+/// tells integers and floats apart.
+fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64(), a.as_u64(), b.as_u64()) {
+            (Some(a), Some(b), _, _) => a == b,
+            (_, _, Some(a), Some(b)) => a == b,
+            _ => a.as_f64() == b.as_f64(),
+        },
+        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(a, b)| json_equal(a, b)),
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 fn validate(schemas: &HashMap<String, jsonschema::Validator>, event: &NewEvent) -> Result<(), EventValidationError> {
@@ -366,5 +390,20 @@ pub(crate) fn quoted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Strin
         "none".into()
     } else {
         list.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_payloads_compare_numbers_by_value() {
+        let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert!(json_equal(&v(r#"{"age":40}"#), &v(r#"{"age":40.0}"#)));
+        assert!(json_equal(&v(r#"[1, {"a": 2.50}]"#), &v(r#"[1.0, {"a": 2.5}]"#)));
+        assert!(!json_equal(&v(r#"{"age":40}"#), &v(r#"{"age":41}"#)));
+        assert!(!json_equal(&v(r#"{"age":40}"#), &v(r#"{"age":"40"}"#)));
+        assert!(!json_equal(&v(r#"{"a":1}"#), &v(r#"{"a":1,"b":2}"#)));
     }
 }

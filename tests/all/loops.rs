@@ -62,3 +62,20 @@ fn the_default_depth_limit_is_64() {
     assert_eq!(settled.events.len(), 65);
     assert!(matches!(settled.failures.as_slice(), [Failure::CausationDepth(e)] if e.max == 64));
 }
+
+/// Issue #9, bug 3: `40` and `40.0` are the same JSON value, so answering
+/// `{"age":40}` with `{"age":40.0}` is the loop, caught before anything of
+/// it is appended.
+#[test]
+fn a_payload_re_emitted_with_numbers_spelled_differently_is_the_same_loop() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::FIXTURE_FLOAT_ECHO]);
+    host.exec("users", "u1", "create", r#"{"name":"Ada"}"#);
+
+    let settled = host.exec("users", "u1", "update", r#"{"age": 40}"#);
+
+    assert_eq!(settled.events.len(), 1, "only the update from outside is appended");
+    match settled.failures.as_slice() {
+        [Failure::InfiniteLoop(err)] => assert_eq!(err.plugin, "fixture-float-echo"),
+        other => panic!("expected an infinite loop, got {other:?}"),
+    }
+}
