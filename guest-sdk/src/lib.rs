@@ -107,6 +107,22 @@ pub fn dispatch(stream_type: &str, stream_id: &str, command: &str, args: impl Se
     .map_err(HandlerError::Failed)
 }
 
+/// Skip the rest of this handler during a refresh, and go on normally live:
+/// `skip_refreshing(&ctx)?;` at the top of a handler whose effects must not
+/// be replayed (the JS library's `skipRefreshing()`). A no-op outside a
+/// refresh.
+///
+/// # Errors
+///
+/// [`HandlerError::SkipRefreshing`] while refreshing, which the `?` returns.
+pub fn skip_refreshing(ctx: &Context) -> HandlerResult {
+    if ctx.refreshing {
+        Err(HandlerError::SkipRefreshing)
+    } else {
+        Ok(())
+    }
+}
+
 /// Log `message` at `level`; the host tags it with the plugin's name.
 pub fn log(level: Level, message: &str) {
     bindings::cascade::runtime::log::log(level, message);
