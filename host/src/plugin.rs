@@ -389,7 +389,8 @@ impl WasmAggregate {
     /// Turn a trap into an error naming what happened, and replace the
     /// poisoned store with a fresh instance (aggregates keep no state).
     fn recover(&mut self, call: &str, trap: wasmtime::Error) -> anyhow::Error {
-        let message = sandbox::describe_trap(trap, self.store.data());
+        let stderr = self.store.data_mut().take_stderr();
+        let message = sandbox::describe_trap(trap, self.store.data(), &stderr);
         let restarted =
             instantiate(&self.sandbox, &self.pre, &self.name, &self.env).and_then(|(mut store, instance)| {
                 let guest = self.indices.load(&mut store, &instance)?;
@@ -729,7 +730,13 @@ impl Listener for WasmListener {
         let (result, violation) = call_handler(live, handler, event, ctx, effects);
         let outcome = match (result, violation) {
             (Err(trap), _) => {
-                let message = sandbox::describe_trap(trap, live.store.data());
+                let stderr: Vec<&str> = effects
+                    .logs
+                    .iter()
+                    .filter(|(_, line)| line.starts_with("stderr: "))
+                    .map(|(_, line)| line.as_str())
+                    .collect();
+                let message = sandbox::describe_trap(trap, live.store.data(), &stderr.join("\n"));
                 self.recover();
                 return Err(HandlerError::Failed(message));
             }

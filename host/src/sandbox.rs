@@ -221,6 +221,11 @@ impl HostState {
         self.violation.take()
     }
 
+    /// What the guest wrote to stderr since the last take.
+    pub(crate) fn take_stderr(&mut self) -> String {
+        self.stderr.take().0
+    }
+
     fn refuse(&mut self, message: String) -> String {
         self.violation.get_or_insert_with(|| message.clone());
         message
@@ -235,7 +240,7 @@ pub(crate) fn arm(store: &mut wasmtime::Store<HostState>) {
 }
 
 /// Say what a trap was, in the plugin author's terms.
-pub(crate) fn describe_trap(err: wasmtime::Error, state: &HostState) -> String {
+pub(crate) fn describe_trap(err: wasmtime::Error, state: &HostState, stderr: &str) -> String {
     let limits = &state.limits;
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => format!(
@@ -247,8 +252,34 @@ pub(crate) fn describe_trap(err: wasmtime::Error, state: &HostState) -> String {
             "ran out of its memory limit of {} MiB and trapped; use less memory or raise the plugin's memory limit",
             limits.memory_bytes >> 20
         ),
-        _ => format!("trapped: {:#}", anyhow::Error::from(err)),
+        // One line: the guest's own panic message when it printed one, else
+        // the trap's root cause; the wasm backtrace stays out of it.
+        _ => match panic_message(stderr) {
+            Some(panic) => format!("trapped: {panic}"),
+            None => format!(
+                "trapped: {}",
+                one_line(&anyhow::Error::from(err).root_cause().to_string())
+            ),
+        },
     }
+}
+
+/// The message of a Rust guest's panic in what it wrote to stderr:
+/// `thread '..' panicked at src/lib.rs:3:5:` then the message lines.
+fn panic_message(stderr: &str) -> Option<String> {
+    let mut lines = stderr.lines().map(|l| l.strip_prefix("stderr: ").unwrap_or(l));
+    while let Some(line) = lines.next() {
+        if let Some(at) = line.find(" panicked at ") {
+            let location = line[at + " panicked at ".len()..].trim_end_matches(':');
+            let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note:")).collect();
+            return Some(format!("panicked: {} (at {location})", message.join(" ")));
+        }
+    }
+    None
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Cut `text` to at most `max` bytes on a character boundary, saying so.

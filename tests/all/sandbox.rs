@@ -100,9 +100,15 @@ fn unbounded_allocation_stops_at_the_memory_limit() {
 }
 
 #[test]
-fn a_panic_is_reported_as_a_trap() {
+fn a_panic_is_reported_as_a_trap_in_one_line_with_the_guests_message() {
     let failure = misbehave("panic", "on-user-created");
-    assert!(failure.message.starts_with("trapped:"), "{failure}");
+    assert!(
+        failure
+            .message
+            .starts_with("trapped: panicked: hostile plugin panics on purpose (at "),
+        "{failure}"
+    );
+    assert_eq!(failure.message.lines().count(), 1, "{failure}");
 }
 
 #[test]
