@@ -324,7 +324,12 @@ pub mod __private {
     pub fn load_state<T: DeserializeOwned>(cell: &StateCell<T>, state: Option<Vec<u8>>) {
         // A blob that no longer fits the state type traps: the host reports
         // it and keeps the previous version running.
-        let state = state.map(|bytes| serde_json::from_slice(&bytes).expect("stored state fits the state type"));
+        // `load-state` cannot return an error in the contract: the panic
+        // message is what the host reports.
+        let state = state.map(|bytes| {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("the stored state does not fit the state type: {e}"))
+        });
         *cell.0.borrow_mut() = state;
     }
 

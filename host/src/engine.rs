@@ -264,14 +264,16 @@ impl EngineHandle {
         name: &str,
         source: &str,
         bytes: Vec<u8>,
-        manifest: crate::Manifest,
+        (manifest, start_from): (crate::Manifest, crate::StartFrom),
         swap: Swap,
     ) -> Result<Deployed, Error> {
         let sandbox = self.sandbox.clone();
         let (name, source) = (name.to_owned(), source.to_owned());
-        let compiled = tokio::task::spawn_blocking(move || Compiled::new(&sandbox, &name, &source, bytes, manifest))
-            .await
-            .map_err(|_| Error::EngineStopped)??;
+        let compiled = tokio::task::spawn_blocking(move || {
+            Compiled::new(&sandbox, &name, &source, bytes, manifest).map(|c| c.starting_from(start_from))
+        })
+        .await
+        .map_err(|_| Error::EngineStopped)??;
         let stats = self.stats.clone();
         self.with_runtime(move |runtime| {
             let started = Instant::now();

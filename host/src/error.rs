@@ -353,6 +353,28 @@ pub enum PluginError {
         /// The process manager.
         name: String,
     },
+    /// A redeployed build cannot read the state the running one saved.
+    #[error(
+        "the new build of `{plugin}` cannot read the stored state: {message}; the old build keeps running. Redeploy with `--state refresh` (rebuild the state from history) or `--state reset` (start empty), or make the new state type read the old one (e.g. `#[serde(default)]` on added fields)"
+    )]
+    IncompatibleState {
+        /// The process manager.
+        plugin: String,
+        /// What `load-state` said.
+        message: String,
+    },
+    /// A plugin added under a name a plugin of another kind has.
+    #[error(
+        "cannot add {new} `{name}`: a {existing} has that name; give the plugin another name (`name = \"...\"` in its manifest, or rename the file)"
+    )]
+    KindConflict {
+        /// The name.
+        name: String,
+        /// What is registered under it.
+        existing: String,
+        /// What was added.
+        new: String,
+    },
     /// `save-state` or `load-state` failed.
     #[error("process manager `{plugin}` failed to {action} its state: {message}")]
     State {

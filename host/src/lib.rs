@@ -69,7 +69,7 @@ pub use error::{
 };
 pub use event::{Command, Envelope, Event, NewEvent};
 pub use listener::{Context, Effects, Handler, HandlerError, Level, Listener, Phase};
-pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError, Policy};
+pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError, Placement, Policy, StartFrom};
 pub use pipeline::{
     CascadeRecord, Cause, CommandRecord, DURATION_BUCKETS, HandlerStats, ListenerStats, LogLine, Options, Outcome,
     Parked, Pipeline, RefreshReport, Settled, Skipped, Submission, TraceEntry,

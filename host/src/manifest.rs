@@ -6,6 +6,9 @@
 //! may dispatch nothing and gets the default limits.
 //!
 //! ```toml
+//! name = "welcome"          # the plugin's name (default: the file's stem)
+//! start-from = "now"        # a new process manager: "now" or "origin"
+//!
 //! [capabilities]
 //! # Commands the plugin may dispatch: `aggregate.command` or `aggregate.*`.
 //! dispatch = ["accounts.open"]
@@ -101,6 +104,29 @@ impl Default for OnError {
     }
 }
 
+/// What a manifest says about where a plugin goes, used when it is added
+/// and not stored with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The plugin's name (`name = "..."`); the file's stem when absent. An
+    /// aggregate is always named by its stream type.
+    pub name: Option<String>,
+    /// Where a process manager added for the first time starts.
+    pub start_from: StartFrom,
+}
+
+/// Where a process manager added for the first time starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartFrom {
+    /// At the head of the log: it sees only events appended from now on.
+    #[default]
+    Now,
+    /// At the first event: a stateful process manager's state is built by a
+    /// refresh (commands dropped) before it goes live.
+    Origin,
+}
+
 impl Manifest {
     /// Parse manifest text.
     ///
@@ -108,7 +134,30 @@ impl Manifest {
     ///
     /// The TOML's own message: a syntax error, an unknown key, a wrong type.
     pub fn parse(text: &str) -> Result<Manifest, String> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        Manifest::parse_with_placement(text).map(|(manifest, _)| manifest)
+    }
+
+    /// Parse manifest text, with its `name` and `start-from`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Manifest::parse`]; a name that is empty or holds control
+    /// characters; a `start-from` other than `now` or `origin`.
+    pub fn parse_with_placement(text: &str) -> Result<(Manifest, Placement), String> {
+        let one_line = |e: toml::de::Error| e.to_string().trim().replace('\n', " ");
+        let mut table: toml::Table = toml::from_str(text).map_err(one_line)?;
+        let name = match table.remove("name") {
+            None => None,
+            Some(toml::Value::String(name)) if !name.is_empty() && !name.chars().any(char::is_control) => Some(name),
+            Some(other) => return Err(format!("`name` must be a non-empty string, found `{other}`")),
+        };
+        let start_from = match table.remove("start-from") {
+            None => StartFrom::Now,
+            Some(value) => value
+                .try_into()
+                .map_err(|_| "`start-from` must be \"now\" or \"origin\"".to_owned())?,
+        };
+        let manifest: Manifest = toml::Value::Table(table).try_into().map_err(one_line)?;
         if manifest.on_error.attempts == 0 {
             return Err("`on-error.attempts` must be at least 1".into());
         }
@@ -119,7 +168,7 @@ impl Manifest {
                 ));
             }
         }
-        Ok(manifest)
+        Ok((manifest, Placement { name, start_from }))
     }
 
     /// The limits, defaults overridden.

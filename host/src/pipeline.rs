@@ -463,6 +463,18 @@ impl Pipeline {
     /// [`PluginError::UnknownEvent`] when a handler names an event no
     /// aggregate declares; a storage error.
     pub fn register_listener(&mut self, listener: Box<dyn Listener>) -> Result<(), Error> {
+        self.register_listener_with(listener, true)
+    }
+
+    /// [`Pipeline::register_listener`]; with `carry_state` false a replaced
+    /// stateful listener starts from its initial state instead of loading the
+    /// stored one (the caller refreshes or resets it next).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::register_listener`]; [`PluginError::IncompatibleState`]
+    /// when a redeployed build cannot load the stored state.
+    pub fn register_listener_with(&mut self, listener: Box<dyn Listener>, carry_state: bool) -> Result<(), Error> {
         validate_handlers(&self.aggregates, listener.as_ref())?;
         let mut listener = listener;
         let name = listener.name().to_owned();
@@ -481,13 +493,18 @@ impl Pipeline {
         })?;
         if listener.is_stateful() {
             // A redeployed version carries on from the state of the old one.
-            listener
-                .load_state(state.as_deref())
-                .map_err(|message| PluginError::State {
+            let state = state.filter(|_| carry_state);
+            listener.load_state(state.as_deref()).map_err(|message| match &state {
+                Some(_) if self.slots.iter().any(|s| s.listener.name() == name) => PluginError::IncompatibleState {
+                    plugin: name.clone(),
+                    message,
+                },
+                _ => PluginError::State {
                     plugin: name.clone(),
                     action: "load",
                     message,
-                })?;
+                },
+            })?;
         }
         let stats = listener
             .handlers()

@@ -606,8 +606,14 @@ impl WasmListener {
                 let load = instance
                     .get_typed_func::<(Option<Vec<u8>>,), ()>(&mut store, load)
                     .map_err(typed)?;
-                load.call(&mut store, (self.last_state.clone(),))
-                    .map_err(|e| state_error(&self.name, "load", e))?;
+                if let Err(trap) = load.call(&mut store, (self.last_state.clone(),)) {
+                    let stderr = store.data_mut().take_stderr();
+                    return Err(PluginError::State {
+                        plugin: self.name.clone(),
+                        action: "load",
+                        message: sandbox::describe_trap(trap, store.data(), &stderr),
+                    });
+                }
                 Some((save, load))
             }
         };
@@ -806,7 +812,10 @@ impl Listener for WasmListener {
         self.since_last_state.clear();
         // A fresh instance loads `last_state` as it starts.
         self.live = None;
-        self.live().map(|_| ()).map_err(|e| e.to_string())
+        self.live().map(|_| ()).map_err(|e| match e {
+            PluginError::State { message, .. } => message,
+            other => other.to_string(),
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 
 use crate::error::{Error, PluginError, StoreError};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, StartFrom};
 use crate::pipeline::{Options, Pipeline};
 use crate::plugin::{self, PluginKind, PluginRecord, PluginVersion, Shape, WasmAggregate, WasmListener};
 use crate::sandbox::{PluginEnv, Sandbox};
@@ -55,7 +55,7 @@ impl Runtime {
             records.into_iter().partition(|r| r.kind == PluginKind::Aggregate);
         for record in aggregates.iter().chain(&listeners) {
             let component = runtime.stored_component(record)?;
-            runtime.register(&record.name, &component, &record.manifest)?;
+            runtime.register(&record.name, &component, &record.manifest, true)?;
         }
         Ok(runtime)
     }
@@ -168,8 +168,16 @@ impl Runtime {
             component,
             artifact,
             manifest,
+            start_from,
         } = compiled;
-        let (name, kind) = self.register(&name, &component, &manifest)?;
+        let first = !self.pipeline.listener_stats().iter().any(|l| l.name == name);
+        // A process manager new here that starts from the origin builds its
+        // state from history before it goes live.
+        let state = match (first, start_from) {
+            (true, StartFrom::Origin) => SwapState::Refresh,
+            _ => swap.state,
+        };
+        let (name, kind) = self.register(&name, &component, &manifest, state == SwapState::Carry)?;
         let key = self.sandbox.artifact_key(&hash);
         let record = self.pipeline.store().write(|tx| {
             let order = existing_order(tx, &name)?;
@@ -197,7 +205,7 @@ impl Runtime {
             })?;
             Ok::<_, StoreError>(record)
         })?;
-        self.apply_state(&record, swap.state)?;
+        self.apply_state(&record, state)?;
         Ok(record)
     }
 
@@ -242,7 +250,7 @@ impl Runtime {
             manifest: target.manifest.clone(),
         };
         let component = self.stored_component(&record)?;
-        self.register(name, &component, &target.manifest)?;
+        self.register(name, &component, &target.manifest, swap.state == SwapState::Carry)?;
         self.pipeline.store().write(|tx| {
             let order = existing_order(tx, name)?;
             tx.put_plugin(&PluginRecord {
@@ -274,12 +282,15 @@ impl Runtime {
         &self.sandbox
     }
 
-    /// Classify `component`, instantiate it and register it with the pipeline.
+    /// Classify `component`, instantiate it and register it with the
+    /// pipeline, refusing a name a plugin of another kind has. A replaced
+    /// stateful process manager loads the stored state when `carry_state`.
     fn register(
         &mut self,
         name: &str,
         component: &Component,
         manifest: &Manifest,
+        carry_state: bool,
     ) -> Result<(String, PluginKind), Error> {
         let env = PluginEnv {
             read_models: self.pipeline.read_models().clone(),
@@ -287,7 +298,10 @@ impl Runtime {
         };
         match plugin::inspect(&self.sandbox, name, component)? {
             Shape::Aggregate => {
-                let aggregate = WasmAggregate::new(self.sandbox.clone(), name, component, &env)?;
+                let mut aggregate = WasmAggregate::new(self.sandbox.clone(), name, component, &env)?;
+                if let Ok(description) = crate::aggregate::Aggregate::describe(&mut aggregate) {
+                    self.check_kind(&description.name, PluginKind::Aggregate)?;
+                }
                 let name = self.pipeline.register_aggregate(Box::new(aggregate))?;
                 Ok((name, PluginKind::Aggregate))
             }
@@ -296,10 +310,25 @@ impl Runtime {
                     Shape::Projection { .. } => PluginKind::Projection,
                     _ => PluginKind::ProcessManager,
                 };
+                self.check_kind(name, kind)?;
                 let listener = WasmListener::new(self.sandbox.clone(), name, component, shape, &env)?;
-                self.pipeline.register_listener(Box::new(listener))?;
+                self.pipeline.register_listener_with(Box::new(listener), carry_state)?;
                 Ok((name.to_owned(), kind))
             }
+        }
+    }
+
+    /// A name keeps its kind: a process manager cannot replace a projection.
+    fn check_kind(&self, name: &str, kind: PluginKind) -> Result<(), Error> {
+        let existing = self.pipeline.store().read(|tx| tx.plugins())?;
+        match existing.iter().find(|p| p.name == name) {
+            Some(p) if p.kind != kind => Err(PluginError::KindConflict {
+                name: name.to_owned(),
+                existing: p.kind.to_string(),
+                new: kind.to_string(),
+            }
+            .into()),
+            _ => Ok(()),
         }
     }
 
@@ -341,6 +370,7 @@ pub struct Compiled {
     /// spend the writer's time on it.
     artifact: Vec<u8>,
     manifest: Manifest,
+    start_from: StartFrom,
 }
 
 impl Compiled {
@@ -374,7 +404,15 @@ impl Compiled {
             component,
             artifact,
             manifest,
+            start_from: StartFrom::Now,
         })
+    }
+
+    /// Where the plugin starts if it is a process manager new to the data
+    /// directory (see [`StartFrom`]).
+    pub fn starting_from(mut self, start_from: StartFrom) -> Self {
+        self.start_from = start_from;
+        self
     }
 
     /// Compile the component in `file`, with the manifest beside it
@@ -391,12 +429,12 @@ impl Compiled {
             source,
         })?;
         let manifest_file = file.with_extension("toml");
-        let manifest = match std::fs::read_to_string(&manifest_file) {
-            Ok(text) => Manifest::parse(&text).map_err(|message| PluginError::InvalidManifest {
+        let (manifest, placement) = match std::fs::read_to_string(&manifest_file) {
+            Ok(text) => Manifest::parse_with_placement(&text).map_err(|message| PluginError::InvalidManifest {
                 file: manifest_file.display().to_string(),
                 message,
             })?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Default::default(),
             Err(source) => {
                 return Err(Error::Io {
                     context: format!("cannot read manifest `{}`", manifest_file.display()),
@@ -405,7 +443,8 @@ impl Compiled {
             }
         };
         let source = file.display().to_string();
-        Compiled::new(sandbox, &plugin::name_from_path(file), &source, bytes, manifest)
+        let name = placement.name.unwrap_or_else(|| plugin::name_from_path(file));
+        Ok(Compiled::new(sandbox, &name, &source, bytes, manifest)?.starting_from(placement.start_from))
     }
 
     /// The plugin's content hash.

@@ -165,3 +165,125 @@ fn parked_lists_and_skips_parked_events() {
     let (_, out) = cli(dir.path(), &["parked"]);
     assert!(out.is_empty(), "{out}");
 }
+
+/// Copy `component` into `dir` as `file`, with `manifest` beside it.
+fn build_as(dir: &std::path::Path, component: &str, file: &str, manifest: Option<&str>) -> String {
+    let path = dir.join(file);
+    std::fs::copy(component, &path).unwrap();
+    if let Some(manifest) = manifest {
+        std::fs::write(path.with_extension("toml"), manifest).unwrap();
+    }
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_plugin_of_another_kind_under_an_existing_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let builds = tempfile::tempdir().unwrap();
+    let (status, out) = cli(dir.path(), &["plugin", "add", plugins::PROJECT, plugins::PROJECTS]);
+    assert_eq!(status, 0, "{out}");
+    let impostor = build_as(builds.path(), plugins::USER_COUNTER, "projects.wasm", None);
+
+    let (status, err) = cli(dir.path(), &["plugin", "add", &impostor]);
+
+    assert_eq!(status, 2);
+    assert_eq!(
+        err,
+        "cannot add process-manager `projects`: a projection has that name; give the plugin another \
+         name (`name = \"...\"` in its manifest, or rename the file)"
+    );
+    let (status, out) = cli(dir.path(), &["read", "projects"]);
+    assert_eq!(status, 0, "{out}");
+}
+
+#[test]
+fn a_manifest_name_keeps_a_renamed_build_from_registering_twice() {
+    let dir = data_with_plugins();
+    let builds = tempfile::tempdir().unwrap();
+    let manifest = "name = \"welcome\"\n[capabilities]\ndispatch = [\"accounts.open\"]\n";
+    let renamed = build_as(builds.path(), plugins::WELCOME, "welcome-build-2.wasm", Some(manifest));
+
+    let (status, out) = cli(dir.path(), &["plugin", "add", &renamed]);
+
+    assert_eq!(status, 0, "{out}");
+    assert!(out.starts_with("added process-manager `welcome`"), "{out}");
+    let (_, list) = cli(dir.path(), &["plugin", "list"]);
+    let names: Vec<&str> = list.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(names, ["users", "accounts", "welcome", "notifications"]);
+    let (_, versions) = cli(dir.path(), &["plugin", "versions", "welcome"]);
+    assert_eq!(versions.lines().count(), 2, "{versions}");
+    assert!(versions.lines().nth(1).unwrap().starts_with("* v2"), "{versions}");
+}
+
+#[test]
+fn a_stateful_process_manager_starting_from_the_origin_is_refreshed_before_it_goes_live() {
+    let dir = data_with_plugins();
+    for id in ["u1", "u2", "u3"] {
+        let (status, out) = cli(dir.path(), &["exec", "users", id, "create", r#"{"name":"x"}"#]);
+        assert_eq!(status, 0, "{out}");
+    }
+    let builds = tempfile::tempdir().unwrap();
+    let origin = build_as(
+        builds.path(),
+        plugins::USER_COUNTER,
+        "counter-origin.wasm",
+        Some("start-from = \"origin\"\n"),
+    );
+    let now = build_as(builds.path(), plugins::USER_COUNTER, "counter-now.wasm", None);
+
+    let (status, out) = cli(dir.path(), &["plugin", "add", &origin, &now]);
+    assert_eq!(status, 0, "{out}");
+
+    let (_, state) = cli(dir.path(), &["pm", "state", "counter-origin"]);
+    assert!(state.contains("\"usersCreated\": 3"), "{state}");
+    let (_, state) = cli(dir.path(), &["pm", "state", "counter-now"]);
+    assert!(state.contains("has no state yet"), "{state}");
+    cli(dir.path(), &["exec", "users", "u4", "create", r#"{"name":"x"}"#]);
+    let (_, state) = cli(dir.path(), &["pm", "state", "counter-origin"]);
+    assert!(state.contains("\"usersCreated\": 4"), "{state}");
+    // Nothing was dispatched twice: still one account per user.
+    let (_, events) = cli(dir.path(), &["events", "--json"]);
+    assert_eq!(events.matches("AccountOpened").count(), 4);
+}
+
+#[test]
+fn a_build_that_cannot_read_the_stored_state_is_refused_with_the_ways_out() {
+    let dir = data_with_plugins();
+    let (status, out) = cli(dir.path(), &["plugin", "add", plugins::USER_COUNTER]);
+    assert_eq!(status, 0, "{out}");
+    cli(dir.path(), &["exec", "users", "u1", "create", r#"{"name":"x"}"#]);
+    // A build whose state type has other required fields, under the same name.
+    let builds = tempfile::tempdir().unwrap();
+    let other = build_as(builds.path(), plugins::FIXTURE_REFRESH_EXACT, "user-counter.wasm", None);
+
+    let (status, err) = cli(dir.path(), &["plugin", "add", &other]);
+
+    assert_eq!(status, 2);
+    assert!(
+        err.starts_with("the new build of `user-counter` cannot read the stored state:"),
+        "{err}"
+    );
+    assert!(err.contains("missing field"), "{err}");
+    assert!(
+        err.contains("--state refresh") && err.contains("--state reset"),
+        "{err}"
+    );
+    let (_, state) = cli(dir.path(), &["pm", "state", "user-counter"]);
+    assert!(
+        state.contains("\"usersCreated\": 1"),
+        "the old build kept its state: {state}"
+    );
+
+    let (status, out) = cli(dir.path(), &["plugin", "add", &other, "--state", "refresh"]);
+    assert_eq!(status, 0, "{out}");
+    let (_, state) = cli(dir.path(), &["pm", "state", "user-counter"]);
+    assert!(state.contains("\"created\": 1"), "{state}");
+
+    let (status, out) = cli(
+        dir.path(),
+        &["plugin", "add", plugins::USER_COUNTER, "--state", "reset"],
+    );
+    assert_eq!(status, 0, "{out}");
+    let (_, state) = cli(dir.path(), &["pm", "state", "user-counter"]);
+    assert!(state.contains("has no state yet"), "{state}");
+}

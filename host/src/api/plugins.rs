@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, StartFrom};
 use crate::runtime::{Swap, SwapState};
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -86,10 +86,11 @@ pub(super) async fn deploy(
         Some(manifest) => manifest,
         None => {
             let name = name.clone();
-            state
+            let manifest = state
                 .engine
                 .with_runtime(move |runtime| active_manifest(runtime, &name))
-                .await?
+                .await?;
+            (manifest, StartFrom::Now)
         }
     };
     let swap = Swap {
@@ -116,7 +117,7 @@ pub(super) async fn deploy(
     })))
 }
 
-async fn read_form(mut form: Multipart) -> Result<(Vec<u8>, Option<Manifest>), ApiError> {
+async fn read_form(mut form: Multipart) -> Result<(Vec<u8>, Option<(Manifest, StartFrom)>), ApiError> {
     let mut component = Vec::new();
     let mut manifest = None;
     while let Some(field) = form
@@ -134,14 +135,14 @@ async fn read_form(mut form: Multipart) -> Result<(Vec<u8>, Option<Manifest>), A
             }
             Some("manifest") => {
                 let text = field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
-                let parsed = Manifest::parse(&text).map_err(|message| {
+                let (parsed, placement) = Manifest::parse_with_placement(&text).map_err(|message| {
                     ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "invalid_manifest",
                         format!("the manifest does not parse: {message}"),
                     )
                 })?;
-                manifest = Some(parsed);
+                manifest = Some((parsed, placement.start_from));
             }
             other => {
                 return Err(ApiError::bad_request(format!(
