@@ -343,24 +343,35 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             Ok(0)
         }
         Action::Plugin(PluginAction::List { json }) => {
-            let plugins = runtime.plugins()?;
+            let statuses = runtime.statuses()?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&plugins)?)?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&statuses)?)?;
+                return Ok(0);
             }
-            let stopped = runtime.pipeline_ref().stopped();
-            for p in plugins.iter().filter(|_| !json) {
-                let status = match stopped.iter().find(|(name, _)| *name == p.name) {
-                    Some((_, at)) => format!("  stopped after #{at}"),
-                    None => String::new(),
-                };
-                writeln!(
-                    out,
-                    "{:<20} {:<16} {}  {}{status}",
-                    p.name,
+            let width = statuses.iter().map(|s| s.record.name.len()).max().unwrap_or(0).max(4);
+            for s in &statuses {
+                let p = &s.record;
+                let mut line = format!(
+                    "{:<width$} {:<15} v{:<3} {}  {}",
+                    escape(&p.name),
                     p.kind,
+                    s.version,
                     &p.hash[..12],
-                    p.source
-                )?;
+                    escape(&p.source)
+                );
+                if let Some(l) = &s.listener {
+                    line.push_str(&format!(
+                        "  checkpoint #{} (lag {}), {} call(s), {} failure(s), {} parked",
+                        l.checkpoint, l.lag, l.calls, l.failures, l.parked
+                    ));
+                    if let Some(bytes) = l.state_bytes {
+                        line.push_str(&format!(", state {bytes} B"));
+                    }
+                    if l.stopped {
+                        line.push_str(&format!("  stopped after #{}", l.checkpoint));
+                    }
+                }
+                writeln!(out, "{line}")?;
             }
             Ok(0)
         }
@@ -582,7 +593,8 @@ fn progress_bar() -> indicatif::ProgressBar {
 
 fn print_reports(out: &mut dyn Write, reports: &[RefreshReport], json: bool) -> anyhow::Result<u8> {
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(reports)?)?;
+        let reports: Vec<Value> = reports.iter().map(RefreshReport::to_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&reports)?)?;
     } else {
         if reports.is_empty() {
             writeln!(out, "no stateful process manager to refresh")?;
@@ -615,9 +627,18 @@ fn print_reports(out: &mut dyn Write, reports: &[RefreshReport], json: bool) -> 
 }
 
 fn event_line(e: &Event) -> String {
+    // Names and ids come from outside: escaped, so they cannot move the
+    // cursor or fake lines on a terminal.
     format!(
         "#{:<5} {:<16} {}:{} v{}  {}  (correlation {}, caused by {})",
-        e.position, e.name, e.stream_type, e.stream_id, e.stream_version, e.payload, e.correlation_id, e.causation_id
+        e.position,
+        escape(&e.name),
+        escape(&e.stream_type),
+        escape(&e.stream_id),
+        e.stream_version,
+        escape(&e.payload),
+        e.correlation_id,
+        e.causation_id
     )
 }
 
@@ -635,6 +656,9 @@ fn print_settled(out: &mut dyn Write, settled: &Settled, trace: bool) -> std::io
     }
     if trace {
         writeln!(out, "trace:")?;
+        // Columns as wide as their longest entry, at least the usual width.
+        let plugin_width = settled.trace.iter().map(|t| t.plugin.len()).max().unwrap_or(0).max(16);
+        let handler_width = settled.trace.iter().map(|t| t.handler.len()).max().unwrap_or(0).max(24);
         for t in &settled.trace {
             let outcome = match &t.outcome {
                 Outcome::Ok => "ok".to_owned(),
@@ -643,13 +667,18 @@ fn print_settled(out: &mut dyn Write, settled: &Settled, trace: bool) -> std::io
             };
             writeln!(
                 out,
-                "  {:<16} {:<24} {} #{}  {}  {:?}",
-                t.plugin, t.handler, t.event, t.position, outcome, t.duration
+                "  {:<plugin_width$} {:<handler_width$} {} #{}  {}  {:?}",
+                t.plugin,
+                t.handler,
+                t.event,
+                t.position,
+                escape(&outcome),
+                t.duration
             )?;
         }
     }
     for line in &settled.logs {
-        writeln!(out, "  [{}] {:?}: {}", line.plugin, line.level, line.message)?;
+        writeln!(out, "  [{}] {:?}: {}", line.plugin, line.level, escape(&line.message))?;
     }
     for failure in &settled.failures {
         writeln!(out, "failed: {failure}")?;

@@ -76,6 +76,6 @@ pub use pipeline::{
 };
 pub use plugin::{CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord, PluginVersion};
 pub use read_model::{Collection, Document, QueryError, ReadModels};
-pub use runtime::{Compiled, DATA_FILE, Runtime, Swap, SwapState};
+pub use runtime::{Compiled, DATA_FILE, ListenerStatus, PluginStatus, Runtime, Swap, SwapState};
 pub use sandbox::{Limits, Sandbox};
 pub use store::{DEFAULT_CACHE_MIB, LogReader, SCHEMA_VERSION, Store, Tx};

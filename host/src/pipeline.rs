@@ -33,7 +33,7 @@ use crate::store::{Store, Tx};
 
 mod refresh;
 
-pub use refresh::RefreshReport;
+pub use refresh::{RefreshReport, state_json};
 
 /// Tuning of the pipeline.
 #[derive(Clone, Debug)]
@@ -886,6 +886,7 @@ impl Pipeline {
             appended: VecDeque::new(),
             next_seq: 0,
             max_depth: options.max_causation_depth,
+            repark_as: None,
         };
         // A batch that did nothing is rolled back: no commit, no fsync.
         let written = store.write_if(|tx| {
@@ -952,6 +953,7 @@ impl Pipeline {
             })?;
         let outcome = self.in_batch(|batch, tx| {
             tx.take_parked(id)?;
+            batch.repark_as = Some(id);
             let event = tx.logged_event(parked.position)?;
             let parked_again = batch.call(tx, slot, handler, &event)?;
             Ok((parked_again, true))
@@ -1036,6 +1038,8 @@ struct Batch<'a> {
     next_seq: u64,
     /// See [`Options::max_causation_depth`].
     max_depth: usize,
+    /// A retried parked event that fails again keeps its id.
+    repark_as: Option<u64>,
 }
 
 impl Batch<'_> {
@@ -1180,16 +1184,19 @@ impl Batch<'_> {
                 return Ok(None);
             }
             // Otherwise the event is parked for this listener, to retry or skip later.
-            let id = tx.park(&Parked {
-                plugin: failure.plugin.clone(),
-                handler: failure.handler.clone(),
-                event: event.name.clone(),
-                position: event.position,
-                correlation_id: event.correlation_id.clone(),
-                message: failure.message.clone(),
-                attempts: attempt,
-                parked_at: crate::store::now_millis(),
-            })?;
+            let id = tx.park(
+                self.repark_as.take(),
+                &Parked {
+                    plugin: failure.plugin.clone(),
+                    handler: failure.handler.clone(),
+                    event: event.name.clone(),
+                    position: event.position,
+                    correlation_id: event.correlation_id.clone(),
+                    message: failure.message.clone(),
+                    attempts: attempt,
+                    parked_at: crate::store::now_millis(),
+                },
+            )?;
             failure.parked = Some(id);
             self.cascade(tx, &event.correlation_id)?
                 .failures

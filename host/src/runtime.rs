@@ -209,6 +209,42 @@ impl Runtime {
         Ok(record)
     }
 
+    /// Every registered plugin with its active version and, for listeners,
+    /// where they are: checkpoint, lag behind the log head, calls and
+    /// failures since this runtime opened, parked events, state size.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn statuses(&self) -> Result<Vec<PluginStatus>, Error> {
+        let pipeline = self.pipeline_ref();
+        let stats = pipeline.listener_stats();
+        let head = pipeline.store().reader().head()?;
+        let parked = pipeline.parked()?;
+        let mut statuses = Vec::new();
+        for record in self.plugins()? {
+            let version = self.versions(&record.name).map(|(_, active)| active).unwrap_or(0);
+            let listener = stats.iter().find(|l| l.name == record.name).map(|l| {
+                let state_bytes = pipeline.pm_state(&l.name).ok().flatten().map(|blob| blob.len() as u64);
+                ListenerStatus {
+                    checkpoint: l.checkpoint,
+                    lag: head.saturating_sub(l.checkpoint),
+                    stopped: l.stopped,
+                    calls: l.handlers.iter().map(|h| h.calls).sum(),
+                    failures: l.handlers.iter().map(|h| h.failures).sum(),
+                    parked: parked.iter().filter(|(_, p)| p.plugin == l.name).count() as u64,
+                    state_bytes,
+                }
+            });
+            statuses.push(PluginStatus {
+                record,
+                version,
+                listener,
+            });
+        }
+        Ok(statuses)
+    }
+
     /// Every version plugin `name` has had, oldest first, and the active one.
     ///
     /// # Errors
@@ -356,6 +392,40 @@ impl Runtime {
         }
         Ok(component)
     }
+}
+
+/// A registered plugin and where it is.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStatus {
+    /// The registration.
+    #[serde(flatten)]
+    pub record: PluginRecord,
+    /// The active version.
+    pub version: u64,
+    /// For projections and process managers.
+    #[serde(flatten)]
+    pub listener: Option<ListenerStatus>,
+}
+
+/// Where a listener is.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    /// The last position it has seen.
+    pub checkpoint: u64,
+    /// Events between its checkpoint and the log head.
+    pub lag: u64,
+    /// Stopped by its error policy.
+    pub stopped: bool,
+    /// Handler calls since the runtime opened (a server's whole life).
+    pub calls: u64,
+    /// Failed calls since the runtime opened.
+    pub failures: u64,
+    /// Events parked for it.
+    pub parked: u64,
+    /// Size of its stored state blob (stateful process managers).
+    pub state_bytes: Option<u64>,
 }
 
 /// A component compiled (off the writer thread, if you like) and ready to

@@ -772,14 +772,21 @@ impl<'t> Tx<'t> {
 }
 
 impl Tx<'_> {
-    /// Park an event for a listener; returns its id (never reused).
+    /// Park an event for a listener under `id` (a retried parked event that
+    /// failed again keeps its own), or under a new id that is never reused.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn park(&mut self, parked: &Parked) -> Result<u64, StoreError> {
-        let id = self.meta.get(META_NEXT_PARKED)?.map_or(1, |v| v.value());
-        self.meta.insert(META_NEXT_PARKED, id + 1)?;
+    pub fn park(&mut self, id: Option<u64>, parked: &Parked) -> Result<u64, StoreError> {
+        let id = match id {
+            Some(id) => id,
+            None => {
+                let id = self.meta.get(META_NEXT_PARKED)?.map_or(1, |v| v.value());
+                self.meta.insert(META_NEXT_PARKED, id + 1)?;
+                id
+            }
+        };
         self.parked.insert(id, encode(parked).as_slice())?;
         Ok(id)
     }

@@ -287,3 +287,35 @@ fn a_build_that_cannot_read_the_stored_state_is_refused_with_the_ways_out() {
     let (_, state) = cli(dir.path(), &["pm", "state", "user-counter"]);
     assert!(state.contains("has no state yet"), "{state}");
 }
+
+#[test]
+fn plugin_list_shows_where_each_listener_is_and_refresh_json_prints_the_state_as_json() {
+    let dir = data_with_plugins();
+    let (status, out) = cli(dir.path(), &["plugin", "add", plugins::USER_COUNTER]);
+    assert_eq!(status, 0, "{out}");
+    cli(dir.path(), &["exec", "users", "u1", "create", r#"{"name":"x"}"#]);
+
+    let (status, out) = cli(dir.path(), &["plugin", "list", "--json"]);
+    assert_eq!(status, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let counter = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "user-counter")
+        .unwrap();
+    assert_eq!(counter["checkpoint"], 2);
+    assert_eq!(counter["lag"], 0);
+    assert_eq!(counter["parked"], 0);
+    assert_eq!(counter["version"], 1);
+    assert!(counter["stateBytes"].as_u64().unwrap() > 0);
+    let users = list.as_array().unwrap().iter().find(|p| p["name"] == "users").unwrap();
+    assert!(users.get("checkpoint").is_none(), "an aggregate has no checkpoint");
+    let (_, text) = cli(dir.path(), &["plugin", "list"]);
+    assert!(text.contains("checkpoint #2 (lag 0)"), "{text}");
+
+    let (status, out) = cli(dir.path(), &["pm", "refresh", "user-counter", "--json"]);
+    assert_eq!(status, 0);
+    let reports: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(reports[0]["state"], serde_json::json!({"usersCreated": 1}));
+}

@@ -328,6 +328,20 @@ fn a_parked_event_is_retried_after_deploying_a_fixed_version() {
 }
 
 #[test]
+fn a_parked_event_that_fails_its_retry_keeps_its_id() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::FIXTURE_FAILING]);
+    user(&mut host, "u1", "Ada");
+    let (id, _) = host.runtime.pipeline_ref().parked().unwrap()[0].clone();
+
+    let again = host.runtime.pipeline().retry_parked(id).unwrap();
+
+    assert_eq!(again, Some(id));
+    let parked = host.runtime.pipeline_ref().parked().unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].0, id);
+}
+
+#[test]
 fn skipping_a_parked_event_records_who_and_when() {
     let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::FIXTURE_FAILING]);
     user(&mut host, "u1", "Ada");

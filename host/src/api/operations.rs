@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::cli::Action;
-use crate::pipeline::RefreshReport;
+use crate::pipeline::state_json;
 
 pub(super) async fn pm_state(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let blob = state
@@ -17,12 +17,6 @@ pub(super) async fn pm_state(State(state): State<AppState>, Path(name): Path<Str
         .with_runtime(move |runtime| runtime.pipeline().pm_state(&name))
         .await??;
     Ok(Json(json!({ "state": blob.as_deref().map(state_json) })))
-}
-
-/// A state blob as JSON when it is JSON, else its size and hash.
-fn state_json(blob: &[u8]) -> Value {
-    serde_json::from_slice(blob)
-        .unwrap_or_else(|_| json!({ "bytes": blob.len(), "sha256": crate::plugin::content_hash(blob) }))
 }
 
 pub(super) async fn pm_refresh(
@@ -33,15 +27,7 @@ pub(super) async fn pm_refresh(
         .engine
         .with_runtime(move |runtime| runtime.pipeline().refresh(&name, &mut |_, _| {}))
         .await??;
-    Ok(Json(report_json(&report)))
-}
-
-/// A refresh report, with the state as JSON rather than bytes.
-pub(crate) fn report_json(report: &RefreshReport) -> Value {
-    let mut value = serde_json::to_value(report).expect("reports serialize");
-    value["state"] = state_json(&report.state);
-    value["elapsedMicros"] = json!(report.elapsed.as_micros() as u64);
-    value
+    Ok(Json(report.to_json()))
 }
 
 #[derive(Debug, Deserialize)]

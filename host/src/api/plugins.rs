@@ -16,28 +16,8 @@ use crate::manifest::{Manifest, StartFrom};
 use crate::runtime::{Swap, SwapState};
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let list = state
-        .engine
-        .with_runtime(|runtime| -> Result<Vec<Value>, crate::Error> {
-            let stats = runtime.pipeline_ref().listener_stats();
-            let head = runtime.pipeline_ref().store().reader().head()?;
-            let mut list = Vec::new();
-            for record in runtime.plugins()? {
-                let mut value = serde_json::to_value(&record).expect("records serialize");
-                value["version"] = json!(runtime.versions(&record.name).ok().map(|(_, active)| active));
-                if let Some(listener) = stats.iter().find(|l| l.name == record.name) {
-                    value["checkpoint"] = json!(listener.checkpoint);
-                    value["lag"] = json!(head.saturating_sub(listener.checkpoint));
-                    value["stopped"] = json!(listener.stopped);
-                    value["calls"] = json!(listener.handlers.iter().map(|h| h.calls).sum::<u64>());
-                    value["failures"] = json!(listener.handlers.iter().map(|h| h.failures).sum::<u64>());
-                }
-                list.push(value);
-            }
-            Ok(list)
-        })
-        .await??;
-    Ok(Json(Value::Array(list)))
+    let statuses = state.engine.with_runtime(|runtime| runtime.statuses()).await??;
+    Ok(Json(serde_json::to_value(statuses).expect("statuses serialize")))
 }
 
 #[derive(Debug, Deserialize)]

@@ -46,6 +46,24 @@ pub struct RefreshReport {
     pub elapsed: Duration,
 }
 
+impl RefreshReport {
+    /// The report as JSON, the state as JSON when it is JSON (else its size
+    /// and hash) rather than a byte array: what `pm refresh --json`,
+    /// `rebuild --json` and `POST /pm/{name}/refresh` print.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("reports serialize");
+        value["state"] = state_json(&self.state);
+        value["elapsedMicros"] = serde_json::json!(self.elapsed.as_micros() as u64);
+        value
+    }
+}
+
+/// A state blob as JSON when it is JSON, else its size and hash.
+pub fn state_json(blob: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(blob)
+        .unwrap_or_else(|_| serde_json::json!({ "bytes": blob.len(), "sha256": crate::plugin::content_hash(blob) }))
+}
+
 impl Pipeline {
     /// Refresh the stateful process manager `name`. `progress` is called
     /// with (position replayed, last position) after each chunk of the log.
