@@ -199,6 +199,9 @@ impl Aggregates {
         if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&command.args) {
             return Err(fail(CommandFailure::InvalidArgs(err.to_string())));
         }
+        if let Err(problem) = check_stream_id(&command.stream_id) {
+            return Err(fail(CommandFailure::InvalidStreamId(problem)));
+        }
         Ok(index)
     }
 
@@ -333,6 +336,27 @@ fn re_emits(cause: &Cause, command: &Command, event: &NewEvent) -> bool {
             (Ok(a), Ok(b)) => json_equal(&a, &b),
             _ => false,
         }
+}
+
+/// The longest stream id, in bytes.
+pub const MAX_STREAM_ID_BYTES: usize = 256;
+
+/// A stream id is non-empty, at most [`MAX_STREAM_ID_BYTES`] long and holds
+/// no control characters (they would break every text listing).
+fn check_stream_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("it is empty".into());
+    }
+    if id.len() > MAX_STREAM_ID_BYTES {
+        return Err(format!(
+            "it is {} bytes long, more than {MAX_STREAM_ID_BYTES}",
+            id.len()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| c.is_control()) {
+        return Err(format!("it holds the control character {:?}", c));
+    }
+    Ok(())
 }
 
 /// Deep equality of JSON values with numbers compared by value (`40` equals

@@ -7,7 +7,9 @@
 //!   had failing handlers);
 //! - 2: an error: bad arguments, bad input, unreadable data directory;
 //! - 3: the data directory is busy: another process held it for longer than
-//!   `--lock-timeout`.
+//!   `--lock-timeout`;
+//! - 4: storage failed (no space left, permission denied, read-only, a
+//!   corrupt or foreign file); the message names the cause.
 //!
 //! While `cascade serve` holds a data directory, every other command on it is
 //! sent to that server and run there, on its writer thread, with the same
@@ -30,6 +32,9 @@ use crate::runtime::{Runtime, Swap, SwapState};
 
 /// The exit status of a data directory that stayed busy.
 pub const EXIT_BUSY: u8 = 3;
+/// The exit status of a storage failure (disk full, permission denied,
+/// read-only file system, a corrupt file).
+pub const EXIT_STORAGE: u8 = 4;
 
 /// An error with its own exit status (the default for errors is 2).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +53,9 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
     }
     match err.downcast_ref::<Error>() {
         Some(Error::Store(StoreError::Busy { .. })) => EXIT_BUSY,
+        Some(Error::Store(StoreError::Redb(_) | StoreError::Corrupt { .. } | StoreError::NotADataFile { .. })) => {
+            EXIT_STORAGE
+        }
         _ => 2,
     }
 }
@@ -92,9 +100,13 @@ pub enum Action {
         stream_id: String,
         /// Command name, e.g. `create`.
         command: String,
-        /// JSON arguments.
-        #[arg(default_value = "{}")]
-        args: String,
+        /// JSON arguments (default `{}`).
+        #[arg(conflicts_with = "args_file")]
+        args: Option<String>,
+        /// Read the JSON arguments from this file, or from stdin with `-`
+        /// (for args larger than the command line allows).
+        #[arg(long, value_name = "PATH|-")]
+        args_file: Option<PathBuf>,
         /// Who issues the command.
         #[arg(long)]
         actor: Option<String>,
@@ -258,8 +270,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         return api::serve(&cli.data, options, lock_timeout(cli.lock_timeout)?, args).map(|()| 0);
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let action = resolve_inputs(cli.command, &cwd)?;
     if let Some(server) = api::client::Server::find(&cli.data) {
-        return server.run(&cli.command, &cwd, out);
+        return server.run(&action, &cwd, out);
+    }
+    if reads_only(&action) && !cli.data.join(crate::runtime::DATA_FILE).exists() {
+        anyhow::bail!(
+            "data directory `{}` does not exist or holds no data file; check --data, or create it with `cascade plugin add`",
+            cli.data.display()
+        );
     }
     let options = Options {
         max_causation_depth: cli.max_causation_depth,
@@ -268,7 +287,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     };
     let mut runtime = Runtime::open_waiting(&cli.data, options, lock_timeout(cli.lock_timeout)?)
         .with_context(|| format!("cannot open data directory `{}`", cli.data.display()))?;
-    execute(cli.command, &mut runtime, &cwd, out)
+    execute(action, &mut runtime, &cwd, out)
 }
 
 fn lock_timeout(seconds: f64) -> anyhow::Result<Duration> {
@@ -396,12 +415,18 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             stream_id,
             command,
             args,
+            args_file,
             actor,
             expect_version,
             idempotency_key,
             json,
             trace,
         } => {
+            let args = match (args, args_file) {
+                (Some(args), _) => args,
+                (None, None) => "{}".to_owned(),
+                (None, Some(file)) => read_args(&file, cwd)?,
+            };
             let mut command = Command::new(&stream_type, &stream_id, &command, &args);
             command.actor_id = actor;
             let pipeline = runtime.pipeline();
@@ -557,28 +582,98 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             Ok(0)
         }
         Action::Events { stream, from, json } => {
-            let events = match stream {
+            let print = |out: &mut dyn Write, event: &Event| match json {
+                true => writeln!(out, "{}", event.to_json()),
+                false => writeln!(out, "{}", event_line(event)),
+            };
+            let log = runtime.pipeline_ref().store().reader();
+            match stream {
                 Some(stream) => {
                     let (stream_type, stream_id) = stream
                         .split_once(':')
                         .with_context(|| format!("--stream `{stream}` must be TYPE:ID, e.g. users:u1"))?;
-                    let mut events = runtime.pipeline().store().read_stream(stream_type, stream_id)?;
-                    events.retain(|e| e.position >= from);
-                    events
+                    for event in log
+                        .read_stream(stream_type, stream_id)?
+                        .iter()
+                        .filter(|e| e.position >= from)
+                    {
+                        print(out, event)?;
+                    }
                 }
-                None => runtime.pipeline().store().read_log(from, usize::MAX)?,
-            };
-            for event in &events {
-                if json {
-                    writeln!(out, "{}", event.to_json())?;
-                } else {
-                    writeln!(out, "{}", event_line(event))?;
+                // Page by page: memory stays flat however long the log is.
+                None => {
+                    let mut next = from.max(1);
+                    loop {
+                        let page = log.read_log(next, EVENTS_PAGE)?;
+                        let Some(last) = page.last() else { break };
+                        next = last.position + 1;
+                        for event in &page {
+                            print(out, event)?;
+                        }
+                    }
                 }
             }
             Ok(0)
         }
     }
 }
+
+/// JSON args from a file, or stdin for `-`.
+fn read_args(file: &Path, cwd: &Path) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("cannot read args from stdin")?;
+        return Ok(text);
+    }
+    let file = cwd.join(file);
+    std::fs::read_to_string(&file).with_context(|| format!("cannot read args file `{}`", file.display()))
+}
+
+/// Read what the action takes from the client's side (args files, stdin)
+/// before it runs, here or on a server.
+fn resolve_inputs(action: Action, cwd: &Path) -> anyhow::Result<Action> {
+    Ok(match action {
+        Action::Exec {
+            stream_type,
+            stream_id,
+            command,
+            args: None,
+            args_file: Some(file),
+            actor,
+            expect_version,
+            idempotency_key,
+            json,
+            trace,
+        } => Action::Exec {
+            stream_type,
+            stream_id,
+            command,
+            args: Some(read_args(&file, cwd)?),
+            args_file: None,
+            actor,
+            expect_version,
+            idempotency_key,
+            json,
+            trace,
+        },
+        other => other,
+    })
+}
+
+/// Whether the action only reads: those never create a data directory.
+fn reads_only(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Events { .. }
+            | Action::Read { .. }
+            | Action::Parked { action: None, .. }
+            | Action::Pm(PmAction::State { .. })
+            | Action::Plugin(PluginAction::List { .. } | PluginAction::Versions { .. })
+    )
+}
+
+/// Events read per read transaction by `cascade events`.
+const EVENTS_PAGE: usize = 1024;
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
 fn progress_bar() -> indicatif::ProgressBar {

@@ -69,6 +69,9 @@ pub enum CommandFailure {
     /// The args are not JSON.
     #[error("args are not valid JSON: {0}")]
     InvalidArgs(String),
+    /// The stream id is empty, too long, or holds control characters.
+    #[error("the stream id is not valid: {0}; use up to 256 bytes of printable text")]
+    InvalidStreamId(String),
     /// The aggregate refused the command against its current state.
     #[error("aggregate `{aggregate}` rejected it: {message}")]
     Rejected {
@@ -178,6 +181,14 @@ pub enum StoreError {
         found: u64,
         /// This build's schema version.
         supported: u64,
+    },
+    /// The file is not a Cascade data file.
+    #[error("`{path}` is not a Cascade data file: {reason}; move it away or point --data elsewhere")]
+    NotADataFile {
+        /// The file.
+        path: String,
+        /// Why not.
+        reason: String,
     },
     /// Another process holds the data file.
     #[error("data file `{path}` is busy: {holder} holds it; stop it, or wait longer with --lock-timeout")]

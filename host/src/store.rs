@@ -104,6 +104,14 @@ impl Store {
     ///
     /// As [`Store::open`].
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        // redb would silently make an empty file a new database: a truncated
+        // data file must not look like a fresh start.
+        if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            return Err(StoreError::NotADataFile {
+                path: path.display().to_string(),
+                reason: "it is empty (0 bytes)".into(),
+            });
+        }
         let db = match Database::builder().set_cache_size(cache_bytes).create(path) {
             Ok(db) => std::sync::Arc::new(db),
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {

@@ -177,3 +177,127 @@ fn a_process_manager_added_before_its_aggregate_is_refused() {
     );
     assert!(runtime.plugins().unwrap().is_empty());
 }
+
+#[test]
+fn stream_ids_that_are_empty_too_long_or_hold_control_characters_are_refused() {
+    let mut host = host_with_one_user();
+    let long = "x".repeat(300);
+    for (id, why) in [
+        ("", "it is empty"),
+        (long.as_str(), "300 bytes long"),
+        ("a\nb", "control character '\\n'"),
+        ("\u{1b}[2J", "control character '\\u{1b}'"),
+    ] {
+        let message = submit_error(&mut host, Command::new("users", id, "create", r#"{"name":"x"}"#));
+        assert!(
+            message.contains("the stream id is not valid") && message.contains(why),
+            "{message}"
+        );
+    }
+}
+
+mod process {
+    //! Through the real `cascade` binary: exit statuses, pipes, stdin.
+
+    use std::io::Write;
+    use std::process::Stdio;
+
+    use cascade_tests::{TestHost, cascade_bin, cascade_process, plugins};
+
+    #[test]
+    fn read_commands_on_a_missing_data_directory_say_so_and_create_nothing() {
+        let parent = tempfile::tempdir().unwrap();
+        let missing = parent.path().join("typo");
+        for args in [
+            &["events"][..],
+            &["plugin", "list"],
+            &["read", "projects"],
+            &["pm", "state", "x"],
+        ] {
+            let (status, _, err) = cascade_process(&missing, args);
+            assert_eq!(status, 2, "{args:?}: {err}");
+            assert!(err.contains("does not exist"), "{err}");
+        }
+        assert!(!missing.exists());
+    }
+
+    #[test]
+    fn an_empty_data_file_is_refused_as_a_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cascade.redb"), b"").unwrap();
+        let (status, _, err) = cascade_process(dir.path(), &["events"]);
+        assert_eq!(status, 4, "{err}");
+        assert!(err.contains("is empty (0 bytes)"), "{err}");
+        assert_eq!(std::fs::metadata(dir.path().join("cascade.redb")).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn exec_reads_args_from_a_file_or_stdin() {
+        let TestHost { dir: data, runtime } = TestHost::with(&[plugins::USERS]);
+        drop(runtime);
+        let dir = data.path().to_owned();
+        let file = dir.join("args.json");
+        std::fs::write(&file, r#"{"name":"from a file"}"#).unwrap();
+        let (status, out, err) = cascade_process(
+            &dir,
+            &["exec", "users", "u1", "create", "--args-file", file.to_str().unwrap()],
+        );
+        assert_eq!(status, 0, "{err}");
+        assert!(out.contains("from a file"), "{out}");
+
+        let mut child = std::process::Command::new(cascade_bin())
+            .arg("--data")
+            .arg(&dir)
+            .args(["exec", "users", "u2", "create", "--args-file", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(br#"{"name":"from stdin"}"#)
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        assert!(String::from_utf8_lossy(&output.stdout).contains("from stdin"));
+    }
+
+    /// 2,000 events of text are more than a pipe holds, so the reader going
+    /// away after one line makes the writes fail with a broken pipe.
+    #[test]
+    fn a_reader_that_goes_away_is_not_an_error() {
+        let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
+        let commands: Vec<_> = (0..1000)
+            .map(|i| cascade::Command::new("users", &format!("u{i}"), "create", r#"{"name":"x"}"#))
+            .collect();
+        host.runtime.pipeline().submit_all(commands).unwrap();
+        host.runtime.pipeline().run_until_idle().unwrap();
+        let dir = host.dir.path().to_owned();
+        drop(host.runtime);
+        let script = format!(
+            "{:?} --data {:?} events | head -1 > /dev/null; exit ${{PIPESTATUS[0]}}",
+            cascade_bin(),
+            dir
+        );
+        let status = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+
+    #[test]
+    fn text_output_escapes_control_characters_from_payloads() {
+        let TestHost { dir: data, runtime } = TestHost::with(&[plugins::USERS]);
+        drop(runtime);
+        let dir = data.path().to_owned();
+        let (status, _, err) = cascade_process(&dir, &["exec", "users", "u1", "create", r#"{"name":"\u001b[2Jgone"}"#]);
+        assert_eq!(status, 0, "{err}");
+        let (status, out, _) = cascade_process(&dir, &["events"]);
+        assert_eq!(status, 0);
+        assert!(!out.contains('\u{1b}'), "{out:?}");
+        assert!(out.contains("gone"), "{out}");
+    }
+}

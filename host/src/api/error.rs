@@ -51,6 +51,7 @@ impl From<Error> for ApiError {
                 CommandFailure::UnknownAggregate { .. } => (StatusCode::NOT_FOUND, "unknown_aggregate"),
                 CommandFailure::UnknownCommand { .. } => (StatusCode::NOT_FOUND, "unknown_command"),
                 CommandFailure::InvalidArgs(_) => (StatusCode::BAD_REQUEST, "invalid_args"),
+                CommandFailure::InvalidStreamId(_) => (StatusCode::BAD_REQUEST, "invalid_stream_id"),
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, "command_rejected"),
             },
             Error::Plugin(plugin) => match plugin {
