@@ -243,18 +243,20 @@ fn check_state_export(plugin: &str, name: &str, item: &ComponentItem) -> Result<
     })
 }
 
-/// Interfaces a plugin may import: Cascade's own, and the parts of WASI that
-/// Rust's std needs and that grant nothing (streams, clocks, randomness, an
-/// empty environment, discarded stdio).
+/// Interfaces a plugin may import: Cascade's own, and WASI. Files and
+/// sockets are linked with implementations that grant nothing (no preopened
+/// directory, every address refused, no name lookup): toolchains for Python
+/// and JavaScript import them whether a plugin uses them or not, so the
+/// denial happens when a call is made, with an error the guest sees.
 const ALLOWED_IMPORTS: &[&str] = &[
     "cascade:runtime/",
     "wasi:io/",
     "wasi:cli/",
     "wasi:clocks/",
     "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
 ];
-/// Interfaces Cascade never grants a plugin.
-const DENIED_IMPORTS: &[&str] = &["wasi:filesystem/", "wasi:sockets/", "wasi:http/"];
 
 /// Refuse a `cascade:runtime` interface of another version up front: the
 /// types differ, and linking would fail with a less helpful message.
@@ -276,8 +278,8 @@ fn check_import(plugin: &str, import: &str) -> Result<(), PluginError> {
     if ALLOWED_IMPORTS.iter().any(|p| import.starts_with(p)) {
         return Ok(());
     }
-    let reason = if DENIED_IMPORTS.iter().any(|p| import.starts_with(p)) {
-        "Cascade never grants plugins files, sockets or HTTP; remove the code that uses it (e.g. `std::fs`, `std::net`)"
+    let reason = if import.starts_with("wasi:http/") {
+        "Cascade plugins get no outgoing HTTP; build without it (componentize-js: `--disable http fetch-event`; Rust: drop the HTTP client)"
     } else {
         "this host does not provide it"
     };

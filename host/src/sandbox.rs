@@ -146,7 +146,15 @@ impl HostState {
         HostState {
             // The builder's defaults grant nothing: no preopens, no env, no
             // args, no sockets; stdout and stderr go to the host's log.
-            wasi: WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build(),
+            wasi: WasiCtx::builder()
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+                // Sockets link but grant nothing: no TCP, no UDP, no lookups,
+                // and (the default) every address refused.
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
             stdout,
             stderr,
             table: ResourceTable::new(),

@@ -157,34 +157,26 @@ fn the_environment_a_plugin_sees_is_empty() {
     assert_eq!(logs, ["environment is empty"]);
 }
 
+/// Importing files and sockets is allowed (toolchains import them by
+/// default); using them is denied, and the guest sees why.
 #[test]
-fn a_plugin_importing_files_or_sockets_is_refused_when_added() {
+fn a_plugin_using_files_or_sockets_is_accepted_and_every_use_is_denied() {
     let mut host = hostile_host();
-
-    let err = host
-        .runtime
+    host.runtime
         .add_plugin(std::path::Path::new(plugins::FIXTURE_SNEAKY))
-        .unwrap_err();
+        .unwrap();
 
-    let cascade::Error::Plugin(PluginError::ForbiddenImport { import, .. }) = &err else {
-        panic!("expected a forbidden import, got {err}")
-    };
-    assert!(
-        import.starts_with("wasi:filesystem/") || import.starts_with("wasi:sockets/"),
-        "{import}"
-    );
-    assert!(
-        err.to_string()
-            .contains("Cascade never grants plugins files, sockets or HTTP"),
-        "{err}"
-    );
-    assert!(
-        host.runtime
-            .plugins()
-            .unwrap()
-            .iter()
-            .all(|p| p.name != "fixture-sneaky")
-    );
+    let file = user(&mut host, "u1", "file");
+    let socket = user(&mut host, "u2", "socket");
+
+    let failure = only_handler_failure(&file);
+    assert!(failure.message.starts_with("file: "), "{failure}");
+    assert!(!failure.message.contains("read"), "nothing was read: {failure}");
+    let failure = only_handler_failure(&socket);
+    assert!(failure.message.starts_with("socket: "), "{failure}");
+    assert!(!failure.message.contains("connected"), "{failure}");
+    // The others went on: welcome opened both accounts.
+    assert_eq!(host.log_names().iter().filter(|n| *n == "AccountOpened").count(), 2);
 }
 
 #[test]
