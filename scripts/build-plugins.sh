@@ -16,3 +16,10 @@ for wasm in "$root"/target/guest/wasm32-wasip2/release/*.wasm; do
         cp "$root/plugins/$name/cascade.toml" "$root/target/plugins/$name.toml"
     fi
 done
+# Python guests: every plugins/*-py folder holds one module.
+"$root/scripts/python-toolchain.sh"
+for dir in "$root"/plugins/*-py; do
+    module=$(ls "$dir"/*.py | head -1)
+    "$root/target/py-toolchain/bin/python" "$root/guest-sdk/python/cascade_build.py" "$module" \
+        -o "$root/target/plugins/$(basename "$dir").wasm" >/dev/null
+done

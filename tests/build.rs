@@ -66,6 +66,16 @@ fn main() {
     let built = variants.join("wasm32-wasip2/release");
     add("user-counter-by-two", built.join("user_counter.wasm"), None);
     add("projects-by-name", built.join("projects.wasm"), None);
+    // Python guests: every `*-py` folder holds one module, built by the SDK's
+    // cascade_build.py with the pinned toolchain (scripts/python-toolchain.sh).
+    for (workspace, prefix) in [("plugins", ""), ("tests/fixtures", "fixture-")] {
+        for (dir, module) in python_guests(&root.join(workspace)) {
+            let name = format!("{prefix}{}", dir.file_name().unwrap().to_string_lossy());
+            let built = out_dir.join(format!("{name}.built.wasm"));
+            build_python(&root, &module, &built);
+            add(&name, built, Some(dir.join("cascade.toml")));
+        }
+    }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins.rs");
     std::fs::write(out, constants).unwrap();
 }
@@ -89,6 +99,60 @@ fn build(manifest: &Path, target: &Path, extra: &[&str]) {
         status.success(),
         "building the guests of `{}` failed; is the target installed? run `rustup target add wasm32-wasip2`",
         manifest.display()
+    );
+}
+
+/// `*-py` folders of `parent` and the Python module in each.
+fn python_guests(parent: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let mut guests = Vec::new();
+    for entry in std::fs::read_dir(parent).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() || !dir.to_string_lossy().ends_with("-py") {
+            continue;
+        }
+        let module = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "py"))
+            .unwrap_or_else(|| panic!("{} has no Python module", dir.display()));
+        guests.push((dir, module));
+    }
+    guests.sort();
+    guests
+}
+
+/// Build a Python guest unless `out` is newer than the module and the SDK:
+/// a build takes seconds, and most test runs change neither.
+fn build_python(root: &Path, module: &Path, out: &Path) {
+    let sdk = root.join("guest-sdk/python");
+    let newest_input = [
+        module.to_owned(),
+        sdk.join("cascade/__init__.py"),
+        sdk.join("cascade_build.py"),
+    ]
+    .iter()
+    .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    .max();
+    let built = std::fs::metadata(out).and_then(|m| m.modified()).ok();
+    if built.is_some() && built >= newest_input {
+        return;
+    }
+    let python = root.join("target/py-toolchain/bin/python");
+    assert!(
+        python.exists(),
+        "the Python guest toolchain is missing: run scripts/python-toolchain.sh (scripts/test.sh does)"
+    );
+    let status = Command::new(python)
+        .arg(sdk.join("cascade_build.py"))
+        .arg(module)
+        .arg("-o")
+        .arg(out)
+        .status()
+        .expect("python runs");
+    assert!(
+        status.success(),
+        "building the Python guest `{}` failed",
+        module.display()
     );
 }
 
