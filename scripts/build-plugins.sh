@@ -23,3 +23,9 @@ for dir in "$root"/plugins/*-py; do
     "$root/target/py-toolchain/bin/python" "$root/guest-sdk/python/cascade_build.py" "$module" \
         -o "$root/target/plugins/$(basename "$dir").wasm" >/dev/null
 done
+# JavaScript guests: every plugins/*-js folder holds one module.
+"$root/scripts/js-toolchain.sh"
+for dir in "$root"/plugins/*-js; do
+    module=$(ls "$dir"/*.js | head -1)
+    node "$root/guest-sdk/js/build.mjs" "$module" -o "$root/target/plugins/$(basename "$dir").wasm" >/dev/null
+done

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
 ./scripts/python-toolchain.sh
+./scripts/js-toolchain.sh
 # The server tests start the real binary (target/release/cascade).
 cargo build --release -p cascade
 cargo test --release --workspace

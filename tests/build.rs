@@ -66,14 +66,17 @@ fn main() {
     let built = variants.join("wasm32-wasip2/release");
     add("user-counter-by-two", built.join("user_counter.wasm"), None);
     add("projects-by-name", built.join("projects.wasm"), None);
-    // Python guests: every `*-py` folder holds one module, built by the SDK's
-    // cascade_build.py with the pinned toolchain (scripts/python-toolchain.sh).
+    // Python and JavaScript guests: every `*-py` / `*-js` folder holds one
+    // module, built by its SDK's tool with the pinned toolchain
+    // (scripts/python-toolchain.sh, scripts/js-toolchain.sh).
     for (workspace, prefix) in [("plugins", ""), ("tests/fixtures", "fixture-")] {
-        for (dir, module) in python_guests(&root.join(workspace)) {
-            let name = format!("{prefix}{}", dir.file_name().unwrap().to_string_lossy());
-            let built = out_dir.join(format!("{name}.built.wasm"));
-            build_python(&root, &module, &built);
-            add(&name, built, Some(dir.join("cascade.toml")));
+        for lang in [Lang::Python, Lang::JavaScript] {
+            for (dir, module) in guests(&root.join(workspace), lang) {
+                let name = format!("{prefix}{}", dir.file_name().unwrap().to_string_lossy());
+                let built = out_dir.join(format!("{name}.built.wasm"));
+                build_guest(&root, lang, &module, &built);
+                add(&name, built, Some(dir.join("cascade.toml")));
+            }
         }
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins.rs");
@@ -102,58 +105,97 @@ fn build(manifest: &Path, target: &Path, extra: &[&str]) {
     );
 }
 
-/// `*-py` folders of `parent` and the Python module in each.
-fn python_guests(parent: &Path) -> Vec<(PathBuf, PathBuf)> {
+#[derive(Clone, Copy)]
+enum Lang {
+    Python,
+    JavaScript,
+}
+
+impl Lang {
+    /// Folder suffix and module extension.
+    fn suffix(self) -> (&'static str, &'static str) {
+        match self {
+            Lang::Python => ("-py", "py"),
+            Lang::JavaScript => ("-js", "js"),
+        }
+    }
+}
+
+/// The `*-py` or `*-js` folders of `parent` and the module in each.
+fn guests(parent: &Path, lang: Lang) -> Vec<(PathBuf, PathBuf)> {
+    let (suffix, extension) = lang.suffix();
     let mut guests = Vec::new();
     for entry in std::fs::read_dir(parent).unwrap() {
         let dir = entry.unwrap().path();
-        if !dir.is_dir() || !dir.to_string_lossy().ends_with("-py") {
+        if !dir.is_dir() || !dir.to_string_lossy().ends_with(suffix) {
             continue;
         }
         let module = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "py"))
-            .unwrap_or_else(|| panic!("{} has no Python module", dir.display()));
+            .find(|p| p.extension().is_some_and(|e| e == extension))
+            .unwrap_or_else(|| panic!("{} has no module", dir.display()));
         guests.push((dir, module));
     }
     guests.sort();
     guests
 }
 
-/// Build a Python guest unless `out` is newer than the module and the SDK:
-/// a build takes seconds, and most test runs change neither.
-fn build_python(root: &Path, module: &Path, out: &Path) {
-    let sdk = root.join("guest-sdk/python");
-    let newest_input = [
-        module.to_owned(),
-        sdk.join("cascade/__init__.py"),
-        sdk.join("cascade_build.py"),
-    ]
-    .iter()
-    .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-    .max();
+/// Build a Python or JavaScript guest unless `out` is newer than the module,
+/// the SDK and the WIT: a build takes seconds, and most test runs change
+/// none of them.
+fn build_guest(root: &Path, lang: Lang, module: &Path, out: &Path) {
+    let (sdk, tool, toolchain, script) = match lang {
+        Lang::Python => (
+            root.join("guest-sdk/python"),
+            vec!["cascade/__init__.py", "cascade_build.py"],
+            root.join("target/py-toolchain/bin/python"),
+            "scripts/python-toolchain.sh",
+        ),
+        Lang::JavaScript => (
+            root.join("guest-sdk/js"),
+            vec!["cascade.js", "build.mjs"],
+            root.join("target/js-toolchain/node_modules/@bytecodealliance/componentize-js"),
+            "scripts/js-toolchain.sh",
+        ),
+    };
+    let wit = std::fs::read_dir(root.join("wit")).unwrap().map(|e| e.unwrap().path());
+    let newest_input = tool
+        .iter()
+        .map(|f| sdk.join(f))
+        .chain([module.to_owned()])
+        .chain(wit)
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max();
     let built = std::fs::metadata(out).and_then(|m| m.modified()).ok();
     if built.is_some() && built >= newest_input {
         return;
     }
-    let python = root.join("target/py-toolchain/bin/python");
     assert!(
-        python.exists(),
-        "the Python guest toolchain is missing: run scripts/python-toolchain.sh (scripts/test.sh does)"
+        toolchain.exists(),
+        "the guest toolchain `{}` is missing: run {script} (scripts/test.sh does)",
+        toolchain.display()
     );
-    let status = Command::new(python)
-        .arg(sdk.join("cascade_build.py"))
+    let mut command = match lang {
+        Lang::Python => {
+            let mut c = Command::new(&toolchain);
+            c.arg(sdk.join("cascade_build.py"));
+            c
+        }
+        Lang::JavaScript => {
+            let mut c = Command::new("node");
+            c.arg(sdk.join("build.mjs"));
+            c
+        }
+    };
+    let status = command
         .arg(module)
         .arg("-o")
         .arg(out)
+        .stdout(std::process::Stdio::null())
         .status()
-        .expect("python runs");
-    assert!(
-        status.success(),
-        "building the Python guest `{}` failed",
-        module.display()
-    );
+        .expect("the guest build tool runs");
+    assert!(status.success(), "building the guest `{}` failed", module.display());
 }
 
 /// Package names and directories of a guest workspace's members.

@@ -6,7 +6,7 @@
 //! - `bad_input`: every kind of bad input gets a clear error and stores nothing;
 //! - `stateful`: state blobs, refresh, rebuild, redeploys, order fulfilment;
 //! - `loops`: InfiniteLoopError and the causation depth limit;
-//! - `python`: Python guests built with the Python SDK;
+//! - `guests`: the same process managers in Python and JavaScript;
 //! - `read_models`: projections, read-model queries, the cascade delete by query;
 //! - `sandbox`: hostile plugins: time and memory limits, traps, refused imports;
 //! - `fuzz`: property tests over component bytes and JSON command args;
@@ -17,8 +17,8 @@ mod bad_input;
 mod cascade;
 mod cli;
 mod fuzz;
+mod guests;
 mod loops;
-mod python;
 mod read_models;
 mod restart;
 mod sandbox;
