@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
+./scripts/python-toolchain.sh
+./scripts/js-toolchain.sh
+./scripts/build-plugins.sh
 cargo test --release -p cascade-tests --no-run
 cargo build --release -p cascade
-for bench in pipeline refresh read_models sandbox server; do
+for bench in pipeline refresh read_models sandbox server guests; do
     cargo bench -p cascade --bench "$bench"
 done

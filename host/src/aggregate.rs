@@ -83,7 +83,13 @@ pub struct Aggregates {
     entries: Vec<Registered>,
     by_name: HashMap<String, usize>,
     event_owner: HashMap<String, usize>,
+    /// The registered stream types, shared with every plugin's sandbox so
+    /// `dispatch` can refuse an unknown aggregate at once.
+    names: AggregateNames,
 }
+
+/// The registered stream types, as the sandbox sees them.
+pub(crate) type AggregateNames = std::sync::Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>;
 
 impl Aggregates {
     /// Register `aggregate`, or replace the one registered under its name.
@@ -119,6 +125,20 @@ impl Aggregates {
             schemas.insert(event.name.clone(), validator);
         }
         let slot = self.by_name.get(&name).copied().unwrap_or(self.entries.len());
+        // A new version must still declare every event the old one did: the
+        // log may hold them, and they must keep validating and folding.
+        if let Some(old) = self.entries.get(slot)
+            && let Some(dropped) = old
+                .description
+                .events
+                .iter()
+                .find(|e| !description.events.iter().any(|n| n.name == e.name))
+        {
+            return Err(invalid(format!(
+                "the new version no longer declares event `{}`, which the running version declares and the log may hold; keep declaring every event of the old version",
+                dropped.name
+            )));
+        }
         for event in &description.events {
             if let Some(&owner) = self.event_owner.get(&event.name)
                 && owner != slot
@@ -146,7 +166,16 @@ impl Aggregates {
             self.entries[slot] = entry;
         }
         self.by_name.insert(name.clone(), slot);
+        self.names
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone());
         Ok(name)
+    }
+
+    /// The registered stream types, shared: they follow every registration.
+    pub(crate) fn names(&self) -> AggregateNames {
+        self.names.clone()
     }
 
     /// Whether some registered aggregate declares the event.
@@ -420,6 +449,49 @@ pub(crate) fn quoted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An aggregate that declares the given events and decides nothing.
+    struct Declares(&'static [&'static str]);
+
+    impl Aggregate for Declares {
+        fn describe(&mut self) -> anyhow::Result<AggregateDescription> {
+            Ok(AggregateDescription {
+                name: "users".into(),
+                events: self
+                    .0
+                    .iter()
+                    .map(|name| EventDeclaration {
+                        name: (*name).into(),
+                        schema: "{}".into(),
+                    })
+                    .collect(),
+                commands: vec!["create".into()],
+            })
+        }
+
+        fn handle(&mut self, _: Option<&[u8]>, _: &str, _: &str, _: &str) -> anyhow::Result<Result<Decision, String>> {
+            Ok(Err("decides nothing".into()))
+        }
+    }
+
+    #[test]
+    fn a_new_version_of_an_aggregate_must_declare_every_event_of_the_old_one() {
+        let mut aggregates = Aggregates::default();
+        aggregates
+            .register(Box::new(Declares(&["UserCreated", "UserUpdated"])))
+            .unwrap();
+
+        let err = aggregates.register(Box::new(Declares(&["UserCreated"]))).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the new version no longer declares event `UserUpdated`"),
+            "{err}"
+        );
+        aggregates
+            .register(Box::new(Declares(&["UserCreated", "UserUpdated", "UserDeleted"])))
+            .unwrap();
+        assert!(aggregates.names().read().unwrap().contains("users"));
+    }
 
     #[test]
     fn json_payloads_compare_numbers_by_value() {

@@ -10,7 +10,7 @@
 //! never wait for the writer.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -91,7 +91,6 @@ pub struct EngineHandle {
     head: watch::Receiver<u64>,
     sandbox: Arc<Sandbox>,
     stats: Arc<EngineStats>,
-    dir: PathBuf,
 }
 
 impl Engine {
@@ -143,7 +142,6 @@ impl Engine {
                 head,
                 sandbox,
                 stats,
-                dir: dir.to_owned(),
             },
             thread: Some(thread),
         })
@@ -236,22 +234,6 @@ impl EngineHandle {
         answer.await.map_err(|_| Error::EngineStopped)
     }
 
-    /// [`EngineHandle::with_runtime`] for blocking callers (the CLI, tests).
-    ///
-    /// # Errors
-    ///
-    /// The engine stopped.
-    pub fn with_runtime_blocking<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Runtime) -> R + Send + 'static,
-    ) -> Result<R, Error> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Request::Call(Box::new(move |runtime| {
-            let _ = reply.send(f(runtime));
-        })))?;
-        answer.recv().map_err(|_| Error::EngineStopped)
-    }
-
     /// Compile `bytes` off the writer thread, then validate and swap the
     /// plugin in between two batches (see [`Runtime::install`]).
     ///
@@ -310,11 +292,6 @@ impl EngineHandle {
     /// The writer's figures.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
-    }
-
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn send(&self, request: Request) -> Result<(), Error> {

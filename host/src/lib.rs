@@ -20,6 +20,31 @@
 //! # Ok::<(), cascade::Error>(())
 //! ```
 //!
+//! A long-running program (the `cascade serve` server is one) runs the
+//! runtime on an [`Engine`]: one writer thread that owns it, and cloneable
+//! [`EngineHandle`]s that any task submits commands through and awaits their
+//! settled answers with. Concurrent callers share group commits.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use cascade::{Command, Engine, Options, Submission};
+//!
+//! # async fn run() -> Result<(), cascade::Error> {
+//! let engine = Engine::start("cascade-data".as_ref(), Options::default(), Duration::from_secs(10))?;
+//! let handle = engine.handle(); // Clone + Send + Sync
+//! let settled = handle
+//!     .execute(Submission {
+//!         command: Command::new("users", "u1", "create", r#"{"name":"Ada"}"#),
+//!         expected_version: None,
+//!         idempotency_key: Some("signup-u1".into()),
+//!     })
+//!     .await?;
+//! assert!(settled.is_ok());
+//! engine.shutdown(); // finishes the current batch, answers waiting callers
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! - `store`: the redb file (event log, stream index, snapshots, checkpoints,
@@ -38,7 +63,11 @@
 //!   limits and error policy;
 //! - `plugin`: discovering, validating and wrapping components as aggregates
 //!   and listeners;
-//! - `runtime`: a data directory opened, with its registered plugins;
+//! - `runtime`: a data directory opened, with its registered plugins, their
+//!   versions and hot swaps;
+//! - `engine`: the writer thread that owns a runtime, and its async handle;
+//! - `api`: `cascade serve` (axum) and the client the CLI uses while a
+//!   server holds a data directory;
 //! - `cli`: the `cascade` command line.
 //!
 //! The traits are public so Cascade can be embedded with native Rust

@@ -331,6 +331,7 @@ impl Runtime {
         let env = PluginEnv {
             read_models: self.pipeline.read_models().clone(),
             manifest: manifest.clone(),
+            aggregates: self.pipeline.aggregates().names(),
         };
         match plugin::inspect(&self.sandbox, name, component)? {
             Shape::Aggregate => {

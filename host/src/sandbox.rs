@@ -110,6 +110,8 @@ pub struct PluginEnv {
     pub read_models: ReadModels,
     /// The plugin's manifest.
     pub manifest: Manifest,
+    /// The registered aggregates' stream types.
+    pub(crate) aggregates: crate::aggregate::AggregateNames,
 }
 
 /// The state every plugin's wasmtime `Store` carries.
@@ -120,6 +122,7 @@ pub struct HostState {
     plugin: String,
     read_models: ReadModels,
     manifest: Manifest,
+    aggregates: crate::aggregate::AggregateNames,
     /// Position of the event the current handler call received (0: none),
     /// and its envelope, for `event-envelope.get`.
     current_position: u64,
@@ -161,6 +164,7 @@ impl HostState {
             plugin: plugin.to_owned(),
             read_models: env.read_models.clone(),
             manifest: env.manifest.clone(),
+            aggregates: env.aggregates.clone(),
             current_position: 0,
             current_envelope: Envelope::default(),
             dispatched: Vec::new(),
@@ -341,6 +345,18 @@ impl commands::Host for HostState {
                 self.plugin, cmd.stream_type, cmd.name
             );
             return Err(self.refuse(message));
+        }
+        {
+            let known = self.aggregates.read().unwrap_or_else(|p| p.into_inner());
+            if !known.contains(&cmd.stream_type) {
+                return Err(format!(
+                    "no aggregate `{}` is registered (registered: {}); the command to `{}:{}` was not queued",
+                    cmd.stream_type,
+                    crate::aggregate::quoted_list(known.iter().map(String::as_str)),
+                    cmd.stream_type,
+                    cmd.stream_id
+                ));
+            }
         }
         if self.dispatched.len() >= self.limits.max_dispatches {
             let max = self.limits.max_dispatches;
@@ -572,6 +588,7 @@ mod tests {
         let env = PluginEnv {
             read_models: ReadModels::new(store.database()),
             manifest: Manifest::default(),
+            aggregates: Default::default(),
         };
         let mut state = HostState::new("probe", &env);
         use event_envelope::Host;

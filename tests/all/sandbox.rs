@@ -334,6 +334,21 @@ fn a_parked_event_that_fails_its_retry_keeps_its_id() {
 }
 
 #[test]
+fn a_dispatch_to_an_aggregate_nobody_registered_is_refused_at_once() {
+    // welcome is granted accounts.open, but no accounts aggregate exists.
+    let mut host = TestHost::with(&[plugins::USERS, plugins::WELCOME]);
+    let settled = user(&mut host, "u1", "Ada");
+    let failure = only_handler_failure(&settled);
+    assert!(
+        failure
+            .message
+            .contains("no aggregate `accounts` is registered (registered: `users`)"),
+        "{failure}"
+    );
+    assert_eq!(host.log_names(), ["UserCreated"]);
+}
+
+#[test]
 fn skipping_a_parked_event_records_who_and_when() {
     let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::FIXTURE_FAILING]);
     user(&mut host, "u1", "Ada");

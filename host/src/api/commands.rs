@@ -84,7 +84,7 @@ pub(super) async fn submit(
     if query.wait == Some(false) {
         return Ok(pending(&correlation_id));
     }
-    answer(&state, &correlation_id, timeout(query.timeout)?, body.trace).await
+    answer(&state, &correlation_id, Some(timeout(query.timeout)?), body.trace).await
 }
 
 pub(super) async fn cascade(
@@ -92,26 +92,30 @@ pub(super) async fn cascade(
     Path(correlation_id): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    // Unknown ids are an error at once, not after the timeout.
-    if !state.engine.is_settled(&correlation_id)? && query.timeout.is_none() {
-        return Ok(pending(&correlation_id));
+    // Settled (or unknown, which the engine answers with 404): answer now.
+    if state.engine.is_settled(&correlation_id)? {
+        return answer(&state, &correlation_id, None, true).await;
     }
-    let wait = match query.timeout {
-        Some(_) => timeout(query.timeout)?,
-        None => Duration::ZERO,
-    };
-    answer(&state, &correlation_id, wait, true).await
+    match query.timeout {
+        None => Ok(pending(&correlation_id)),
+        Some(_) => answer(&state, &correlation_id, Some(timeout(query.timeout)?), true).await,
+    }
 }
 
-/// The settled answer within `wait`, or 202 pending.
-async fn answer(state: &AppState, correlation_id: &str, wait: Duration, trace: bool) -> Result<Response, ApiError> {
-    let settled = if wait.is_zero() {
-        state.engine.settled(correlation_id).await?
-    } else {
-        match tokio::time::timeout(wait, state.engine.settled(correlation_id)).await {
+/// The settled answer, within `wait` when given (else 202 pending).
+async fn answer(
+    state: &AppState,
+    correlation_id: &str,
+    wait: Option<Duration>,
+    trace: bool,
+) -> Result<Response, ApiError> {
+    let settled = state.engine.settled(correlation_id);
+    let settled = match wait {
+        None => settled.await?,
+        Some(wait) => match tokio::time::timeout(wait, settled).await {
             Ok(settled) => settled?,
             Err(_) => return Ok(pending(correlation_id)),
-        }
+        },
     };
     Ok(settled_response(settled, trace))
 }
