@@ -5,7 +5,7 @@
 # through them, and print the events and the handler trace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/build-plugins.sh
+./scripts/build-plugins.sh rust
 cargo build --release -p cascade
 cascade=target/release/cascade
 $cascade plugin add target/plugins/{users,accounts,welcome,notifications,audit}.wasm
