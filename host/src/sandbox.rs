@@ -23,6 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::event::{Command, Envelope, Event};
 use crate::listener::{Effects, Level};
 
+mod clock;
 mod output;
 
 /// Host-side bindings of `cascade:runtime`, generated from `wit/`.
@@ -138,6 +139,10 @@ pub struct HostState {
     pub(crate) violation: Option<String>,
     limits: Limits,
     memory: MemoryCap,
+    /// Where the guest's monotonic clock starts.
+    clock_origin: std::time::Instant,
+    /// When the current call's time budget runs out; sleeps end there.
+    call_deadline: std::time::Instant,
     stdout: output::Output,
     stderr: output::Output,
 }
@@ -146,6 +151,7 @@ impl HostState {
     fn new(plugin: &str, env: &PluginEnv) -> Self {
         let limits = env.manifest.limits();
         let (stdout, stderr) = (output::Output::default(), output::Output::default());
+        let clock_origin = std::time::Instant::now();
         HostState {
             // The builder's defaults grant nothing: no preopens, no env, no
             // args, no sockets; stdout and stderr go to the host's log.
@@ -157,7 +163,10 @@ impl HostState {
                 .allow_tcp(false)
                 .allow_udp(false)
                 .allow_ip_name_lookup(false)
+                .monotonic_clock(clock::GuestClock(clock_origin))
                 .build(),
+            clock_origin,
+            call_deadline: clock_origin,
             stdout,
             stderr,
             table: ResourceTable::new(),
@@ -248,7 +257,9 @@ impl HostState {
 pub(crate) fn arm(store: &mut wasmtime::Store<HostState>) {
     let ticks = store.data().limits.deadline_ticks();
     store.set_epoch_deadline(ticks);
-    store.data_mut().memory.hit = false;
+    let state = store.data_mut();
+    state.memory.hit = false;
+    state.call_deadline = std::time::Instant::now() + state.limits.time_budget;
 }
 
 /// Say what a trap was, in the plugin author's terms.
@@ -505,6 +516,7 @@ impl Sandbox {
             .map_err(|e| anyhow::anyhow!("cannot start the epoch ticker: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        clock::add_to_linker(&mut linker)?;
         bindings::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         Ok(Sandbox {
             engine,

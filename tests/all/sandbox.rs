@@ -81,6 +81,24 @@ fn an_endless_loop_in_an_on_handler_is_interrupted_at_its_time_budget() {
     );
 }
 
+/// A 10 s sleep is a blocking host call; it ends at the call's budget, the
+/// guest is interrupted when it resumes, and the three attempts together
+/// take well under one sleep (a bound on the stall, not a speed target).
+#[test]
+fn a_sleeping_handler_is_stopped_at_its_time_budget_not_after_its_sleep() {
+    let started = std::time::Instant::now();
+    let failure = misbehave("sleep", "on-user-created");
+    assert!(
+        failure.message.starts_with("exceeded its time budget of 100ms"),
+        "{failure}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn an_endless_loop_in_an_after_handler_is_interrupted_at_its_time_budget() {
     let failure = misbehave("loop-after", "after-user-created");
