@@ -246,6 +246,21 @@ pub enum PluginAction {
         /// The plugin.
         name: String,
     },
+    /// Stop a process manager or projection by hand; `plugin start` resumes
+    /// it from where it stopped.
+    Stop {
+        /// The plugin.
+        name: String,
+        /// Who stops it (default: `$USER`).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Unregister a process manager or projection, broken or not; its
+    /// versions are kept.
+    Remove {
+        /// The plugin.
+        name: String,
+    },
     /// List registered plugins in registration order.
     List {
         /// As JSON.
@@ -390,8 +405,24 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
                         line.push_str(&format!("  stopped after #{}", l.checkpoint));
                     }
                 }
+                if let Some(reason) = &s.stopped_because {
+                    line.push_str(&format!("  stopped: {}", escape(reason)));
+                }
                 writeln!(out, "{line}")?;
             }
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::Stop { name, by }) => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            runtime.stop_plugin(&name, &by)?;
+            writeln!(out, "`{name}` stopped; `cascade plugin start {name}` resumes it")?;
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::Remove { name }) => {
+            let record = runtime.remove_plugin(&name)?;
+            writeln!(out, "removed {} `{}`", record.kind, record.name)?;
             Ok(0)
         }
         Action::Plugin(PluginAction::Start { name }) => {

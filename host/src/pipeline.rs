@@ -752,6 +752,54 @@ impl Pipeline {
     ///
     /// A storage error; the transaction is rolled back, submissions included.
     pub fn step_with(&mut self, submissions: Vec<Submission>) -> Result<(Vec<String>, usize), Error> {
+        loop {
+            match self.step_once(submissions.clone()) {
+                // One plugin's state could not be saved: the batch rolled
+                // back; stop that plugin alone and redo the batch without it.
+                Err(Error::Plugin(PluginError::State {
+                    plugin,
+                    action: "save",
+                    message,
+                })) if self.slots.iter().any(|s| s.listener.name() == plugin && !s.stopped) => {
+                    self.stop_listener(&plugin, &format!("its state could not be saved: {message}"))?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Stop listener `name` for `reason` (kept in the store, shown by
+    /// `plugin list`): it keeps its committed checkpoint and state, gets no
+    /// events, and `plugin start` resumes it from there.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn stop_listener(&mut self, name: &str, reason: &str) -> Result<(), Error> {
+        let checkpoint = self.store.write(|tx| {
+            tx.stop_for(name, reason)?;
+            tx.checkpoint(name)
+        })?;
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.listener.name() == name) {
+            slot.stopped = true;
+            slot.checkpoint = checkpoint.unwrap_or(slot.checkpoint);
+        }
+        Ok(())
+    }
+
+    /// Take listener `name` out of the pipeline (the caller unregisters it).
+    ///
+    /// # Errors
+    ///
+    /// An unknown listener.
+    pub fn remove_listener(&mut self, name: &str) -> Result<(), Error> {
+        let index = self.slot_index(name)?;
+        self.slots.remove(index);
+        self.routes = routes(&self.slots);
+        Ok(())
+    }
+
+    fn step_once(&mut self, submissions: Vec<Submission>) -> Result<(Vec<String>, usize), Error> {
         let budget = self.options.batch_size.max(1);
         let (ids, done, position) = self.in_batch(|batch, tx| {
             let ids = enqueue(tx, &mut batch.next_seq, submissions)?;
@@ -992,16 +1040,17 @@ impl Pipeline {
             slot.stopped = stopped;
             slot.dirty = false;
         }
-        for slot in self.slots.iter_mut().filter(|s| s.listener.is_stateful()) {
+        let mut broken = Vec::new();
+        for slot in self.slots.iter_mut().filter(|s| s.listener.is_stateful() && !s.stopped) {
             let name = slot.listener.name().to_owned();
             let state = self.store.read(|tx| tx.pm_state(&name))?;
-            slot.listener
-                .load_state(state.as_deref())
-                .map_err(|message| PluginError::State {
-                    plugin: name,
-                    action: "load",
-                    message,
-                })?;
+            if let Err(message) = slot.listener.load_state(state.as_deref()) {
+                broken.push((name, message));
+            }
+        }
+        // A plugin that cannot load its own state stops; the others go on.
+        for (name, message) in broken {
+            self.stop_listener(&name, &format!("it cannot load its stored state: {message}"))?;
         }
         Ok(())
     }

@@ -54,8 +54,16 @@ impl Runtime {
         let (aggregates, listeners): (Vec<_>, Vec<_>) =
             records.into_iter().partition(|r| r.kind == PluginKind::Aggregate);
         for record in aggregates.iter().chain(&listeners) {
-            let component = runtime.stored_component(record)?;
-            runtime.register(&record.name, &component, &record.manifest, true)?;
+            let loaded = runtime
+                .stored_component(record)
+                .and_then(|component| runtime.register(&record.name, &component, &record.manifest, true));
+            // A plugin that no longer loads stops alone: the directory opens
+            // and every other plugin goes on.
+            if let Err(err) = loaded {
+                runtime
+                    .pipeline
+                    .stop_listener(&record.name, &format!("it no longer loads: {err}"))?;
+            }
         }
         Ok(runtime)
     }
@@ -236,13 +244,61 @@ impl Runtime {
                     state_bytes,
                 }
             });
+            let stopped_because = pipeline.store().read(|tx| tx.stop_reason(&record.name))?;
             statuses.push(PluginStatus {
                 record,
                 version,
                 listener,
+                stopped_because,
             });
         }
         Ok(statuses)
+    }
+
+    /// Stop plugin `name` by hand (e.g. while it misbehaves): it gets no
+    /// events until `plugin start`, which resumes it from its checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// No listener has this name (aggregates cannot be stopped); a storage
+    /// error.
+    pub fn stop_plugin(&mut self, name: &str, by: &str) -> Result<(), Error> {
+        if !self.pipeline.listener_stats().iter().any(|l| l.name == name) {
+            return Err(PluginError::UnknownListener {
+                name: name.to_owned(),
+                known: crate::aggregate::quoted_list(self.pipeline.listener_stats().iter().map(|l| l.name.as_str())),
+            }
+            .into());
+        }
+        self.pipeline.stop_listener(name, &format!("stopped by {by}"))
+    }
+
+    /// Unregister plugin `name`, broken or not: it is no longer loaded or
+    /// called; its versions stay, so adding it again (or a rollback after
+    /// adding) brings a build back. Aggregates stay: the log holds their
+    /// events.
+    ///
+    /// # Errors
+    ///
+    /// No plugin has this name; it is an aggregate; a storage error.
+    pub fn remove_plugin(&mut self, name: &str) -> Result<PluginRecord, Error> {
+        let record = self
+            .plugins()?
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| PluginError::UnknownPlugin { name: name.to_owned() })?;
+        if record.kind == PluginKind::Aggregate {
+            return Err(PluginError::InvalidAggregate {
+                plugin: name.to_owned(),
+                message: "an aggregate cannot be removed: the log holds its events and replays need it".into(),
+            }
+            .into());
+        }
+        if self.pipeline.listener_stats().iter().any(|l| l.name == name) {
+            self.pipeline.remove_listener(name)?;
+        }
+        self.pipeline.store().write(|tx| tx.remove_plugin(name))?;
+        Ok(record)
     }
 
     /// Every version plugin `name` has had, oldest first, and the active one.
@@ -407,6 +463,9 @@ pub struct PluginStatus {
     /// For projections and process managers.
     #[serde(flatten)]
     pub listener: Option<ListenerStatus>,
+    /// Why the host stopped it (its state would not load or save, or the
+    /// build no longer loads); `plugin start` resumes it once fixed.
+    pub stopped_because: Option<String>,
 }
 
 /// Where a listener is.

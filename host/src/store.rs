@@ -55,6 +55,9 @@ const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts"
 const PLUGIN_VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("plugin_versions");
 /// The active version of each plugin name.
 const PLUGIN_ACTIVE: TableDefinition<&str, u64> = TableDefinition::new("plugin_active");
+/// Why a stopped plugin was stopped by the host (a failing `save-state`,
+/// `load-state`, or a build that no longer loads), by name.
+const STOP_REASONS: TableDefinition<&str, &str> = TableDefinition::new("stop_reasons");
 /// Idempotency keys of submitted commands → the correlation id they started.
 const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 /// Read-model documents: (collection, id) → JSON text.
@@ -359,6 +362,7 @@ pub struct Tx<'t> {
     plugin_versions: Table<'t, (&'static str, u64), Bytes>,
     plugin_active: Table<'t, &'static str, u64>,
     idempotency: Table<'t, &'static str, &'static str>,
+    stop_reasons: Table<'t, &'static str, &'static str>,
     rm_docs: Table<'t, (&'static str, &'static str), Bytes>,
     rm_index: Table<'t, (&'static str, &'static str, &'static str, &'static str), ()>,
     rm_indexed: Table<'t, &'static str, Bytes>,
@@ -387,6 +391,7 @@ impl<'t> Tx<'t> {
             plugin_versions: txn.open_table(PLUGIN_VERSIONS)?,
             plugin_active: txn.open_table(PLUGIN_ACTIVE)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
+            stop_reasons: txn.open_table(STOP_REASONS)?,
             rm_docs: txn.open_table(RM_DOCS)?,
             rm_index: txn.open_table(RM_INDEX)?,
             rm_indexed: txn.open_table(RM_INDEXED)?,
@@ -686,6 +691,22 @@ impl<'t> Tx<'t> {
         Ok(())
     }
 
+    /// Unregister plugin `name`: its registration, checkpoint, state and stop
+    /// marks go; its versions, components and parked events stay.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn remove_plugin(&mut self, name: &str) -> Result<(), StoreError> {
+        self.plugins.remove(name)?;
+        self.plugin_active.remove(name)?;
+        self.checkpoints.remove(name)?;
+        self.pm_states.remove(name)?;
+        self.stopped.remove(name)?;
+        self.stop_reasons.remove(name)?;
+        Ok(())
+    }
+
     /// Component bytes by content hash.
     ///
     /// # Errors
@@ -818,7 +839,28 @@ impl Tx<'_> {
             self.stopped.insert(listener, ())?;
         } else {
             self.stopped.remove(listener)?;
+            self.stop_reasons.remove(listener)?;
         }
+        Ok(())
+    }
+
+    /// Why the host stopped `plugin`, if it did.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn stop_reason(&self, plugin: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.stop_reasons.get(plugin)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Stop `plugin` for `reason`: it gets no events until started again.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn stop_for(&mut self, plugin: &str, reason: &str) -> Result<(), StoreError> {
+        self.stopped.insert(plugin, ())?;
+        self.stop_reasons.insert(plugin, reason)?;
         Ok(())
     }
 

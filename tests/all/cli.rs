@@ -319,3 +319,39 @@ fn plugin_list_shows_where_each_listener_is_and_refresh_json_prints_the_state_as
     let reports: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(reports[0]["state"], serde_json::json!({"usersCreated": 1}));
 }
+
+#[test]
+fn plugins_can_be_stopped_started_and_removed_even_when_broken() {
+    let dir = data_with_plugins();
+    let (status, out) = cli(dir.path(), &["plugin", "add", plugins::FIXTURE_BROKEN_STATE]);
+    assert_eq!(status, 0, "{out}");
+    cli(
+        dir.path(),
+        &["exec", "users", "u1", "create", r#"{"name":"poison-load"}"#],
+    );
+
+    // Its state no longer loads: the directory still opens and says why.
+    let (status, list) = cli(dir.path(), &["plugin", "list"]);
+    assert_eq!(status, 0, "{list}");
+    let broken = list.lines().find(|l| l.starts_with("fixture-broken-state")).unwrap();
+    assert!(broken.contains("stopped: it no longer loads"), "{broken}");
+    let (status, out) = cli(dir.path(), &["plugin", "remove", "fixture-broken-state"]);
+    assert_eq!(status, 0, "{out}");
+    let (_, list) = cli(dir.path(), &["plugin", "list"]);
+    assert!(!list.contains("fixture-broken-state"), "{list}");
+
+    // A healthy plugin stopped by hand misses nothing: start catches up.
+    let (status, out) = cli(dir.path(), &["plugin", "stop", "welcome", "--by", "ops"]);
+    assert_eq!(status, 0, "{out}");
+    let (_, out) = cli(dir.path(), &["exec", "users", "u2", "create", r#"{"name":"x"}"#]);
+    assert!(out.contains("1 event(s)"), "welcome is stopped: {out}");
+    let (status, out) = cli(dir.path(), &["plugin", "start", "welcome"]);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("caught up 1 event(s)"), "{out}");
+    let (_, events) = cli(dir.path(), &["events", "--json"]);
+    assert_eq!(events.matches("AccountOpened").count(), 2);
+
+    let (status, err) = cli(dir.path(), &["plugin", "remove", "users"]);
+    assert_eq!(status, 2);
+    assert!(err.contains("an aggregate cannot be removed"), "{err}");
+}

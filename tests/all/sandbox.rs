@@ -455,3 +455,67 @@ fn the_stop_policy_stops_the_plugin_and_start_resumes_it_from_its_checkpoint() {
     user(&mut host, "u3", "Hedy");
     assert_eq!(host.log_names().iter().filter(|n| *n == "AccountOpened").count(), 3);
 }
+
+fn stopped_because(host: &TestHost, name: &str) -> Option<String> {
+    let statuses = host.runtime.statuses().unwrap();
+    statuses
+        .into_iter()
+        .find(|s| s.record.name == name)
+        .unwrap()
+        .stopped_because
+}
+
+/// A stateful process manager whose stored state no longer loads stops
+/// alone when the data directory opens; the directory opens and the other
+/// plugins process every event.
+#[test]
+fn a_plugin_whose_state_does_not_load_stops_alone_and_the_directory_opens() {
+    let mut host = TestHost::with(&[
+        plugins::USERS,
+        plugins::ACCOUNTS,
+        plugins::WELCOME,
+        plugins::FIXTURE_BROKEN_STATE,
+    ]);
+    assert!(user(&mut host, "u1", "poison-load").is_ok());
+
+    let mut host = host.reopen(cascade::Options::default());
+
+    let reason = stopped_because(&host, "fixture-broken-state").expect("stopped");
+    assert!(reason.starts_with("it no longer loads:"), "{reason}");
+    assert!(reason.contains("poisoned on purpose"), "{reason}");
+    assert!(user(&mut host, "u2", "Ada").is_ok());
+    assert_eq!(
+        host.log_names(),
+        ["UserCreated", "AccountOpened", "UserCreated", "AccountOpened"]
+    );
+}
+
+/// A state that cannot be saved stops that plugin; the batch is redone
+/// without it, so everyone else's work commits.
+#[test]
+fn a_plugin_whose_state_does_not_save_stops_alone_and_the_batch_goes_on() {
+    let mut host = TestHost::with(&[
+        plugins::USERS,
+        plugins::ACCOUNTS,
+        plugins::WELCOME,
+        plugins::FIXTURE_BROKEN_STATE,
+    ]);
+    assert!(user(&mut host, "u0", "calm").is_ok());
+
+    let settled = user(&mut host, "u1", "poison-save");
+
+    assert_eq!(settled.events.len(), 2, "{:?}", settled.failures);
+    let reason = stopped_because(&host, "fixture-broken-state").expect("stopped");
+    assert!(reason.starts_with("its state could not be saved:"), "{reason}");
+    assert!(user(&mut host, "u2", "Ada").is_ok());
+    assert_eq!(host.log_names().len(), 6);
+    // It kept its last saved state and checkpoint: one user, before u1.
+    let state = host
+        .runtime
+        .pipeline()
+        .pm_state("fixture-broken-state")
+        .unwrap()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    assert_eq!(state["users"], 1);
+}

@@ -59,9 +59,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     let mut clock = linker.instance(MONOTONIC_CLOCK)?;
     clock.func_wrap(
         "subscribe-duration",
-        |store: StoreContextMut<'_, HostState>, (nanos,): (u64,)| {
-            Ok((sleep(store, Duration::from_nanos(nanos))?,))
-        },
+        |store: StoreContextMut<'_, HostState>, (nanos,): (u64,)| Ok((sleep(store, Duration::from_nanos(nanos))?,)),
     )?;
     clock.func_wrap(
         "subscribe-instant",
