@@ -71,6 +71,10 @@ pub struct Cli {
     /// another before the next is refused as a likely cycle.
     #[arg(long, global = true, default_value_t = Options::default().max_causation_depth)]
     pub max_causation_depth: usize,
+    /// The most events and commands one cascade may count before the
+    /// commands that would grow it further are dropped.
+    #[arg(long, global = true, default_value_t = Options::default().cascade_budget)]
+    pub cascade_budget: usize,
     /// The data file's page cache, in MiB.
     #[arg(long, global = true, default_value_t = crate::store::DEFAULT_CACHE_MIB)]
     pub cache_mib: usize,
@@ -280,6 +284,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         let options = Options {
             max_causation_depth: cli.max_causation_depth,
             cache_mib: cli.cache_mib,
+            cascade_budget: cli.cascade_budget,
             ..Options::default()
         };
         return api::serve(&cli.data, options, lock_timeout(cli.lock_timeout)?, args).map(|()| 0);

@@ -163,6 +163,23 @@ pub enum Failure {
     /// A chain of dispatched commands grew too long.
     #[error(transparent)]
     CausationDepth(CausationDepthError),
+    /// The cascade grew past its budget; its remaining work was dropped.
+    #[error(transparent)]
+    CascadeBudget(CascadeBudgetError),
+}
+
+/// A cascade that grew past its budget of events and commands.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error(
+    "cascade exceeded its budget of {max} events and commands; the {dropped} command(s) that would have grown it further were dropped, last dispatched by `{plugin}` (raise --cascade-budget if the cascade is legitimate)"
+)]
+pub struct CascadeBudgetError {
+    /// The budget.
+    pub max: usize,
+    /// The process manager whose dispatch crossed it.
+    pub plugin: String,
+    /// Commands dropped when the budget was crossed.
+    pub dropped: usize,
 }
 
 /// The redb file could not be opened, read or written.

@@ -93,8 +93,8 @@ mod store;
 pub use aggregate::{Aggregate, AggregateDescription, Aggregates, Decision, EventDeclaration};
 pub use engine::{Deployed, Engine, EngineHandle, EngineStats};
 pub use error::{
-    CausationDepthError, CommandError, CommandFailure, ConcurrencyError, Error, EventValidationError, Failure,
-    HandlerFailure, InfiniteLoopError, PluginError, StoreError,
+    CascadeBudgetError, CausationDepthError, CommandError, CommandFailure, ConcurrencyError, Error,
+    EventValidationError, Failure, HandlerFailure, InfiniteLoopError, PluginError, StoreError,
 };
 pub use event::{Command, Envelope, Event, NewEvent};
 pub use listener::{Context, Effects, Handler, HandlerError, Level, Listener, Phase};

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, Aggregates};
-use crate::error::{CausationDepthError, Error, Failure, HandlerFailure, PluginError, StoreError};
+use crate::error::{CascadeBudgetError, CausationDepthError, Error, Failure, HandlerFailure, PluginError, StoreError};
 use crate::event::{Command, Envelope, Event};
 use crate::listener::{Context, Effects, HandlerError, Level, Listener, Phase};
 use crate::manifest::Policy;
@@ -55,6 +55,9 @@ pub struct Options {
     pub retained_lines: usize,
     /// The redb page cache, in MiB, when a runtime opens its data file.
     pub cache_mib: usize,
+    /// The most events and commands one cascade may count; past it, the
+    /// commands that would grow it are dropped and the cascade fails.
+    pub cascade_budget: usize,
 }
 
 impl Default for Options {
@@ -66,6 +69,7 @@ impl Default for Options {
             epoch_interruption: true,
             retained_lines: 100_000,
             cache_mib: crate::store::DEFAULT_CACHE_MIB,
+            cascade_budget: 10_000,
         }
     }
 }
@@ -935,6 +939,7 @@ impl Pipeline {
             next_seq: 0,
             max_depth: options.max_causation_depth,
             repark_as: None,
+            cascade_budget: options.cascade_budget,
         };
         // A batch that did nothing is rolled back: no commit, no fsync.
         let written = store.write_if(|tx| {
@@ -1089,6 +1094,8 @@ struct Batch<'a> {
     max_depth: usize,
     /// A retried parked event that fails again keeps its id.
     repark_as: Option<u64>,
+    /// See [`Options::cascade_budget`].
+    cascade_budget: usize,
 }
 
 impl Batch<'_> {
@@ -1262,6 +1269,21 @@ impl Batch<'_> {
             self.effects.commands.clear();
             let failure = Failure::CausationDepth(CausationDepthError { max: max_depth, chain });
             self.cascade(tx, &event.correlation_id)?.failures.push(failure);
+            return Ok(None);
+        }
+        // A cascade that would outgrow its budget fails, and stops growing.
+        let (max, dropped) = (self.cascade_budget, self.effects.commands.len());
+        let record = self.cascade(tx, &event.correlation_id)?;
+        // Each queued command counts twice: itself and the event it will
+        // likely append, so the cascade stops at its budget, not past it.
+        let size = record.events.len() + record.commands.len() + 2 * record.outstanding as usize;
+        if size + 2 * dropped > max {
+            if !record.failures.iter().any(|f| matches!(f, Failure::CascadeBudget(_))) {
+                record
+                    .failures
+                    .push(Failure::CascadeBudget(CascadeBudgetError { max, plugin, dropped }));
+            }
+            self.effects.commands.clear();
             return Ok(None);
         }
         let cause = Cause {

@@ -79,3 +79,43 @@ fn a_payload_re_emitted_with_numbers_spelled_differently_is_the_same_loop() {
         other => panic!("expected an infinite loop, got {other:?}"),
     }
 }
+
+/// A process manager that dispatches ten commands per event grows one
+/// cascade without end; the budget stops it with a named failure, drops the
+/// rest, and the next command runs at once, with nothing inherited.
+#[test]
+fn a_cascade_bomb_stops_at_its_budget_and_leaves_no_backlog() {
+    let options = Options {
+        cascade_budget: 300,
+        ..Options::default()
+    };
+    let mut host = TestHost::with_options(&[plugins::USERS, plugins::ACCOUNTS, plugins::FIXTURE_FAN_OUT], options);
+
+    let settled = host.exec("users", "u1", "create", r#"{"name":"Ada"}"#);
+
+    let budget: Vec<&cascade::CascadeBudgetError> = settled
+        .failures
+        .iter()
+        .filter_map(|f| match f {
+            Failure::CascadeBudget(err) => Some(err),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(budget.len(), 1, "{:?}", settled.failures);
+    assert_eq!(budget[0].plugin, "fixture-fan-out");
+    assert!(
+        settled.failures[0]
+            .to_string()
+            .starts_with("cascade exceeded its budget of 300 events and commands"),
+        "{}",
+        settled.failures[0]
+    );
+    assert!(settled.events.len() + settled.commands.len() <= 300);
+    assert!(settled.events.len() > 100, "it ran until the budget");
+    let log_length = host.log().len();
+
+    let innocent = host.exec("accounts", "a1", "open", "{}");
+    assert!(innocent.is_ok(), "{:?}", innocent.failures);
+    assert_eq!(innocent.events.len(), 1);
+    assert_eq!(host.log().len(), log_length + 1, "no backlog ran before it");
+}
