@@ -161,6 +161,15 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Queued commands by cascade; `queue cancel ID` drops a cascade's.
+    Queue {
+        /// Cancel one cascade's queued commands.
+        #[command(subcommand)]
+        action: Option<QueueAction>,
+        /// List as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the event log.
     Events {
         /// Only this stream, as `TYPE:ID`.
@@ -192,6 +201,19 @@ pub enum PmAction {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `cascade queue ...`
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum QueueAction {
+    /// Drop every queued command of a cascade, recording who and when.
+    Cancel {
+        /// The cascade's correlation id, e.g. `c7`.
+        correlation_id: String,
+        /// Who cancels it (default: `$USER`).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -617,6 +639,40 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             )?;
             Ok(0)
         }
+        Action::Queue { action: None, json } => {
+            let queue = runtime.pipeline_ref().queue()?;
+            if json {
+                let list: Vec<Value> = queue
+                    .iter()
+                    .map(|(id, n, oldest)| json!({ "correlationId": id, "queued": n, "oldest": oldest }))
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                for (id, n, oldest) in &queue {
+                    writeln!(
+                        out,
+                        "{id:<8} {n} queued, oldest {} on {}",
+                        escape(&oldest.name),
+                        escape(&oldest.stream())
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        Action::Queue {
+            action: Some(QueueAction::Cancel { correlation_id, by }),
+            ..
+        } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let dropped = runtime.pipeline().cancel(&correlation_id, &by)?;
+            writeln!(
+                out,
+                "cancelled cascade {correlation_id}: {dropped} queued command(s) dropped, recorded as by {by}"
+            )?;
+            Ok(0)
+        }
         Action::Events { stream, from, json } => {
             let print = |out: &mut dyn Write, event: &Event| match json {
                 true => writeln!(out, "{}", event.to_json()),
@@ -703,6 +759,7 @@ fn reads_only(action: &Action) -> bool {
         Action::Events { .. }
             | Action::Read { .. }
             | Action::Parked { action: None, .. }
+            | Action::Queue { action: None, .. }
             | Action::Pm(PmAction::State { .. })
             | Action::Plugin(PluginAction::List { .. } | PluginAction::Versions { .. })
     )

@@ -166,6 +166,16 @@ pub enum Failure {
     /// The cascade grew past its budget; its remaining work was dropped.
     #[error(transparent)]
     CascadeBudget(CascadeBudgetError),
+    /// An operator cancelled the cascade's queued commands.
+    #[error("cancelled by {by} at {at} (ms since the epoch): {dropped} queued command(s) dropped")]
+    Cancelled {
+        /// Who cancelled it.
+        by: String,
+        /// When, in milliseconds since the Unix epoch.
+        at: u64,
+        /// Queued commands dropped.
+        dropped: u64,
+    },
 }
 
 /// A cascade that grew past its budget of events and commands.

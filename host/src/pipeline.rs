@@ -791,6 +791,54 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Queued commands grouped by cascade: (correlation id, how many, the
+    /// oldest one), oldest cascade first.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn queue(&self) -> Result<Vec<(String, u64, Command)>, StoreError> {
+        let queued = self.store.read(|tx| tx.queue())?;
+        let mut by_cascade: Vec<(String, u64, Command)> = Vec::new();
+        for (_, q) in queued {
+            match by_cascade.iter_mut().find(|(id, _, _)| *id == q.correlation_id) {
+                Some(entry) => entry.1 += 1,
+                None => by_cascade.push((q.correlation_id, 1, q.command)),
+            }
+        }
+        Ok(by_cascade)
+    }
+
+    /// Drop every queued command of cascade `correlation_id`, recording who
+    /// and when in the cascade's failures; returns how many were dropped.
+    /// The cascade settles once its events in flight are through.
+    ///
+    /// # Errors
+    ///
+    /// An unknown cascade; a storage error.
+    pub fn cancel(&mut self, correlation_id: &str, by: &str) -> Result<u64, Error> {
+        self.store.write(|tx| {
+            let mut record = tx.cascade(correlation_id)?.ok_or_else(|| Error::UnknownCascade {
+                correlation_id: correlation_id.to_owned(),
+            })?;
+            let mut dropped = 0;
+            for (seq, q) in tx.queue()? {
+                if q.correlation_id == correlation_id {
+                    tx.unqueue(seq)?;
+                    dropped += 1;
+                }
+            }
+            record.outstanding = record.outstanding.saturating_sub(dropped);
+            record.failures.push(Failure::Cancelled {
+                by: by.to_owned(),
+                at: crate::store::now_millis(),
+                dropped,
+            });
+            tx.put_cascade(correlation_id, &record)?;
+            Ok(dropped)
+        })
+    }
+
     /// Take listener `name` out of the pipeline (the caller unregisters it).
     ///
     /// # Errors

@@ -645,6 +645,30 @@ impl<'t> Tx<'t> {
         Ok(self.command_queue.len()?)
     }
 
+    /// Every queued command with its sequence number, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn queue(&self) -> Result<Vec<(u64, QueuedCommand)>, StoreError> {
+        let mut queue = Vec::new();
+        for entry in self.command_queue.iter()? {
+            let (seq, bytes) = entry?;
+            queue.push((seq.value(), decode(COMMAND_QUEUE.name(), bytes.value())?));
+        }
+        Ok(queue)
+    }
+
+    /// Drop queued command `seq` without running it.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn unqueue(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.command_queue.remove(seq)?;
+        Ok(())
+    }
+
     /// The record of a cascade, by correlation id.
     ///
     /// # Errors

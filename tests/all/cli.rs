@@ -355,3 +355,38 @@ fn plugins_can_be_stopped_started_and_removed_even_when_broken() {
     assert_eq!(status, 2);
     assert!(err.contains("an aggregate cannot be removed"), "{err}");
 }
+
+#[test]
+fn queued_work_is_listed_by_cascade_and_a_cascade_can_be_cancelled() {
+    let cascade_tests::TestHost { dir, mut runtime } =
+        cascade_tests::TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
+    let commands: Vec<_> = ["u1", "u2"]
+        .iter()
+        .map(|id| cascade::Command::new("users", id, "create", r#"{"name":"x"}"#))
+        .collect();
+    let ids = runtime.pipeline().submit_all(commands).unwrap();
+    drop(runtime);
+
+    let (status, out) = cli(dir.path(), &["queue"]);
+    assert_eq!(status, 0, "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.starts_with(&format!("{:<8} 1 queued, oldest create on users:u1", ids[0])),
+        "{out}"
+    );
+
+    let (status, out) = cli(dir.path(), &["queue", "cancel", &ids[0], "--by", "ops"]);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("1 queued command(s) dropped"), "{out}");
+    let (_, out) = cli(dir.path(), &["queue", "--json"]);
+    let queue: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(queue.as_array().unwrap().len(), 1);
+    assert_eq!(queue[0]["correlationId"], ids[1].as_str());
+
+    // The next command runs the other cascade; the cancelled one never ran.
+    let (status, _) = cli(dir.path(), &["exec", "users", "u3", "create", r#"{"name":"x"}"#]);
+    assert_eq!(status, 0);
+    let (_, events) = cli(dir.path(), &["events", "--json"]);
+    assert!(!events.contains("\"u1\""), "{events}");
+    assert!(events.contains("\"u2\"") && events.contains("\"u3\""), "{events}");
+}
