@@ -586,14 +586,7 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
         Action::Parked { action: None, json } => {
             let parked = runtime.pipeline_ref().parked()?;
             if json {
-                let list: Vec<Value> = parked
-                    .iter()
-                    .map(|(id, p)| {
-                        let mut v = serde_json::to_value(p).expect("parked records serialize");
-                        v["id"] = json!(id);
-                        v
-                    })
-                    .collect();
+                let list: Vec<Value> = parked.iter().map(|(id, p)| p.to_json(*id)).collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
             } else {
                 for (id, p) in &parked {

@@ -100,6 +100,16 @@ pub struct Parked {
     pub parked_at: u64,
 }
 
+impl Parked {
+    /// The record as JSON with its id: what `parked --json` and `GET
+    /// /parked` list.
+    pub fn to_json(&self, id: u64) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("parked records serialize");
+        value["id"] = serde_json::Value::from(id);
+        value
+    }
+}
+
 /// A parked event that was dropped on purpose, and by whom.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

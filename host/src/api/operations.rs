@@ -97,15 +97,7 @@ pub(super) async fn parked(State(state): State<AppState>) -> Result<Json<Value>,
         .engine
         .with_runtime(|runtime| runtime.pipeline_ref().parked())
         .await??;
-    let list: Vec<Value> = parked
-        .iter()
-        .map(|(id, p)| {
-            let mut v = serde_json::to_value(p).expect("parked records serialize");
-            v["id"] = json!(id);
-            v
-        })
-        .collect();
-    Ok(Json(Value::Array(list)))
+    Ok(Json(parked.iter().map(|(id, p)| p.to_json(*id)).collect()))
 }
 
 pub(super) async fn retry_parked(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
