@@ -1223,7 +1223,7 @@ impl Batch<'_> {
     /// it. Returns the parked id when it failed.
     fn call(&mut self, tx: &mut Tx<'_>, slot: usize, handler: usize, event: &Event) -> Result<Option<u64>, StoreError> {
         let max_depth = self.max_depth;
-        let started = Instant::now();
+        let started = self.trace.is_some().then(Instant::now);
         self.slots[slot].dirty = true;
         let on_error = self.slots[slot].listener.on_error();
         let attempts = on_error.attempts.max(1);
@@ -1255,7 +1255,7 @@ impl Batch<'_> {
             }
         };
         let export = || listener.handlers()[handler].export_name();
-        if let Some(trace) = self.trace.as_deref_mut() {
+        if let (Some(started), Some(trace)) = (started, self.trace.as_deref_mut()) {
             trace.push(TraceEntry {
                 correlation_id: event.correlation_id.clone(),
                 plugin: plugin(),
@@ -1330,20 +1330,23 @@ impl Batch<'_> {
             return Ok(None);
         }
         // A cascade that would outgrow its budget fails, and stops growing.
-        let (max, dropped) = (self.cascade_budget, self.effects.commands.len());
+        let (max, count) = (self.cascade_budget, self.effects.commands.len());
         let record = self.cascade(tx, &event.correlation_id)?;
         // Each queued command counts twice: itself and the event it will
         // likely append, so the cascade stops at its budget, not past it.
         let size = record.events.len() + record.commands.len() + 2 * record.outstanding as usize;
-        if size + 2 * dropped > max {
+        if size + 2 * count > max {
             if !record.failures.iter().any(|f| matches!(f, Failure::CascadeBudget(_))) {
-                record
-                    .failures
-                    .push(Failure::CascadeBudget(CascadeBudgetError { max, plugin, dropped }));
+                record.failures.push(Failure::CascadeBudget(CascadeBudgetError {
+                    max,
+                    plugin,
+                    dropped: count,
+                }));
             }
             self.effects.commands.clear();
             return Ok(None);
         }
+        record.outstanding += count as u64;
         let cause = Cause {
             plugin,
             event: event.name.clone(),
@@ -1352,7 +1355,6 @@ impl Batch<'_> {
             payload: event.payload.clone(),
             chain,
         };
-        let dispatched = self.effects.commands.len() as u64;
         for mut command in self.effects.commands.drain(..) {
             if command.actor_id.is_none() {
                 command.actor_id.clone_from(&event.actor_id);
@@ -1369,7 +1371,6 @@ impl Batch<'_> {
             };
             self.dispatched.push_back((seq, queued));
         }
-        self.cascade(tx, &event.correlation_id)?.outstanding += dispatched;
         Ok(None)
     }
 

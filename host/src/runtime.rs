@@ -178,7 +178,7 @@ impl Runtime {
             manifest,
             start_from,
         } = compiled;
-        let first = !self.pipeline.listener_stats().iter().any(|l| l.name == name);
+        let first = !self.pipeline.listener_names().contains(&name);
         // A process manager new here that starts from the origin builds its
         // state from history before it goes live.
         let state = match (first, start_from) {
@@ -229,12 +229,21 @@ impl Runtime {
         let stats = pipeline.listener_stats();
         let head = pipeline.store().reader().head()?;
         let parked = pipeline.parked()?;
-        let mut statuses = Vec::new();
-        for record in self.plugins()? {
-            let version = self.versions(&record.name).map(|(_, active)| active).unwrap_or(0);
-            let listener = stats.iter().find(|l| l.name == record.name).map(|l| {
-                let state_bytes = pipeline.pm_state(&l.name).ok().flatten().map(|blob| blob.len() as u64);
-                ListenerStatus {
+        // One read transaction for every plugin's registry rows.
+        let stored = pipeline.store().read(|tx| {
+            let mut stored = Vec::new();
+            for record in tx.plugins()? {
+                let (_, version) = tx.plugin_versions(&record.name)?;
+                let state_bytes = tx.pm_state(&record.name)?.map(|blob| blob.len() as u64);
+                let stopped_because = tx.stop_reason(&record.name)?;
+                stored.push((record, version.unwrap_or(0), state_bytes, stopped_because));
+            }
+            Ok::<_, StoreError>(stored)
+        })?;
+        let statuses = stored
+            .into_iter()
+            .map(|(record, version, state_bytes, stopped_because)| {
+                let listener = stats.iter().find(|l| l.name == record.name).map(|l| ListenerStatus {
                     checkpoint: l.checkpoint,
                     lag: head.saturating_sub(l.checkpoint),
                     stopped: l.stopped,
@@ -242,16 +251,15 @@ impl Runtime {
                     failures: l.handlers.iter().map(|h| h.failures).sum(),
                     parked: parked.iter().filter(|(_, p)| p.plugin == l.name).count() as u64,
                     state_bytes,
+                });
+                PluginStatus {
+                    record,
+                    version,
+                    listener,
+                    stopped_because,
                 }
-            });
-            let stopped_because = pipeline.store().read(|tx| tx.stop_reason(&record.name))?;
-            statuses.push(PluginStatus {
-                record,
-                version,
-                listener,
-                stopped_because,
-            });
-        }
+            })
+            .collect();
         Ok(statuses)
     }
 
@@ -294,7 +302,7 @@ impl Runtime {
             }
             .into());
         }
-        if self.pipeline.listener_stats().iter().any(|l| l.name == name) {
+        if self.pipeline.listener_names().iter().any(|n| n == name) {
             self.pipeline.remove_listener(name)?;
         }
         self.pipeline.store().write(|tx| tx.remove_plugin(name))?;
@@ -312,6 +320,12 @@ impl Runtime {
             Some(active) if !versions.is_empty() => Ok((versions, active)),
             _ => Err(PluginError::UnknownPlugin { name: name.to_owned() }.into()),
         }
+    }
+
+    /// The active version of plugin `name`, if it has one.
+    pub fn active_version(&self, name: &str) -> Option<PluginVersion> {
+        let (versions, active) = self.versions(name).ok()?;
+        versions.into_iter().find(|v| v.version == active)
     }
 
     /// Go back one version of plugin `name`: the newest version older than
@@ -520,7 +534,8 @@ impl Compiled {
     ) -> Result<Compiled, Error> {
         let component = sandbox.compile(&bytes).map_err(|e| PluginError::NotAComponent {
             file: source.to_owned(),
-            message: one_line(&format!("{e:#}")),
+            // wasmtime's parse errors span lines (byte dumps).
+            message: crate::sandbox::one_line(&format!("{e:#}")),
         })?;
         let artifact = component.serialize().map_err(|e| PluginError::Instantiate {
             plugin: name.to_owned(),
@@ -647,9 +662,4 @@ fn holder(dir: &Path) -> String {
         Some(server) => server,
         None => "another cascade process".to_owned(),
     }
-}
-
-/// wasmtime's parse errors span lines (byte dumps); CLI messages are one line.
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -301,7 +301,8 @@ fn panic_message(stderr: &str) -> Option<String> {
     None
 }
 
-fn one_line(text: &str) -> String {
+/// `text` on one line: messages (CLI, HTTP, parked records) are one line.
+pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -137,12 +137,7 @@ async fn read_form(mut form: Multipart) -> Result<(Vec<u8>, Option<(Manifest, St
 
 /// The manifest of the active version of `name`, the defaults for a new name.
 fn active_manifest(runtime: &mut crate::Runtime, name: &str) -> Manifest {
-    runtime
-        .versions(name)
-        .ok()
-        .and_then(|(versions, active)| versions.into_iter().find(|v| v.version == active))
-        .map(|v| v.manifest)
-        .unwrap_or_default()
+    runtime.active_version(name).map(|v| v.manifest).unwrap_or_default()
 }
 
 pub(super) async fn versions(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {

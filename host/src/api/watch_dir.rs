@@ -85,11 +85,7 @@ async fn deploy(state: &AppState, file: &Path) {
     let stats = engine.clone();
     let result = engine
         .with_runtime(move |runtime| {
-            let active = runtime
-                .versions(&name)
-                .ok()
-                .and_then(|(versions, active)| versions.into_iter().find(|v| v.version == active));
-            if active.is_some_and(|v| v.hash == hash) {
+            if runtime.active_version(&name).is_some_and(|v| v.hash == hash) {
                 return Ok(None);
             }
             let started = std::time::Instant::now();
