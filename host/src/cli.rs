@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use crate::api;
 use crate::error::{Error, HandlerFailure, StoreError};
 use crate::event::{Command, Event};
-use crate::pipeline::{Options, Outcome, RefreshReport, Settled, Submission};
+use crate::pipeline::{Load, Options, Outcome, RefreshReport, Settled, Submission};
 use crate::runtime::{Runtime, Swap, SwapState};
 
 /// The exit status of a data directory that stayed busy.
@@ -325,6 +325,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     let options = Options {
         max_causation_depth: cli.max_causation_depth,
         cache_mib: cli.cache_mib,
+        cascade_budget: cli.cascade_budget,
+        load: match action {
+            Action::Read { .. } => Load::Projections,
+            _ if reads_only(&action) => Load::None,
+            _ => Load::All,
+        },
         ..Options::default()
     };
     let mut runtime = Runtime::open_waiting(&cli.data, options, lock_timeout(cli.lock_timeout)?)
@@ -504,7 +510,7 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             Ok(if settled.is_ok() { 0 } else { 1 })
         }
         Action::Pm(PmAction::State { name }) => {
-            match runtime.pipeline().pm_state(&name)? {
+            match runtime.pm_state(&name)? {
                 None => writeln!(out, "`{name}` has no state yet (it has not handled an event)")?,
                 Some(blob) => match serde_json::from_slice::<Value>(&blob) {
                     Ok(json) => writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?,

@@ -324,13 +324,13 @@ pub enum PluginError {
         /// What is wrong.
         message: String,
     },
-    /// The component imports an interface the host does not grant.
-    #[error("plugin `{plugin}` imports `{import}`: {reason}")]
+    /// The component imports interfaces the host does not grant.
+    #[error("plugin `{plugin}` imports {imports}: {reason}")]
     ForbiddenImport {
         /// The plugin.
         plugin: String,
-        /// The imported interface.
-        import: String,
+        /// Every refused interface, quoted and comma-separated.
+        imports: String,
         /// Why it is refused.
         reason: &'static str,
     },

@@ -100,11 +100,11 @@ pub use event::{Command, Envelope, Event, NewEvent};
 pub use listener::{Context, Effects, Handler, HandlerError, Level, Listener, Phase};
 pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError, Placement, Policy, StartFrom};
 pub use pipeline::{
-    CascadeRecord, Cause, CommandRecord, DURATION_BUCKETS, HandlerStats, ListenerStats, LogLine, Options, Outcome,
-    Parked, Pipeline, RefreshReport, Settled, Skipped, Submission, TraceEntry,
+    CascadeRecord, Cause, CommandRecord, DURATION_BUCKETS, HandlerStats, ListenerStats, Load, LogLine, Options,
+    Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped, Submission, TraceEntry,
 };
 pub use plugin::{CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord, PluginVersion};
 pub use read_model::{Collection, Document, QueryError, ReadModels};
-pub use runtime::{Compiled, DATA_FILE, ListenerStatus, PluginStatus, Runtime, Swap, SwapState};
+pub use runtime::{Compiled, DATA_FILE, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, Swap, SwapState};
 pub use sandbox::{Limits, Sandbox};
 pub use store::{DEFAULT_CACHE_MIB, LogReader, SCHEMA_VERSION, Store, Tx};

@@ -58,6 +58,11 @@ pub struct Options {
     /// The most events and commands one cascade may count; past it, the
     /// commands that would grow it are dropped and the cascade fails.
     pub cascade_budget: usize,
+    /// Which registered plugins a runtime compiles and instantiates when it
+    /// opens. Commands that run no handler load none (or only projections,
+    /// which declare the collections `read` serves), so they cost the same
+    /// however big the registered process managers are.
+    pub load: Load,
 }
 
 impl Default for Options {
@@ -70,8 +75,20 @@ impl Default for Options {
             retained_lines: 100_000,
             cache_mib: crate::store::DEFAULT_CACHE_MIB,
             cascade_budget: 10_000,
+            load: Load::All,
         }
     }
+}
+
+/// Which plugins a runtime loads when it opens (see [`Options::load`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// Every plugin: the runtime runs handlers.
+    All,
+    /// Aggregates and projections: the runtime serves read models.
+    Projections,
+    /// None: the runtime reads the log, the registry and stored state.
+    None,
 }
 
 /// The first pause before calling a failed handler again; it doubles with

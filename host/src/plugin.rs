@@ -117,10 +117,6 @@ pub(crate) enum Shape {
 /// Classify a component by its exports and check every handler signature.
 pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) -> Result<Shape, PluginError> {
     let ty = component.component_type();
-    for (import, _) in ty.imports(sandbox.engine()) {
-        check_contract_version(plugin, import)?;
-        check_import(plugin, import)?;
-    }
     let mut handlers = Vec::new();
     let mut state_exports = 0;
     let mut projection = false;
@@ -274,18 +270,59 @@ fn check_contract_version(plugin: &str, interface: &str) -> Result<(), PluginErr
     }
 }
 
-fn check_import(plugin: &str, import: &str) -> Result<(), PluginError> {
-    if ALLOWED_IMPORTS.iter().any(|p| import.starts_with(p)) {
+/// Refuse, from the component's import section and before any compile, a
+/// component that imports what the host does not grant or speaks another
+/// contract version, naming every such import.
+///
+/// # Errors
+///
+/// [`PluginError::ContractVersion`], [`PluginError::ForbiddenImport`],
+/// or [`PluginError::NotAComponent`] when the bytes do not parse.
+pub(crate) fn check_imports(plugin: &str, source: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    let mut imports = Vec::new();
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| PluginError::NotAComponent {
+            file: source.to_owned(),
+            message: crate::sandbox::one_line(&e.to_string()),
+        })?;
+        match payload {
+            wasmparser::Payload::ModuleSection { .. } | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    let import = import.map_err(|e| PluginError::NotAComponent {
+                        file: source.to_owned(),
+                        message: e.to_string(),
+                    })?;
+                    // Type imports (`event`, `context`) come with the interfaces.
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        imports.push(import.name.name.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for import in &imports {
+        check_contract_version(plugin, import)?;
+    }
+    let refused: Vec<&String> = imports
+        .iter()
+        .filter(|i| !ALLOWED_IMPORTS.iter().any(|p| i.starts_with(p)))
+        .collect();
+    if refused.is_empty() {
         return Ok(());
     }
-    let reason = if import.starts_with("wasi:http/") {
-        "Cascade plugins get no outgoing HTTP; build without it (componentize-js: `--disable http fetch-event`; Rust: drop the HTTP client)"
+    let reason = if refused.iter().any(|i| i.starts_with("wasi:http/")) {
+        "Cascade plugins get no outgoing HTTP; build without it (componentize-js: `--disable http fetch-event`; \
+         componentize-py: do not import an HTTP client; Rust: drop the HTTP client)"
     } else {
-        "this host does not provide it"
+        "this host does not provide it; plugins may import `cascade:runtime` and WASI io, cli, clocks, random, filesystem and sockets"
     };
     Err(PluginError::ForbiddenImport {
         plugin: plugin.to_owned(),
-        import: import.to_owned(),
+        imports: refused.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
         reason,
     })
 }
@@ -837,6 +874,45 @@ pub(crate) fn content_hash(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A component that imports an (empty) instance under each name.
+    fn component_importing(names: &[&str]) -> Vec<u8> {
+        use wasm_encoder::{Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType};
+        let mut types = ComponentTypeSection::new();
+        types.instance(&InstanceType::new());
+        let mut imports = ComponentImportSection::new();
+        for name in names {
+            imports.import(*name, ComponentTypeRef::Instance(0));
+        }
+        let mut component = Component::new();
+        component.section(&types).section(&imports);
+        component.finish()
+    }
+
+    #[test]
+    fn every_refused_import_is_named_before_any_compile() {
+        let bytes = component_importing(&[
+            "wasi:io/streams@0.2.6",
+            "wasi:http/types@0.2.6",
+            "wasi:http/outgoing-handler@0.2.6",
+            "acme:db/query",
+        ]);
+        let err = check_imports("fetcher", "fetcher.wasm", &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "plugin `fetcher` imports `wasi:http/types@0.2.6`, `wasi:http/outgoing-handler@0.2.6`, `acme:db/query`: \
+                 Cascade plugins get no outgoing HTTP"
+            ),
+            "{err}"
+        );
+        assert!(check_imports("ok", "ok.wasm", &component_importing(&["wasi:clocks/wall-clock@0.2.6"])).is_ok());
+        let old = check_imports("old", "old.wasm", &component_importing(&["cascade:runtime/log@0.1.0"])).unwrap_err();
+        assert!(matches!(old, PluginError::ContractVersion { .. }), "{old}");
+        let garbage = check_imports("junk", "junk.wasm", b"\0asm\x0d\0\x01\0\xff").unwrap_err();
+        assert!(matches!(garbage, PluginError::NotAComponent { .. }), "{garbage}");
+    }
 
     #[test]
     fn interfaces_of_another_contract_version_are_refused_by_name() {

@@ -9,13 +9,17 @@ use wasmtime::component::Component;
 
 use crate::error::{Error, PluginError, StoreError};
 use crate::manifest::{Manifest, StartFrom};
-use crate::pipeline::{Options, Pipeline};
+use crate::pipeline::{Load, Options, Pipeline};
 use crate::plugin::{self, PluginKind, PluginRecord, PluginVersion, Shape, WasmAggregate, WasmListener};
 use crate::sandbox::{PluginEnv, Sandbox};
-use crate::store::{Store, Tx};
+use crate::store::{Packed, Store, Tx};
 
 /// The file inside a data directory that holds everything.
 pub const DATA_FILE: &str = "cascade.redb";
+
+/// Versions of a plugin kept for rollback; older ones are forgotten and
+/// their components and artifacts deleted when nothing else uses them.
+pub const KEPT_VERSIONS: usize = 10;
 
 /// A Cascade data directory, opened.
 pub struct Runtime {
@@ -26,7 +30,8 @@ pub struct Runtime {
 
 impl Runtime {
     /// Open (or create) the data directory `dir` and load every registered
-    /// plugin, in registration order.
+    /// plugin, in registration order (only those `options.load` names: a
+    /// runtime that loads fewer only reads).
     ///
     /// # Errors
     ///
@@ -44,15 +49,21 @@ impl Runtime {
                 message: format!("{e:#}"),
             })?,
         );
+        let load = options.load;
         let mut runtime = Runtime {
             pipeline: Pipeline::new(store, options),
             sandbox,
             dir: dir.to_owned(),
         };
         let records = runtime.pipeline.store().read(|tx| tx.plugins())?;
+        let records = records.into_iter().filter(|r| match load {
+            Load::All => true,
+            // Projections are checked against the events aggregates declare.
+            Load::Projections => r.kind != PluginKind::ProcessManager,
+            Load::None => false,
+        });
         // Aggregates first: process managers are validated against their events.
-        let (aggregates, listeners): (Vec<_>, Vec<_>) =
-            records.into_iter().partition(|r| r.kind == PluginKind::Aggregate);
+        let (aggregates, listeners): (Vec<_>, Vec<_>) = records.partition(|r| r.kind == PluginKind::Aggregate);
         for record in aggregates.iter().chain(&listeners) {
             let loaded = runtime
                 .stored_component(record)
@@ -171,7 +182,7 @@ impl Runtime {
         let Compiled {
             name,
             source,
-            bytes,
+            packed,
             hash,
             component,
             artifact,
@@ -198,7 +209,7 @@ impl Runtime {
                 manifest: manifest.clone(),
             };
             let (versions, _) = tx.plugin_versions(&name)?;
-            tx.put_component(&hash, &bytes)?;
+            tx.put_component(&hash, &packed)?;
             tx.put_artifact(&key, &artifact)?;
             tx.put_plugin(&record)?;
             tx.put_plugin_version(&PluginVersion {
@@ -211,6 +222,7 @@ impl Runtime {
                 deployed_at: crate::store::now_millis(),
                 deployed_by: swap.by.clone(),
             })?;
+            tx.prune_versions(&name, KEPT_VERSIONS)?;
             Ok::<_, StoreError>(record)
         })?;
         self.apply_state(&record, state)?;
@@ -229,28 +241,40 @@ impl Runtime {
         let stats = pipeline.listener_stats();
         let head = pipeline.store().reader().head()?;
         let parked = pipeline.parked()?;
-        // One read transaction for every plugin's registry rows.
+        // Where a listener is comes from the store, so that a runtime which
+        // loaded no plugin reports it too; calls count this runtime's life.
         let stored = pipeline.store().read(|tx| {
             let mut stored = Vec::new();
             for record in tx.plugins()? {
                 let (_, version) = tx.plugin_versions(&record.name)?;
-                let state_bytes = tx.pm_state(&record.name)?.map(|blob| blob.len() as u64);
+                let place = match record.kind {
+                    PluginKind::Aggregate => None,
+                    _ => Some((
+                        tx.checkpoint(&record.name)?.unwrap_or(0),
+                        tx.is_stopped(&record.name)?,
+                        tx.pm_state(&record.name)?.map(|blob| blob.len() as u64),
+                    )),
+                };
                 let stopped_because = tx.stop_reason(&record.name)?;
-                stored.push((record, version.unwrap_or(0), state_bytes, stopped_because));
+                stored.push((record, version.unwrap_or(0), place, stopped_because));
             }
             Ok::<_, StoreError>(stored)
         })?;
         let statuses = stored
             .into_iter()
-            .map(|(record, version, state_bytes, stopped_because)| {
-                let listener = stats.iter().find(|l| l.name == record.name).map(|l| ListenerStatus {
-                    checkpoint: l.checkpoint,
-                    lag: head.saturating_sub(l.checkpoint),
-                    stopped: l.stopped,
-                    calls: l.handlers.iter().map(|h| h.calls).sum(),
-                    failures: l.handlers.iter().map(|h| h.failures).sum(),
-                    parked: parked.iter().filter(|(_, p)| p.plugin == l.name).count() as u64,
-                    state_bytes,
+            .map(|(record, version, place, stopped_because)| {
+                let listener = place.map(|(checkpoint, stopped, state_bytes)| {
+                    let handlers = stats.iter().find(|l| l.name == record.name).map(|l| &l.handlers[..]);
+                    let handlers = handlers.unwrap_or_default();
+                    ListenerStatus {
+                        checkpoint,
+                        lag: head.saturating_sub(checkpoint),
+                        stopped: stopped || stopped_because.is_some(),
+                        calls: handlers.iter().map(|h| h.calls).sum(),
+                        failures: handlers.iter().map(|h| h.failures).sum(),
+                        parked: parked.iter().filter(|(_, p)| p.plugin == record.name).count() as u64,
+                        state_bytes,
+                    }
                 });
                 PluginStatus {
                     record,
@@ -261,6 +285,36 @@ impl Runtime {
             })
             .collect();
         Ok(statuses)
+    }
+
+    /// The stored state blob of process manager `name` (`None` before it
+    /// handled anything). Works on a runtime that loaded no plugin.
+    ///
+    /// # Errors
+    ///
+    /// No process manager has this name; a loaded one is stateless; a
+    /// storage error.
+    pub fn pm_state(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        if self.pipeline.listener_names().iter().any(|n| n == name) {
+            return self.pipeline.pm_state(name);
+        }
+        let plugins = self.plugins()?;
+        match plugins.iter().find(|p| p.name == name) {
+            Some(p) if p.kind == PluginKind::ProcessManager => {
+                Ok(self.pipeline.store().read(|tx| tx.pm_state(name))?)
+            }
+            Some(_) => Err(PluginError::Stateless { name: name.to_owned() }.into()),
+            None => Err(PluginError::UnknownListener {
+                name: name.to_owned(),
+                known: crate::aggregate::quoted_list(
+                    plugins
+                        .iter()
+                        .filter(|p| p.kind != PluginKind::Aggregate)
+                        .map(|p| p.name.as_str()),
+                ),
+            }
+            .into()),
+        }
     }
 
     /// Stop plugin `name` by hand (e.g. while it misbehaves): it gets no
@@ -459,6 +513,7 @@ impl Runtime {
             message: format!("{e:#}"),
         })?;
         if let Ok(artifact) = component.serialize() {
+            let artifact = Packed::new(&artifact);
             self.pipeline.store().write(|tx| tx.put_artifact(&key, &artifact))?;
         }
         Ok(component)
@@ -507,12 +562,13 @@ pub struct ListenerStatus {
 pub struct Compiled {
     name: String,
     source: String,
-    bytes: Vec<u8>,
+    /// The component as stored.
+    packed: Packed,
     hash: String,
     component: Component,
-    /// The precompiled artifact, serialized here so that a hot swap does not
-    /// spend the writer's time on it.
-    artifact: Vec<u8>,
+    /// The precompiled artifact, serialized and compressed here so that a
+    /// hot swap does not spend the writer's time on it.
+    artifact: Packed,
     manifest: Manifest,
     start_from: StartFrom,
 }
@@ -532,6 +588,8 @@ impl Compiled {
         bytes: Vec<u8>,
         manifest: Manifest,
     ) -> Result<Compiled, Error> {
+        // Refused imports cost no compile.
+        plugin::check_imports(name, source, &bytes)?;
         let component = sandbox.compile(&bytes).map_err(|e| PluginError::NotAComponent {
             file: source.to_owned(),
             // wasmtime's parse errors span lines (byte dumps).
@@ -545,9 +603,9 @@ impl Compiled {
             name: name.to_owned(),
             source: source.to_owned(),
             hash: plugin::content_hash(&bytes),
-            bytes,
+            packed: Packed::new(&bytes),
             component,
-            artifact,
+            artifact: Packed::new(&artifact),
             manifest,
             start_from: StartFrom::Now,
         })

@@ -30,6 +30,9 @@ use crate::event::{Envelope, Event, NewEvent};
 use crate::pipeline::{CascadeRecord, Parked, QueuedCommand, Skipped};
 use crate::plugin::{PluginRecord, PluginVersion};
 
+mod packed;
+pub use packed::Packed;
+
 /// The page cache a data file gets unless told otherwise, in MiB.
 pub const DEFAULT_CACHE_MIB: usize = 64;
 
@@ -737,16 +740,20 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.components.get(hash)?.map(|v| v.value().to_vec()))
+        let stored = self.components.get(hash)?;
+        stored.map(|v| packed::unpack(COMPONENTS.name(), v.value())).transpose()
     }
 
-    /// Store component bytes under their content hash.
+    /// Store component bytes under their content hash (once: the same
+    /// build deployed again is not stored twice).
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn put_component(&mut self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.components.insert(hash, bytes)?;
+    pub fn put_component(&mut self, hash: &str, bytes: &Packed) -> Result<(), StoreError> {
+        if self.components.get(hash)?.is_none() {
+            self.components.insert(hash, bytes.as_bytes())?;
+        }
         Ok(())
     }
 
@@ -756,17 +763,72 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn artifact(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.artifacts.get(key)?.map(|v| v.value().to_vec()))
+        let stored = self.artifacts.get(key)?;
+        stored.map(|v| packed::unpack(ARTIFACTS.name(), v.value())).transpose()
     }
 
-    /// Store a precompiled artifact.
+    /// Store a precompiled artifact, keyed by its component's hash, a `-`,
+    /// and the engine's compatibility.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn put_artifact(&mut self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.artifacts.insert(key, bytes)?;
+    pub fn put_artifact(&mut self, key: &str, bytes: &Packed) -> Result<(), StoreError> {
+        if self.artifacts.get(key)?.is_none() {
+            self.artifacts.insert(key, bytes.as_bytes())?;
+        }
         Ok(())
+    }
+
+    /// Keep the newest `keep` versions of plugin `name` (and the active
+    /// one), forget older ones, and delete every component and artifact no
+    /// kept version of any plugin refers to. Returns the versions forgotten.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn prune_versions(&mut self, name: &str, keep: usize) -> Result<Vec<u64>, StoreError> {
+        let (versions, active) = self.plugin_versions(name)?;
+        let forgotten: Vec<u64> = versions
+            .iter()
+            .rev()
+            .skip(keep)
+            .map(|v| v.version)
+            .filter(|v| Some(*v) != active)
+            .collect();
+        for version in &forgotten {
+            self.plugin_versions.remove((name, *version))?;
+        }
+        let mut referenced = std::collections::HashSet::new();
+        for entry in self.plugin_versions.iter()? {
+            let version: PluginVersion = decode(PLUGIN_VERSIONS.name(), entry?.1.value())?;
+            referenced.insert(version.hash);
+        }
+        for record in self.plugins()? {
+            referenced.insert(record.hash);
+        }
+        let mut unused = Vec::new();
+        for entry in self.components.iter()? {
+            let hash = entry?.0.value().to_owned();
+            if !referenced.contains(&hash) {
+                unused.push(hash);
+            }
+        }
+        for hash in &unused {
+            self.components.remove(hash.as_str())?;
+        }
+        let mut unused = Vec::new();
+        for entry in self.artifacts.iter()? {
+            let key = entry?.0.value().to_owned();
+            let hash = key.split_once('-').map_or(key.as_str(), |(hash, _)| hash);
+            if !referenced.contains(hash) {
+                unused.push(key);
+            }
+        }
+        for key in &unused {
+            self.artifacts.remove(key.as_str())?;
+        }
+        Ok(forgotten)
     }
 
     /// Every version of plugin `name`, oldest first, and the active one.

@@ -330,7 +330,13 @@ fn plugins_can_be_stopped_started_and_removed_even_when_broken() {
         &["exec", "users", "u1", "create", r#"{"name":"poison-load"}"#],
     );
 
-    // Its state no longer loads: the directory still opens and says why.
+    // Its state no longer loads: the next command that runs handlers still
+    // opens the directory, runs the others, and the list says why.
+    let (status, out) = cli(
+        dir.path(),
+        &["exec", "users", "u9", "create", r#"{"name":"after-the-poison"}"#],
+    );
+    assert_eq!(status, 0, "{out}");
     let (status, list) = cli(dir.path(), &["plugin", "list"]);
     assert_eq!(status, 0, "{list}");
     let broken = list.lines().find(|l| l.starts_with("fixture-broken-state")).unwrap();
@@ -349,7 +355,7 @@ fn plugins_can_be_stopped_started_and_removed_even_when_broken() {
     assert_eq!(status, 0, "{out}");
     assert!(out.contains("caught up 1 event(s)"), "{out}");
     let (_, events) = cli(dir.path(), &["events", "--json"]);
-    assert_eq!(events.matches("AccountOpened").count(), 2);
+    assert_eq!(events.matches("AccountOpened").count(), 3);
 
     let (status, err) = cli(dir.path(), &["plugin", "remove", "users"]);
     assert_eq!(status, 2);

@@ -276,3 +276,32 @@ fn a_refresh_that_meets_failures_and_traps_ends_in_exactly_the_live_state() {
         json!({"created": 4, "names": ["a", "boom", "c", "d"], "afterSeen": ["a", "bad", "c", "d"]})
     );
 }
+
+#[test]
+fn only_the_newest_versions_are_kept_and_a_forgotten_build_cannot_come_back() {
+    let mut host = user_counter_host();
+    let original = host.runtime.active_version("user-counter").unwrap().hash;
+    let by_two = host.dir.path().join("user-counter.wasm");
+    std::fs::copy(plugins::USER_COUNTER_BY_TWO, &by_two).unwrap();
+    for _ in 0..cascade::KEPT_VERSIONS {
+        host.runtime.add_plugin(&by_two).unwrap();
+    }
+
+    let (versions, active) = host.runtime.versions("user-counter").unwrap();
+    assert_eq!(versions.len(), cascade::KEPT_VERSIONS);
+    assert_eq!(active, cascade::KEPT_VERSIONS as u64 + 1);
+    assert!(versions.iter().all(|v| v.hash != original), "version 1 is forgotten");
+
+    // Every kept version can be rolled back to; the forgotten one cannot.
+    let swap = cascade::Swap::default();
+    for _ in 1..cascade::KEPT_VERSIONS {
+        let back = host.runtime.rollback("user-counter", &swap).unwrap();
+        assert_ne!(back.hash, original);
+    }
+    let err = host.runtime.rollback("user-counter", &swap).unwrap_err();
+    assert!(err.to_string().contains("no version older"), "{err}");
+
+    // The host still runs the kept build after the prune.
+    host.exec("users", "u1", "create", r#"{"name":"Torsten"}"#);
+    assert_eq!(state(&mut host, "user-counter"), json!({"usersCreated": 2}));
+}

@@ -14,7 +14,7 @@ use crate::pipeline::state_json;
 pub(super) async fn pm_state(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let blob = state
         .engine
-        .with_runtime(move |runtime| runtime.pipeline().pm_state(&name))
+        .with_runtime(move |runtime| runtime.pm_state(&name))
         .await??;
     Ok(Json(json!({ "state": blob.as_deref().map(state_json) })))
 }
