@@ -91,7 +91,9 @@ try {
 }
 for (const manifest of [source.replace(/\.m?js$/, '.toml'), join(dirname(source), 'cascade.toml')]) {
   if (existsSync(manifest) && statSync(manifest).isFile()) {
-    copyFileSync(manifest, output.replace(/\.wasm$/, '.toml'));
+    const target = output.replace(/\.wasm$/, '.toml');
+    // Built beside its own manifest: it is already in place.
+    if (resolve(manifest) !== resolve(target)) copyFileSync(manifest, target);
     break;
   }
 }

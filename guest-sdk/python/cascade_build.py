@@ -123,7 +123,10 @@ def main():
             fail(f"componentize-py failed for {args.module} (exit {done.returncode})")
     for manifest in (os.path.splitext(source)[0] + ".toml", os.path.join(os.path.dirname(source), "cascade.toml")):
         if os.path.exists(manifest):
-            shutil.copyfile(manifest, os.path.splitext(output)[0] + ".toml")
+            target = os.path.splitext(output)[0] + ".toml"
+            # Built beside its own manifest: it is already in place.
+            if os.path.abspath(manifest) != os.path.abspath(target):
+                shutil.copyfile(manifest, target)
             break
     print(f"built {output} ({len(handlers)} handler(s), {'stateful' if stateful else 'stateless'})")
 

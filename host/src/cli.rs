@@ -93,6 +93,19 @@ pub enum Action {
     /// loading of plugins, live event tail, metrics. Other `cascade`
     /// commands on the directory then talk to it.
     Serve(api::ServeArgs),
+    /// Make a new plugin folder NAME/ that builds with `./build.sh` into
+    /// NAME.wasm (and its manifest NAME.toml) and tests itself with
+    /// `./test.sh`.
+    New {
+        /// The plugin's name, kebab-case.
+        name: String,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::scaffold::Lang,
+        /// What it is (Python and JavaScript: process managers).
+        #[arg(long, value_enum, default_value = "process-manager")]
+        kind: crate::scaffold::Kind,
+    },
     /// Manage plugins (aggregates, process managers, projections).
     #[command(subcommand)]
     Plugin(PluginAction),
@@ -312,6 +325,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         return api::serve(&cli.data, options, lock_timeout(cli.lock_timeout)?, args).map(|()| 0);
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    if let Action::New { name, lang, kind } = &cli.command {
+        let dir = crate::scaffold::create(&cwd, name, *lang, *kind, &crate::scaffold::Home::find()?)?;
+        writeln!(
+            out,
+            "created {}: `cd {name} && ./build.sh` builds {name}.wasm, `./test.sh` runs it",
+            dir.display()
+        )?;
+        return Ok(0);
+    }
     let action = resolve_inputs(cli.command, &cwd)?;
     if let Some(server) = api::client::Server::find(&cli.data) {
         return server.run(&action, &cwd, out);
@@ -352,6 +374,7 @@ fn lock_timeout(seconds: f64) -> anyhow::Result<Duration> {
 pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn Write) -> anyhow::Result<u8> {
     match action {
         Action::Serve(_) => anyhow::bail!("`cascade serve` cannot run inside a server"),
+        Action::New { .. } => anyhow::bail!("`cascade new` writes files where it runs, not on a server"),
         Action::Plugin(PluginAction::Add { files, state }) => {
             for file in files {
                 let record = runtime.add_plugin_with(
@@ -892,7 +915,7 @@ fn print_settled(out: &mut dyn Write, settled: &Settled, trace: bool) -> std::io
 
 /// Text for a terminal: control characters (newlines, escape codes) are
 /// shown escaped instead of acting on the screen.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_owned();
     }

@@ -88,6 +88,7 @@ mod plugin;
 mod read_model;
 mod runtime;
 mod sandbox;
+pub mod scaffold;
 mod store;
 
 pub use aggregate::{Aggregate, AggregateDescription, Aggregates, Decision, EventDeclaration};

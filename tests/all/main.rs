@@ -11,7 +11,8 @@
 //! - `sandbox`: hostile plugins: time and memory limits, traps, refused imports;
 //! - `fuzz`: property tests over component bytes and JSON command args;
 //! - `cli`: the `cascade` command line, driven in-process;
-//! - `server`: a real `cascade serve` process over HTTP, and the CLI as its client.
+//! - `server`: a real `cascade serve` process over HTTP, and the CLI as its client;
+//! - `scaffold`: `cascade new` in each language, built and run by its own test.
 
 mod bad_input;
 mod cascade;
@@ -22,5 +23,6 @@ mod loops;
 mod read_models;
 mod restart;
 mod sandbox;
+mod scaffold;
 mod server;
 mod stateful;
