@@ -15,7 +15,7 @@
 //!
 //! [limits]
 //! time-budget-ms = 100   # per handler call
-//! memory-mib = 64        # linear memory of the instance
+//! memory-mib = 64        # every memory and table of the instance together
 //! max-dispatches = 1000  # commands per handler call
 //!
 //! [on-error]

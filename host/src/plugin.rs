@@ -373,8 +373,15 @@ fn instantiate(
     env: &PluginEnv,
 ) -> anyhow::Result<(wasmtime::Store<HostState>, wasmtime::component::Instance)> {
     let mut store = sandbox.new_store(plugin, env);
-    let instance = pre.instantiate(&mut store)?;
-    Ok((store, instance))
+    match pre.instantiate(&mut store) {
+        Ok(instance) => Ok((store, instance)),
+        Err(_) if store.data().memory_cap_hit() => Err(anyhow::anyhow!(
+            "its memories and tables need more than its memory limit of {} MiB (all counted together) to start; \
+             use less memory or raise `memory-mib` in its manifest",
+            store.data().limits().memory_bytes >> 20
+        )),
+        Err(err) => Err(err.into()),
+    }
 }
 
 fn instantiate_error(plugin: &str, err: anyhow::Error) -> PluginError {

@@ -53,7 +53,7 @@ pub const TICK: Duration = Duration::from_millis(5);
 pub struct Limits {
     /// Wall time of one call before it is interrupted.
     pub time_budget: Duration,
-    /// Linear memory of the plugin's instance, in bytes.
+    /// Every memory and table of the plugin's instance together, in bytes.
     pub memory_bytes: usize,
     /// Commands one handler call may dispatch.
     pub max_dispatches: usize,
@@ -63,6 +63,9 @@ pub struct Limits {
     pub max_state_bytes: usize,
     /// Log lines kept per call; the rest are counted and dropped.
     pub max_log_lines: usize,
+    /// Bytes one call may hand the host in all: dispatched commands and log
+    /// lines together. Past it, dispatches fail and log lines are dropped.
+    pub max_call_bytes: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +77,7 @@ impl Default for Limits {
             max_message_bytes: 1 << 20,
             max_state_bytes: 16 << 20,
             max_log_lines: 100,
+            max_call_bytes: 4 << 20,
         }
     }
 }
@@ -85,21 +89,41 @@ impl Limits {
     }
 }
 
-/// Denies memory growth past the cap, and remembers that it did so the trap
-/// that follows can be reported as what it is.
+/// Bytes one table element is counted as: a function reference and its
+/// instance, on 64-bit hosts.
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+/// Counts every memory and table of a plugin's instance together and denies
+/// growth past the cap (a component may define many memories), remembering
+/// that it did so the trap that follows can be reported as what it is.
 struct MemoryCap {
     max: usize,
+    used: usize,
     hit: bool,
 }
 
+impl MemoryCap {
+    fn grow(&mut self, from: usize, to: usize) -> bool {
+        let next = self.used.saturating_add(to.saturating_sub(from));
+        if next > self.max {
+            self.hit = true;
+            return false;
+        }
+        self.used = next;
+        true
+    }
+}
+
 impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.hit |= desired > self.max;
-        Ok(desired <= self.max)
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(self.grow(current, desired))
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
     }
 }
 
@@ -134,6 +158,8 @@ pub struct HostState {
     pub(crate) logs: Vec<(Level, String)>,
     /// Log lines dropped in the current call for exceeding the limit.
     dropped_logs: usize,
+    /// Bytes the current call handed the host (commands, log lines).
+    call_bytes: usize,
     /// The first limit the guest broke in the current call: the call fails
     /// even if the guest ignores the error it got.
     pub(crate) violation: Option<String>,
@@ -179,9 +205,11 @@ impl HostState {
             dispatched: Vec::new(),
             logs: Vec::new(),
             dropped_logs: 0,
+            call_bytes: 0,
             violation: None,
             memory: MemoryCap {
                 max: limits.memory_bytes,
+                used: 0,
                 hit: false,
             },
             limits,
@@ -191,6 +219,11 @@ impl HostState {
     /// The plugin's limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whether growth past the memory cap was denied since the last arm.
+    pub(crate) fn memory_cap_hit(&self) -> bool {
+        self.memory.hit
     }
 
     /// Keep `event`'s envelope at hand for the next handler call, or none.
@@ -233,8 +266,8 @@ impl HostState {
         }
         if self.dropped_logs > 0 {
             let note = format!(
-                "{} more log line(s) dropped: limit is {} per call",
-                self.dropped_logs, self.limits.max_log_lines
+                "{} more log line(s) dropped: limits are {} lines and {} bytes per call",
+                self.dropped_logs, self.limits.max_log_lines, self.limits.max_call_bytes
             );
             effects.logs.push((Level::Warn, note));
             self.dropped_logs = 0;
@@ -259,6 +292,7 @@ pub(crate) fn arm(store: &mut wasmtime::Store<HostState>) {
     store.set_epoch_deadline(ticks);
     let state = store.data_mut();
     state.memory.hit = false;
+    state.call_bytes = 0;
     state.call_deadline = std::time::Instant::now() + state.limits.time_budget;
 }
 
@@ -318,6 +352,8 @@ pub(crate) fn truncate(mut text: String, max: usize) -> String {
     }
     text.truncate(cut);
     text.push_str(&format!("... (truncated from {total} bytes)"));
+    // What is kept is small; the guest's allocation is not.
+    text.shrink_to_fit();
     text
 }
 
@@ -383,12 +419,20 @@ impl commands::Host for HostState {
             );
             return Err(self.refuse(message));
         }
+        let bytes = cmd.args.len() + cmd.stream_type.len() + cmd.stream_id.len() + cmd.name.len();
+        if self.call_bytes + bytes > self.limits.max_call_bytes {
+            let max = self.limits.max_call_bytes;
+            return Err(self.refuse(format!(
+                "handed the host more than {max} bytes in one call (dispatched commands and log lines together)"
+            )));
+        }
         if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&cmd.args) {
             return Err(format!(
                 "args of command `{}` to `{}:{}` are not valid JSON: {err}",
                 cmd.name, cmd.stream_type, cmd.stream_id
             ));
         }
+        self.call_bytes += bytes;
         self.dispatched.push(Command {
             stream_type: cmd.stream_type,
             stream_id: cmd.stream_id,
@@ -469,11 +513,14 @@ impl log::Host for HostState {
             log::Level::Warn => Level::Warn,
             log::Level::Error => Level::Error,
         };
-        if self.logs.len() >= self.limits.max_log_lines {
+        let message = truncate(message, MAX_TEXT_BYTES);
+        if self.logs.len() >= self.limits.max_log_lines || self.call_bytes + message.len() > self.limits.max_call_bytes
+        {
             self.dropped_logs += 1;
             return;
         }
-        self.logs.push((level, truncate(message, MAX_TEXT_BYTES)));
+        self.call_bytes += message.len();
+        self.logs.push((level, message));
     }
 }
 
@@ -577,6 +624,53 @@ impl Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A component whose one core instance defines `count` memories of
+    /// `mib` MiB each.
+    fn component_with_memories(count: usize, mib: u64) -> Vec<u8> {
+        use wasm_encoder::{InstanceSection, MemorySection, MemoryType, Module, ModuleSection};
+        let mut memories = MemorySection::new();
+        for _ in 0..count {
+            memories.memory(MemoryType {
+                minimum: mib * 16,
+                maximum: None,
+                memory64: false,
+                shared: false,
+                page_size_log2: None,
+            });
+        }
+        let mut module = Module::new();
+        module.section(&memories);
+        let mut instances = InstanceSection::new();
+        instances.instantiate(0, Vec::<(&str, wasm_encoder::ModuleArg)>::new());
+        let mut component = wasm_encoder::Component::new();
+        component.section(&ModuleSection(&module)).section(&instances);
+        component.finish()
+    }
+
+    #[test]
+    fn the_memory_cap_counts_every_memory_of_an_instance_together() {
+        let sandbox = Sandbox::new(true).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("m.redb")).unwrap();
+        let env = PluginEnv {
+            read_models: ReadModels::new(store.database()),
+            manifest: Manifest::default(),
+            aggregates: Default::default(),
+        };
+        let start = |count: usize, mib: u64| {
+            let component = sandbox.compile(&component_with_memories(count, mib)).unwrap();
+            let mut store = sandbox.new_store("hog", &env);
+            let started = sandbox.linker().instantiate(&mut store, &component).is_ok();
+            (started, store.data().memory_cap_hit())
+        };
+        // The default cap is 64 MiB: one memory of 40 fits, two do not, nor
+        // do forty of 2 MiB.
+        assert_eq!(start(1, 40), (true, false));
+        assert_eq!(start(2, 40), (false, true));
+        assert_eq!(start(40, 2), (false, true));
+        assert_eq!(start(30, 2), (true, false));
+    }
 
     fn event(position: u64, correlation_id: &str) -> Event {
         Event {

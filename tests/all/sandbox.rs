@@ -156,6 +156,27 @@ fn a_million_dispatches_stop_at_the_limit_and_none_is_queued() {
 }
 
 #[test]
+fn what_one_call_hands_the_host_is_bounded_in_total_bytes() {
+    // Every command is under the 1 MiB args limit; the fifth passes 4 MiB.
+    let failure = misbehave("bigargs", "on-user-created");
+    assert_eq!(
+        failure.message,
+        "handed the host more than 4194304 bytes in one call (dispatched commands and log lines together)"
+    );
+
+    // 1,000 lines of 1 MiB: 100 kept, each cut to 4 KiB, and a note.
+    let mut host = hostile_host();
+    let settled = user(&mut host, "u1", "longlog");
+    assert!(settled.is_ok(), "{:?}", settled.failures);
+    assert_eq!(settled.logs.len(), 101);
+    assert!(settled.logs[..100].iter().all(|l| l.message.len() < 4200));
+    assert_eq!(
+        settled.logs[100].message,
+        "900 more log line(s) dropped: limits are 100 lines and 4194304 bytes per call"
+    );
+}
+
+#[test]
 fn malformed_json_dispatch_args_fail_the_handler() {
     let failure = misbehave("badjson", "on-user-created");
     assert!(
