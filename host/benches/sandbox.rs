@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cascade::{Command, Envelope, Manifest, NewEvent, OnError, Options, Runtime};
+use cascade::{Command, Envelope, Limits, Manifest, NewEvent, OnError, Options, Runtime};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -130,4 +130,12 @@ fn main() {
     let stateful_trap = traced_call(&mut runtime, "fixture-fragile-counter", "panic", rounds);
     println!("  stateless call {calm:>9.2?}   trap + fresh store and instance {trap:>9.2?}");
     println!("  stateful call  {stateful_calm:>9.2?}   trap + fresh instance + load-state {stateful_trap:>9.2?}");
+
+    // A guest that sleeps 10 s at the start of its call (a blocking WASI
+    // poll): a sleep past the budget is refused when asked for, and the
+    // guest interrupted at its next epoch check.
+    let rounds = 9;
+    let budget = Limits::default().time_budget;
+    let sleep = traced_call(&mut runtime, "fixture-hostile", "sleep", rounds);
+    println!("sleeping guest (10 s asked, budget {budget:?}, median of {rounds}): call stopped after {sleep:.2?}");
 }

@@ -51,11 +51,18 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
     if let Some(exit) = err.downcast_ref::<Exit>() {
         return exit.status;
     }
-    match err.downcast_ref::<Error>() {
-        Some(Error::Store(StoreError::Busy { .. })) => EXIT_BUSY,
-        Some(Error::Store(StoreError::Redb(_) | StoreError::Corrupt { .. } | StoreError::NotADataFile { .. })) => {
-            EXIT_STORAGE
-        }
+    let store = match err.downcast_ref::<Error>() {
+        Some(Error::Store(store)) => Some(store),
+        _ => err.downcast_ref::<StoreError>(),
+    };
+    match store {
+        Some(StoreError::Busy { .. }) => EXIT_BUSY,
+        Some(
+            StoreError::Redb(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::Checksum { .. }
+            | StoreError::NotADataFile { .. },
+        ) => EXIT_STORAGE,
         _ => 2,
     }
 }
@@ -180,6 +187,14 @@ pub enum Action {
         #[command(subcommand)]
         action: Option<QueueAction>,
         /// List as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the data file: every event's checksum and position, stream
+    /// heads against their events, checkpoints, state blobs. Lists every
+    /// problem; exit status 4 when there is one.
+    Verify {
+        /// As JSON.
         #[arg(long)]
         json: bool,
     },
@@ -695,6 +710,48 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             )?;
             Ok(0)
         }
+        Action::Verify { json } => {
+            let store = runtime.pipeline_ref().store();
+            // A damaged page can make redb panic: that is a finding too.
+            let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.verify()));
+            let verification = match found {
+                Ok(verification) => verification?,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("no message");
+                    let mut v = crate::store::Verification::default();
+                    v.problems.push(format!(
+                        "the file's structure is damaged: redb failed reading it: {}",
+                        crate::sandbox::one_line(message)
+                    ));
+                    v
+                }
+            };
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&verification)?)?;
+            } else {
+                for problem in &verification.problems {
+                    writeln!(out, "{}", escape(problem))?;
+                }
+                if verification.unlisted > 0 {
+                    writeln!(out, "... and {} more problem(s)", verification.unlisted)?;
+                }
+                let v = &verification;
+                let summary = match v.problems.len() as u64 + v.unlisted {
+                    0 => "no problem found".to_owned(),
+                    n => format!("{n} problem(s)"),
+                };
+                writeln!(
+                    out,
+                    "verified {} event(s), {} stream(s), {} checkpoint(s), {} state blob(s): {summary}",
+                    v.events, v.streams, v.checkpoints, v.states
+                )?;
+            }
+            Ok(if verification.is_ok() { 0 } else { EXIT_STORAGE })
+        }
         Action::Events { stream, from, json } => {
             let print = |out: &mut dyn Write, event: &Event| match json {
                 true => writeln!(out, "{}", event.to_json()),
@@ -782,6 +839,7 @@ fn reads_only(action: &Action) -> bool {
             | Action::Read { .. }
             | Action::Parked { action: None, .. }
             | Action::Queue { action: None, .. }
+            | Action::Verify { .. }
             | Action::Pm(PmAction::State { .. })
             | Action::Plugin(PluginAction::List { .. } | PluginAction::Versions { .. })
     )

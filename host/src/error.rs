@@ -233,6 +233,19 @@ pub enum StoreError {
         /// The decoder's message.
         message: String,
     },
+    /// A stored record does not match its checksum: it was changed on disk.
+    #[error(
+        "{record} in table `{table}` fails its checksum ({detail}): the data file is damaged; \
+         it is not served; `cascade verify` lists every problem"
+    )]
+    Checksum {
+        /// The table.
+        table: &'static str,
+        /// Which record, e.g. `event #12`.
+        record: String,
+        /// Stored and computed checksums.
+        detail: String,
+    },
 }
 
 macro_rules! redb_errors {

@@ -108,4 +108,4 @@ pub use plugin::{CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord, 
 pub use read_model::{Collection, Document, QueryError, ReadModels};
 pub use runtime::{Compiled, DATA_FILE, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, Swap, SwapState};
 pub use sandbox::{Limits, Sandbox};
-pub use store::{DEFAULT_CACHE_MIB, LogReader, SCHEMA_VERSION, Store, Tx};
+pub use store::{DEFAULT_CACHE_MIB, LogReader, SCHEMA_VERSION, Store, Tx, Verification};

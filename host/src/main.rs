@@ -38,17 +38,58 @@ impl std::io::Write for Stdout {
     }
 }
 
+/// The last panic's message and where it happened, kept by the panic hook
+/// so that `main` reports it in one line.
+static PANIC: std::sync::Mutex<Option<(String, String)>> = std::sync::Mutex::new(None);
+
 fn main() -> ExitCode {
     let cli = cascade::cli::Cli::parse();
+    // Panics of the main thread are reported by `main`, in one line; other
+    // threads' (a server's) keep the default report.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() != Some("main") {
+            return default_hook(info);
+        }
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        *PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some((message.to_owned(), location));
+    }));
     let mut out = Stdout {
         inner: std::io::stdout().lock(),
         closed: false,
     };
-    match cascade::cli::run(cli, &mut out) {
-        Ok(status) => ExitCode::from(status),
-        Err(err) => {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cascade::cli::run(cli, &mut out))) {
+        Ok(Ok(status)) => ExitCode::from(status),
+        Ok(Err(err)) => {
             eprintln!("cascade: {err:#}");
             ExitCode::from(cascade::cli::exit_status(&err))
+        }
+        Err(_) => {
+            let (message, location) = PANIC
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_default();
+            let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            // redb panics on pages it cannot make sense of: a damaged file.
+            if location.contains("/redb-") {
+                eprintln!(
+                    "cascade: the data file is damaged: redb failed reading it ({message}); nothing was changed; \
+                     `cascade verify` lists the problems"
+                );
+                return ExitCode::from(cascade::cli::EXIT_STORAGE);
+            }
+            eprintln!("cascade: internal error: {message} (at {location})");
+            ExitCode::from(101)
         }
     }
 }

@@ -781,7 +781,13 @@ impl Listener for WasmListener {
         // pipeline), like any listener's.
         let (result, violation) = call_handler(live, handler, event, ctx, effects);
         let outcome = match (result, violation) {
-            (Err(trap), _) => {
+            // A broken limit (a sleep past the budget, a refused dispatch)
+            // is why the call trapped: say that.
+            (Err(_), Some(violation)) => {
+                self.recover();
+                return Err(HandlerError::Failed(violation));
+            }
+            (Err(trap), None) => {
                 let stderr: Vec<&str> = effects
                     .logs
                     .iter()

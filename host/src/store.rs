@@ -31,13 +31,18 @@ use crate::pipeline::{CascadeRecord, Parked, QueuedCommand, Skipped};
 use crate::plugin::{PluginRecord, PluginVersion};
 
 mod packed;
+mod sealed;
+mod verify;
 pub use packed::Packed;
+pub use verify::Verification;
 
 /// The page cache a data file gets unless told otherwise, in MiB.
 pub const DEFAULT_CACHE_MIB: usize = 64;
 
-/// Bumped whenever a table's layout changes; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Bumped whenever a table's layout changes; a newer file is refused, an
+/// older one is upgraded when opened. 2: events and state blobs carry
+/// checksums.
+pub const SCHEMA_VERSION: u64 = 2;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -129,12 +134,19 @@ impl Store {
             Err(err) => return Err(err.into()),
         };
         let store = Store { db };
-        let found = store.write(|tx| {
+        // Opening writes only to a new or older file: reading a damaged
+        // file must not commit over it.
+        let found = store.write_if(|tx| {
             let found = tx.meta.get(META_SCHEMA)?.map(|v| v.value());
-            if found.is_none() {
-                tx.meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+            match found {
+                None => tx.meta.insert(META_SCHEMA, SCHEMA_VERSION).map(drop)?,
+                Some(1) => {
+                    tx.seal_unsealed_records()?;
+                    tx.meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                }
+                Some(_) => return Ok((found, false)),
             }
-            Ok::<_, StoreError>(found)
+            Ok::<_, StoreError>((found, true))
         })?;
         match found {
             Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
@@ -149,6 +161,16 @@ impl Store {
     /// The database, for read transactions that run beside the writer.
     pub(crate) fn database(&self) -> std::sync::Arc<Database> {
         self.db.clone()
+    }
+
+    /// Check everything the store can check of itself (see
+    /// [`Verification`]), on a read transaction.
+    ///
+    /// # Errors
+    ///
+    /// redb cannot read the file at all.
+    pub fn verify(&self) -> Result<Verification, StoreError> {
+        verify::verify(&self.db)
     }
 
     /// A read-only view of the log for other threads.
@@ -228,7 +250,8 @@ impl Store {
         };
         let mut out = Vec::new();
         for entry in events.range(from..)?.take(limit) {
-            out.push(decode(EVENTS.name(), entry?.1.value())?);
+            let (position, bytes) = entry?;
+            out.push(decode_event(position.value(), bytes.value())?);
         }
         Ok(out)
     }
@@ -247,7 +270,7 @@ impl Store {
         for entry in index.range((stream_type, stream_id, 1)..=(stream_type, stream_id, u64::MAX))? {
             let position = entry?.1.value();
             if let Some(bytes) = events.get(position)? {
-                out.push(decode(EVENTS.name(), bytes.value())?);
+                out.push(decode_event(position, bytes.value())?);
             }
         }
         Ok(out)
@@ -415,7 +438,7 @@ impl<'t> Tx<'t> {
     pub fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
         self.events
             .get(position)?
-            .map(|bytes| decode(EVENTS.name(), bytes.value()))
+            .map(|bytes| decode_event(position, bytes.value()))
             .transpose()
     }
 
@@ -513,7 +536,7 @@ impl<'t> Tx<'t> {
                 correlation_id: envelope.correlation_id.clone(),
                 created_at,
             };
-            self.events.insert(event.position, encode(&event).as_slice())?;
+            self.events.insert(event.position, encode_event(&event).as_slice())?;
             self.stream_events
                 .insert((stream_type, stream_id, event.stream_version), event.position)?;
             self.head = event.position;
@@ -528,6 +551,29 @@ impl<'t> Tx<'t> {
                 .insert((stream_type, stream_id), encode(&head).as_slice())?;
         }
         Ok(appended)
+    }
+
+    /// Upgrade a schema-1 file: seal every event and state blob with its
+    /// checksum (once, when the file is first opened by this version).
+    fn seal_unsealed_records(&mut self) -> Result<(), StoreError> {
+        let mut events = Vec::new();
+        for entry in self.events.iter()? {
+            let (position, bytes) = entry?;
+            events.push((position.value(), bytes.value().to_vec()));
+        }
+        for (position, bytes) in events {
+            let event: Event = decode(EVENTS.name(), &bytes)?;
+            self.events.insert(position, encode_event(&event).as_slice())?;
+        }
+        let mut states = Vec::new();
+        for entry in self.pm_states.iter()? {
+            let (name, blob) = entry?;
+            states.push((name.value().to_owned(), blob.value().to_vec()));
+        }
+        for (name, blob) in states {
+            self.put_pm_state(&name, &blob)?;
+        }
+        Ok(())
     }
 
     /// The position up to which the pipeline has run both phases.
@@ -574,7 +620,13 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn pm_state(&self, listener: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.pm_states.get(listener)?.map(|v| v.value().to_vec()))
+        let stored = self.pm_states.get(listener)?;
+        stored
+            .map(|v| {
+                let what = format!("the state of `{listener}`");
+                sealed::unseal(PM_STATES.name(), &what, listener.as_bytes(), v.value()).map(<[u8]>::to_vec)
+            })
+            .transpose()
     }
 
     /// Store a process manager's state blob (with its checkpoint, in the same
@@ -584,7 +636,8 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn put_pm_state(&mut self, listener: &str, state: &[u8]) -> Result<(), StoreError> {
-        self.pm_states.insert(listener, state)?;
+        self.pm_states
+            .insert(listener, sealed::seal(listener.as_bytes(), state.to_vec()).as_slice())?;
         Ok(())
     }
 
@@ -1110,6 +1163,27 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("records serialize")
 }
 
+/// An event as stored: its record (which holds its position), sealed with
+/// a checksum.
+fn encode_event(event: &Event) -> Vec<u8> {
+    sealed::seal(&[], encode(event))
+}
+
+/// The event stored at `position`, if its checksum holds and it says it is
+/// at that position.
+fn decode_event(position: u64, stored: &[u8]) -> Result<Event, StoreError> {
+    let what = format!("event #{position}");
+    let body = sealed::unseal(EVENTS.name(), &what, &[], stored)?;
+    let event: Event = decode(EVENTS.name(), body)?;
+    if event.position != position {
+        return Err(StoreError::Corrupt {
+            table: EVENTS.name(),
+            message: format!("the record at position {position} says it is event #{}", event.position),
+        });
+    }
+    Ok(event)
+}
+
 fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         table,
@@ -1212,6 +1286,46 @@ mod tests {
         assert!(result.is_err());
         assert!(store.read_log(1, 10).unwrap().is_empty());
         assert_eq!(store.read(|tx| Ok::<_, StoreError>(tx.head())).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_schema_1_file_is_sealed_when_opened_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cascade.redb");
+        let event = Event {
+            position: 1,
+            name: "UserCreated".into(),
+            stream_type: "users".into(),
+            stream_id: "u1".into(),
+            stream_version: 1,
+            payload: r#"{"name":"Ada"}"#.into(),
+            metadata: "{}".into(),
+            actor_id: None,
+            causation_id: "c1".into(),
+            correlation_id: "c1".into(),
+            created_at: 0,
+        };
+        {
+            // What the first version wrote: records without checksums.
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|tx| {
+                    tx.meta.insert(META_SCHEMA, 1)?;
+                    tx.events.insert(1, encode(&event).as_slice())?;
+                    tx.pm_states.insert("counter", br#"{"n":1}"#.as_slice())?;
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.read_log(1, 10).unwrap(), [event]);
+        let state = store.read(|tx| tx.pm_state("counter")).unwrap();
+        assert_eq!(state.as_deref(), Some(br#"{"n":1}"#.as_slice()));
+        assert!(store.verify().unwrap().is_ok());
+        let schema = store
+            .read(|tx| Ok::<_, StoreError>(tx.meta.get(META_SCHEMA)?.map(|v| v.value())))
+            .unwrap();
+        assert_eq!(schema, Some(SCHEMA_VERSION));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - `loops`: InfiniteLoopError and the causation depth limit;
 //! - `guests`: the same process managers in Python and JavaScript;
 //! - `read_models`: projections, read-model queries, the cascade delete by query;
+//! - `integrity`: checksums, `cascade verify`, bytes flipped in real data files;
 //! - `sandbox`: hostile plugins: time and memory limits, traps, refused imports;
 //! - `fuzz`: property tests over component bytes and JSON command args;
 //! - `cli`: the `cascade` command line, driven in-process;
@@ -19,6 +20,7 @@ mod cascade;
 mod cli;
 mod fuzz;
 mod guests;
+mod integrity;
 mod loops;
 mod read_models;
 mod restart;
