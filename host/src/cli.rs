@@ -141,6 +141,10 @@ pub enum Action {
         /// cascade and runs nothing again.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// This cascade's budget of events and commands, instead of the
+        /// dispatching plugins' manifests and the host's --cascade-budget.
+        #[arg(long)]
+        budget: Option<usize>,
         /// Print the settled answer as JSON.
         #[arg(long)]
         json: bool,
@@ -521,6 +525,7 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             actor,
             expect_version,
             idempotency_key,
+            budget,
             json,
             trace,
         } => {
@@ -537,6 +542,7 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
                 command,
                 expected_version: expect_version,
                 idempotency_key,
+                cascade_budget: budget,
             };
             let correlation_id = pipeline.submit_all([submission])?.remove(0);
             let settled = pipeline.run_until_settled(&correlation_id)?;
@@ -802,33 +808,14 @@ fn read_args(file: &Path, cwd: &Path) -> anyhow::Result<String> {
 
 /// Read what the action takes from the client's side (args files, stdin)
 /// before it runs, here or on a server.
-fn resolve_inputs(action: Action, cwd: &Path) -> anyhow::Result<Action> {
-    Ok(match action {
-        Action::Exec {
-            stream_type,
-            stream_id,
-            command,
-            args: None,
-            args_file: Some(file),
-            actor,
-            expect_version,
-            idempotency_key,
-            json,
-            trace,
-        } => Action::Exec {
-            stream_type,
-            stream_id,
-            command,
-            args: Some(read_args(&file, cwd)?),
-            args_file: None,
-            actor,
-            expect_version,
-            idempotency_key,
-            json,
-            trace,
-        },
-        other => other,
-    })
+fn resolve_inputs(mut action: Action, cwd: &Path) -> anyhow::Result<Action> {
+    if let Action::Exec { args, args_file, .. } = &mut action
+        && args.is_none()
+        && let Some(file) = args_file.take()
+    {
+        *args = Some(read_args(&file, cwd)?);
+    }
+    Ok(action)
 }
 
 /// Whether the action only reads: those never create a data directory.

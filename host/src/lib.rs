@@ -37,6 +37,7 @@
 //!         command: Command::new("users", "u1", "create", r#"{"name":"Ada"}"#),
 //!         expected_version: None,
 //!         idempotency_key: Some("signup-u1".into()),
+//!         cascade_budget: None,
 //!     })
 //!     .await?;
 //! assert!(settled.is_ok());

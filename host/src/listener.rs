@@ -132,6 +132,12 @@ pub trait Listener: Send {
         }
     }
 
+    /// The budget of events and commands for cascades this listener
+    /// dispatches into, from its manifest; `None`: the host's.
+    fn cascade_budget(&self) -> Option<usize> {
+        None
+    }
+
     /// Whether the host persists a state blob for this listener (a stateful
     /// process manager). The other state methods are only called when true.
     fn is_stateful(&self) -> bool {

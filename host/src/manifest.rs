@@ -17,6 +17,7 @@
 //! time-budget-ms = 100   # per handler call
 //! memory-mib = 64        # every memory and table of the instance together
 //! max-dispatches = 1000  # commands per handler call
+//! cascade-budget = 10000 # events + commands of a cascade it dispatches into
 //!
 //! [on-error]
 //! attempts = 3           # calls of a failing handler per event
@@ -63,6 +64,9 @@ pub struct LimitOverrides {
     pub memory_mib: Option<usize>,
     /// Commands one call may dispatch.
     pub max_dispatches: Option<usize>,
+    /// Events and commands a cascade this plugin dispatches into may count
+    /// (a command's own budget wins; the host's `--cascade-budget` else).
+    pub cascade_budget: Option<usize>,
 }
 
 /// What happens when a handler fails.

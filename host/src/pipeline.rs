@@ -168,6 +168,9 @@ pub struct Submission {
     /// A retried submission with the same key queues nothing and answers with
     /// the first one's cascade.
     pub idempotency_key: Option<String>,
+    /// This cascade's budget of events and commands, instead of the
+    /// dispatching plugin's manifest or [`Options::cascade_budget`].
+    pub cascade_budget: Option<usize>,
 }
 
 impl From<(Command, Option<u64>)> for Submission {
@@ -176,6 +179,7 @@ impl From<(Command, Option<u64>)> for Submission {
             command,
             expected_version,
             idempotency_key: None,
+            cascade_budget: None,
         }
     }
 }
@@ -412,6 +416,9 @@ fn enqueue(tx: &mut Tx<'_>, seq: &mut u64, submissions: Vec<Submission>) -> Resu
         };
         tx.enqueue(*seq, &queued)?;
         *seq += 1;
+        if let Some(budget) = submission.cascade_budget {
+            tx.put_cascade_budget(&id, budget as u64)?;
+        }
         let record = CascadeRecord {
             outstanding: 1,
             ..CascadeRecord::default()
@@ -1015,6 +1022,7 @@ impl Pipeline {
             max_depth: options.max_causation_depth,
             repark_as: None,
             cascade_budget: options.cascade_budget,
+            budgets: HashMap::new(),
         };
         // A batch that did nothing is rolled back: no commit, no fsync.
         let written = store.write_if(|tx| {
@@ -1136,7 +1144,6 @@ impl Pipeline {
     }
 }
 
-/// The working state of one group commit.
 /// Drop the oldest of `items` once they exceed `max` by a quarter, down to
 /// `max`: a bound without moving the whole buffer after every batch.
 fn keep_newest<T>(items: &mut Vec<T>, max: usize) {
@@ -1145,6 +1152,7 @@ fn keep_newest<T>(items: &mut Vec<T>, max: usize) {
     }
 }
 
+/// The working state of one group commit.
 struct Batch<'a> {
     aggregates: &'a mut Aggregates,
     slots: &'a mut [Slot],
@@ -1171,6 +1179,8 @@ struct Batch<'a> {
     repark_as: Option<u64>,
     /// See [`Options::cascade_budget`].
     cascade_budget: usize,
+    /// Budgets cascades were submitted with, as read in this batch.
+    budgets: HashMap<String, Option<usize>>,
 }
 
 impl Batch<'_> {
@@ -1220,6 +1230,16 @@ impl Batch<'_> {
             self.cascades.insert(correlation_id.to_owned(), record);
         }
         Ok(self.cascades.get_mut(correlation_id).expect("inserted above"))
+    }
+
+    /// The budget the cascade's command was submitted with, if any.
+    fn cascade_budget_of(&mut self, tx: &Tx<'_>, correlation_id: &str) -> Result<Option<usize>, StoreError> {
+        if let Some(budget) = self.budgets.get(correlation_id) {
+            return Ok(*budget);
+        }
+        let budget = tx.cascade_budget(correlation_id)?.map(|b| b as usize);
+        self.budgets.insert(correlation_id.to_owned(), budget);
+        Ok(budget)
     }
 
     fn process_event(&mut self, tx: &mut Tx<'_>, event: &Event) -> Result<(), StoreError> {
@@ -1347,7 +1367,16 @@ impl Batch<'_> {
             return Ok(None);
         }
         // A cascade that would outgrow its budget fails, and stops growing.
-        let (max, count) = (self.cascade_budget, self.effects.commands.len());
+        // The budget is the command's, else the dispatching plugin's, else
+        // the host's.
+        let count = self.effects.commands.len();
+        let max = match self.cascade_budget_of(tx, &event.correlation_id)? {
+            Some(max) => max,
+            None => self.slots[slot]
+                .listener
+                .cascade_budget()
+                .unwrap_or(self.cascade_budget),
+        };
         let record = self.cascade(tx, &event.correlation_id)?;
         // Each queued command counts twice: itself and the event it will
         // likely append, so the cascade stops at its budget, not past it.

@@ -832,6 +832,10 @@ impl Listener for WasmListener {
         self.env.manifest.on_error
     }
 
+    fn cascade_budget(&self) -> Option<usize> {
+        self.env.manifest.limits.cascade_budget
+    }
+
     fn save_state(&mut self) -> Result<Vec<u8>, String> {
         let name = self.name.clone();
         let live = self.live().map_err(|e| e.to_string())?;

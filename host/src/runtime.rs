@@ -460,9 +460,14 @@ impl Runtime {
         match plugin::inspect(&self.sandbox, name, component)? {
             Shape::Aggregate => {
                 let mut aggregate = WasmAggregate::new(self.sandbox.clone(), name, component, &env)?;
-                if let Ok(description) = crate::aggregate::Aggregate::describe(&mut aggregate) {
-                    self.check_kind(&description.name, PluginKind::Aggregate)?;
-                }
+                // Named by its file or manifest until `describe` names it.
+                let description = crate::aggregate::Aggregate::describe(&mut aggregate).map_err(|e| {
+                    PluginError::InvalidAggregate {
+                        plugin: name.to_owned(),
+                        message: format!("`describe` failed: {e:#}"),
+                    }
+                })?;
+                self.check_kind(&description.name, PluginKind::Aggregate)?;
                 let name = self.pipeline.register_aggregate(Box::new(aggregate))?;
                 Ok((name, PluginKind::Aggregate))
             }

@@ -66,6 +66,8 @@ const PLUGIN_ACTIVE: TableDefinition<&str, u64> = TableDefinition::new("plugin_a
 /// Why a stopped plugin was stopped by the host (a failing `save-state`,
 /// `load-state`, or a build that no longer loads), by name.
 const STOP_REASONS: TableDefinition<&str, &str> = TableDefinition::new("stop_reasons");
+/// Budgets cascades were submitted with (only those given one).
+const CASCADE_BUDGETS: TableDefinition<&str, u64> = TableDefinition::new("cascade_budgets");
 /// Idempotency keys of submitted commands → the correlation id they started.
 const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 /// Read-model documents: (collection, id) → JSON text.
@@ -388,6 +390,7 @@ pub struct Tx<'t> {
     plugin_versions: Table<'t, (&'static str, u64), Bytes>,
     plugin_active: Table<'t, &'static str, u64>,
     idempotency: Table<'t, &'static str, &'static str>,
+    cascade_budgets: Table<'t, &'static str, u64>,
     stop_reasons: Table<'t, &'static str, &'static str>,
     rm_docs: Table<'t, (&'static str, &'static str), Bytes>,
     rm_index: Table<'t, (&'static str, &'static str, &'static str, &'static str), ()>,
@@ -417,6 +420,7 @@ impl<'t> Tx<'t> {
             plugin_versions: txn.open_table(PLUGIN_VERSIONS)?,
             plugin_active: txn.open_table(PLUGIN_ACTIVE)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
+            cascade_budgets: txn.open_table(CASCADE_BUDGETS)?,
             stop_reasons: txn.open_table(STOP_REASONS)?,
             rm_docs: txn.open_table(RM_DOCS)?,
             rm_index: txn.open_table(RM_INDEX)?,
@@ -926,6 +930,25 @@ impl<'t> Tx<'t> {
     /// A storage error.
     pub fn idempotent(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.idempotency.get(key)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Record the budget cascade `correlation_id` was submitted with.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn put_cascade_budget(&mut self, correlation_id: &str, budget: u64) -> Result<(), StoreError> {
+        self.cascade_budgets.insert(correlation_id, budget)?;
+        Ok(())
+    }
+
+    /// The budget cascade `correlation_id` was submitted with, if any.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn cascade_budget(&self, correlation_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.cascade_budgets.get(correlation_id)?.map(|v| v.value()))
     }
 
     /// Remember that idempotency `key` started cascade `correlation_id`.

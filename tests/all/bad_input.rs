@@ -119,6 +119,24 @@ fn add_error(host: &mut TestHost, file: &str) -> PluginError {
 }
 
 #[test]
+fn an_aggregate_whose_describe_never_returns_is_refused_by_its_name() {
+    let mut host = host_with_one_user();
+
+    let err = add_error(&mut host, plugins::FIXTURE_DESCRIBE_LOOP);
+
+    let message = err.to_string();
+    assert!(
+        message.starts_with("aggregate `fixture-describe-loop` is invalid: `describe` failed:"),
+        "{message}"
+    );
+    assert!(message.contains("exceeded its time budget"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+    // The host goes on.
+    let settled = host.exec("users", "u2", "create", r#"{"name":"Grace"}"#);
+    assert!(settled.is_ok(), "{:?}", settled.failures);
+}
+
+#[test]
 fn a_file_that_is_not_a_component_is_refused() {
     let mut host = host_with_one_user();
     let junk = host.dir.path().join("junk.wasm");

@@ -119,3 +119,73 @@ fn a_cascade_bomb_stops_at_its_budget_and_leaves_no_backlog() {
     assert_eq!(innocent.events.len(), 1);
     assert_eq!(host.log().len(), log_length + 1, "no backlog ran before it");
 }
+
+/// The cascade's size when the bomb stopped, and the budget it names.
+fn bomb_size(settled: &cascade::Settled) -> (usize, usize) {
+    let max = settled
+        .failures
+        .iter()
+        .find_map(|f| match f {
+            Failure::CascadeBudget(err) => Some(err.max),
+            _ => None,
+        })
+        .expect("a cascade budget failure");
+    (settled.events.len() + settled.commands.len(), max)
+}
+
+/// A command's own budget wins over the plugin's manifest, which wins over
+/// the host's.
+#[test]
+fn the_budget_is_the_commands_else_the_plugins_manifest_else_the_hosts() {
+    let options = Options {
+        cascade_budget: 300,
+        ..Options::default()
+    };
+    let mut host = TestHost::with_options(&[plugins::USERS, plugins::ACCOUNTS], options);
+    let bomb = host.dir.path().join("fixture-fan-out.wasm");
+    std::fs::copy(plugins::FIXTURE_FAN_OUT, &bomb).unwrap();
+    std::fs::write(
+        bomb.with_extension("toml"),
+        "[capabilities]\ndispatch = [\"users.create\"]\n[limits]\ncascade-budget = 800\n",
+    )
+    .unwrap();
+    host.runtime.add_plugin(&bomb).unwrap();
+
+    let (size, max) = bomb_size(&host.exec("users", "u1", "create", r#"{"name":"Ada"}"#));
+    assert_eq!(max, 800, "the manifest's budget");
+    assert!(size > 300 && size <= 800, "{size}");
+
+    let command = cascade::Command::new("users", "u2", "create", r#"{"name":"Bob"}"#);
+    let submission = cascade::Submission {
+        command,
+        expected_version: None,
+        idempotency_key: None,
+        cascade_budget: Some(50),
+    };
+    let pipeline = host.runtime.pipeline();
+    let id = pipeline.submit_all([submission]).unwrap().remove(0);
+    let (size, max) = bomb_size(&pipeline.run_until_settled(&id).unwrap());
+    assert_eq!(max, 50, "the command's budget");
+    assert!(size <= 50, "{size}");
+
+    // The command line has it too.
+    drop(host.runtime);
+    let (status, out) = cascade_tests::cli(
+        host.dir.path(),
+        &[
+            "exec",
+            "users",
+            "u3",
+            "create",
+            r#"{"name":"Cy"}"#,
+            "--budget",
+            "40",
+            "--json",
+        ],
+    );
+    assert_eq!(status, 1, "{out}");
+    assert!(
+        out.contains("cascade exceeded its budget of 40 events and commands"),
+        "{out}"
+    );
+}

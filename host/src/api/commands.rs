@@ -30,6 +30,9 @@ pub(super) struct CommandBody {
     expect_version: Option<u64>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// This cascade's budget of events and commands.
+    #[serde(default)]
+    cascade_budget: Option<usize>,
     /// Include every handler call in the answer.
     #[serde(default)]
     trace: bool,
@@ -79,6 +82,7 @@ pub(super) async fn submit(
             command,
             expected_version: body.expect_version,
             idempotency_key: body.idempotency_key,
+            cascade_budget: body.cascade_budget,
         })
         .await?;
     if query.wait == Some(false) {
