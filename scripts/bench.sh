@@ -12,3 +12,4 @@ cargo build --release -p cascade
 for bench in pipeline refresh read_models sandbox integrity server guests; do
     cargo bench -p cascade --bench "$bench"
 done
+python3 scripts/bench-cli.py
