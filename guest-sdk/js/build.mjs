@@ -18,7 +18,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
-const CONTRACT = '0.2.0';
+// The version of `cascade:runtime`, from its WIT package line: written once.
+const CONTRACT = readFileSync(join(here, 'wit', 'types.wit'), 'utf8').match(/package cascade:runtime@([^;]+);/)[1];
 const fail = (message) => {
   console.error(`cascade-build: ${message}`);
   process.exit(2);
@@ -75,7 +76,9 @@ try {
   writeFileSync(join(build, 'wit/world.wit'), world);
   // The plugin imports the SDK as `cascade`; the bundle has it beside.
   writeFileSync(join(build, 'plugin.js'), text.replace(/(from\s+)(['"])cascade\2/g, "$1'./cascade.js'"));
-  copyFileSync(join(here, 'cascade.js'), join(build, 'cascade.js'));
+  // The SDK's imports take the contract version of wit/, the one source of it.
+  const sdk = readFileSync(join(here, 'cascade.js'), 'utf8');
+  writeFileSync(join(build, 'cascade.js'), sdk.replace(/(cascade:runtime\/[a-z-]+)@[0-9][^'"]*/g, `$1@${CONTRACT}`));
   writeFileSync(join(build, 'entry.js'), glue);
   const { component } = await componentize({
     sourcePath: join(build, 'entry.js'),

@@ -5,7 +5,8 @@
 // `(event, ctx)`; a module that exports `initialState()` is stateful, and its
 // handlers take `(state, event, ctx)` and change `state` in place; the host
 // persists it as JSON with the plugin's checkpoint. Import this module as
-// `cascade`; build.mjs points the import here. See docs/javascript.md.
+// `cascade`; build.mjs points the import here and sets the version of the
+// `cascade:runtime` imports below to the one in wit/. See docs/javascript.md.
 
 import { dispatch as hostDispatch } from 'cascade:runtime/commands@0.2.0';
 import { get as envelopeOf } from 'cascade:runtime/event-envelope@0.2.0';

@@ -22,7 +22,19 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WIT = os.path.join(HERE, "wit")
-CONTRACT = "0.2.0"
+
+
+def contract_version():
+    """The version of `cascade:runtime`, from its WIT package line: written once."""
+    with open(os.path.join(WIT, "types.wit"), encoding="utf-8") as f:
+        for line in f:
+            match = re.match(r"\s*package cascade:runtime@([^;]+);", line)
+            if match:
+                return match.group(1)
+    sys.exit("cascade_build: wit/types.wit has no `package cascade:runtime@VERSION;` line")
+
+
+CONTRACT = contract_version()
 HANDLER = re.compile(r"^(on|after)_[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
 

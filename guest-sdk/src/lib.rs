@@ -29,8 +29,9 @@ mod bindings {
     // `generate_unused_types`: the base world only imports, but every plugin
     // shares the handler types (`event`, `context`, ...) from here via `with`.
     wit_bindgen::generate!({
-        path: "../wit",
-        world: "cascade:runtime/sdk@0.2.0",
+        path: "wit",
+        // The one version of the package in `wit/`.
+        world: "cascade:runtime/sdk",
         generate_unused_types: true,
     });
 }

@@ -22,11 +22,11 @@ use crate::sandbox::bindings::cascade::runtime::types as wit;
 use crate::sandbox::bindings::exports::cascade::runtime::aggregate as wit_aggregate;
 use crate::sandbox::{self, HostState, PluginEnv, Sandbox};
 
-/// The version of `cascade:runtime` (`wit/`) this host speaks, as a literal
-/// for `concat!`.
+/// The version of `cascade:runtime` this host speaks, as a literal for
+/// `concat!`: the `package` line of `wit/`, read by `host/build.rs`.
 macro_rules! contract_version {
     () => {
-        "0.2.0"
+        env!("CASCADE_CONTRACT_VERSION")
     };
 }
 /// The version of `cascade:runtime` (`wit/`) this host speaks.

@@ -13,9 +13,20 @@ use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote};
 use syn::{Error, ImplItem, ItemImpl, Type, parse_macro_input};
 
-/// The WIT package, found next to this crate at the SDK's compile time.
-const WIT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
-const WIT_VERSION: &str = "0.2.0";
+/// The WIT package, vendored into this crate (`wit/`).
+const WIT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/wit");
+/// The WIT package's `package` line: its version is the contract version,
+/// written only there.
+const WIT_TYPES: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wit/types.wit"));
+
+/// The contract version, from `package cascade:runtime@X;`.
+fn wit_version() -> &'static str {
+    WIT_TYPES
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("package cascade:runtime@"))
+        .and_then(|rest| rest.strip_suffix(';'))
+        .expect("wit/types.wit declares `package cascade:runtime@VERSION;`")
+}
 
 /// Turns the handlers of an inherent `impl` block into component exports.
 ///
@@ -152,11 +163,12 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
         Kind::Stateful(_) => "stateful-process-manager",
         Kind::Projection => "projection",
     };
+    let version = wit_version();
     let world = format!(
         "package cascade-plugin:guest;\n\
          world guest {{\n\
-             include cascade:runtime/{base}@{WIT_VERSION};\n\
-             use cascade:runtime/types@{WIT_VERSION}.{{event, context, handler-error}};\n\
+             include cascade:runtime/{base}@{version};\n\
+             use cascade:runtime/types@{version}.{{event, context, handler-error}};\n\
              {wit_exports}\
          }}\n"
     );
@@ -230,7 +242,7 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
 pub fn export_aggregate(item: TokenStream) -> TokenStream {
     let ty = parse_macro_input!(item as syn::Ident);
     let module = format_ident!("__cascade_aggregate_{}", ty.to_string().to_lowercase());
-    let world = format!("cascade:runtime/aggregate-world@{WIT_VERSION}");
+    let world = format!("cascade:runtime/aggregate-world@{}", wit_version());
     let with = shared_interfaces(&["log"]);
     quote! {
         #[doc(hidden)]
@@ -271,7 +283,7 @@ pub fn export_aggregate(item: TokenStream) -> TokenStream {
 /// `with:` entries that point the shared interfaces at the SDK's bindings.
 fn shared_interfaces(names: &[&str]) -> TokenStream2 {
     let entries = names.iter().map(|name| {
-        let key = format!("cascade:runtime/{name}@{WIT_VERSION}");
+        let key = format!("cascade:runtime/{name}@{}", wit_version());
         let module = format_ident!("{}", name.replace('-', "_"));
         quote!(#key: ::cascade_sdk::__private::wit::#module,)
     });
