@@ -328,9 +328,16 @@ impl Writer {
         // Work queued before a restart resumes at once.
         let mut busy = true;
         loop {
-            // Idle: sleep until a request arrives. Busy: take what is there.
+            // Idle: sleep until a request arrives, or until a listener in
+            // backoff may retry. Busy: take what is there.
             let first = if busy {
                 self.inbox.try_recv().ok()
+            } else if let Some(retry) = self.runtime.pipeline_ref().next_retry() {
+                match self.inbox.recv_timeout(retry.saturating_duration_since(Instant::now())) {
+                    Ok(request) => Some(request),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
             } else {
                 match self.inbox.recv() {
                     Ok(request) => Some(request),

@@ -344,6 +344,22 @@ struct Slot {
     stopped: bool,
     /// Live calls per handler, by handler index.
     stats: Vec<HandlerStats>,
+    /// Waiting to call a failed handler again: until then it gets no
+    /// events, the others go on, and the cascades of the events it has yet
+    /// to handle stay unsettled.
+    backoff: Option<Backoff>,
+}
+
+/// When and where a listener in backoff resumes.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    until: Instant,
+    /// The event it resumes at: it has handled everything before.
+    position: u64,
+    /// The handler to call first at `position` (`None`: all of them), and
+    /// which attempt that call is.
+    handler: Option<usize>,
+    attempt: u32,
 }
 
 /// Upper bounds, in seconds, of the buckets of [`HandlerStats::buckets`].
@@ -520,14 +536,15 @@ impl Pipeline {
             self.read_models.declare(&name, collections)?;
         }
         let read_models = &self.read_models;
-        let (checkpoint, state, stopped) = self.store.write(|tx| {
+        let (checkpoint, state, stopped, pipeline_position) = self.store.write(|tx| {
             read_models.sync_indexes(tx, &name)?;
             let checkpoint = match tx.checkpoint(&name)? {
                 Some(checkpoint) => checkpoint,
                 None => tx.head(),
             };
             tx.set_checkpoint(&name, checkpoint)?;
-            Ok::<_, StoreError>((checkpoint, tx.pm_state(&name)?, tx.is_stopped(&name)?))
+            let stopped = tx.is_stopped(&name)?;
+            Ok::<_, StoreError>((checkpoint, tx.pm_state(&name)?, stopped, tx.pipeline_position()?))
         })?;
         if listener.is_stateful() {
             // A redeployed version carries on from the state of the old one.
@@ -552,6 +569,14 @@ impl Pipeline {
                 ..HandlerStats::default()
             })
             .collect();
+        // Behind the pipeline (it was waiting to retry when the host went
+        // down): it catches up at the next step.
+        let backoff = (!stopped && checkpoint < pipeline_position).then(|| Backoff {
+            until: Instant::now(),
+            position: checkpoint + 1,
+            handler: None,
+            attempt: 1,
+        });
         let slot = Slot {
             listener,
             checkpoint,
@@ -559,6 +584,7 @@ impl Pipeline {
             calls: 0,
             stopped,
             stats,
+            backoff,
         };
         match self.slots.iter().position(|s| s.listener.name() == name) {
             Some(index) => self.slots[index] = slot,
@@ -696,7 +722,7 @@ impl Pipeline {
             if let Some(settled) = self.settled(correlation_id)? {
                 return Ok(settled);
             }
-            if self.step()? == 0 {
+            if self.step()? == 0 && !self.wait_for_retry() {
                 // Idle but not settled: the record is inconsistent.
                 return Err(StoreError::Corrupt {
                     table: "cascades",
@@ -716,7 +742,7 @@ impl Pipeline {
         let mut total = 0;
         loop {
             match self.step()? {
-                0 => return Ok(total),
+                0 if !self.wait_for_retry() => return Ok(total),
                 done => total += done,
             }
         }
@@ -814,6 +840,9 @@ impl Pipeline {
     ///
     /// A storage error.
     pub fn stop_listener(&mut self, name: &str, reason: &str) -> Result<(), Error> {
+        if let Some(index) = self.slots.iter().position(|s| s.listener.name() == name) {
+            self.end_backoff(index)?;
+        }
         let checkpoint = self.store.write(|tx| {
             tx.stop_for(name, reason)?;
             tx.checkpoint(name)
@@ -880,17 +909,51 @@ impl Pipeline {
     /// An unknown listener.
     pub fn remove_listener(&mut self, name: &str) -> Result<(), Error> {
         let index = self.slot_index(name)?;
+        self.end_backoff(index)?;
         self.slots.remove(index);
         self.routes = routes(&self.slots);
         Ok(())
     }
 
+    /// A listener waiting to retry no longer will (it is stopped or
+    /// removed): the cascades of the events it had yet to handle stop
+    /// waiting for it.
+    fn end_backoff(&mut self, index: usize) -> Result<(), Error> {
+        let Some(backoff) = self.slots[index].backoff.take() else {
+            return Ok(());
+        };
+        self.in_batch(|batch, tx| {
+            let through = tx.pipeline_position()?;
+            batch.release(tx, index, backoff.position, through)?;
+            tx.set_checkpoint(batch.slots[index].listener.name(), backoff.position - 1)?;
+            Ok(((), true))
+        })?;
+        self.slots[index].checkpoint = backoff.position - 1;
+        Ok(())
+    }
+
+    /// When the next listener in backoff may call its failed handler again.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.slots.iter().filter_map(|s| s.backoff.map(|b| b.until)).min()
+    }
+
+    /// Idle but for listeners in backoff: wait (outside any transaction)
+    /// until the first may retry. Returns whether there was one to wait for.
+    fn wait_for_retry(&self) -> bool {
+        let Some(until) = self.next_retry() else {
+            return false;
+        };
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        true
+    }
+
     fn step_once(&mut self, submissions: Vec<Submission>) -> Result<(Vec<String>, usize), Error> {
         let budget = self.options.batch_size.max(1);
         let (ids, done, position) = self.in_batch(|batch, tx| {
+            batch.defer_retries = true;
             let ids = enqueue(tx, &mut batch.next_seq, submissions)?;
             let mut position = tx.pipeline_position()?;
-            let mut done = 0;
+            let mut done = batch.retry_waiting(tx, position)?;
             while done < budget {
                 if position < tx.head() {
                     position += 1;
@@ -909,8 +972,12 @@ impl Pipeline {
             }
             if done > 0 {
                 tx.set_pipeline_position(position)?;
-                for slot in batch.slots.iter().filter(|s| !s.stopped && s.checkpoint < position) {
-                    tx.set_checkpoint(slot.listener.name(), position)?;
+                for slot in batch.slots.iter().filter(|s| !s.stopped) {
+                    match slot.backoff {
+                        None if slot.checkpoint < position => tx.set_checkpoint(slot.listener.name(), position)?,
+                        Some(b) => tx.set_checkpoint(slot.listener.name(), b.position - 1)?,
+                        None => {}
+                    }
                 }
             }
             let changed = done > 0 || !ids.is_empty();
@@ -918,7 +985,10 @@ impl Pipeline {
         })?;
         // Only after the commit: memory follows what is durable.
         for slot in self.slots.iter_mut().filter(|s| !s.stopped) {
-            slot.checkpoint = slot.checkpoint.max(position);
+            slot.checkpoint = match slot.backoff {
+                None => slot.checkpoint.max(position),
+                Some(b) => b.position - 1,
+            };
         }
         Ok((ids, done))
     }
@@ -957,7 +1027,7 @@ impl Pipeline {
                 let event = tx.logged_event(position)?;
                 for &handler in by_event.get(&event.name).map_or(&[][..], Vec::as_slice) {
                     if !batch.slots[index].stopped {
-                        batch.call(tx, index, handler, &event)?;
+                        batch.call(tx, index, handler, &event, 1)?;
                     }
                 }
                 if !batch.slots[index].stopped {
@@ -1023,6 +1093,7 @@ impl Pipeline {
             repark_as: None,
             cascade_budget: options.cascade_budget,
             budgets: HashMap::new(),
+            defer_retries: false,
         };
         // A batch that did nothing is rolled back: no commit, no fsync.
         let written = store.write_if(|tx| {
@@ -1091,7 +1162,7 @@ impl Pipeline {
             tx.take_parked(id)?;
             batch.repark_as = Some(id);
             let event = tx.logged_event(parked.position)?;
-            let parked_again = batch.call(tx, slot, handler, &event)?;
+            let parked_again = batch.call(tx, slot, handler, &event, 1)?;
             Ok((parked_again, true))
         })?;
         self.run_until_idle()?;
@@ -1119,6 +1190,7 @@ impl Pipeline {
     /// Return every listener to what is committed: checkpoint, stopped flag
     /// and, for a stateful one, its state blob.
     fn reload_states(&mut self) -> Result<(), Error> {
+        let position = self.store.read(|tx| tx.pipeline_position())?;
         for slot in self.slots.iter_mut() {
             let name = slot.listener.name().to_owned();
             let (checkpoint, stopped) = self
@@ -1127,6 +1199,13 @@ impl Pipeline {
             slot.checkpoint = checkpoint.unwrap_or(slot.checkpoint);
             slot.stopped = stopped;
             slot.dirty = false;
+            // Behind what is committed: it catches up at the next step.
+            slot.backoff = (!stopped && slot.checkpoint < position).then(|| Backoff {
+                until: Instant::now(),
+                position: slot.checkpoint + 1,
+                handler: None,
+                attempt: 1,
+            });
         }
         let mut broken = Vec::new();
         for slot in self.slots.iter_mut().filter(|s| s.listener.is_stateful() && !s.stopped) {
@@ -1181,6 +1260,10 @@ struct Batch<'a> {
     cascade_budget: usize,
     /// Budgets cascades were submitted with, as read in this batch.
     budgets: HashMap<String, Option<usize>>,
+    /// A failed call waits for its retry on a timer (the listener in
+    /// [`Backoff`]) instead of sleeping in the transaction. Off for operator
+    /// actions (`parked retry`, `plugin start`), which retry in place.
+    defer_retries: bool,
 }
 
 impl Batch<'_> {
@@ -1243,28 +1326,124 @@ impl Batch<'_> {
     }
 
     fn process_event(&mut self, tx: &mut Tx<'_>, event: &Event) -> Result<(), StoreError> {
+        let mut waiting = 0;
         if let Some(route) = self.routes.get(&event.name) {
             for &(slot, handler) in route.on.iter().chain(&route.after) {
-                if !self.slots[slot].stopped && self.slots[slot].checkpoint < event.position {
-                    self.call(tx, slot, handler, event)?;
+                let s = &self.slots[slot];
+                if !s.stopped && s.backoff.is_none() && s.checkpoint < event.position {
+                    self.call(tx, slot, handler, event, 1)?;
                 }
             }
+            // A listener waiting to retry this event or an earlier one
+            // handles it when it catches up: until then its cascade waits.
+            let mut slots: Vec<usize> = route.on.iter().chain(&route.after).map(|&(slot, _)| slot).collect();
+            slots.sort_unstable();
+            slots.dedup();
+            waiting = slots
+                .iter()
+                .filter(|&&slot| self.slots[slot].backoff.is_some_and(|b| b.position <= event.position))
+                .count() as u64;
         }
         let cascade = self.cascade(tx, &event.correlation_id)?;
-        cascade.outstanding = cascade.outstanding.saturating_sub(1);
+        cascade.outstanding = (cascade.outstanding + waiting).saturating_sub(1);
         Ok(())
     }
 
-    /// Call one handler for one live event; a failing call is retried with
-    /// backoff up to the listener's attempts, then the event is parked for
-    /// it. Returns the parked id when it failed.
-    fn call(&mut self, tx: &mut Tx<'_>, slot: usize, handler: usize, event: &Event) -> Result<Option<u64>, StoreError> {
+    /// Let every listener whose backoff is over catch up from the event it
+    /// waits at through `through`, in its own order; returns the events it
+    /// handled. A call that fails again waits again.
+    fn retry_waiting(&mut self, tx: &mut Tx<'_>, through: u64) -> Result<usize, StoreError> {
+        let now = Instant::now();
+        let mut done = 0;
+        for slot in 0..self.slots.len() {
+            let Some(backoff) = self.slots[slot].backoff.filter(|b| b.until <= now) else {
+                continue;
+            };
+            self.slots[slot].backoff = None;
+            let by_event = handlers_by_event(self.slots[slot].listener.as_ref());
+            let mut resume = Some(backoff);
+            for position in backoff.position..=through {
+                let event = tx.logged_event(position)?;
+                let handlers = by_event.get(&event.name).map_or(&[][..], Vec::as_slice);
+                for &handler in handlers {
+                    let attempt = match resume {
+                        Some(Backoff {
+                            handler: Some(first), ..
+                        }) if handler != first => continue,
+                        Some(Backoff {
+                            handler: Some(_),
+                            attempt,
+                            ..
+                        }) => attempt,
+                        _ => 1,
+                    };
+                    resume = None;
+                    self.call(tx, slot, handler, &event, attempt)?;
+                    if self.slots[slot].stopped || self.slots[slot].backoff.is_some() {
+                        break;
+                    }
+                }
+                resume = None;
+                if self.slots[slot].backoff.is_some() {
+                    break;
+                }
+                if !handlers.is_empty() {
+                    // Handled (or parked, or stopped at): its cascade stops waiting.
+                    let cascade = self.cascade(tx, &event.correlation_id)?;
+                    cascade.outstanding = cascade.outstanding.saturating_sub(1);
+                    done += 1;
+                }
+                if self.slots[slot].stopped {
+                    self.release(tx, slot, position + 1, through)?;
+                    break;
+                }
+                self.slots[slot].checkpoint = position;
+            }
+        }
+        Ok(done)
+    }
+
+    /// The cascades of events `from..=through` that listener `slot` was to
+    /// handle stop waiting for it (it was stopped or removed while behind).
+    fn release(&mut self, tx: &mut Tx<'_>, slot: usize, from: u64, through: u64) -> Result<(), StoreError> {
+        let events: std::collections::HashSet<String> = self.slots[slot]
+            .listener
+            .handlers()
+            .iter()
+            .map(|h| h.event.clone())
+            .collect();
+        for position in from..=through {
+            let event = tx.logged_event(position)?;
+            if events.contains(&event.name) {
+                let cascade = self.cascade(tx, &event.correlation_id)?;
+                cascade.outstanding = cascade.outstanding.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Call one handler for one live event, as call number `attempt` for
+    /// it; a failing call is retried with backoff up to the listener's
+    /// attempts, then the event is parked for it (or the listener stopped).
+    /// With `defer_retries` the retry waits on a timer: the listener goes
+    /// into [`Backoff`] and this returns at once. Returns the parked id when
+    /// it failed for good.
+    fn call(
+        &mut self,
+        tx: &mut Tx<'_>,
+        slot: usize,
+        handler: usize,
+        event: &Event,
+        attempt: u32,
+    ) -> Result<Option<u64>, StoreError> {
         let max_depth = self.max_depth;
         let started = self.trace.is_some().then(Instant::now);
         self.slots[slot].dirty = true;
         let on_error = self.slots[slot].listener.on_error();
         let attempts = on_error.attempts.max(1);
-        let mut attempt = 1;
+        let mut attempt = attempt;
+        // The pause before the next attempt, when that waits on a timer.
+        let mut deferred = None;
         let result = loop {
             self.slots[slot].calls += 1;
             let call_started = Instant::now();
@@ -1276,7 +1455,12 @@ impl Batch<'_> {
                 Err(HandlerError::Failed(_)) if attempt < attempts => {
                     // A failed call is atomic: what it dispatched is dropped.
                     self.effects.commands.clear();
-                    std::thread::sleep(RETRY_BACKOFF * 2u32.pow(attempt - 1));
+                    let pause = RETRY_BACKOFF * 2u32.pow(attempt - 1);
+                    if self.defer_retries {
+                        deferred = Some(pause);
+                        break result;
+                    }
+                    std::thread::sleep(pause);
                     attempt += 1;
                 }
                 result => break result,
@@ -1320,6 +1504,18 @@ impl Batch<'_> {
                 level,
                 message,
             }));
+        if let Some(pause) = deferred {
+            // Called again once the pause is over; until then the listener
+            // waits and the others go on.
+            self.effects.commands.clear();
+            self.slots[slot].backoff = Some(Backoff {
+                until: Instant::now() + pause,
+                position: event.position,
+                handler: Some(handler),
+                attempt: attempt + 1,
+            });
+            return Ok(None);
+        }
         if let Some(mut failure) = failure {
             // A failed handler is atomic: what it dispatched is dropped.
             self.effects.commands.clear();

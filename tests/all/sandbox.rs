@@ -540,3 +540,76 @@ fn a_plugin_whose_state_does_not_save_stops_alone_and_the_batch_goes_on() {
     let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
     assert_eq!(state["users"], 1);
 }
+
+/// A failing handler waits for its retries on a timer, not in the
+/// transaction: meanwhile other callers' cascades run and settle, and the
+/// failing listener catches up in its own order when its backoff is over.
+#[test]
+fn a_listener_in_backoff_does_not_hold_up_other_cascades() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
+    // Eight attempts: its backoff lasts 10 + 20 + ... + 640 ms in all.
+    let failing = deploy_copy(
+        host.dir.path(),
+        plugins::FIXTURE_FAILING,
+        "failing",
+        Some("[on-error]\nattempts = 8\n"),
+    );
+    host.runtime.add_plugin(&failing).unwrap();
+    let pipeline = host.runtime.pipeline();
+
+    let stuck = pipeline
+        .submit(Command::new("users", "u1", "create", r#"{"name":"Ada"}"#), None)
+        .unwrap();
+    while pipeline.step().unwrap() > 0 {}
+    assert!(pipeline.next_retry().is_some(), "`failing` waits to retry");
+    assert!(pipeline.settled(&stuck).unwrap().is_none(), "its cascade waits for it");
+
+    // Another caller's cascade, through healthy plugins only, settles now.
+    let other = pipeline
+        .submit(Command::new("accounts", "a9", "open", "{}"), None)
+        .unwrap();
+    while pipeline.step().unwrap() > 0 {}
+    let settled = pipeline
+        .settled(&other)
+        .unwrap()
+        .expect("settled without waiting for the retries");
+    assert!(settled.is_ok(), "{:?}", settled.failures);
+    assert!(pipeline.settled(&stuck).unwrap().is_none(), "still in backoff");
+
+    // The failing listener catches up, in order, and its cascade settles
+    // with the failure after every attempt.
+    let stuck = pipeline.run_until_settled(&stuck).unwrap();
+    let failure = only_handler_failure(&stuck);
+    assert_eq!(failure.plugin, "failing");
+    assert!(failure.parked.is_some());
+    let parked = pipeline.parked().unwrap();
+    assert_eq!(parked[0].1.attempts, 8);
+    assert_eq!(host.log_names(), ["UserCreated", "AccountOpened", "AccountOpened"]);
+}
+
+/// A listener that was waiting to retry when the host went down catches up
+/// when it opens again: its cascade settles, nothing is handled twice.
+#[test]
+fn a_listener_in_backoff_at_a_restart_catches_up_after_it() {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
+    let failing = deploy_copy(
+        host.dir.path(),
+        plugins::FIXTURE_FAILING,
+        "failing",
+        Some("[on-error]\nattempts = 2\n"),
+    );
+    host.runtime.add_plugin(&failing).unwrap();
+    let pipeline = host.runtime.pipeline();
+    let stuck = pipeline
+        .submit(Command::new("users", "u1", "create", r#"{"name":"Ada"}"#), None)
+        .unwrap();
+    while pipeline.step().unwrap() > 0 {}
+    assert!(pipeline.settled(&stuck).unwrap().is_none());
+
+    let mut host = host.reopen(cascade::Options::default());
+
+    let settled = host.runtime.pipeline().run_until_settled(&stuck).unwrap();
+    assert_eq!(only_handler_failure(&settled).plugin, "failing");
+    assert_eq!(host.log_names(), ["UserCreated", "AccountOpened"]);
+    assert_eq!(host.runtime.pipeline().parked().unwrap().len(), 1);
+}
