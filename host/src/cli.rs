@@ -544,8 +544,7 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
                 idempotency_key,
                 cascade_budget: budget,
             };
-            let correlation_id = pipeline.submit_all([submission])?.remove(0);
-            let settled = pipeline.run_until_settled(&correlation_id)?;
+            let settled = pipeline.execute_submission(submission)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&settled.to_json())?)?;
             } else {

@@ -708,8 +708,20 @@ impl Pipeline {
     ///
     /// As [`Pipeline::submit`] and [`Pipeline::step`].
     pub fn execute(&mut self, command: Command) -> Result<Settled, Error> {
-        let correlation_id = self.submit(command, None)?;
-        self.run_until_settled(&correlation_id)
+        self.execute_submission(command.into())
+    }
+
+    /// [`Pipeline::execute`] for a [`Submission`]. The command is queued in
+    /// the transaction of the first step that runs it: a lone command that
+    /// settles in one batch costs one commit.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::submit`] and [`Pipeline::step`].
+    pub fn execute_submission(&mut self, submission: Submission) -> Result<Settled, Error> {
+        self.aggregates.check(&submission.command)?;
+        let (mut ids, _) = self.step_with(vec![submission])?;
+        self.run_until_settled(&ids.remove(0))
     }
 
     /// Run the loop until the cascade `correlation_id` has settled.
@@ -755,28 +767,15 @@ impl Pipeline {
     ///
     /// A storage error; an unknown correlation id.
     pub fn settled(&mut self, correlation_id: &str) -> Result<Option<Settled>, Error> {
-        let found = self.store.read(|tx| {
-            let Some(record) = tx.cascade(correlation_id)? else {
-                return Ok(None);
-            };
-            if record.outstanding > 0 {
-                return Ok(Some(None));
-            }
-            let events = record
-                .events
-                .iter()
-                .filter_map(|&p| tx.event(p).transpose())
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, StoreError>(Some(Some((record, events))))
-        })?;
-        let (record, events) = match found {
+        // A read transaction: no write lock, nothing to abort.
+        let (record, events) = match self.store.reader().cascade(correlation_id)? {
             None => {
                 return Err(Error::UnknownCascade {
                     correlation_id: correlation_id.to_owned(),
                 });
             }
-            Some(None) => return Ok(None),
-            Some(Some(found)) => found,
+            Some((record, _)) if record.outstanding > 0 => return Ok(None),
+            Some(found) => found,
         };
         let (trace, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.trace)
             .into_iter()

@@ -30,6 +30,7 @@ use crate::event::{Envelope, Event, NewEvent};
 use crate::pipeline::{CascadeRecord, Parked, QueuedCommand, Skipped};
 use crate::plugin::{PluginRecord, PluginVersion};
 
+mod lazy;
 mod packed;
 mod sealed;
 mod verify;
@@ -139,12 +140,15 @@ impl Store {
         // Opening writes only to a new or older file: reading a damaged
         // file must not commit over it.
         let found = store.write_if(|tx| {
-            let found = tx.meta.get(META_SCHEMA)?.map(|v| v.value());
+            let found = tx.meta.read()?.get(META_SCHEMA)?.map(|v| v.value());
             match found {
-                None => tx.meta.insert(META_SCHEMA, SCHEMA_VERSION).map(drop)?,
+                None => {
+                    tx.create_tables()?;
+                    tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                }
                 Some(1) => {
                     tx.seal_unsealed_records()?;
-                    tx.meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                    tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 }
                 Some(_) => return Ok((found, false)),
             }
@@ -357,6 +361,32 @@ impl LogReader {
         Ok(settled)
     }
 
+    /// The record of cascade `correlation_id` and, once it has no
+    /// outstanding work, its events, in one read transaction.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn cascade(&self, correlation_id: &str) -> Result<Option<(CascadeRecord, Vec<Event>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let (Ok(cascades), Ok(events)) = (txn.open_table(CASCADES), txn.open_table(EVENTS)) else {
+            return Ok(None);
+        };
+        let Some(bytes) = cascades.get(correlation_id)? else {
+            return Ok(None);
+        };
+        let record: CascadeRecord = decode(CASCADES.name(), bytes.value())?;
+        let mut settled = Vec::new();
+        if record.outstanding == 0 {
+            for &position in &record.events {
+                if let Some(bytes) = events.get(position)? {
+                    settled.push(decode_event(position, bytes.value())?);
+                }
+            }
+        }
+        Ok(Some((record, settled)))
+    }
+
     /// The correlation id a command submitted with idempotency `key` started.
     ///
     /// # Errors
@@ -371,30 +401,30 @@ impl LogReader {
     }
 }
 
-/// One write transaction with every table open.
+/// One write transaction; its tables open when first used.
 pub struct Tx<'t> {
-    meta: Table<'t, &'static str, u64>,
+    meta: lazy::Lazy<'t, &'static str, u64>,
     events: Table<'t, u64, Bytes>,
-    streams: Table<'t, (&'static str, &'static str), Bytes>,
-    stream_events: Table<'t, (&'static str, &'static str, u64), u64>,
-    checkpoints: Table<'t, &'static str, u64>,
-    pm_states: Table<'t, &'static str, Bytes>,
-    parked: Table<'t, u64, Bytes>,
-    stopped: Table<'t, &'static str, ()>,
-    skipped: Table<'t, u64, Bytes>,
-    command_queue: Table<'t, u64, Bytes>,
-    cascades: Table<'t, &'static str, Bytes>,
-    plugins: Table<'t, &'static str, Bytes>,
-    components: Table<'t, &'static str, Bytes>,
-    artifacts: Table<'t, &'static str, Bytes>,
-    plugin_versions: Table<'t, (&'static str, u64), Bytes>,
-    plugin_active: Table<'t, &'static str, u64>,
-    idempotency: Table<'t, &'static str, &'static str>,
-    cascade_budgets: Table<'t, &'static str, u64>,
-    stop_reasons: Table<'t, &'static str, &'static str>,
-    rm_docs: Table<'t, (&'static str, &'static str), Bytes>,
-    rm_index: Table<'t, (&'static str, &'static str, &'static str, &'static str), ()>,
-    rm_indexed: Table<'t, &'static str, Bytes>,
+    streams: lazy::Lazy<'t, (&'static str, &'static str), Bytes>,
+    stream_events: lazy::Lazy<'t, (&'static str, &'static str, u64), u64>,
+    checkpoints: lazy::Lazy<'t, &'static str, u64>,
+    pm_states: lazy::Lazy<'t, &'static str, Bytes>,
+    parked: lazy::Lazy<'t, u64, Bytes>,
+    stopped: lazy::Lazy<'t, &'static str, ()>,
+    skipped: lazy::Lazy<'t, u64, Bytes>,
+    command_queue: lazy::Lazy<'t, u64, Bytes>,
+    cascades: lazy::Lazy<'t, &'static str, Bytes>,
+    plugins: lazy::Lazy<'t, &'static str, Bytes>,
+    components: lazy::Lazy<'t, &'static str, Bytes>,
+    artifacts: lazy::Lazy<'t, &'static str, Bytes>,
+    plugin_versions: lazy::Lazy<'t, (&'static str, u64), Bytes>,
+    plugin_active: lazy::Lazy<'t, &'static str, u64>,
+    idempotency: lazy::Lazy<'t, &'static str, &'static str>,
+    cascade_budgets: lazy::Lazy<'t, &'static str, u64>,
+    stop_reasons: lazy::Lazy<'t, &'static str, &'static str>,
+    rm_docs: lazy::Lazy<'t, (&'static str, &'static str), Bytes>,
+    rm_index: lazy::Lazy<'t, (&'static str, &'static str, &'static str, &'static str), ()>,
+    rm_indexed: lazy::Lazy<'t, &'static str, Bytes>,
     head: u64,
 }
 
@@ -403,30 +433,57 @@ impl<'t> Tx<'t> {
         let events = txn.open_table(EVENTS)?;
         let head = events.last()?.map_or(0, |(k, _)| k.value());
         Ok(Tx {
-            meta: txn.open_table(META)?,
+            meta: lazy::Lazy::new(txn, META),
             events,
-            streams: txn.open_table(STREAMS)?,
-            stream_events: txn.open_table(STREAM_EVENTS)?,
-            checkpoints: txn.open_table(CHECKPOINTS)?,
-            pm_states: txn.open_table(PM_STATES)?,
-            parked: txn.open_table(PARKED)?,
-            stopped: txn.open_table(STOPPED)?,
-            skipped: txn.open_table(SKIPPED)?,
-            command_queue: txn.open_table(COMMAND_QUEUE)?,
-            cascades: txn.open_table(CASCADES)?,
-            plugins: txn.open_table(PLUGINS)?,
-            components: txn.open_table(COMPONENTS)?,
-            artifacts: txn.open_table(ARTIFACTS)?,
-            plugin_versions: txn.open_table(PLUGIN_VERSIONS)?,
-            plugin_active: txn.open_table(PLUGIN_ACTIVE)?,
-            idempotency: txn.open_table(IDEMPOTENCY)?,
-            cascade_budgets: txn.open_table(CASCADE_BUDGETS)?,
-            stop_reasons: txn.open_table(STOP_REASONS)?,
-            rm_docs: txn.open_table(RM_DOCS)?,
-            rm_index: txn.open_table(RM_INDEX)?,
-            rm_indexed: txn.open_table(RM_INDEXED)?,
+            streams: lazy::Lazy::new(txn, STREAMS),
+            stream_events: lazy::Lazy::new(txn, STREAM_EVENTS),
+            checkpoints: lazy::Lazy::new(txn, CHECKPOINTS),
+            pm_states: lazy::Lazy::new(txn, PM_STATES),
+            parked: lazy::Lazy::new(txn, PARKED),
+            stopped: lazy::Lazy::new(txn, STOPPED),
+            skipped: lazy::Lazy::new(txn, SKIPPED),
+            command_queue: lazy::Lazy::new(txn, COMMAND_QUEUE),
+            cascades: lazy::Lazy::new(txn, CASCADES),
+            plugins: lazy::Lazy::new(txn, PLUGINS),
+            components: lazy::Lazy::new(txn, COMPONENTS),
+            artifacts: lazy::Lazy::new(txn, ARTIFACTS),
+            plugin_versions: lazy::Lazy::new(txn, PLUGIN_VERSIONS),
+            plugin_active: lazy::Lazy::new(txn, PLUGIN_ACTIVE),
+            idempotency: lazy::Lazy::new(txn, IDEMPOTENCY),
+            cascade_budgets: lazy::Lazy::new(txn, CASCADE_BUDGETS),
+            stop_reasons: lazy::Lazy::new(txn, STOP_REASONS),
+            rm_docs: lazy::Lazy::new(txn, RM_DOCS),
+            rm_index: lazy::Lazy::new(txn, RM_INDEX),
+            rm_indexed: lazy::Lazy::new(txn, RM_INDEXED),
             head,
         })
+    }
+
+    /// Create every table of a new file, so that readers on read
+    /// transactions find them all.
+    fn create_tables(&mut self) -> Result<(), StoreError> {
+        self.meta.write()?;
+        self.streams.write()?;
+        self.stream_events.write()?;
+        self.checkpoints.write()?;
+        self.pm_states.write()?;
+        self.parked.write()?;
+        self.stopped.write()?;
+        self.skipped.write()?;
+        self.command_queue.write()?;
+        self.cascades.write()?;
+        self.plugins.write()?;
+        self.components.write()?;
+        self.artifacts.write()?;
+        self.plugin_versions.write()?;
+        self.plugin_active.write()?;
+        self.idempotency.write()?;
+        self.cascade_budgets.write()?;
+        self.stop_reasons.write()?;
+        self.rm_docs.write()?;
+        self.rm_index.write()?;
+        self.rm_indexed.write()?;
+        Ok(())
     }
 
     /// Position of the newest event, 0 when the log is empty.
@@ -465,7 +522,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error, or an unreadable record.
     pub fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {
-        match self.streams.get((stream_type, stream_id))? {
+        match self.streams.read()?.get((stream_type, stream_id))? {
             Some(bytes) => decode(STREAMS.name(), bytes.value()),
             None => Ok(StreamHead::default()),
         }
@@ -542,6 +599,7 @@ impl<'t> Tx<'t> {
             };
             self.events.insert(event.position, encode_event(&event).as_slice())?;
             self.stream_events
+                .write()?
                 .insert((stream_type, stream_id, event.stream_version), event.position)?;
             self.head = event.position;
             appended.push(event);
@@ -552,6 +610,7 @@ impl<'t> Tx<'t> {
                 state,
             };
             self.streams
+                .write()?
                 .insert((stream_type, stream_id), encode(&head).as_slice())?;
         }
         Ok(appended)
@@ -570,7 +629,7 @@ impl<'t> Tx<'t> {
             self.events.insert(position, encode_event(&event).as_slice())?;
         }
         let mut states = Vec::new();
-        for entry in self.pm_states.iter()? {
+        for entry in self.pm_states.read()?.iter()? {
             let (name, blob) = entry?;
             states.push((name.value().to_owned(), blob.value().to_vec()));
         }
@@ -586,7 +645,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn pipeline_position(&self) -> Result<u64, StoreError> {
-        Ok(self.meta.get(META_PIPELINE)?.map_or(0, |v| v.value()))
+        Ok(self.meta.read()?.get(META_PIPELINE)?.map_or(0, |v| v.value()))
     }
 
     /// Record the pipeline's position.
@@ -595,7 +654,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn set_pipeline_position(&mut self, position: u64) -> Result<(), StoreError> {
-        self.meta.insert(META_PIPELINE, position)?;
+        self.meta.write()?.insert(META_PIPELINE, position)?;
         Ok(())
     }
 
@@ -605,7 +664,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn checkpoint(&self, listener: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.checkpoints.get(listener)?.map(|v| v.value()))
+        Ok(self.checkpoints.read()?.get(listener)?.map(|v| v.value()))
     }
 
     /// Move a listener's checkpoint.
@@ -614,7 +673,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError> {
-        self.checkpoints.insert(listener, position)?;
+        self.checkpoints.write()?.insert(listener, position)?;
         Ok(())
     }
 
@@ -624,7 +683,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn pm_state(&self, listener: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let stored = self.pm_states.get(listener)?;
+        let stored = self.pm_states.read()?.get(listener)?;
         stored
             .map(|v| {
                 let what = format!("the state of `{listener}`");
@@ -641,6 +700,7 @@ impl<'t> Tx<'t> {
     /// A storage error.
     pub fn put_pm_state(&mut self, listener: &str, state: &[u8]) -> Result<(), StoreError> {
         self.pm_states
+            .write()?
             .insert(listener, sealed::seal(listener.as_bytes(), state.to_vec()).as_slice())?;
         Ok(())
     }
@@ -651,7 +711,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn remove_pm_state(&mut self, listener: &str) -> Result<(), StoreError> {
-        self.pm_states.remove(listener)?;
+        self.pm_states.write()?.remove(listener)?;
         Ok(())
     }
 
@@ -661,7 +721,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn next_command_seq(&self) -> Result<u64, StoreError> {
-        Ok(self.meta.get(META_NEXT_COMMAND)?.map_or(1, |v| v.value()))
+        Ok(self.meta.read()?.get(META_NEXT_COMMAND)?.map_or(1, |v| v.value()))
     }
 
     /// Record that sequence numbers below `next` are taken.
@@ -670,7 +730,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn set_next_command_seq(&mut self, next: u64) -> Result<(), StoreError> {
-        self.meta.insert(META_NEXT_COMMAND, next)?;
+        self.meta.write()?.insert(META_NEXT_COMMAND, next)?;
         Ok(())
     }
 
@@ -680,7 +740,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn enqueue(&mut self, seq: u64, command: &QueuedCommand) -> Result<(), StoreError> {
-        self.command_queue.insert(seq, encode(command).as_slice())?;
+        self.command_queue.write()?.insert(seq, encode(command).as_slice())?;
         Ok(())
     }
 
@@ -690,7 +750,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error, or an unreadable record.
     pub fn dequeue(&mut self) -> Result<Option<QueuedCommand>, StoreError> {
-        match self.command_queue.pop_first()? {
+        match self.command_queue.write()?.pop_first()? {
             Some((_, bytes)) => Ok(Some(decode(COMMAND_QUEUE.name(), bytes.value())?)),
             None => Ok(None),
         }
@@ -702,7 +762,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn queued_commands(&self) -> Result<u64, StoreError> {
-        Ok(self.command_queue.len()?)
+        Ok(self.command_queue.read()?.len()?)
     }
 
     /// Every queued command with its sequence number, oldest first.
@@ -712,7 +772,7 @@ impl<'t> Tx<'t> {
     /// A storage error, or an unreadable record.
     pub fn queue(&self) -> Result<Vec<(u64, QueuedCommand)>, StoreError> {
         let mut queue = Vec::new();
-        for entry in self.command_queue.iter()? {
+        for entry in self.command_queue.read()?.iter()? {
             let (seq, bytes) = entry?;
             queue.push((seq.value(), decode(COMMAND_QUEUE.name(), bytes.value())?));
         }
@@ -725,7 +785,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn unqueue(&mut self, seq: u64) -> Result<(), StoreError> {
-        self.command_queue.remove(seq)?;
+        self.command_queue.write()?.remove(seq)?;
         Ok(())
     }
 
@@ -736,6 +796,7 @@ impl<'t> Tx<'t> {
     /// A storage error, or an unreadable record.
     pub fn cascade(&self, correlation_id: &str) -> Result<Option<CascadeRecord>, StoreError> {
         self.cascades
+            .read()?
             .get(correlation_id)?
             .map(|bytes| decode(CASCADES.name(), bytes.value()))
             .transpose()
@@ -747,7 +808,9 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn put_cascade(&mut self, correlation_id: &str, record: &CascadeRecord) -> Result<(), StoreError> {
-        self.cascades.insert(correlation_id, encode(record).as_slice())?;
+        self.cascades
+            .write()?
+            .insert(correlation_id, encode(record).as_slice())?;
         Ok(())
     }
 
@@ -758,7 +821,7 @@ impl<'t> Tx<'t> {
     /// A storage error, or an unreadable record.
     pub fn plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
         let mut records = Vec::new();
-        for entry in self.plugins.iter()? {
+        for entry in self.plugins.read()?.iter()? {
             records.push(decode::<PluginRecord>(PLUGINS.name(), entry?.1.value())?);
         }
         records.sort_by_key(|r| r.order);
@@ -771,7 +834,9 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn put_plugin(&mut self, record: &PluginRecord) -> Result<(), StoreError> {
-        self.plugins.insert(record.name.as_str(), encode(record).as_slice())?;
+        self.plugins
+            .write()?
+            .insert(record.name.as_str(), encode(record).as_slice())?;
         Ok(())
     }
 
@@ -782,12 +847,12 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn remove_plugin(&mut self, name: &str) -> Result<(), StoreError> {
-        self.plugins.remove(name)?;
-        self.plugin_active.remove(name)?;
-        self.checkpoints.remove(name)?;
-        self.pm_states.remove(name)?;
-        self.stopped.remove(name)?;
-        self.stop_reasons.remove(name)?;
+        self.plugins.write()?.remove(name)?;
+        self.plugin_active.write()?.remove(name)?;
+        self.checkpoints.write()?.remove(name)?;
+        self.pm_states.write()?.remove(name)?;
+        self.stopped.write()?.remove(name)?;
+        self.stop_reasons.write()?.remove(name)?;
         Ok(())
     }
 
@@ -797,7 +862,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let stored = self.components.get(hash)?;
+        let stored = self.components.read()?.get(hash)?;
         stored.map(|v| packed::unpack(COMPONENTS.name(), v.value())).transpose()
     }
 
@@ -808,8 +873,8 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn put_component(&mut self, hash: &str, bytes: &Packed) -> Result<(), StoreError> {
-        if self.components.get(hash)?.is_none() {
-            self.components.insert(hash, bytes.as_bytes())?;
+        if self.components.read()?.get(hash)?.is_none() {
+            self.components.write()?.insert(hash, bytes.as_bytes())?;
         }
         Ok(())
     }
@@ -820,7 +885,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn artifact(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let stored = self.artifacts.get(key)?;
+        let stored = self.artifacts.read()?.get(key)?;
         stored.map(|v| packed::unpack(ARTIFACTS.name(), v.value())).transpose()
     }
 
@@ -831,8 +896,8 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn put_artifact(&mut self, key: &str, bytes: &Packed) -> Result<(), StoreError> {
-        if self.artifacts.get(key)?.is_none() {
-            self.artifacts.insert(key, bytes.as_bytes())?;
+        if self.artifacts.read()?.get(key)?.is_none() {
+            self.artifacts.write()?.insert(key, bytes.as_bytes())?;
         }
         Ok(())
     }
@@ -854,10 +919,10 @@ impl<'t> Tx<'t> {
             .filter(|v| Some(*v) != active)
             .collect();
         for version in &forgotten {
-            self.plugin_versions.remove((name, *version))?;
+            self.plugin_versions.write()?.remove((name, *version))?;
         }
         let mut referenced = std::collections::HashSet::new();
-        for entry in self.plugin_versions.iter()? {
+        for entry in self.plugin_versions.read()?.iter()? {
             let version: PluginVersion = decode(PLUGIN_VERSIONS.name(), entry?.1.value())?;
             referenced.insert(version.hash);
         }
@@ -865,17 +930,17 @@ impl<'t> Tx<'t> {
             referenced.insert(record.hash);
         }
         let mut unused = Vec::new();
-        for entry in self.components.iter()? {
+        for entry in self.components.read()?.iter()? {
             let hash = entry?.0.value().to_owned();
             if !referenced.contains(&hash) {
                 unused.push(hash);
             }
         }
         for hash in &unused {
-            self.components.remove(hash.as_str())?;
+            self.components.write()?.remove(hash.as_str())?;
         }
         let mut unused = Vec::new();
-        for entry in self.artifacts.iter()? {
+        for entry in self.artifacts.read()?.iter()? {
             let key = entry?.0.value().to_owned();
             let hash = key.split_once('-').map_or(key.as_str(), |(hash, _)| hash);
             if !referenced.contains(hash) {
@@ -883,7 +948,7 @@ impl<'t> Tx<'t> {
             }
         }
         for key in &unused {
-            self.artifacts.remove(key.as_str())?;
+            self.artifacts.write()?.remove(key.as_str())?;
         }
         Ok(forgotten)
     }
@@ -895,10 +960,10 @@ impl<'t> Tx<'t> {
     /// A storage error, or an unreadable record.
     pub fn plugin_versions(&self, name: &str) -> Result<(Vec<PluginVersion>, Option<u64>), StoreError> {
         let mut versions = Vec::new();
-        for entry in self.plugin_versions.range((name, 0)..=(name, u64::MAX))? {
+        for entry in self.plugin_versions.read()?.range((name, 0)..=(name, u64::MAX))? {
             versions.push(decode(PLUGIN_VERSIONS.name(), entry?.1.value())?);
         }
-        let active = self.plugin_active.get(name)?.map(|v| v.value());
+        let active = self.plugin_active.read()?.get(name)?.map(|v| v.value());
         Ok((versions, active))
     }
 
@@ -909,7 +974,7 @@ impl<'t> Tx<'t> {
     /// A storage error.
     pub fn put_plugin_version(&mut self, version: &PluginVersion) -> Result<(), StoreError> {
         let key = (version.name.as_str(), version.version);
-        self.plugin_versions.insert(key, encode(version).as_slice())?;
+        self.plugin_versions.write()?.insert(key, encode(version).as_slice())?;
         self.set_active_version(&version.name, version.version)
     }
 
@@ -919,7 +984,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn set_active_version(&mut self, name: &str, version: u64) -> Result<(), StoreError> {
-        self.plugin_active.insert(name, version)?;
+        self.plugin_active.write()?.insert(name, version)?;
         Ok(())
     }
 
@@ -929,7 +994,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn idempotent(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.idempotency.get(key)?.map(|v| v.value().to_owned()))
+        Ok(self.idempotency.read()?.get(key)?.map(|v| v.value().to_owned()))
     }
 
     /// Record the budget cascade `correlation_id` was submitted with.
@@ -938,7 +1003,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn put_cascade_budget(&mut self, correlation_id: &str, budget: u64) -> Result<(), StoreError> {
-        self.cascade_budgets.insert(correlation_id, budget)?;
+        self.cascade_budgets.write()?.insert(correlation_id, budget)?;
         Ok(())
     }
 
@@ -948,7 +1013,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn cascade_budget(&self, correlation_id: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.cascade_budgets.get(correlation_id)?.map(|v| v.value()))
+        Ok(self.cascade_budgets.read()?.get(correlation_id)?.map(|v| v.value()))
     }
 
     /// Remember that idempotency `key` started cascade `correlation_id`.
@@ -957,7 +1022,7 @@ impl<'t> Tx<'t> {
     ///
     /// A storage error.
     pub fn put_idempotent(&mut self, key: &str, correlation_id: &str) -> Result<(), StoreError> {
-        self.idempotency.insert(key, correlation_id)?;
+        self.idempotency.write()?.insert(key, correlation_id)?;
         Ok(())
     }
 }
@@ -973,12 +1038,12 @@ impl Tx<'_> {
         let id = match id {
             Some(id) => id,
             None => {
-                let id = self.meta.get(META_NEXT_PARKED)?.map_or(1, |v| v.value());
-                self.meta.insert(META_NEXT_PARKED, id + 1)?;
+                let id = self.meta.read()?.get(META_NEXT_PARKED)?.map_or(1, |v| v.value());
+                self.meta.write()?.insert(META_NEXT_PARKED, id + 1)?;
                 id
             }
         };
-        self.parked.insert(id, encode(parked).as_slice())?;
+        self.parked.write()?.insert(id, encode(parked).as_slice())?;
         Ok(id)
     }
 
@@ -988,7 +1053,7 @@ impl Tx<'_> {
     ///
     /// A storage error.
     pub fn is_stopped(&self, listener: &str) -> Result<bool, StoreError> {
-        Ok(self.stopped.get(listener)?.is_some())
+        Ok(self.stopped.read()?.get(listener)?.is_some())
     }
 
     /// Mark a listener stopped or running.
@@ -998,10 +1063,10 @@ impl Tx<'_> {
     /// A storage error.
     pub fn set_stopped(&mut self, listener: &str, stopped: bool) -> Result<(), StoreError> {
         if stopped {
-            self.stopped.insert(listener, ())?;
+            self.stopped.write()?.insert(listener, ())?;
         } else {
-            self.stopped.remove(listener)?;
-            self.stop_reasons.remove(listener)?;
+            self.stopped.write()?.remove(listener)?;
+            self.stop_reasons.write()?.remove(listener)?;
         }
         Ok(())
     }
@@ -1012,7 +1077,7 @@ impl Tx<'_> {
     ///
     /// A storage error.
     pub fn stop_reason(&self, plugin: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.stop_reasons.get(plugin)?.map(|v| v.value().to_owned()))
+        Ok(self.stop_reasons.read()?.get(plugin)?.map(|v| v.value().to_owned()))
     }
 
     /// Stop `plugin` for `reason`: it gets no events until started again.
@@ -1021,8 +1086,8 @@ impl Tx<'_> {
     ///
     /// A storage error.
     pub fn stop_for(&mut self, plugin: &str, reason: &str) -> Result<(), StoreError> {
-        self.stopped.insert(plugin, ())?;
-        self.stop_reasons.insert(plugin, reason)?;
+        self.stopped.write()?.insert(plugin, ())?;
+        self.stop_reasons.write()?.insert(plugin, reason)?;
         Ok(())
     }
 
@@ -1033,7 +1098,7 @@ impl Tx<'_> {
     /// A storage error, or an unreadable record.
     pub fn parked(&self) -> Result<Vec<(u64, Parked)>, StoreError> {
         let mut all = Vec::new();
-        for entry in self.parked.iter()? {
+        for entry in self.parked.read()?.iter()? {
             let (id, bytes) = entry?;
             all.push((id.value(), decode(PARKED.name(), bytes.value())?));
         }
@@ -1047,6 +1112,7 @@ impl Tx<'_> {
     /// A storage error, or an unreadable record.
     pub fn parked_entry(&self, id: u64) -> Result<Option<Parked>, StoreError> {
         self.parked
+            .read()?
             .get(id)?
             .map(|bytes| decode(PARKED.name(), bytes.value()))
             .transpose()
@@ -1058,7 +1124,7 @@ impl Tx<'_> {
     ///
     /// A storage error, or an unreadable record.
     pub fn take_parked(&mut self, id: u64) -> Result<Option<Parked>, StoreError> {
-        match self.parked.remove(id)? {
+        match self.parked.write()?.remove(id)? {
             Some(bytes) => Ok(Some(decode(PARKED.name(), bytes.value())?)),
             None => Ok(None),
         }
@@ -1070,7 +1136,7 @@ impl Tx<'_> {
     ///
     /// A storage error.
     pub fn put_skipped(&mut self, id: u64, skipped: &Skipped) -> Result<(), StoreError> {
-        self.skipped.insert(id, encode(skipped).as_slice())?;
+        self.skipped.write()?.insert(id, encode(skipped).as_slice())?;
         Ok(())
     }
 
@@ -1082,27 +1148,28 @@ impl Tx<'_> {
     pub(crate) fn rm_doc(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .rm_docs
+            .read()?
             .get((collection, id))?
             .map(|d| String::from_utf8_lossy(d.value()).into_owned()))
     }
 
     pub(crate) fn rm_put(&mut self, collection: &str, id: &str, doc: &str) -> Result<(), StoreError> {
-        self.rm_docs.insert((collection, id), doc.as_bytes())?;
+        self.rm_docs.write()?.insert((collection, id), doc.as_bytes())?;
         Ok(())
     }
 
     pub(crate) fn rm_delete(&mut self, collection: &str, id: &str) -> Result<(), StoreError> {
-        self.rm_docs.remove((collection, id))?;
+        self.rm_docs.write()?.remove((collection, id))?;
         Ok(())
     }
 
     pub(crate) fn rm_index(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
-        self.rm_index.insert((collection, field, key, id), ())?;
+        self.rm_index.write()?.insert((collection, field, key, id), ())?;
         Ok(())
     }
 
     pub(crate) fn rm_unindex(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
-        self.rm_index.remove((collection, field, key, id))?;
+        self.rm_index.write()?.remove((collection, field, key, id))?;
         Ok(())
     }
 
@@ -1113,7 +1180,7 @@ impl Tx<'_> {
     /// A storage error.
     pub(crate) fn rm_docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
         let mut docs = Vec::new();
-        for entry in self.rm_docs.range((collection, "")..)? {
+        for entry in self.rm_docs.read()?.range((collection, "")..)? {
             let (key, doc) = entry?;
             let (c, id) = key.value();
             if c != collection {
@@ -1131,7 +1198,7 @@ impl Tx<'_> {
     /// A storage error.
     pub(crate) fn rm_clear(&mut self, collection: &str) -> Result<(), StoreError> {
         for (id, _) in self.rm_docs(collection)? {
-            self.rm_docs.remove((collection, id.as_str()))?;
+            self.rm_docs.write()?.remove((collection, id.as_str()))?;
         }
         self.rm_clear_index(collection)
     }
@@ -1143,7 +1210,7 @@ impl Tx<'_> {
     /// A storage error.
     pub(crate) fn rm_clear_index(&mut self, collection: &str) -> Result<(), StoreError> {
         let mut keys = Vec::new();
-        for entry in self.rm_index.range((collection, "", "", "")..)? {
+        for entry in self.rm_index.read()?.range((collection, "", "", "")..)? {
             let (key, _) = entry?;
             let (c, f, v, id) = key.value();
             if c != collection {
@@ -1153,6 +1220,7 @@ impl Tx<'_> {
         }
         for (f, v, id) in &keys {
             self.rm_index
+                .write()?
                 .remove((collection, f.as_str(), v.as_str(), id.as_str()))?;
         }
         Ok(())
@@ -1166,6 +1234,7 @@ impl Tx<'_> {
     /// A storage error.
     pub(crate) fn rm_indexed(&self, collection: &str) -> Result<Option<Vec<String>>, StoreError> {
         self.rm_indexed
+            .read()?
             .get(collection)?
             .map(|fields| decode("read_model_indexed", fields.value()))
             .transpose()
@@ -1177,7 +1246,9 @@ impl Tx<'_> {
     ///
     /// A storage error.
     pub(crate) fn set_rm_indexed(&mut self, collection: &str, fields: &[String]) -> Result<(), StoreError> {
-        self.rm_indexed.insert(collection, encode(&fields).as_slice())?;
+        self.rm_indexed
+            .write()?
+            .insert(collection, encode(&fields).as_slice())?;
         Ok(())
     }
 }
@@ -1333,9 +1404,9 @@ mod tests {
             let store = Store::open(&path).unwrap();
             store
                 .write(|tx| {
-                    tx.meta.insert(META_SCHEMA, 1)?;
+                    tx.meta.write()?.insert(META_SCHEMA, 1)?;
                     tx.events.insert(1, encode(&event).as_slice())?;
-                    tx.pm_states.insert("counter", br#"{"n":1}"#.as_slice())?;
+                    tx.pm_states.write()?.insert("counter", br#"{"n":1}"#.as_slice())?;
                     Ok::<_, StoreError>(())
                 })
                 .unwrap();
@@ -1346,7 +1417,7 @@ mod tests {
         assert_eq!(state.as_deref(), Some(br#"{"n":1}"#.as_slice()));
         assert!(store.verify().unwrap().is_ok());
         let schema = store
-            .read(|tx| Ok::<_, StoreError>(tx.meta.get(META_SCHEMA)?.map(|v| v.value())))
+            .read(|tx| Ok::<_, StoreError>(tx.meta.read()?.get(META_SCHEMA)?.map(|v| v.value())))
             .unwrap();
         assert_eq!(schema, Some(SCHEMA_VERSION));
     }
@@ -1359,7 +1430,7 @@ mod tests {
             let store = Store::open(&path).unwrap();
             store
                 .write(|tx| {
-                    tx.meta.insert(META_SCHEMA, SCHEMA_VERSION + 1)?;
+                    tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION + 1)?;
                     Ok::<_, StoreError>(())
                 })
                 .unwrap();
