@@ -87,6 +87,7 @@ mod manifest;
 mod pipeline;
 mod plugin;
 mod read_model;
+mod records;
 mod runtime;
 mod sandbox;
 pub mod scaffold;

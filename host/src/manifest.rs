@@ -28,8 +28,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::Limits;
-
 /// A plugin's manifest.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -52,6 +50,40 @@ pub struct Capabilities {
     /// Commands it may dispatch, as `aggregate.command` or `aggregate.*`.
     #[serde(default)]
     pub dispatch: Vec<String>,
+}
+
+/// What one plugin may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall time of one call before it is interrupted.
+    pub time_budget: Duration,
+    /// Every memory and table of the plugin's instance together, in bytes.
+    pub memory_bytes: usize,
+    /// Commands one handler call may dispatch.
+    pub max_dispatches: usize,
+    /// Bytes of one command's args a guest hands the host.
+    pub max_message_bytes: usize,
+    /// Bytes of a state blob a stateful process manager hands the host.
+    pub max_state_bytes: usize,
+    /// Log lines kept per call; the rest are counted and dropped.
+    pub max_log_lines: usize,
+    /// Bytes one call may hand the host in all: dispatched commands and log
+    /// lines together. Past it, dispatches fail and log lines are dropped.
+    pub max_call_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            time_budget: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+            max_dispatches: 1000,
+            max_message_bytes: 1 << 20,
+            max_state_bytes: 16 << 20,
+            max_log_lines: 100,
+            max_call_bytes: 4 << 20,
+        }
+    }
 }
 
 /// Limits that replace the defaults of [`Limits`].

@@ -7,7 +7,6 @@
 //! once at load time; calls then go through typed functions looked up once.
 
 use heck::ToUpperCamelCase;
-use serde::{Deserialize, Serialize};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, ComponentType, InstancePre, Lower, TypedFunc, types::Type};
 
@@ -15,8 +14,8 @@ use crate::aggregate::{Aggregate, AggregateDescription, Decision, EventDeclarati
 use crate::error::PluginError;
 use crate::event::{Event, NewEvent};
 use crate::listener::{Context, Effects, Handler, HandlerError, Listener, Phase};
-use crate::manifest::Manifest;
 use crate::read_model::Collection;
+pub use crate::records::{PluginKind, PluginRecord, PluginVersion};
 use crate::sandbox::bindings::cascade::runtime::projection_types as wit_projection;
 use crate::sandbox::bindings::cascade::runtime::types as wit;
 use crate::sandbox::bindings::exports::cascade::runtime::aggregate as wit_aggregate;
@@ -35,69 +34,6 @@ pub const CONTRACT_VERSION: &str = contract_version!();
 const AGGREGATE_EXPORT: &str = concat!("cascade:runtime/aggregate@", contract_version!());
 /// The one signature every handler export has.
 pub const HANDLER_SIGNATURE: &str = "func(event: event, ctx: context) -> result<_, handler-error>";
-
-/// What a plugin is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PluginKind {
-    /// Exports `cascade:runtime/aggregate`.
-    Aggregate,
-    /// Exports `on-*` / `after-*` handlers.
-    ProcessManager,
-    /// Exports `collections` and `on-*` handlers.
-    Projection,
-}
-
-impl std::fmt::Display for PluginKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PluginKind::Aggregate => "aggregate",
-            PluginKind::ProcessManager => "process-manager",
-            PluginKind::Projection => "projection",
-        })
-    }
-}
-
-/// A registered plugin, as the registry stores it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PluginRecord {
-    /// Unique name: the stream type of an aggregate, the listener name of a
-    /// process manager.
-    pub name: String,
-    /// What it is.
-    pub kind: PluginKind,
-    /// SHA-256 of the component bytes, hex.
-    pub hash: String,
-    /// Registration order; listeners are called in this order.
-    pub order: u64,
-    /// The file it was added from.
-    pub source: String,
-    /// Its manifest (the defaults when it was added without one).
-    pub manifest: Manifest,
-}
-
-/// One version of a plugin name: what was deployed, when and by whom. Every
-/// version is kept, so a rollback is one step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PluginVersion {
-    /// The plugin.
-    pub name: String,
-    /// 1 for the first deploy, then counting up.
-    pub version: u64,
-    /// What it is.
-    pub kind: PluginKind,
-    /// SHA-256 of the component bytes, hex.
-    pub hash: String,
-    /// Where it came from (a file, an HTTP upload, a watched folder).
-    pub source: String,
-    /// Its manifest.
-    pub manifest: Manifest,
-    /// Milliseconds since the Unix epoch.
-    pub deployed_at: u64,
-    /// Who deployed it.
-    pub deployed_by: String,
-}
 
 const SAVE_STATE: &str = "save-state";
 const LOAD_STATE: &str = "load-state";

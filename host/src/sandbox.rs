@@ -38,6 +38,7 @@ use bindings::cascade::runtime::{
     commands, event_envelope, log, projection_types, read_model_writer, read_models, types,
 };
 
+pub use crate::manifest::Limits;
 use crate::manifest::Manifest;
 use crate::read_model::{QueryError, ReadModels};
 
@@ -48,45 +49,9 @@ pub(crate) const MAX_TEXT_BYTES: usize = 4096;
 /// How often the engine's epoch advances: the granularity of time budgets.
 pub const TICK: Duration = Duration::from_millis(5);
 
-/// What one plugin may use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall time of one call before it is interrupted.
-    pub time_budget: Duration,
-    /// Every memory and table of the plugin's instance together, in bytes.
-    pub memory_bytes: usize,
-    /// Commands one handler call may dispatch.
-    pub max_dispatches: usize,
-    /// Bytes of one command's args a guest hands the host.
-    pub max_message_bytes: usize,
-    /// Bytes of a state blob a stateful process manager hands the host.
-    pub max_state_bytes: usize,
-    /// Log lines kept per call; the rest are counted and dropped.
-    pub max_log_lines: usize,
-    /// Bytes one call may hand the host in all: dispatched commands and log
-    /// lines together. Past it, dispatches fail and log lines are dropped.
-    pub max_call_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            time_budget: Duration::from_millis(100),
-            memory_bytes: 64 << 20,
-            max_dispatches: 1000,
-            max_message_bytes: 1 << 20,
-            max_state_bytes: 16 << 20,
-            max_log_lines: 100,
-            max_call_bytes: 4 << 20,
-        }
-    }
-}
-
-impl Limits {
-    /// Epoch ticks that cover the time budget (at least one whole budget).
-    fn deadline_ticks(&self) -> u64 {
-        (self.time_budget.as_nanos() / TICK.as_nanos()) as u64 + 1
-    }
+/// Epoch ticks that cover `limits`' time budget (at least one whole budget).
+fn deadline_ticks(limits: &Limits) -> u64 {
+    (limits.time_budget.as_nanos() / TICK.as_nanos()) as u64 + 1
 }
 
 /// Bytes one table element is counted as: a function reference and its
@@ -288,7 +253,7 @@ impl HostState {
 
 /// Arm the time budget for the next call into `store`.
 pub(crate) fn arm(store: &mut wasmtime::Store<HostState>) {
-    let ticks = store.data().limits.deadline_ticks();
+    let ticks = deadline_ticks(&store.data().limits);
     store.set_epoch_deadline(ticks);
     let state = store.data_mut();
     state.memory.hit = false;

@@ -27,8 +27,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{Envelope, Event, NewEvent};
-use crate::pipeline::{CascadeRecord, Parked, QueuedCommand, Skipped};
-use crate::plugin::{PluginRecord, PluginVersion};
+use crate::records::{CascadeRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped};
 
 mod lazy;
 mod packed;
