@@ -181,7 +181,7 @@ pub enum Failure {
 /// A cascade that grew past its budget of events and commands.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error(
-    "cascade exceeded its budget of {max} events and commands; the {dropped} command(s) that would have grown it further were dropped, last dispatched by `{plugin}` (raise --cascade-budget if the cascade is legitimate)"
+    "cascade exceeded its budget of {max} events and commands; the {dropped} command(s) that would have grown it further were dropped, last dispatched by `{plugin}` (if the cascade is legitimate, raise its budget: `exec --budget`, `cascade-budget` in the plugin's manifest, or `--cascade-budget`)"
 )]
 pub struct CascadeBudgetError {
     /// The budget.
