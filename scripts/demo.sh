@@ -9,5 +9,5 @@ cd "$(dirname "$0")/.."
 cargo build --release -p cascade
 cascade=target/release/cascade
 $cascade plugin add target/plugins/{users,accounts,welcome,notifications,audit}.wasm
-user="user-$(date +%s)"
+user="user-$(date +%s%N)"
 $cascade exec users "$user" create '{"name":"Torsten"}' --actor demo --trace
