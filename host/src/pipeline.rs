@@ -220,6 +220,19 @@ struct Backoff {
     attempt: u32,
 }
 
+impl Backoff {
+    /// A running listener behind the pipeline (it was waiting to retry when
+    /// the host went down, or a batch rolled back) catches up at once.
+    fn behind(stopped: bool, checkpoint: u64, pipeline_position: u64) -> Option<Backoff> {
+        (!stopped && checkpoint < pipeline_position).then(|| Backoff {
+            until: Instant::now(),
+            position: checkpoint + 1,
+            handler: None,
+            attempt: 1,
+        })
+    }
+}
+
 /// Upper bounds, in seconds, of the buckets of [`HandlerStats::buckets`].
 pub const DURATION_BUCKETS: [f64; 8] = [1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, f64::INFINITY];
 
@@ -308,6 +321,8 @@ fn enqueue(tx: &mut Tx<'_>, seq: &mut u64, submissions: Vec<Submission>) -> Resu
 struct Route {
     on: Vec<(usize, usize)>,
     after: Vec<(usize, usize)>,
+    /// The listeners the event reaches, each once.
+    slots: Vec<usize>,
 }
 
 /// The event loop over one store, with its aggregates and listeners.
@@ -427,14 +442,7 @@ impl Pipeline {
                 ..HandlerStats::default()
             })
             .collect();
-        // Behind the pipeline (it was waiting to retry when the host went
-        // down): it catches up at the next step.
-        let backoff = (!stopped && checkpoint < pipeline_position).then(|| Backoff {
-            until: Instant::now(),
-            position: checkpoint + 1,
-            handler: None,
-            attempt: 1,
-        });
+        let backoff = Backoff::behind(stopped, checkpoint, pipeline_position);
         let slot = Slot {
             listener,
             checkpoint,
@@ -1056,13 +1064,7 @@ impl Pipeline {
             slot.checkpoint = checkpoint.unwrap_or(slot.checkpoint);
             slot.stopped = stopped;
             slot.dirty = false;
-            // Behind what is committed: it catches up at the next step.
-            slot.backoff = (!stopped && slot.checkpoint < position).then(|| Backoff {
-                until: Instant::now(),
-                position: slot.checkpoint + 1,
-                handler: None,
-                attempt: 1,
-            });
+            slot.backoff = Backoff::behind(stopped, slot.checkpoint, position);
         }
         let mut broken = Vec::new();
         for slot in self.slots.iter_mut().filter(|s| s.listener.is_stateful() && !s.stopped) {
@@ -1193,10 +1195,8 @@ impl Batch<'_> {
             }
             // A listener waiting to retry this event or an earlier one
             // handles it when it catches up: until then its cascade waits.
-            let mut slots: Vec<usize> = route.on.iter().chain(&route.after).map(|&(slot, _)| slot).collect();
-            slots.sort_unstable();
-            slots.dedup();
-            waiting = slots
+            waiting = route
+                .slots
                 .iter()
                 .filter(|&&slot| self.slots[slot].backoff.is_some_and(|b| b.position <= event.position))
                 .count() as u64;
@@ -1218,33 +1218,29 @@ impl Batch<'_> {
             };
             self.slots[slot].backoff = None;
             let by_event = handlers_by_event(self.slots[slot].listener.as_ref());
-            let mut resume = Some(backoff);
             for position in backoff.position..=through {
                 let event = tx.logged_event(position)?;
-                let handlers = by_event.get(&event.name).map_or(&[][..], Vec::as_slice);
+                let routed = by_event.get(&event.name).map_or(&[][..], Vec::as_slice);
+                let (mut handlers, mut attempt) = (routed, 1);
+                // At the event it waited at: from the handler that failed,
+                // as its next attempt.
+                if position == backoff.position
+                    && let Some(failed) = backoff.handler
+                {
+                    handlers = &routed[routed.iter().position(|&h| h == failed).unwrap_or(routed.len())..];
+                    attempt = backoff.attempt;
+                }
                 for &handler in handlers {
-                    let attempt = match resume {
-                        Some(Backoff {
-                            handler: Some(first), ..
-                        }) if handler != first => continue,
-                        Some(Backoff {
-                            handler: Some(_),
-                            attempt,
-                            ..
-                        }) => attempt,
-                        _ => 1,
-                    };
-                    resume = None;
                     self.call(tx, slot, handler, &event, attempt)?;
+                    attempt = 1;
                     if self.slots[slot].stopped || self.slots[slot].backoff.is_some() {
                         break;
                     }
                 }
-                resume = None;
                 if self.slots[slot].backoff.is_some() {
                     break;
                 }
-                if !handlers.is_empty() {
+                if !routed.is_empty() {
                     // Handled (or parked, or stopped at): its cascade stops waiting.
                     let cascade = self.cascade(tx, &event.correlation_id)?;
                     cascade.outstanding = cascade.outstanding.saturating_sub(1);
@@ -1263,15 +1259,9 @@ impl Batch<'_> {
     /// The cascades of events `from..=through` that listener `slot` was to
     /// handle stop waiting for it (it was stopped or removed while behind).
     fn release(&mut self, tx: &mut Tx<'_>, slot: usize, from: u64, through: u64) -> Result<(), StoreError> {
-        let events: std::collections::HashSet<String> = self.slots[slot]
-            .listener
-            .handlers()
-            .iter()
-            .map(|h| h.event.clone())
-            .collect();
         for position in from..=through {
             let event = tx.logged_event(position)?;
-            if events.contains(&event.name) {
+            if self.routes.get(&event.name).is_some_and(|r| r.slots.contains(&slot)) {
                 let cascade = self.cascade(tx, &event.correlation_id)?;
                 cascade.outstanding = cascade.outstanding.saturating_sub(1);
             }
@@ -1561,6 +1551,9 @@ fn routes(slots: &[Slot]) -> HashMap<String, Route> {
                 Phase::After => &mut route.after,
             };
             phase.push((slot_index, handler_index));
+            if route.slots.last() != Some(&slot_index) {
+                route.slots.push(slot_index);
+            }
         }
     }
     routes

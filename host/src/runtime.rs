@@ -269,7 +269,7 @@ impl Runtime {
                     ListenerStatus {
                         checkpoint,
                         lag: head.saturating_sub(checkpoint),
-                        stopped: stopped || stopped_because.is_some(),
+                        stopped,
                         calls: handlers.iter().map(|h| h.calls).sum(),
                         failures: handlers.iter().map(|h| h.failures).sum(),
                         parked: parked.iter().filter(|(_, p)| p.plugin == record.name).count() as u64,

@@ -685,8 +685,8 @@ impl<'t> Tx<'t> {
         let stored = self.pm_states.read()?.get(listener)?;
         stored
             .map(|v| {
-                let what = format!("the state of `{listener}`");
-                sealed::unseal(PM_STATES.name(), &what, listener.as_bytes(), v.value()).map(<[u8]>::to_vec)
+                let what = || format!("the state of `{listener}`");
+                sealed::unseal(PM_STATES.name(), what, listener.as_bytes(), v.value()).map(<[u8]>::to_vec)
             })
             .transpose()
     }
@@ -1265,8 +1265,7 @@ fn encode_event(event: &Event) -> Vec<u8> {
 /// The event stored at `position`, if its checksum holds and it says it is
 /// at that position.
 fn decode_event(position: u64, stored: &[u8]) -> Result<Event, StoreError> {
-    let what = format!("event #{position}");
-    let body = sealed::unseal(EVENTS.name(), &what, &[], stored)?;
+    let body = sealed::unseal(EVENTS.name(), || format!("event #{position}"), &[], stored)?;
     let event: Event = decode(EVENTS.name(), body)?;
     if event.position != position {
         return Err(StoreError::Corrupt {

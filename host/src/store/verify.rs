@@ -139,8 +139,8 @@ pub(super) fn verify(db: &Database) -> Result<Verification, StoreError> {
         for entry in states.iter()? {
             let (name, blob) = entry?;
             v.states += 1;
-            let what = format!("the state of `{}`", name.value());
-            if let Err(err) = super::sealed::unseal(PM_STATES.name(), &what, name.value().as_bytes(), blob.value()) {
+            let what = || format!("the state of `{}`", name.value());
+            if let Err(err) = super::sealed::unseal(PM_STATES.name(), what, name.value().as_bytes(), blob.value()) {
                 v.problem(err.to_string());
             }
         }
