@@ -488,9 +488,7 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             Ok(0)
         }
         Action::Plugin(PluginAction::Stop { name, by }) => {
-            let by = by
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "unknown".into());
+            let by = operator(by);
             runtime.stop_plugin(&name, &by)?;
             writeln!(out, "`{name}` stopped; `cascade plugin start {name}` resumes it")?;
             Ok(0)
@@ -670,9 +668,7 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             action: Some(ParkedAction::Skip { id, by }),
             ..
         } => {
-            let by = by
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "unknown".into());
+            let by = operator(by);
             let skipped = runtime.pipeline().skip_parked(id, &by)?;
             writeln!(
                 out,
@@ -705,9 +701,7 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             action: Some(QueueAction::Cancel { correlation_id, by }),
             ..
         } => {
-            let by = by
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "unknown".into());
+            let by = operator(by);
             let dropped = runtime.pipeline().cancel(&correlation_id, &by)?;
             writeln!(
                 out,
@@ -722,11 +716,7 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             let verification = match found {
                 Ok(verification) => verification?,
                 Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| panic.downcast_ref::<&str>().copied())
-                        .unwrap_or("no message");
+                    let message = panic_message(panic.as_ref());
                     let mut v = crate::store::Verification::default();
                     v.problems.push(format!(
                         "the file's structure is damaged: redb failed reading it: {}",
@@ -792,6 +782,21 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
             Ok(0)
         }
     }
+}
+
+/// The message a panic carried.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}
+
+/// Who an operator action is recorded as: `--by`, else `$USER`.
+fn operator(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// JSON args from a file, or stdin for `-`.

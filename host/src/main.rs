@@ -51,12 +51,7 @@ fn main() -> ExitCode {
         if std::thread::current().name() != Some("main") {
             return default_hook(info);
         }
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("no message");
+        let message = cascade::cli::panic_message(info.payload());
         let location = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
