@@ -7,13 +7,15 @@
 
 #[allow(dead_code)]
 mod native;
+#[allow(dead_code)]
+mod workload;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
-use cascade::{Command, Options, Pipeline, Store};
+use cascade::Options;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -21,30 +23,11 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let mut users = 50_000;
-    let mut rounds = 5;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().and_then(|n| n.parse().ok());
-        match arg.as_str() {
-            "--users" => users = value().expect("--users N"),
-            "--rounds" => rounds = value().expect("--rounds N"),
-            _ => {}
-        }
-    }
+    let users = workload::flag("--users", 50_000);
+    let rounds = workload::flag("--rounds", 5);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join(cascade::DATA_FILE)).unwrap();
-    let mut pipeline = Pipeline::new(store, Options::default());
-    pipeline.register_aggregate(Box::new(native::Users)).unwrap();
-    pipeline.register_aggregate(Box::new(native::Accounts)).unwrap();
-    pipeline.register_listener(Box::new(native::Welcome::new())).unwrap();
-    let commands: Vec<(Command, Option<u64>)> = (0..users)
-        .map(|i| {
-            let args = format!(r#"{{"name":"user {i}"}}"#);
-            (Command::new("users", &format!("u{i}"), "create", &args), None)
-        })
-        .collect();
-    pipeline.submit_all(commands).unwrap();
+    let mut pipeline = workload::native(dir.path(), Options::default());
+    pipeline.submit_all(workload::users_create(users)).unwrap();
     let started = Instant::now();
     pipeline.run_until_idle().unwrap();
     let pipeline_time = started.elapsed();

@@ -8,15 +8,15 @@
 
 #[allow(dead_code)]
 mod native;
+mod workload;
 
 // The same allocator as the `cascade` binary.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cascade::{Command, Options, Pipeline, Runtime, Store};
+use cascade::{Options, Pipeline};
 
 struct Run {
     label: &'static str,
@@ -31,18 +31,9 @@ impl Run {
     }
 }
 
-fn commands(users: usize) -> Vec<(Command, Option<u64>)> {
-    (0..users)
-        .map(|i| {
-            let args = format!(r#"{{"name":"user {i}"}}"#);
-            (Command::new("users", &format!("u{i}"), "create", &args), None)
-        })
-        .collect()
-}
-
 fn measure(label: &'static str, pipeline: &mut Pipeline, users: usize) -> Run {
     let started = Instant::now();
-    let ids = pipeline.submit_all(commands(users)).unwrap();
+    let ids = pipeline.submit_all(workload::users_create(users)).unwrap();
     let submit = started.elapsed();
     let started = Instant::now();
     pipeline.run_until_idle().unwrap();
@@ -63,42 +54,13 @@ fn measure(label: &'static str, pipeline: &mut Pipeline, users: usize) -> Run {
     }
 }
 
-fn wasm(dir: &Path, plugins: &Path, users: usize, options: Options) -> Run {
-    let mut runtime = Runtime::open(dir, options).unwrap();
-    for name in ["users", "accounts", "welcome"] {
-        runtime.add_plugin(&plugins.join(format!("{name}.wasm"))).unwrap();
-    }
-    measure("wasm", runtime.pipeline(), users)
-}
-
-fn native(dir: &Path, users: usize, options: Options) -> Run {
-    let store = Store::open(&dir.join(cascade::DATA_FILE)).unwrap();
-    let mut pipeline = Pipeline::new(store, options);
-    pipeline.register_aggregate(Box::new(native::Users)).unwrap();
-    pipeline.register_aggregate(Box::new(native::Accounts)).unwrap();
-    pipeline.register_listener(Box::new(native::Welcome::new())).unwrap();
-    measure("native", &mut pipeline, users)
-}
-
 fn main() {
-    let mut users = 100_000;
-    let mut rounds = 3;
-    let mut options = Options::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().and_then(|n| n.parse().ok());
-        match arg.as_str() {
-            "--users" => users = value().expect("--users N"),
-            "--batch" => options.batch_size = value().expect("--batch N"),
-            "--rounds" => rounds = value().expect("--rounds N"),
-            _ => {}
-        }
-    }
-    let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
-    assert!(
-        plugins.join("welcome.wasm").exists(),
-        "build the plugins first: scripts/build-plugins.sh"
-    );
+    let users = workload::flag("--users", 100_000);
+    let rounds = workload::flag("--rounds", 3);
+    let options = Options {
+        batch_size: workload::flag("--batch", Options::default().batch_size),
+        ..Options::default()
+    };
     println!(
         "pipeline: {users} x users.create, welcome dispatches accounts.open -> {} events; \
          batch {} units per durable redb commit",
@@ -108,13 +70,18 @@ fn main() {
     // Alternate the variants so drift on a shared machine hits both; report medians.
     let (mut wasm_runs, mut native_runs) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        wasm_runs.push(wasm(
-            tempfile::tempdir().unwrap().path(),
-            &plugins,
+        let dir = tempfile::tempdir().unwrap();
+        wasm_runs.push(measure(
+            "wasm",
+            workload::wasm(dir.path(), options.clone()).pipeline(),
             users,
-            options.clone(),
         ));
-        native_runs.push(native(tempfile::tempdir().unwrap().path(), users, options.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        native_runs.push(measure(
+            "native",
+            &mut workload::native(dir.path(), options.clone()),
+            users,
+        ));
     }
     let wasm = median(wasm_runs);
     let native = median(native_runs);

@@ -7,31 +7,27 @@
 //!
 //! `cargo bench -p cascade --bench reader -- [--users N] [--rounds N]`
 
+#[allow(dead_code)]
+mod native;
+#[allow(dead_code)]
+mod workload;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cascade::{Command, Options, Runtime};
+use cascade::Options;
 
 /// Time to process `users` commands; with `reader`, another thread reads
 /// the log meanwhile. Returns the time and the events the reader read.
-fn run(dir: &Path, plugins: &Path, users: usize, reader: bool) -> (Duration, u64) {
-    let mut runtime = Runtime::open(dir, Options::default()).unwrap();
-    for name in ["users", "accounts", "welcome"] {
-        runtime.add_plugin(&plugins.join(format!("{name}.wasm"))).unwrap();
-    }
+fn run(dir: &Path, users: usize, reader: bool) -> (Duration, u64) {
+    let mut runtime = workload::wasm(dir, Options::default());
     let pipeline = runtime.pipeline();
-    let commands: Vec<(Command, Option<u64>)> = (0..users)
-        .map(|i| {
-            let args = format!(r#"{{"name":"user {i}"}}"#);
-            (Command::new("users", &format!("u{i}"), "create", &args), None)
-        })
-        .collect();
-    pipeline.submit_all(commands).unwrap();
+    pipeline.submit_all(workload::users_create(users)).unwrap();
     let log = pipeline.store().reader();
     let (stop, read) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let thread = reader.then(|| {
@@ -60,26 +56,12 @@ fn run(dir: &Path, plugins: &Path, users: usize, reader: bool) -> (Duration, u64
 }
 
 fn main() {
-    let mut users = 50_000;
-    let mut rounds = 3;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().and_then(|n| n.parse().ok());
-        match arg.as_str() {
-            "--users" => users = value().expect("--users N"),
-            "--rounds" => rounds = value().expect("--rounds N"),
-            _ => {}
-        }
-    }
-    let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
-    assert!(
-        plugins.join("welcome.wasm").exists(),
-        "build the plugins first: scripts/build-plugins.sh"
-    );
+    let users = workload::flag("--users", 50_000);
+    let rounds = workload::flag("--rounds", 3);
     let (mut alone, mut beside, mut reads) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        alone.push(run(tempfile::tempdir().unwrap().path(), &plugins, users, false).0);
-        let (time, read) = run(tempfile::tempdir().unwrap().path(), &plugins, users, true);
+        alone.push(run(tempfile::tempdir().unwrap().path(), users, false).0);
+        let (time, read) = run(tempfile::tempdir().unwrap().path(), users, true);
         beside.push(time);
         reads.push(read);
     }

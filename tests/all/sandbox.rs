@@ -541,26 +541,29 @@ fn a_plugin_whose_state_does_not_save_stops_alone_and_the_batch_goes_on() {
     assert_eq!(state["users"], 1);
 }
 
+/// A host where `failing` (given `attempts`) failed on the first user's
+/// event and waits to retry; returns that cascade's id.
+fn failing_in_backoff(attempts: u32) -> (TestHost, String) {
+    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
+    let manifest = format!("[on-error]\nattempts = {attempts}\n");
+    let failing = deploy_copy(host.dir.path(), plugins::FIXTURE_FAILING, "failing", Some(&manifest));
+    host.runtime.add_plugin(&failing).unwrap();
+    let pipeline = host.runtime.pipeline();
+    let stuck = pipeline
+        .submit(Command::new("users", "u1", "create", r#"{"name":"Ada"}"#), None)
+        .unwrap();
+    while pipeline.step().unwrap() > 0 {}
+    (host, stuck)
+}
+
 /// A failing handler waits for its retries on a timer, not in the
 /// transaction: meanwhile other callers' cascades run and settle, and the
 /// failing listener catches up in its own order when its backoff is over.
 #[test]
 fn a_listener_in_backoff_does_not_hold_up_other_cascades() {
-    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
     // Eight attempts: its backoff lasts 10 + 20 + ... + 640 ms in all.
-    let failing = deploy_copy(
-        host.dir.path(),
-        plugins::FIXTURE_FAILING,
-        "failing",
-        Some("[on-error]\nattempts = 8\n"),
-    );
-    host.runtime.add_plugin(&failing).unwrap();
+    let (mut host, stuck) = failing_in_backoff(8);
     let pipeline = host.runtime.pipeline();
-
-    let stuck = pipeline
-        .submit(Command::new("users", "u1", "create", r#"{"name":"Ada"}"#), None)
-        .unwrap();
-    while pipeline.step().unwrap() > 0 {}
     assert!(pipeline.next_retry().is_some(), "`failing` waits to retry");
     assert!(pipeline.settled(&stuck).unwrap().is_none(), "its cascade waits for it");
 
@@ -591,20 +594,8 @@ fn a_listener_in_backoff_does_not_hold_up_other_cascades() {
 /// when it opens again: its cascade settles, nothing is handled twice.
 #[test]
 fn a_listener_in_backoff_at_a_restart_catches_up_after_it() {
-    let mut host = TestHost::with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
-    let failing = deploy_copy(
-        host.dir.path(),
-        plugins::FIXTURE_FAILING,
-        "failing",
-        Some("[on-error]\nattempts = 2\n"),
-    );
-    host.runtime.add_plugin(&failing).unwrap();
-    let pipeline = host.runtime.pipeline();
-    let stuck = pipeline
-        .submit(Command::new("users", "u1", "create", r#"{"name":"Ada"}"#), None)
-        .unwrap();
-    while pipeline.step().unwrap() > 0 {}
-    assert!(pipeline.settled(&stuck).unwrap().is_none());
+    let (mut host, stuck) = failing_in_backoff(2);
+    assert!(host.runtime.pipeline().settled(&stuck).unwrap().is_none());
 
     let mut host = host.reopen(cascade::Options::default());
 

@@ -1,0 +1,61 @@
+//! The workload most benchmarks share: N `users.create`, each settling after
+//! `welcome` dispatches `accounts.open` (2 events, 2 commands), run by the
+//! example plugins or by the same logic native; and the flags they take.
+
+use std::path::{Path, PathBuf};
+
+use cascade::{Command, Options, Pipeline, Runtime, Store};
+
+/// The example plugins, built by `scripts/build-plugins.sh`.
+pub fn plugins() -> PathBuf {
+    let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    assert!(
+        plugins.join("welcome.wasm").exists(),
+        "build the plugins first: scripts/build-plugins.sh"
+    );
+    plugins
+}
+
+/// `users.create` for users `u0..u{users}`.
+pub fn users_create(users: usize) -> Vec<(Command, Option<u64>)> {
+    (0..users)
+        .map(|i| {
+            let args = format!(r#"{{"name":"user {i}"}}"#);
+            (Command::new("users", &format!("u{i}"), "create", &args), None)
+        })
+        .collect()
+}
+
+/// A runtime in `dir` with the WASM `users`, `accounts` and `welcome`.
+pub fn wasm(dir: &Path, options: Options) -> Runtime {
+    let plugins = plugins();
+    let mut runtime = Runtime::open(dir, options).unwrap();
+    for name in ["users", "accounts", "welcome"] {
+        runtime.add_plugin(&plugins.join(format!("{name}.wasm"))).unwrap();
+    }
+    runtime
+}
+
+/// A pipeline in `dir` with the same three as native Rust.
+pub fn native(dir: &Path, options: Options) -> Pipeline {
+    let store = Store::open(&dir.join(cascade::DATA_FILE)).unwrap();
+    let mut pipeline = Pipeline::new(store, options);
+    pipeline.register_aggregate(Box::new(crate::native::Users)).unwrap();
+    pipeline.register_aggregate(Box::new(crate::native::Accounts)).unwrap();
+    pipeline
+        .register_listener(Box::new(crate::native::Welcome::new()))
+        .unwrap();
+    pipeline
+}
+
+/// The number given as `--name N` on the command line, else `default`.
+pub fn flag(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name} N")),
+        None => default,
+    }
+}
