@@ -541,6 +541,48 @@ fn a_plugin_whose_state_does_not_save_stops_alone_and_the_batch_goes_on() {
     assert_eq!(state["users"], 1);
 }
 
+/// A state blob over the 16 MiB limit is a failure of that plugin alone:
+/// it stops, the batch commits for everyone else.
+#[test]
+fn a_state_over_the_limit_stops_that_plugin_alone() {
+    let mut host = TestHost::with(&[
+        plugins::USERS,
+        plugins::ACCOUNTS,
+        plugins::WELCOME,
+        plugins::FIXTURE_BROKEN_STATE,
+    ]);
+
+    let settled = user(&mut host, "u1", "poison-big");
+
+    assert_eq!(settled.events.len(), 2, "{:?}", settled.failures);
+    let reason = stopped_because(&host, "fixture-broken-state").expect("stopped");
+    assert!(reason.starts_with("its state could not be saved:"), "{reason}");
+    assert!(reason.contains("exceeds the limit of 16777216"), "{reason}");
+    assert!(user(&mut host, "u2", "Ada").is_ok());
+    assert_eq!(host.log_names().len(), 4);
+}
+
+/// A `load-state` that sleeps is stopped at its time budget when the
+/// directory opens: the plugin stops, naming why, the others go on.
+#[test]
+fn a_load_state_that_sleeps_stops_that_plugin_alone_and_the_directory_opens() {
+    let mut host = TestHost::with(&[
+        plugins::USERS,
+        plugins::ACCOUNTS,
+        plugins::WELCOME,
+        plugins::FIXTURE_BROKEN_STATE,
+    ]);
+    assert!(user(&mut host, "u1", "poison-sleep").is_ok());
+
+    let mut host = host.reopen(cascade::Options::default());
+
+    let reason = stopped_because(&host, "fixture-broken-state").expect("stopped");
+    assert!(reason.starts_with("it no longer loads:"), "{reason}");
+    assert!(reason.contains("time budget"), "{reason}");
+    assert!(user(&mut host, "u2", "Ada").is_ok());
+    assert_eq!(host.log_names().len(), 4);
+}
+
 /// A host where `failing` (given `attempts`) failed on the first user's
 /// event and waits to retry; returns that cascade's id.
 fn failing_in_backoff(attempts: u32) -> (TestHost, String) {
