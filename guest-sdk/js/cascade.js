@@ -1,17 +1,31 @@
-// Cascade's JavaScript SDK: write a process manager as exported functions.
+// Cascade's JavaScript SDK: write a plugin as exported functions: a process
+// manager, a projection or an aggregate, told apart by what the module
+// exports (see docs/javascript.md).
 //
-// Every exported function `on<Event>` or `after<Event>` handles that event
+// Process managers and projections: every exported function `on<Event>` or `after<Event>` handles that event
 // (`onUserCreated` handles `UserCreated`). A stateless handler takes
 // `(event, ctx)`; a module that exports `initialState()` is stateful, and its
 // handlers take `(state, event, ctx)` and change `state` in place; the host
-// persists it as JSON with the plugin's checkpoint. Import this module as
-// `cascade`; build.mjs points the import here and sets the version of the
-// `cascade:runtime` imports below to the one in wit/. See docs/javascript.md.
+// persists it as JSON with the plugin's checkpoint. A projection also
+// exports `collections()` and writes with `put`/`delete`. An aggregate exports
+// NAME, COMMANDS, EVENTS (event name to JSON Schema), `handle(state, streamId,
+// command, args)` returning a list of `event(...)` (or throwing `Rejected`),
+// `apply(state, name, payload)` and optionally `initialState()`.
+//
+// Import this module as `cascade`; build.mjs points the import here and
+// writes `host.js`: the `cascade:runtime` imports of the plugin's world (at
+// the contract version in wit/), and for what its world lacks (`dispatch` in
+// a projection) a function that throws, naming the kinds that may call it.
 
-import { dispatch as hostDispatch } from 'cascade:runtime/commands@0.2.0';
-import { get as envelopeOf } from 'cascade:runtime/event-envelope@0.2.0';
-import { log as hostLog } from 'cascade:runtime/log@0.2.0';
-import { get as hostGet, find as hostFind } from 'cascade:runtime/read-models@0.2.0';
+import {
+  dispatch as hostDispatch,
+  envelopeOf,
+  log as hostLog,
+  get as hostGet,
+  find as hostFind,
+  put as hostPut,
+  remove as hostDelete,
+} from './host.js';
 
 /** Thrown by `skipRefreshing(ctx)` to skip an event during a refresh. */
 export class SkipRefreshing extends Error {}
@@ -21,6 +35,12 @@ export class DispatchError extends Error {}
 
 /** A read-model query the host refused. */
 export class QueryError extends Error {}
+
+/** A read-model write the host refused (collection not declared, body not an object). */
+export class WriteError extends Error {}
+
+/** Thrown by an aggregate's `handle` to reject a command; the message is the reason. */
+export class Rejected extends Error {}
 
 const payloadOf = (e) => (e && Object.prototype.hasOwnProperty.call(e, 'payload') ? e.payload : e);
 
@@ -89,6 +109,34 @@ export function find(collection, field, value) {
   }
 }
 
+/** A collection a projection owns, with the top-level fields `find` can search. */
+export function collection(name, indexes = []) {
+  return { name, indexes: [...indexes] };
+}
+
+/** Write `document` as `id` of `collection`, replacing any previous one. */
+export function put(collection, id, document) {
+  try {
+    hostPut(collection, id, JSON.stringify(document));
+  } catch (e) {
+    throw new WriteError(String(payloadOf(e)));
+  }
+}
+
+/** Delete document `id` of `collection`; deleting a missing one is fine. */
+export function remove(collection, id) {
+  try {
+    hostDelete(collection, id);
+  } catch (e) {
+    throw new WriteError(String(payloadOf(e)));
+  }
+}
+
+/** An event an aggregate's `handle` decides on: its name and payload. */
+export function event(name, payload) {
+  return { name, payload };
+}
+
 /** Log at `level`: "debug", "info", "warn" or "error". */
 export function log(level, message) {
   hostLog(level, String(message));
@@ -106,8 +154,42 @@ export function __handle(handler, rawEvent, rawCtx, stateful) {
     else handler(event, ctx);
   } catch (e) {
     if (e instanceof SkipRefreshing) throw { payload: { tag: 'skip-refreshing' } };
-    const text = e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ''}`.trimEnd() : String(e);
-    throw { payload: { tag: 'failed', val: text } };
+    throw { payload: { tag: 'failed', val: describeFailure(e) } };
+  }
+}
+
+const describeFailure = (e) => (e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ''}`.trimEnd() : String(e));
+
+export function __collections(plugin) {
+  return plugin.collections().map((c) => ({ name: c.name, indexes: [...c.indexes] }));
+}
+
+export function __describe(plugin) {
+  return {
+    name: plugin.NAME,
+    events: Object.entries(plugin.EVENTS).map(([name, schema]) => ({ name, schema: JSON.stringify(schema) })),
+    commands: [...plugin.COMMANDS],
+  };
+}
+
+// Decide, then fold the decided events into the state: one call per command.
+export function __decide(plugin, blob, streamId, command, args) {
+  try {
+    const state =
+      blob === undefined || blob === null
+        ? plugin.initialState
+          ? plugin.initialState()
+          : {}
+        : JSON.parse(new TextDecoder().decode(blob));
+    const events = [];
+    for (const { name, payload } of plugin.handle(state, streamId, command, JSON.parse(args)) ?? []) {
+      plugin.apply(state, name, payload);
+      events.push({ name, payload: JSON.stringify(payload) });
+    }
+    return { events, state: new TextEncoder().encode(JSON.stringify(state)) };
+  } catch (e) {
+    // A rejection is its message; a bug rejects the command with its stack.
+    throw { payload: e instanceof Rejected ? e.message : describeFailure(e) };
   }
 }
 

@@ -66,21 +66,9 @@ impl Home {
 ///
 /// # Errors
 ///
-/// A name that is not kebab-case, a kind the language's SDK does not make,
-/// a folder that already exists, a write that fails.
+/// A name that is not kebab-case, a folder that already exists, a write that fails.
 pub fn create(parent: &Path, name: &str, lang: Lang, kind: Kind, home: &Home) -> anyhow::Result<PathBuf> {
     check_name(name)?;
-    if lang != Lang::Rust && matches!(kind, Kind::Projection | Kind::Aggregate) {
-        anyhow::bail!(
-            "the {} SDK makes process managers (`--kind process-manager` or `stateful`); write {} in Rust",
-            lang_name(lang),
-            if kind == Kind::Projection {
-                "projections"
-            } else {
-                "aggregates"
-            }
-        );
-    }
     let dir = parent.join(name);
     if dir.exists() {
         anyhow::bail!("`{}` already exists; pick another name or remove it", dir.display());
@@ -126,8 +114,10 @@ pub fn create(parent: &Path, name: &str, lang: Lang, kind: Kind, home: &Home) ->
         Lang::Python => {
             files.push(("build.sh".into(), include_str!("scaffold/build-python.sh")));
             let source = match kind {
+                Kind::ProcessManager => include_str!("scaffold/python-process-manager.py"),
                 Kind::Stateful => include_str!("scaffold/python-stateful.py"),
-                _ => include_str!("scaffold/python-process-manager.py"),
+                Kind::Projection => include_str!("scaffold/python-projection.py"),
+                Kind::Aggregate => include_str!("scaffold/python-aggregate.py"),
             };
             files.push((format!("{module}.py"), source));
             files.push((".gitignore".into(), "*.wasm\n__pycache__/\n"));
@@ -135,8 +125,10 @@ pub fn create(parent: &Path, name: &str, lang: Lang, kind: Kind, home: &Home) ->
         Lang::Js => {
             files.push(("build.sh".into(), include_str!("scaffold/build-js.sh")));
             let source = match kind {
+                Kind::ProcessManager => include_str!("scaffold/js-process-manager.js"),
                 Kind::Stateful => include_str!("scaffold/js-stateful.js"),
-                _ => include_str!("scaffold/js-process-manager.js"),
+                Kind::Projection => include_str!("scaffold/js-projection.js"),
+                Kind::Aggregate => include_str!("scaffold/js-aggregate.js"),
             };
             files.push((format!("{module}.js"), source));
             files.push((".gitignore".into(), "*.wasm\n"));

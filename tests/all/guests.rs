@@ -1,9 +1,10 @@
 //! Python and JavaScript guests (guest-sdk/python, guest-sdk/js), built from
 //! source by tests/build.rs with the pinned toolchains: the same process
-//! managers as the Rust ones pass the same tests, in both languages.
+//! managers as the Rust ones pass the same tests, in both languages, and so
+//! do an aggregate and a projection written in each.
 
 use cascade::Failure;
-use cascade_tests::{TestHost, only_handler_failure, plugins};
+use cascade_tests::{TestHost, only_command_error, only_handler_failure, plugins};
 use serde_json::{Value, json};
 
 /// One language's builds of the example plugins and the failing fixture.
@@ -17,6 +18,11 @@ struct Lang {
     exception: &'static str,
     /// Where the traceback or stack names the handler.
     in_handler: &'static str,
+    /// The `notes` aggregate and `note-list` projection fixtures.
+    notes: &'static str,
+    note_list: &'static str,
+    /// How the bug in the aggregate's `crash` command starts.
+    bug: &'static str,
 }
 
 const PYTHON: Lang = Lang {
@@ -27,6 +33,9 @@ const PYTHON: Lang = Lang {
     failing: plugins::FIXTURE_FAILING_PY,
     exception: "failing.Refused: no users called 'bad'",
     in_handler: "in on_user_created",
+    notes: plugins::FIXTURE_NOTES_PY,
+    note_list: plugins::FIXTURE_NOTE_LIST_PY,
+    bug: "KeyError: 'missing'",
 };
 
 const JAVASCRIPT: Lang = Lang {
@@ -37,6 +46,9 @@ const JAVASCRIPT: Lang = Lang {
     failing: plugins::FIXTURE_FAILING_JS,
     exception: "Refused: no users called 'bad'",
     in_handler: "onUserCreated",
+    notes: plugins::FIXTURE_NOTES_JS,
+    note_list: plugins::FIXTURE_NOTE_LIST_JS,
+    bug: "TypeError",
 };
 
 fn state(host: &mut TestHost, name: &str) -> Value {
@@ -135,6 +147,72 @@ fn a_dispatch_the_plugin_may_not_make_fails_with_the_hosts_reason(lang: &Lang) {
     assert_eq!(host.log_names(), ["UserCreated"]);
 }
 
+fn an_aggregate_and_a_projection_decide_and_keep_read_models(lang: &Lang) {
+    let mut host = TestHost::with(&[lang.notes, lang.note_list]);
+    let doc = |host: &mut TestHost, id: &str| -> Option<Value> {
+        let body = host.runtime.pipeline().read_models().get("note-list", id).unwrap();
+        body.map(|b| serde_json::from_str(&b).unwrap())
+    };
+    assert!(
+        host.exec("notes", "n1", "add", r#"{"text":"hi","author":"ada"}"#)
+            .is_ok()
+    );
+    assert!(
+        host.exec("notes", "n2", "add", r#"{"text":"again","author":"ada"}"#)
+            .is_ok()
+    );
+    assert_eq!(
+        doc(&mut host, "n1"),
+        Some(json!({"text": "hi", "author": "ada", "earlier": 0}))
+    );
+    assert_eq!(
+        doc(&mut host, "n2"),
+        Some(json!({"text": "again", "author": "ada", "earlier": 1}))
+    );
+
+    // Rejections carry the aggregate's reason; its state blob held `live`.
+    let settled = host.exec("notes", "n1", "add", r#"{"text":"twice","author":"ada"}"#);
+    assert!(
+        only_command_error(&settled)
+            .to_string()
+            .ends_with("rejected it: note n1 exists")
+    );
+    let settled = host.exec("notes", "n3", "remove", "{}");
+    assert!(
+        only_command_error(&settled)
+            .to_string()
+            .ends_with("rejected it: note n3 does not exist")
+    );
+    // The host checks what the guest decided against the declared schema.
+    let settled = host.exec("notes", "n3", "add", "{}");
+    assert!(
+        only_command_error(&settled)
+            .to_string()
+            .contains("breaks its schema at `/text`"),
+        "{settled:?}"
+    );
+    // A bug rejects the command with the exception and where it was raised.
+    let settled = host.exec("notes", "n4", "crash", "{}");
+    let error = only_command_error(&settled).to_string();
+    assert!(error.contains(lang.bug) && error.contains("handle"), "{error}");
+
+    assert!(host.exec("notes", "n1", "remove", "{}").is_ok());
+    assert_eq!(doc(&mut host, "n1"), None);
+    // A projection that dispatches fails that call, saying why.
+    let settled = host.exec("notes", "n5", "add", r#"{"text":"dispatch","author":"bob"}"#);
+    let failure = only_handler_failure(&settled);
+    assert!(
+        failure.message.contains("dispatch is for process managers"),
+        "{failure}"
+    );
+    assert_eq!(doc(&mut host, "n5"), None);
+    assert_eq!(
+        host.log_names(),
+        ["NoteAdded", "NoteAdded", "NoteRemoved", "NoteAdded"],
+        "nothing rejected was stored"
+    );
+}
+
 macro_rules! in_both_languages {
     ($($test:ident),* $(,)?) => {
         mod python {
@@ -152,4 +230,5 @@ in_both_languages!(
     user_counter_keeps_the_same_state_as_the_rust_one,
     an_exception_is_the_failure_with_its_message_and_stack,
     a_dispatch_the_plugin_may_not_make_fails_with_the_hosts_reason,
+    an_aggregate_and_a_projection_decide_and_keep_read_models,
 );

@@ -1,6 +1,9 @@
-"""Cascade's Python SDK: write a process manager as plain functions.
+"""Cascade's Python SDK: write a plugin as plain functions.
 
-A plugin is one Python module. Every top-level function named
+A plugin is one Python module: a process manager, a projection or an
+aggregate, told apart by what it defines (see ``docs/python.md``).
+
+Process managers and projections: every top-level function named
 ``on_<event>`` or ``after_<event>`` handles that event (``on_user_created``
 handles ``UserCreated``): ``on_`` handlers run in phase 1, ``after_``
 handlers once every listener's ``on_`` handler has finished with the event.
@@ -21,28 +24,59 @@ An exception a handler raises fails that call: the host gets its type,
 message and traceback, drops what the call dispatched, and undoes its state
 changes. ``skip_refreshing(ctx)`` skips the rest of a handler during a
 refresh and does nothing live.
+
+A **projection** defines ``collections()`` (a list of :func:`collection`) and
+``on_<event>`` handlers that write documents with :func:`put` and
+:func:`delete`. An **aggregate** defines ``NAME``, ``COMMANDS``, ``EVENTS``
+(event name to JSON Schema), ``handle(state, stream_id, command, args)``
+returning a list of :func:`event` (or raising :class:`Rejected`), and
+``apply(state, name, payload)``; ``initial_state()`` is the state of a new
+stream (``{}`` when not defined).
 """
 
+import importlib
 import json
 import traceback
 
 from componentize_py_types import Err
-from wit_world.imports import commands, event_envelope, read_models, types
-from wit_world.imports import log as _log
+
+
+def _bound(interface):
+    """A host interface the plugin's world imports, or None: a projection's
+    world has no `commands`, an aggregate's only `log`."""
+    try:
+        return importlib.import_module(f"wit_world.imports.{interface}")
+    except ImportError:
+        return None
+
+
+commands = _bound("commands")
+event_envelope = _bound("event_envelope")
+read_models = _bound("read_models")
+read_model_writer = _bound("read_model_writer")
+projection_types = _bound("projection_types")
+types = _bound("types")
+_log = _bound("log")
 
 __all__ = [
     "Context",
     "DispatchError",
     "Event",
     "QueryError",
+    "Rejected",
     "SkipRefreshing",
+    "WriteError",
+    "collection",
     "debug",
+    "delete",
     "dispatch",
     "error",
+    "event",
     "find",
     "get",
     "info",
     "log",
+    "put",
     "skip_refreshing",
     "warn",
 ]
@@ -58,6 +92,20 @@ class DispatchError(Exception):
 
 class QueryError(Exception):
     """A read-model query the host refused (unknown collection, field not indexed)."""
+
+
+class WriteError(Exception):
+    """The host refused a read-model write (collection not declared, body not an object)."""
+
+
+class Rejected(Exception):
+    """Raised by an aggregate's ``handle`` to reject a command; the message is the reason."""
+
+
+def _only(interface, what, kinds):
+    if interface is None:
+        raise RuntimeError(f"{what} is for {kinds}; this plugin's kind cannot call it")
+    return interface
 
 
 class Event:
@@ -113,6 +161,7 @@ def dispatch(stream_type, stream_id, command, args=None, actor=None):
 
     Raises :class:`DispatchError` when the host refuses it at once.
     """
+    _only(commands, "dispatch", "process managers")
     cmd = types.Command(stream_type, stream_id, command, json.dumps(args if args is not None else {}), actor)
     try:
         commands.dispatch(cmd)
@@ -128,6 +177,7 @@ def skip_refreshing(ctx):
 
 def get(collection, id):
     """One read-model document as a dict, or None."""
+    _only(read_models, "get", "process managers and projections")
     try:
         body = read_models.get(collection, id)
     except Err as refused:
@@ -137,11 +187,41 @@ def get(collection, id):
 
 def find(collection, field, value):
     """Documents whose indexed ``field`` equals ``value``, as ``(id, dict)`` pairs."""
+    _only(read_models, "find", "process managers and projections")
     try:
         docs = read_models.find(collection, field, json.dumps(value))
     except Err as refused:
         raise QueryError(str(refused.value)) from None
     return [(doc.id, json.loads(doc.body)) for doc in docs]
+
+
+def collection(name, indexes=()):
+    """A collection a projection owns, with the top-level fields ``find`` can search."""
+    _only(projection_types, "collection", "projections")
+    return projection_types.Collection(name, list(indexes))
+
+
+def put(collection, id, document):
+    """Write ``document`` (a dict) as ``id`` of ``collection``, replacing any previous one."""
+    _only(read_model_writer, "put", "projections")
+    try:
+        read_model_writer.put(collection, id, json.dumps(document, separators=(",", ":")))
+    except Err as refused:
+        raise WriteError(refused.value) from None
+
+
+def delete(collection, id):
+    """Delete document ``id`` of ``collection``; deleting a missing one is fine."""
+    _only(read_model_writer, "delete", "projections")
+    try:
+        read_model_writer.delete(collection, id)
+    except Err as refused:
+        raise WriteError(refused.value) from None
+
+
+def event(name, payload):
+    """An event an aggregate's ``handle`` decides on: its name and payload (a dict)."""
+    return (name, payload)
 
 
 _LEVELS = {
@@ -178,10 +258,14 @@ def error(message):
 _state = None
 
 
-def _failure(exc):
+def _describe_failure(exc):
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     trace = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
-    return types.HandlerError_Failed(f"{text}\n{trace}" if trace else text)
+    return f"{text}\n{trace}" if trace else text
+
+
+def _failure(exc):
+    return types.HandlerError_Failed(_describe_failure(exc))
 
 
 def _handle(handler, raw_event, raw_ctx, stateful):
@@ -204,3 +288,36 @@ def _load_state(module, blob):
 
 def _save_state():
     return json.dumps(_state, separators=(",", ":")).encode()
+
+
+def _collections(module):
+    return list(module.collections())
+
+
+def _describe(module, exports):
+    """The aggregate's description, from the module's NAME, EVENTS and COMMANDS."""
+    events = [
+        exports.EventDeclaration(name, json.dumps(schema, separators=(",", ":")))
+        for name, schema in module.EVENTS.items()
+    ]
+    return exports.Description(module.NAME, events, list(module.COMMANDS))
+
+
+def _decide(module, exports, blob, stream_id, command, args):
+    """Decide, then fold the decided events into the state: one call per command."""
+    try:
+        if blob is not None:
+            state = json.loads(blob)
+        elif hasattr(module, "initial_state"):
+            state = module.initial_state()
+        else:
+            state = {}
+        decided = []
+        for name, payload in module.handle(state, stream_id, command, json.loads(args)) or []:
+            module.apply(state, name, payload)
+            decided.append(exports.NewEvent(name, json.dumps(payload, separators=(",", ":"))))
+        return exports.Decision(decided, json.dumps(state, separators=(",", ":")).encode())
+    except Rejected as rejected:
+        raise Err(str(rejected))
+    except Exception as exc:  # a bug rejects the command with its traceback
+        raise Err(_describe_failure(exc))
