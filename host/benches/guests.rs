@@ -3,7 +3,8 @@
 //! events written straight to the log, alternating the languages over
 //! several rounds; per-call cost and ratio to Rust. Also each build's
 //! compile time when added, its component size and its precompiled size,
-//! and live pipeline throughput with `welcome` in each language.
+//! its instance memory, and live pipeline throughput with `welcome` in each
+//! language.
 //!
 //! Needs the guest builds in target/plugins (`scripts/build-plugins.sh`).
 //! `cargo bench -p cascade --bench guests -- [--events N] [--users N] [--rounds N]`
@@ -125,6 +126,15 @@ fn main() {
             per_call(i),
             per_call(i) / per_call(0)
         );
+    }
+    // What each instance holds after its refreshes (memories and tables).
+    let stats = runtime.pipeline().listener_stats();
+    println!("  instance memory after refresh:");
+    for (lang, suffix) in LANGS {
+        let name = format!("user-counter{suffix}");
+        let stat = stats.iter().find(|s| s.name == name).unwrap();
+        let bytes = stat.memory_bytes.expect("a live instance");
+        println!("    {lang:<10} {:>7.1} MiB", bytes as f64 / f64::from(1 << 20));
     }
 
     // Live: each language's welcome alone, users.create -> accounts.open.

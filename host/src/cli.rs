@@ -61,7 +61,9 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
             StoreError::Redb(_)
             | StoreError::Corrupt { .. }
             | StoreError::Checksum { .. }
-            | StoreError::NotADataFile { .. },
+            | StoreError::NotADataFile { .. }
+            | StoreError::NotWritable { .. }
+            | StoreError::ReadOnly,
         ) => EXIT_STORAGE,
         _ => 2,
     }
@@ -372,6 +374,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             _ if reads_only(&action) => Load::None,
             _ => Load::All,
         },
+        // Reading needs no write access, and never writes by mistake.
+        read_only: reads_only(&action),
         ..Options::default()
     };
     let mut runtime = Runtime::open_waiting(&cli.data, options, lock_timeout(cli.lock_timeout)?)
@@ -475,6 +479,9 @@ pub fn execute(action: Action, runtime: &mut Runtime, cwd: &Path, out: &mut dyn 
                     ));
                     if let Some(bytes) = l.state_bytes {
                         line.push_str(&format!(", state {bytes} B"));
+                    }
+                    if let Some(bytes) = l.memory_bytes {
+                        line.push_str(&format!(", memory {:.1} MiB", bytes as f64 / f64::from(1 << 20)));
                     }
                     if l.stopped {
                         line.push_str(&format!("  stopped after #{}", l.checkpoint));

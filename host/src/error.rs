@@ -233,6 +233,18 @@ pub enum StoreError {
         /// The decoder's message.
         message: String,
     },
+    /// The data file (or its directory) cannot be written by this user.
+    #[error(
+        "data file `{path}` is not writable (permission denied): commands that only read \
+         (events, read, plugin list, pm state, parked, queue, verify) still work"
+    )]
+    NotWritable {
+        /// The file.
+        path: String,
+    },
+    /// A write on a data file opened read-only (by a command that only reads).
+    #[error("the data file is open read-only (for a command that only reads) and this would write to it")]
+    ReadOnly,
     /// A stored record does not match its checksum: it was changed on disk.
     #[error(
         "{record} in table `{table}` fails its checksum ({detail}): the data file is damaged; \

@@ -138,6 +138,12 @@ pub trait Listener: Send {
         None
     }
 
+    /// Memory (linear memories and tables) of its sandbox instance, when one
+    /// is live; `None` for a native listener.
+    fn memory_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Whether the host persists a state blob for this listener (a stateful
     /// process manager). The other state methods are only called when true.
     fn is_stateful(&self) -> bool {

@@ -64,6 +64,11 @@ pub struct Options {
     /// which declare the collections `read` serves), so they cost the same
     /// however big the registered process managers are.
     pub load: Load,
+    /// Open the data file read-only: nothing is ever written (a write fails
+    /// with [`crate::StoreError::ReadOnly`]), the directory may be
+    /// read-only, and other read-only runtimes may share the file. The data
+    /// directory must exist.
+    pub read_only: bool,
 }
 
 impl Default for Options {
@@ -77,6 +82,7 @@ impl Default for Options {
             cache_mib: crate::store::DEFAULT_CACHE_MIB,
             cascade_budget: 10_000,
             load: Load::All,
+            read_only: false,
         }
     }
 }
@@ -275,6 +281,8 @@ pub struct ListenerStats {
     pub stopped: bool,
     /// Its handlers' live calls.
     pub handlers: Vec<HandlerStats>,
+    /// Memory of its sandbox instance, when one is live.
+    pub memory_bytes: Option<u64>,
 }
 
 /// Queue `submissions` as new cascades from sequence `seq` on (advanced past
@@ -476,6 +484,7 @@ impl Pipeline {
                 checkpoint: s.checkpoint,
                 stopped: s.stopped,
                 handlers: s.stats.clone(),
+                memory_bytes: s.listener.memory_bytes(),
             })
             .collect()
     }

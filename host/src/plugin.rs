@@ -760,6 +760,10 @@ impl Listener for WasmListener {
         self.state_indices.is_some()
     }
 
+    fn memory_bytes(&self) -> Option<u64> {
+        self.live.as_ref().map(|live| live.store.data().memory_bytes() as u64)
+    }
+
     fn collections(&self) -> Option<&[Collection]> {
         self.collections.as_deref()
     }

@@ -14,7 +14,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use redb::{Database, ReadableDatabase};
 use serde_json::Value;
 
 use crate::error::{PluginError, StoreError};
@@ -67,7 +66,7 @@ struct Owned {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    db: Arc<crate::store::ReadDb>,
     collections: HashMap<String, Owned>,
     /// This batch's writes: `Some(document)` put, `None` deleted.
     overlay: BTreeMap<(String, String), Option<String>>,
@@ -83,7 +82,7 @@ pub struct ReadModels {
 pub type Document = (String, String);
 
 impl ReadModels {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
+    pub(crate) fn new(db: Arc<crate::store::ReadDb>) -> Self {
         ReadModels {
             inner: Arc::new(Mutex::new(Inner {
                 db,

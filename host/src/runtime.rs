@@ -38,18 +38,23 @@ impl Runtime {
     /// The directory or redb file cannot be opened; a stored plugin no longer
     /// loads.
     pub fn open(dir: &Path, options: Options) -> Result<Runtime, Error> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            context: format!("cannot create data directory `{}`", dir.display()),
-            source,
-        })?;
-        let store = Store::open_with_cache(&dir.join(DATA_FILE), options.cache_mib << 20)?;
+        let file = dir.join(DATA_FILE);
+        let store = if options.read_only {
+            Store::open_read_only(&file, options.cache_mib << 20)?
+        } else {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                context: format!("cannot create data directory `{}`", dir.display()),
+                source,
+            })?;
+            Store::open_with_cache(&file, options.cache_mib << 20)?
+        };
         let sandbox = Arc::new(
             Sandbox::new(options.epoch_interruption).map_err(|e| PluginError::Instantiate {
                 plugin: "<engine>".into(),
                 message: format!("{e:#}"),
             })?,
         );
-        let load = options.load;
+        let (load, read_only) = (options.load, options.read_only);
         let mut runtime = Runtime {
             pipeline: Pipeline::new(store, options),
             sandbox,
@@ -69,8 +74,10 @@ impl Runtime {
                 .stored_component(record)
                 .and_then(|component| runtime.register(&record.name, &component, &record.manifest, true));
             // A plugin that no longer loads stops alone: the directory opens
-            // and every other plugin goes on.
-            if let Err(err) = loaded {
+            // and every other plugin goes on (a reader just leaves it out).
+            if let Err(err) = loaded
+                && !read_only
+            {
                 runtime
                     .pipeline
                     .stop_listener(&record.name, &format!("it no longer loads: {err}"))?;
@@ -264,8 +271,8 @@ impl Runtime {
             .into_iter()
             .map(|(record, version, place, stopped_because)| {
                 let listener = place.map(|(checkpoint, stopped, state_bytes)| {
-                    let handlers = stats.iter().find(|l| l.name == record.name).map(|l| &l.handlers[..]);
-                    let handlers = handlers.unwrap_or_default();
+                    let live = stats.iter().find(|l| l.name == record.name);
+                    let handlers = live.map(|l| &l.handlers[..]).unwrap_or_default();
                     ListenerStatus {
                         checkpoint,
                         lag: head.saturating_sub(checkpoint),
@@ -274,6 +281,7 @@ impl Runtime {
                         failures: handlers.iter().map(|h| h.failures).sum(),
                         parked: parked.iter().filter(|(_, p)| p.plugin == record.name).count() as u64,
                         state_bytes,
+                        memory_bytes: live.and_then(|l| l.memory_bytes),
                     }
                 });
                 PluginStatus {
@@ -560,6 +568,9 @@ pub struct ListenerStatus {
     pub parked: u64,
     /// Size of its stored state blob (stateful process managers).
     pub state_bytes: Option<u64>,
+    /// Memory of its sandbox instance, when this runtime has it loaded (a
+    /// server does; a CLI command that runs no handler loads none).
+    pub memory_bytes: Option<u64>,
 }
 
 /// A component compiled (off the writer thread, if you like) and ready to

@@ -186,6 +186,11 @@ impl HostState {
         &self.limits
     }
 
+    /// Memory (linear memories and tables) the instance holds now.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.memory.used
+    }
+
     /// Whether growth past the memory cap was denied since the last arm.
     pub(crate) fn memory_cap_hit(&self) -> bool {
         self.memory.hit

@@ -19,8 +19,7 @@
 use std::path::Path;
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle,
-    WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -94,9 +93,51 @@ pub struct StreamHead {
     pub state: Option<Vec<u8>>,
 }
 
+/// A redb database to read from: the writable one, or one opened read-only.
+pub(crate) type ReadDb = dyn ReadableDatabase + Send + Sync;
+
+/// How many tables a complete data file has: the events and every table
+/// [`Tx::create_tables`] creates (a unit test keeps the two in step).
+const TABLE_COUNT: usize = 22;
+
+/// The schema version of the file behind `db`, if it has one, and whether
+/// every table is in it.
+fn probe(db: &ReadDb) -> Result<(Option<u64>, bool), StoreError> {
+    let txn = db.begin_read()?;
+    let complete = txn.list_tables()?.count() >= TABLE_COUNT;
+    let schema = match txn.open_table(META) {
+        Ok(meta) => meta.get(META_SCHEMA)?.map(|v| v.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(err) => return Err(err.into()),
+    };
+    Ok((schema, complete))
+}
+
+/// A file written by a newer Cascade is refused.
+fn check_schema(path: &Path, found: Option<u64>) -> Result<(), StoreError> {
+    match found {
+        Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+            path: path.display().to_string(),
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn busy(path: &Path) -> StoreError {
+    StoreError::Busy {
+        path: path.display().to_string(),
+        holder: "another process".into(),
+    }
+}
+
 /// The redb file behind a Cascade data directory.
 pub struct Store {
-    db: std::sync::Arc<Database>,
+    /// Every read: redb read transactions, beside the writer.
+    db: std::sync::Arc<ReadDb>,
+    /// The same file, to write; `None` when opened read-only.
+    writer: Option<std::sync::Arc<Database>>,
 }
 
 impl Store {
@@ -127,45 +168,80 @@ impl Store {
         }
         let db = match Database::builder().set_cache_size(cache_bytes).create(path) {
             Ok(db) => std::sync::Arc::new(db),
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Busy {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(busy(path)),
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(err)))
+                if err.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                return Err(StoreError::NotWritable {
                     path: path.display().to_string(),
-                    holder: "another process".into(),
                 });
             }
             Err(err) => return Err(err.into()),
         };
-        let store = Store { db };
+        let store = Store {
+            db: db.clone(),
+            writer: Some(db),
+        };
         // Opening writes only to a new or older file: reading a damaged
         // file must not commit over it.
-        let found = store.write_if(|tx| {
-            let found = tx.meta.read()?.get(META_SCHEMA)?.map(|v| v.value());
-            match found {
-                None => {
-                    tx.create_tables()?;
-                    tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
-                }
-                Some(1) => {
+        let (found, complete) = probe(store.db.as_ref())?;
+        check_schema(path, found)?;
+        if found != Some(SCHEMA_VERSION) || !complete {
+            store.write(|tx| {
+                tx.create_tables()?;
+                if found == Some(1) {
                     tx.seal_unsealed_records()?;
-                    tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 }
-                Some(_) => return Ok((found, false)),
-            }
-            Ok::<_, StoreError>((found, true))
-        })?;
-        match found {
-            Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
-                path: path.display().to_string(),
-                found,
-                supported: SCHEMA_VERSION,
-            }),
-            _ => Ok(store),
+                tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                Ok::<_, StoreError>(())
+            })?;
         }
+        Ok(store)
+    }
+
+    /// Open the redb file at `path` to read only: nothing is ever written,
+    /// the file and its directory may be read-only, and other read-only
+    /// opens may share it (a writer excludes them: [`StoreError::Busy`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`]; a file from an older Cascade that has not been
+    /// upgraded yet by a writable open.
+    pub fn open_read_only(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            return Err(StoreError::NotADataFile {
+                path: path.display().to_string(),
+                reason: "it is empty (0 bytes)".into(),
+            });
+        }
+        let db = match Database::builder().set_cache_size(cache_bytes).open_read_only(path) {
+            Ok(db) => std::sync::Arc::new(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(busy(path)),
+            Err(err) => return Err(err.into()),
+        };
+        let store = Store { db, writer: None };
+        let (found, complete) = probe(store.db.as_ref())?;
+        check_schema(path, found)?;
+        if found != Some(SCHEMA_VERSION) || !complete {
+            return Err(StoreError::NotADataFile {
+                path: path.display().to_string(),
+                reason: format!(
+                    "it was written by an older Cascade (schema {}) and is upgraded by the first command that writes",
+                    found.unwrap_or(0)
+                ),
+            });
+        }
+        Ok(store)
     }
 
     /// The database, for read transactions that run beside the writer.
-    pub(crate) fn database(&self) -> std::sync::Arc<Database> {
+    pub(crate) fn database(&self) -> std::sync::Arc<ReadDb> {
         self.db.clone()
+    }
+
+    /// Whether writes are refused ([`Store::open_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.writer.is_none()
     }
 
     /// Check everything the store can check of itself (see
@@ -175,7 +251,7 @@ impl Store {
     ///
     /// redb cannot read the file at all.
     pub fn verify(&self) -> Result<Verification, StoreError> {
-        verify::verify(&self.db)
+        verify::verify(self.db.as_ref())
     }
 
     /// A read-only view of the log for other threads.
@@ -204,11 +280,12 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<(R, bool), E>,
     ) -> Result<R, E> {
-        let mut txn = self.db.begin_write().map_err(StoreError::from)?;
+        let writer = self.writer.as_ref().ok_or(StoreError::ReadOnly)?;
+        let mut txn = writer.begin_write().map_err(StoreError::from)?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| StoreError::Redb(e.into()))?;
         let result = {
-            let mut tx = Tx::open(&txn)?;
+            let mut tx = Tx::open(lazy::Txn::Write(&txn))?;
             f(&mut tx)
         };
         match result {
@@ -227,20 +304,17 @@ impl Store {
         }
     }
 
-    /// Run `f` over the tables without writing: the transaction is aborted, so
-    /// a lookup costs no commit (and no fsync). Sees what the last commit wrote.
+    /// Run `f` over the tables on a redb read transaction: a snapshot of the
+    /// last commit that never waits for the writer, never commits and works
+    /// on a read-only file.
     ///
     /// # Errors
     ///
     /// `f`'s error, or a storage error from redb.
     pub fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R, E>) -> Result<R, E> {
-        let txn = self.db.begin_write().map_err(StoreError::from)?;
-        let result = {
-            let tx = Tx::open(&txn)?;
-            f(&tx)
-        };
-        txn.abort().map_err(StoreError::from)?;
-        result
+        let txn = self.db.begin_read().map_err(StoreError::from)?;
+        let tx = Tx::open(lazy::Txn::Read(&txn))?;
+        f(&tx)
     }
 
     /// Events from `from` (inclusive), in log order, at most `limit`.
@@ -287,17 +361,25 @@ impl Store {
 /// writer and never commits.
 #[derive(Clone)]
 pub struct LogReader {
-    db: std::sync::Arc<Database>,
+    db: std::sync::Arc<ReadDb>,
 }
 
 impl LogReader {
+    /// A store over the same file that can only read.
+    fn store(&self) -> Store {
+        Store {
+            db: self.db.clone(),
+            writer: None,
+        }
+    }
+
     /// Events from `from` (inclusive), in log order, at most `limit`.
     ///
     /// # Errors
     ///
     /// A storage error.
     pub fn read_log(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        Store { db: self.db.clone() }.read_log(from, limit)
+        self.store().read_log(from, limit)
     }
 
     /// Every event of one stream, in version order.
@@ -306,7 +388,7 @@ impl LogReader {
     ///
     /// A storage error.
     pub fn read_stream(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError> {
-        Store { db: self.db.clone() }.read_stream(stream_type, stream_id)
+        self.store().read_stream(stream_type, stream_id)
     }
 
     /// Position of the newest committed event, 0 for an empty log.
@@ -403,7 +485,7 @@ impl LogReader {
 /// One write transaction; its tables open when first used.
 pub struct Tx<'t> {
     meta: lazy::Lazy<'t, &'static str, u64>,
-    events: Table<'t, u64, Bytes>,
+    events: lazy::Opened<'t, u64, Bytes>,
     streams: lazy::Lazy<'t, (&'static str, &'static str), Bytes>,
     stream_events: lazy::Lazy<'t, (&'static str, &'static str, u64), u64>,
     checkpoints: lazy::Lazy<'t, &'static str, u64>,
@@ -428,8 +510,8 @@ pub struct Tx<'t> {
 }
 
 impl<'t> Tx<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<Tx<'t>, StoreError> {
-        let events = txn.open_table(EVENTS)?;
+    fn open(txn: lazy::Txn<'t>) -> Result<Tx<'t>, StoreError> {
+        let events = txn.open(EVENTS)?;
         let head = events.last()?.map_or(0, |(k, _)| k.value());
         Ok(Tx {
             meta: lazy::Lazy::new(txn, META),
@@ -596,7 +678,9 @@ impl<'t> Tx<'t> {
                 correlation_id: envelope.correlation_id.clone(),
                 created_at,
             };
-            self.events.insert(event.position, encode_event(&event).as_slice())?;
+            self.events
+                .table_mut()?
+                .insert(event.position, encode_event(&event).as_slice())?;
             self.stream_events
                 .write()?
                 .insert((stream_type, stream_id, event.stream_version), event.position)?;
@@ -625,7 +709,9 @@ impl<'t> Tx<'t> {
         }
         for (position, bytes) in events {
             let event: Event = decode(EVENTS.name(), &bytes)?;
-            self.events.insert(position, encode_event(&event).as_slice())?;
+            self.events
+                .table_mut()?
+                .insert(position, encode_event(&event).as_slice())?;
         }
         let mut states = Vec::new();
         for entry in self.pm_states.read()?.iter()? {
@@ -1403,7 +1489,7 @@ mod tests {
             store
                 .write(|tx| {
                     tx.meta.write()?.insert(META_SCHEMA, 1)?;
-                    tx.events.insert(1, encode(&event).as_slice())?;
+                    tx.events.table_mut()?.insert(1, encode(&event).as_slice())?;
                     tx.pm_states.write()?.insert("counter", br#"{"n":1}"#.as_slice())?;
                     Ok::<_, StoreError>(())
                 })
@@ -1418,6 +1504,45 @@ mod tests {
             .read(|tx| Ok::<_, StoreError>(tx.meta.read()?.get(META_SCHEMA)?.map(|v| v.value())))
             .unwrap();
         assert_eq!(schema, Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn a_new_file_has_every_table_and_a_read_only_open_reads_it_and_writes_nothing() {
+        let (dir, store) = store();
+        let count = store.read(|tx| Ok::<_, StoreError>(tx.events.len()?)).unwrap();
+        assert_eq!(count, 0);
+        let txn = store.db.begin_read().unwrap();
+        assert_eq!(
+            txn.list_tables().unwrap().count(),
+            TABLE_COUNT,
+            "TABLE_COUNT is every table"
+        );
+        drop(txn);
+        store
+            .write(|tx| {
+                tx.append("users", "u1", 0, &[created("a")], &envelope(), None)?
+                    .unwrap();
+                tx.put_pm_state("counter", b"{}")
+            })
+            .unwrap();
+        drop(store);
+        let path = dir.path().join("cascade.redb");
+        let before = std::fs::read(&path).unwrap();
+        let reader = Store::open_read_only(&path, 1 << 20).unwrap();
+        let other = Store::open_read_only(&path, 1 << 20).expect("read-only opens share the file");
+        assert!(reader.is_read_only());
+        assert_eq!(reader.read_log(1, 10).unwrap().len(), 1);
+        assert_eq!(
+            other.read(|tx| tx.pm_state("counter")).unwrap().as_deref(),
+            Some(b"{}".as_slice())
+        );
+        assert!(reader.verify().unwrap().is_ok());
+        let refused = reader.write(|tx| tx.set_checkpoint("counter", 1)).unwrap_err();
+        assert!(matches!(refused, StoreError::ReadOnly), "{refused}");
+        // A writer is excluded while they read.
+        assert!(matches!(Store::open(&path).err(), Some(StoreError::Busy { .. })));
+        drop((reader, other));
+        assert_eq!(std::fs::read(&path).unwrap(), before, "reading changed no byte");
     }
 
     #[test]

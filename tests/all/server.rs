@@ -152,6 +152,8 @@ fn a_hot_swap_under_load_handles_no_event_twice_and_skips_none() {
         .unwrap();
     assert_eq!(counter_plugin["checkpoint"].as_u64(), Some(events.len() as u64));
     assert_eq!(counter_plugin["lag"], 0);
+    // The server has its instance loaded: the memory it holds is reported.
+    assert!(counter_plugin["memoryBytes"].as_u64().unwrap() > 0, "{counter_plugin}");
     // A refresh replays all history with the new build's logic.
     let refreshed = server.post("/pm/user-counter/refresh", &json!({}));
     assert_eq!(refreshed.status, 200, "{:?}", refreshed.body);
@@ -508,6 +510,64 @@ fn the_cli_talks_to_a_running_server_with_the_same_output_and_exit_codes() {
     let (status, out, _) = cascade_process(dir.path(), &["plugin", "versions", "user-counter"]);
     assert_eq!(status, 0);
     assert!(out.starts_with("* v1"), "{out}");
+}
+
+#[test]
+fn reading_commands_share_the_data_file_and_never_write_to_it() {
+    let dir = data_dir();
+    let (status, _, err) = cascade_process(dir.path(), &["exec", "users", "u1", "create", r#"{"name":"Ada"}"#]);
+    assert_eq!(status, 0, "{err}");
+    let file = dir.path().join(cascade::DATA_FILE);
+    let before = std::fs::read(&file).unwrap();
+    // An embedded reader holds the file; reading commands still run at once.
+    let reading = cascade::Options {
+        read_only: true,
+        load: cascade::Load::None,
+        ..cascade::Options::default()
+    };
+    let held = cascade::Runtime::open(dir.path(), reading).unwrap();
+    for args in [
+        &["events"][..],
+        &["plugin", "list"],
+        &["pm", "state", "user-counter"],
+        &["verify"],
+        &["plugin", "versions", "users"],
+    ] {
+        let mut with_timeout = vec!["--lock-timeout", "0"];
+        with_timeout.extend_from_slice(args);
+        let (status, out, err) = cascade_process(dir.path(), &with_timeout);
+        assert_eq!(status, 0, "{args:?}: {err}");
+        assert!(!out.is_empty(), "{args:?}");
+    }
+    // A writer waits for the readers, then says so.
+    let (status, _, err) = cascade_process(
+        dir.path(),
+        &[
+            "--lock-timeout",
+            "0",
+            "exec",
+            "users",
+            "u2",
+            "create",
+            r#"{"name":"Bo"}"#,
+        ],
+    );
+    assert_eq!(status, 3, "{err}");
+    assert!(err.contains("is busy"), "{err}");
+    let refused = held
+        .pipeline_ref()
+        .store()
+        .write(|tx| tx.set_checkpoint("user-counter", 0))
+        .unwrap_err();
+    assert!(matches!(refused, cascade::StoreError::ReadOnly), "{refused}");
+    drop(held);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "reading changed no byte of the file"
+    );
+    let (status, _, err) = cascade_process(dir.path(), &["exec", "users", "u2", "create", r#"{"name":"Bo"}"#]);
+    assert_eq!(status, 0, "{err}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `cascade verify`: every check the store can make of itself, on one read
 //! transaction, reporting every problem instead of stopping at the first.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
+use redb::{ReadableTable, TableHandle};
 
 use super::{CHECKPOINTS, EVENTS, META, META_PIPELINE, PM_STATES, STREAM_EVENTS, STREAMS, StreamHead};
 use crate::error::StoreError;
@@ -45,7 +45,7 @@ impl Verification {
 /// Check the log (gapless positions, checksums, each record at its own
 /// position), every stream head against its events, checkpoints and the
 /// pipeline position against the log head, and every state blob's checksum.
-pub(super) fn verify(db: &Database) -> Result<Verification, StoreError> {
+pub(super) fn verify(db: &super::ReadDb) -> Result<Verification, StoreError> {
     let txn = db.begin_read()?;
     let mut v = Verification::default();
     let mut head = 0;
