@@ -1,0 +1,167 @@
+//! The event log and stream heads: appending a command's events with their
+//! stream version and aggregate state, and reading them back.
+
+use redb::TableHandle;
+
+use super::{EVENTS, STREAMS, StreamHead, Tx, decode, decode_event, encode, encode_event, now_millis};
+use crate::error::{ConcurrencyError, StoreError};
+use crate::event::{Envelope, Event, NewEvent};
+
+impl<'t> Tx<'t> {
+    /// Position of the newest event, 0 when the log is empty.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The event at `position`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
+        self.events
+            .get(position)?
+            .map(|bytes| decode_event(position, bytes.value()))
+            .transpose()
+    }
+
+    /// The event at `position`, which must be at or below the head: a gap
+    /// there means the file is corrupt.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for a missing event; a storage error.
+    pub fn logged_event(&self, position: u64) -> Result<Event, StoreError> {
+        self.event(position)?.ok_or_else(|| StoreError::Corrupt {
+            table: EVENTS.name(),
+            message: format!("position {position} is missing below the head"),
+        })
+    }
+
+    /// The stream's newest version and aggregate state.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    pub fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {
+        match self.streams.read()?.get((stream_type, stream_id))? {
+            Some(bytes) => decode(STREAMS.name(), bytes.value()),
+            None => Ok(StreamHead::default()),
+        }
+    }
+
+    /// Append `events` to a stream whose current version must be `expected`,
+    /// and store `state` as the aggregate state after them (`None` keeps the
+    /// stored state). Nothing is written when the versions differ.
+    ///
+    /// # Errors
+    ///
+    /// [`ConcurrencyError`] naming the stream and both versions (as
+    /// `Ok(Err(..))`), or a storage error.
+    pub fn append(
+        &mut self,
+        stream_type: &str,
+        stream_id: &str,
+        expected: u64,
+        events: &[NewEvent],
+        envelope: &Envelope,
+        state: Option<Vec<u8>>,
+    ) -> Result<Result<Vec<Event>, ConcurrencyError>, StoreError> {
+        let head = self.stream(stream_type, stream_id)?;
+        if head.version != expected {
+            return Ok(Err(ConcurrencyError {
+                stream: format!("{stream_type}:{stream_id}"),
+                expected,
+                actual: head.version,
+            }));
+        }
+        let state = state.or(head.state);
+        Ok(Ok(self.append_after(
+            stream_type,
+            stream_id,
+            expected,
+            events.to_vec(),
+            envelope,
+            state,
+        )?))
+    }
+
+    /// Append `events` after `version`, the stream version the caller read
+    /// in this transaction, and store `state` as the aggregate state after
+    /// them. An executing aggregate has just read and checked the stream
+    /// head, so it is not read again.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub(crate) fn append_after(
+        &mut self,
+        stream_type: &str,
+        stream_id: &str,
+        version: u64,
+        events: Vec<NewEvent>,
+        envelope: &Envelope,
+        state: Option<Vec<u8>>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let created_at = now_millis();
+        let mut appended = Vec::with_capacity(events.len());
+        for (offset, new) in (1..).zip(events) {
+            let event = Event {
+                position: self.head + 1,
+                name: new.name,
+                stream_type: stream_type.to_owned(),
+                stream_id: stream_id.to_owned(),
+                stream_version: version + offset,
+                payload: new.payload,
+                metadata: envelope.metadata.clone(),
+                actor_id: envelope.actor_id.clone(),
+                causation_id: envelope.causation_id.clone(),
+                correlation_id: envelope.correlation_id.clone(),
+                created_at,
+            };
+            self.events
+                .table_mut()?
+                .insert(event.position, encode_event(&event).as_slice())?;
+            self.stream_events
+                .write()?
+                .insert((stream_type, stream_id, event.stream_version), event.position)?;
+            self.head = event.position;
+            appended.push(event);
+        }
+        if let Some(last) = appended.last() {
+            let head = StreamHead {
+                version: last.stream_version,
+                state,
+            };
+            self.streams
+                .write()?
+                .insert((stream_type, stream_id), encode(&head).as_slice())?;
+        }
+        Ok(appended)
+    }
+
+    /// Upgrade a schema-1 file: seal every event and state blob with its
+    /// checksum (once, when the file is first opened by this version).
+    pub(super) fn seal_unsealed_records(&mut self) -> Result<(), StoreError> {
+        let mut events = Vec::new();
+        for entry in self.events.iter()? {
+            let (position, bytes) = entry?;
+            events.push((position.value(), bytes.value().to_vec()));
+        }
+        for (position, bytes) in events {
+            let event: Event = decode(EVENTS.name(), &bytes)?;
+            self.events
+                .table_mut()?
+                .insert(position, encode_event(&event).as_slice())?;
+        }
+        let mut states = Vec::new();
+        for entry in self.pm_states.read()?.iter()? {
+            let (name, blob) = entry?;
+            states.push((name.value().to_owned(), blob.value().to_vec()));
+        }
+        for (name, blob) in states {
+            self.put_pm_state(&name, &blob)?;
+        }
+        Ok(())
+    }
+}
