@@ -3,8 +3,10 @@
 //! WASM plugins from target/plugins and once with the same logic as native
 //! Rust, in the same run. Prints both rates and their ratio.
 //!
+//! Also the peak RSS while submitting and while processing (Linux).
+//!
 //! Run with `scripts/bench.sh` (builds the plugins first), or
-//! `cargo bench -p cascade --bench pipeline -- [--users N]`.
+//! `cargo bench -p cascade --bench pipeline -- [--users N] [--submit-chunk N]`.
 
 #[allow(dead_code)]
 mod native;
@@ -23,6 +25,8 @@ struct Run {
     submit: Duration,
     process: Duration,
     events: usize,
+    /// Peak RSS while submitting, then while processing, in MiB.
+    rss: (f64, f64),
 }
 
 impl Run {
@@ -31,32 +35,50 @@ impl Run {
     }
 }
 
-fn measure(label: &'static str, pipeline: &mut Pipeline, users: usize) -> Run {
+fn measure(label: &'static str, pipeline: &mut Pipeline, users: usize, chunk: usize) -> Run {
+    workload::reset_peak_rss();
     let started = Instant::now();
-    let ids = pipeline.submit_all(workload::users_create(users)).unwrap();
+    // Queued in transactions of `chunk` commands, as callers would send them
+    // (one transaction of a million keeps all its pages in memory); only the
+    // commands of one chunk and a sample of ids are held, so the figures are
+    // the pipeline's.
+    let step = (users / 100).max(1);
+    let mut sample = Vec::new();
+    for start in (0..users).step_by(chunk.max(1)) {
+        let ids = pipeline
+            .submit_all(workload::users_create_range(start..(start + chunk).min(users)))
+            .unwrap();
+        sample.extend((start..).zip(ids).filter(|(i, _)| i % step == 0).map(|(_, id)| id));
+    }
     let submit = started.elapsed();
+    let submit_rss = workload::peak_rss_mib().unwrap_or(0.0);
+    workload::reset_peak_rss();
     let started = Instant::now();
     pipeline.run_until_idle().unwrap();
     let process = started.elapsed();
+    let process_rss = workload::peak_rss_mib().unwrap_or(0.0);
     // Verify the work, outside the timing: every cascade settled without failure.
-    for id in ids.iter().step_by((users / 100).max(1)) {
+    for id in &sample {
         let settled = pipeline.settled(id).unwrap().expect("settled");
         assert!(settled.is_ok(), "{:?}", settled.failures);
         assert_eq!(settled.events.len(), 2);
     }
-    let events = pipeline.store().read_log(1, usize::MAX).unwrap().len();
+    // Positions are gapless: the head is the number of events.
+    let events = pipeline.store().reader().head().unwrap() as usize;
     assert_eq!(events, 2 * users);
     Run {
         label,
         submit,
         process,
         events,
+        rss: (submit_rss, process_rss),
     }
 }
 
 fn main() {
     let users = workload::flag("--users", 100_000);
     let rounds = workload::flag("--rounds", 3);
+    let chunk = workload::flag("--submit-chunk", 10_000);
     let options = Options {
         batch_size: workload::flag("--batch", Options::default().batch_size),
         ..Options::default()
@@ -75,23 +97,28 @@ fn main() {
             "wasm",
             workload::wasm(dir.path(), options.clone()).pipeline(),
             users,
+            chunk,
         ));
         let dir = tempfile::tempdir().unwrap();
         native_runs.push(measure(
             "native",
             &mut workload::native(dir.path(), options.clone()),
             users,
+            chunk,
         ));
     }
     let wasm = median(wasm_runs);
     let native = median(native_runs);
     for run in [&wasm, &native] {
         println!(
-            "  {:<7} process {:>8.2?}  {:>9.0} events/s   (median of {rounds}; submit {:?})",
+            "  {:<7} process {:>8.2?}  {:>9.0} events/s   (median of {rounds}; submit {:?}); \
+             peak RSS {:.0} MiB submitting, {:.0} MiB processing",
             run.label,
             run.process,
             run.events_per_second(),
-            run.submit
+            run.submit,
+            run.rss.0,
+            run.rss.1
         );
     }
     println!(

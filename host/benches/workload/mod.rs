@@ -17,8 +17,14 @@ pub fn plugins() -> PathBuf {
 }
 
 /// `users.create` for users `u0..u{users}`.
+#[allow(dead_code)]
 pub fn users_create(users: usize) -> Vec<(Command, Option<u64>)> {
-    (0..users)
+    users_create_range(0..users)
+}
+
+/// `users.create` for the users numbered in `range`.
+pub fn users_create_range(range: std::ops::Range<usize>) -> Vec<(Command, Option<u64>)> {
+    range
         .map(|i| {
             let args = format!(r#"{{"name":"user {i}"}}"#);
             (Command::new("users", &format!("u{i}"), "create", &args), None)
@@ -58,4 +64,27 @@ pub fn flag(name: &str, default: usize) -> usize {
             .unwrap_or_else(|| panic!("{name} N")),
         None => default,
     }
+}
+
+/// The process's peak resident set since the last [`reset_peak_rss`], in
+/// MiB (Linux `VmHWM`); `None` elsewhere.
+#[allow(dead_code)]
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Start a new peak: Linux resets `VmHWM` to the current RSS when `5` is
+/// written to `clear_refs`.
+#[allow(dead_code)]
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
