@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cascade::{Command, Envelope, NewEvent, Options, Runtime};
+use cascade::{Command, Envelope, EventLog, NewEvent, Options, Progress, Runtime};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

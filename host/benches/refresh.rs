@@ -10,7 +10,7 @@ mod native;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cascade::{Envelope, NewEvent, Options, Pipeline, Runtime, Store, StoreError};
+use cascade::{Envelope, EventLog, NewEvent, Options, Pipeline, Progress, Runtime, Store, StoreError};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

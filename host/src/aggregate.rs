@@ -6,6 +6,7 @@
 //! event's JSON Schema before anything is appended, and keeps each stream's
 //! folded state with the stream head so a command never refolds its stream.
 
+use crate::store::EventLog;
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{

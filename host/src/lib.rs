@@ -91,7 +91,7 @@ mod records;
 mod runtime;
 mod sandbox;
 pub mod scaffold;
-mod store;
+pub mod store;
 
 pub use aggregate::{Aggregate, AggregateDescription, Aggregates, Decision, EventDeclaration};
 pub use engine::{Deployed, Engine, EngineHandle, EngineStats};
@@ -110,4 +110,7 @@ pub use plugin::{CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord, 
 pub use read_model::{Collection, Document, QueryError, ReadModels};
 pub use runtime::{Compiled, DATA_FILE, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, Swap, SwapState};
 pub use sandbox::{Limits, Sandbox};
-pub use store::{DEFAULT_CACHE_MIB, LogReader, SCHEMA_VERSION, Store, Tx, Verification};
+pub use store::{
+    Backend, DEFAULT_CACHE_MIB, Documents, EventLog, LogReader, MemoryStore, Progress, Registry, SCHEMA_VERSION, Store,
+    Tx, UnitOfWork, Verification, WorkQueue,
+};

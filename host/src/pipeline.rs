@@ -18,6 +18,7 @@
 //! events, commands and failures; it is *settled* when nothing is
 //! outstanding.
 
+use crate::store::{EventLog, Progress, WorkQueue};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 

@@ -11,6 +11,7 @@
 //! Index entries are `(collection, field, canonical JSON value, id)` for each
 //! indexed top-level field present in a document.
 
+use crate::store::Documents;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 

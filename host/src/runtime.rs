@@ -2,6 +2,7 @@
 //! pipeline, and the plugin registry that reloads every registered plugin
 //! when the directory is opened again.
 
+use crate::store::{Progress, Registry};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -40,16 +40,21 @@ use crate::error::StoreError;
 use crate::event::Event;
 use crate::records::CascadeRecord;
 
+pub mod conformance;
 mod lazy;
 mod log;
+mod memory;
 mod packed;
 mod progress;
 mod read_models;
 mod registry;
 mod sealed;
+mod traits;
 mod verify;
 mod work;
+pub use memory::MemoryStore;
 pub use packed::Packed;
+pub use traits::{Backend, Documents, EventLog, Progress, Registry, UnitOfWork, WorkQueue};
 pub use verify::Verification;
 
 /// The page cache a data file gets unless told otherwise, in MiB.
@@ -370,6 +375,18 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+impl Backend for Store {
+    type Tx<'t> = Tx<'t>;
+
+    fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>) -> Result<R, E> {
+        Store::write(self, f)
+    }
+
+    fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R, E>) -> Result<R, E> {
+        Store::read(self, f)
     }
 }
 
@@ -753,6 +770,57 @@ mod tests {
             .read(|tx| Ok::<_, StoreError>(tx.meta.read()?.get(META_SCHEMA)?.map(|v| v.value())))
             .unwrap();
         assert_eq!(schema, Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn the_redb_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = std::cell::Cell::new(0);
+        conformance::run(|| {
+            count.set(count.get() + 1);
+            Store::open(&dir.path().join(format!("store-{}.redb", count.get()))).unwrap()
+        });
+    }
+
+    #[test]
+    fn the_in_memory_store_passes_the_conformance_suite() {
+        conformance::run(MemoryStore::new);
+    }
+
+    #[test]
+    fn the_suite_catches_a_store_that_breaks_a_promise() {
+        /// The in-memory store, except that a failed unit of work keeps its writes.
+        struct Leaky(MemoryStore);
+        impl Backend for Leaky {
+            type Tx<'t> = memory::MemoryTx;
+            fn write<R, E: From<StoreError>>(
+                &self,
+                f: impl FnOnce(&mut memory::MemoryTx) -> Result<R, E>,
+            ) -> Result<R, E> {
+                let mut kept = None;
+                let result = self.0.write(|tx| {
+                    let result = f(tx);
+                    kept = Some(tx.clone());
+                    Ok::<_, E>(result)
+                })?;
+                if result.is_err() {
+                    self.0.write(|tx| {
+                        *tx = kept.take().expect("set above");
+                        Ok::<_, StoreError>(())
+                    })?;
+                }
+                result
+            }
+            fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&memory::MemoryTx) -> Result<R, E>) -> Result<R, E> {
+                self.0.read(f)
+            }
+        }
+        let caught = std::panic::catch_unwind(|| conformance::run(|| Leaky(MemoryStore::new())));
+        let message = *caught.unwrap_err().downcast::<String>().unwrap();
+        assert!(
+            message.starts_with("store conformance: an Err rolls the whole unit of work back: "),
+            "{message}"
+        );
     }
 
     #[test]

@@ -557,7 +557,7 @@ fn reading_commands_share_the_data_file_and_never_write_to_it() {
     let refused = held
         .pipeline_ref()
         .store()
-        .write(|tx| tx.set_checkpoint("user-counter", 0))
+        .write(|tx| cascade::Progress::set_checkpoint(tx, "user-counter", 0))
         .unwrap_err();
     assert!(matches!(refused, cascade::StoreError::ReadOnly), "{refused}");
     drop(held);

@@ -11,6 +11,7 @@
 //! so the saved state is exactly the one a live run over the same events
 //! reached; the failures are reported, and the state is saved all the same.
 
+use crate::store::{Documents, Progress};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;

@@ -3,98 +3,38 @@
 
 use redb::TableHandle;
 
+use super::traits::{EventLog, Progress};
 use super::{EVENTS, STREAMS, StreamHead, Tx, decode, decode_event, encode, encode_event, now_millis};
-use crate::error::{ConcurrencyError, StoreError};
+use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 
-impl<'t> Tx<'t> {
-    /// Position of the newest event, 0 when the log is empty.
-    pub fn head(&self) -> u64 {
+impl EventLog for Tx<'_> {
+    fn head(&self) -> u64 {
         self.head
     }
 
-    /// The event at `position`.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
+    fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
         self.events
             .get(position)?
             .map(|bytes| decode_event(position, bytes.value()))
             .transpose()
     }
 
-    /// The event at `position`, which must be at or below the head: a gap
-    /// there means the file is corrupt.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Corrupt`] for a missing event; a storage error.
-    pub fn logged_event(&self, position: u64) -> Result<Event, StoreError> {
+    fn logged_event(&self, position: u64) -> Result<Event, StoreError> {
         self.event(position)?.ok_or_else(|| StoreError::Corrupt {
             table: EVENTS.name(),
             message: format!("position {position} is missing below the head"),
         })
     }
 
-    /// The stream's newest version and aggregate state.
-    ///
-    /// # Errors
-    ///
-    /// A storage error, or an unreadable record.
-    pub fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {
+    fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {
         match self.streams.read()?.get((stream_type, stream_id))? {
             Some(bytes) => decode(STREAMS.name(), bytes.value()),
             None => Ok(StreamHead::default()),
         }
     }
 
-    /// Append `events` to a stream whose current version must be `expected`,
-    /// and store `state` as the aggregate state after them (`None` keeps the
-    /// stored state). Nothing is written when the versions differ.
-    ///
-    /// # Errors
-    ///
-    /// [`ConcurrencyError`] naming the stream and both versions (as
-    /// `Ok(Err(..))`), or a storage error.
-    pub fn append(
-        &mut self,
-        stream_type: &str,
-        stream_id: &str,
-        expected: u64,
-        events: &[NewEvent],
-        envelope: &Envelope,
-        state: Option<Vec<u8>>,
-    ) -> Result<Result<Vec<Event>, ConcurrencyError>, StoreError> {
-        let head = self.stream(stream_type, stream_id)?;
-        if head.version != expected {
-            return Ok(Err(ConcurrencyError {
-                stream: format!("{stream_type}:{stream_id}"),
-                expected,
-                actual: head.version,
-            }));
-        }
-        let state = state.or(head.state);
-        Ok(Ok(self.append_after(
-            stream_type,
-            stream_id,
-            expected,
-            events.to_vec(),
-            envelope,
-            state,
-        )?))
-    }
-
-    /// Append `events` after `version`, the stream version the caller read
-    /// in this transaction, and store `state` as the aggregate state after
-    /// them. An executing aggregate has just read and checked the stream
-    /// head, so it is not read again.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub(crate) fn append_after(
+    fn append_after(
         &mut self,
         stream_type: &str,
         stream_id: &str,
@@ -139,7 +79,9 @@ impl<'t> Tx<'t> {
         }
         Ok(appended)
     }
+}
 
+impl Tx<'_> {
     /// Upgrade a schema-1 file: seal every event and state blob with its
     /// checksum (once, when the file is first opened by this version).
     pub(super) fn seal_unsealed_records(&mut self) -> Result<(), StoreError> {

@@ -3,54 +3,30 @@
 
 use redb::TableHandle;
 
+use super::traits::Progress;
 use super::{META_PIPELINE, PM_STATES, Tx, sealed};
 use crate::error::StoreError;
 
-impl<'t> Tx<'t> {
-    /// The position up to which the pipeline has run both phases.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn pipeline_position(&self) -> Result<u64, StoreError> {
+impl Progress for Tx<'_> {
+    fn pipeline_position(&self) -> Result<u64, StoreError> {
         Ok(self.meta.read()?.get(META_PIPELINE)?.map_or(0, |v| v.value()))
     }
 
-    /// Record the pipeline's position.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn set_pipeline_position(&mut self, position: u64) -> Result<(), StoreError> {
+    fn set_pipeline_position(&mut self, position: u64) -> Result<(), StoreError> {
         self.meta.write()?.insert(META_PIPELINE, position)?;
         Ok(())
     }
 
-    /// A listener's checkpoint: the last position it has seen.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn checkpoint(&self, listener: &str) -> Result<Option<u64>, StoreError> {
+    fn checkpoint(&self, listener: &str) -> Result<Option<u64>, StoreError> {
         Ok(self.checkpoints.read()?.get(listener)?.map(|v| v.value()))
     }
 
-    /// Move a listener's checkpoint.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError> {
+    fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError> {
         self.checkpoints.write()?.insert(listener, position)?;
         Ok(())
     }
 
-    /// The state blob of a stateful process manager, as of its checkpoint.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn pm_state(&self, listener: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn pm_state(&self, listener: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let stored = self.pm_states.read()?.get(listener)?;
         stored
             .map(|v| {
@@ -60,46 +36,23 @@ impl<'t> Tx<'t> {
             .transpose()
     }
 
-    /// Store a process manager's state blob (with its checkpoint, in the same
-    /// transaction).
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn put_pm_state(&mut self, listener: &str, state: &[u8]) -> Result<(), StoreError> {
+    fn put_pm_state(&mut self, listener: &str, state: &[u8]) -> Result<(), StoreError> {
         self.pm_states
             .write()?
             .insert(listener, sealed::seal(listener.as_bytes(), state.to_vec()).as_slice())?;
         Ok(())
     }
 
-    /// Forget a process manager's state blob: it starts from its initial state.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn remove_pm_state(&mut self, listener: &str) -> Result<(), StoreError> {
+    fn remove_pm_state(&mut self, listener: &str) -> Result<(), StoreError> {
         self.pm_states.write()?.remove(listener)?;
         Ok(())
     }
-}
 
-impl Tx<'_> {
-    /// Whether the listener is stopped (its checkpoint is where it stopped).
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn is_stopped(&self, listener: &str) -> Result<bool, StoreError> {
+    fn is_stopped(&self, listener: &str) -> Result<bool, StoreError> {
         Ok(self.stopped.read()?.get(listener)?.is_some())
     }
 
-    /// Mark a listener stopped or running.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn set_stopped(&mut self, listener: &str, stopped: bool) -> Result<(), StoreError> {
+    fn set_stopped(&mut self, listener: &str, stopped: bool) -> Result<(), StoreError> {
         if stopped {
             self.stopped.write()?.insert(listener, ())?;
         } else {
@@ -109,21 +62,11 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Why the host stopped `plugin`, if it did.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn stop_reason(&self, plugin: &str) -> Result<Option<String>, StoreError> {
+    fn stop_reason(&self, plugin: &str) -> Result<Option<String>, StoreError> {
         Ok(self.stop_reasons.read()?.get(plugin)?.map(|v| v.value().to_owned()))
     }
 
-    /// Stop `plugin` for `reason`: it gets no events until started again.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn stop_for(&mut self, plugin: &str, reason: &str) -> Result<(), StoreError> {
+    fn stop_for(&mut self, plugin: &str, reason: &str) -> Result<(), StoreError> {
         self.stopped.write()?.insert(plugin, ())?;
         self.stop_reasons.write()?.insert(plugin, reason)?;
         Ok(())

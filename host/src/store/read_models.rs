@@ -1,16 +1,25 @@
 //! Read-model documents and their indexes, as the read models' overlay
 //! flushes them at the end of a batch.
 
+use super::traits::Documents;
 use super::{Tx, decode, encode};
 use crate::error::StoreError;
 
-impl Tx<'_> {
-    /// A read-model document.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub(crate) fn rm_doc(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
+impl Documents for Tx<'_> {
+    fn rm_find(&self, collection: &str, field: &str, key: &str) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for entry in self.rm_index.read()?.range((collection, field, key, "")..)? {
+            let (entry, _) = entry?;
+            let (c, f, k, id) = entry.value();
+            if (c, f, k) != (collection, field, key) {
+                break;
+            }
+            ids.push(id.to_owned());
+        }
+        Ok(ids)
+    }
+
+    fn rm_doc(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .rm_docs
             .read()?
@@ -18,32 +27,27 @@ impl Tx<'_> {
             .map(|d| String::from_utf8_lossy(d.value()).into_owned()))
     }
 
-    pub(crate) fn rm_put(&mut self, collection: &str, id: &str, doc: &str) -> Result<(), StoreError> {
+    fn rm_put(&mut self, collection: &str, id: &str, doc: &str) -> Result<(), StoreError> {
         self.rm_docs.write()?.insert((collection, id), doc.as_bytes())?;
         Ok(())
     }
 
-    pub(crate) fn rm_delete(&mut self, collection: &str, id: &str) -> Result<(), StoreError> {
+    fn rm_delete(&mut self, collection: &str, id: &str) -> Result<(), StoreError> {
         self.rm_docs.write()?.remove((collection, id))?;
         Ok(())
     }
 
-    pub(crate) fn rm_index(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
+    fn rm_index(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
         self.rm_index.write()?.insert((collection, field, key, id), ())?;
         Ok(())
     }
 
-    pub(crate) fn rm_unindex(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
+    fn rm_unindex(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
         self.rm_index.write()?.remove((collection, field, key, id))?;
         Ok(())
     }
 
-    /// Every document of `collection`, as (id, JSON text), in id order.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub(crate) fn rm_docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
+    fn rm_docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
         let mut docs = Vec::new();
         for entry in self.rm_docs.read()?.range((collection, "")..)? {
             let (key, doc) = entry?;
@@ -56,24 +60,14 @@ impl Tx<'_> {
         Ok(docs)
     }
 
-    /// Remove every document and index entry of `collection`.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub(crate) fn rm_clear(&mut self, collection: &str) -> Result<(), StoreError> {
+    fn rm_clear(&mut self, collection: &str) -> Result<(), StoreError> {
         for (id, _) in self.rm_docs(collection)? {
             self.rm_docs.write()?.remove((collection, id.as_str()))?;
         }
         self.rm_clear_index(collection)
     }
 
-    /// Remove every index entry of `collection`.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub(crate) fn rm_clear_index(&mut self, collection: &str) -> Result<(), StoreError> {
+    fn rm_clear_index(&mut self, collection: &str) -> Result<(), StoreError> {
         let mut keys = Vec::new();
         for entry in self.rm_index.read()?.range((collection, "", "", "")..)? {
             let (key, _) = entry?;
@@ -91,13 +85,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The fields `collection`'s index holds entries for; `None` when never
-    /// recorded (a data directory from before this was tracked).
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub(crate) fn rm_indexed(&self, collection: &str) -> Result<Option<Vec<String>>, StoreError> {
+    fn rm_indexed(&self, collection: &str) -> Result<Option<Vec<String>>, StoreError> {
         self.rm_indexed
             .read()?
             .get(collection)?
@@ -105,12 +93,7 @@ impl Tx<'_> {
             .transpose()
     }
 
-    /// Record the fields `collection`'s index holds entries for.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub(crate) fn set_rm_indexed(&mut self, collection: &str, fields: &[String]) -> Result<(), StoreError> {
+    fn set_rm_indexed(&mut self, collection: &str, fields: &[String]) -> Result<(), StoreError> {
         self.rm_indexed
             .write()?
             .insert(collection, encode(&fields).as_slice())?;

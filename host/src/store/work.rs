@@ -3,67 +3,38 @@
 
 use redb::TableHandle;
 
+use super::traits::WorkQueue;
 use super::{CASCADES, COMMAND_QUEUE, META_NEXT_COMMAND, META_NEXT_PARKED, PARKED, Tx, decode, encode};
 use crate::error::StoreError;
 use crate::records::{CascadeRecord, Parked, QueuedCommand, Skipped};
 
-impl<'t> Tx<'t> {
-    /// The next free command sequence number (numbers are never reused).
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn next_command_seq(&self) -> Result<u64, StoreError> {
+impl WorkQueue for Tx<'_> {
+    fn next_command_seq(&self) -> Result<u64, StoreError> {
         Ok(self.meta.read()?.get(META_NEXT_COMMAND)?.map_or(1, |v| v.value()))
     }
 
-    /// Record that sequence numbers below `next` are taken.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn set_next_command_seq(&mut self, next: u64) -> Result<(), StoreError> {
+    fn set_next_command_seq(&mut self, next: u64) -> Result<(), StoreError> {
         self.meta.write()?.insert(META_NEXT_COMMAND, next)?;
         Ok(())
     }
 
-    /// Put a command at the end of the queue under its sequence number.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn enqueue(&mut self, seq: u64, command: &QueuedCommand) -> Result<(), StoreError> {
+    fn enqueue(&mut self, seq: u64, command: &QueuedCommand) -> Result<(), StoreError> {
         self.command_queue.write()?.insert(seq, encode(command).as_slice())?;
         Ok(())
     }
 
-    /// Remove and return the oldest queued command.
-    ///
-    /// # Errors
-    ///
-    /// A storage error, or an unreadable record.
-    pub fn dequeue(&mut self) -> Result<Option<QueuedCommand>, StoreError> {
+    fn dequeue(&mut self) -> Result<Option<QueuedCommand>, StoreError> {
         match self.command_queue.write()?.pop_first()? {
             Some((_, bytes)) => Ok(Some(decode(COMMAND_QUEUE.name(), bytes.value())?)),
             None => Ok(None),
         }
     }
 
-    /// How many commands wait in the queue.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn queued_commands(&self) -> Result<u64, StoreError> {
+    fn queued_commands(&self) -> Result<u64, StoreError> {
         Ok(self.command_queue.read()?.len()?)
     }
 
-    /// Every queued command with its sequence number, oldest first.
-    ///
-    /// # Errors
-    ///
-    /// A storage error, or an unreadable record.
-    pub fn queue(&self) -> Result<Vec<(u64, QueuedCommand)>, StoreError> {
+    fn queue(&self) -> Result<Vec<(u64, QueuedCommand)>, StoreError> {
         let mut queue = Vec::new();
         for entry in self.command_queue.read()?.iter()? {
             let (seq, bytes) = entry?;
@@ -72,22 +43,12 @@ impl<'t> Tx<'t> {
         Ok(queue)
     }
 
-    /// Drop queued command `seq` without running it.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn unqueue(&mut self, seq: u64) -> Result<(), StoreError> {
+    fn unqueue(&mut self, seq: u64) -> Result<(), StoreError> {
         self.command_queue.write()?.remove(seq)?;
         Ok(())
     }
 
-    /// The record of a cascade, by correlation id.
-    ///
-    /// # Errors
-    ///
-    /// A storage error, or an unreadable record.
-    pub fn cascade(&self, correlation_id: &str) -> Result<Option<CascadeRecord>, StoreError> {
+    fn cascade(&self, correlation_id: &str) -> Result<Option<CascadeRecord>, StoreError> {
         self.cascades
             .read()?
             .get(correlation_id)?
@@ -95,65 +56,32 @@ impl<'t> Tx<'t> {
             .transpose()
     }
 
-    /// Store the record of a cascade.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn put_cascade(&mut self, correlation_id: &str, record: &CascadeRecord) -> Result<(), StoreError> {
+    fn put_cascade(&mut self, correlation_id: &str, record: &CascadeRecord) -> Result<(), StoreError> {
         self.cascades
             .write()?
             .insert(correlation_id, encode(record).as_slice())?;
         Ok(())
     }
 
-    /// The correlation id a command submitted with idempotency `key` started.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn idempotent(&self, key: &str) -> Result<Option<String>, StoreError> {
+    fn idempotent(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.idempotency.read()?.get(key)?.map(|v| v.value().to_owned()))
     }
 
-    /// Record the budget cascade `correlation_id` was submitted with.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn put_cascade_budget(&mut self, correlation_id: &str, budget: u64) -> Result<(), StoreError> {
+    fn put_cascade_budget(&mut self, correlation_id: &str, budget: u64) -> Result<(), StoreError> {
         self.cascade_budgets.write()?.insert(correlation_id, budget)?;
         Ok(())
     }
 
-    /// The budget cascade `correlation_id` was submitted with, if any.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn cascade_budget(&self, correlation_id: &str) -> Result<Option<u64>, StoreError> {
+    fn cascade_budget(&self, correlation_id: &str) -> Result<Option<u64>, StoreError> {
         Ok(self.cascade_budgets.read()?.get(correlation_id)?.map(|v| v.value()))
     }
 
-    /// Remember that idempotency `key` started cascade `correlation_id`.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn put_idempotent(&mut self, key: &str, correlation_id: &str) -> Result<(), StoreError> {
+    fn put_idempotent(&mut self, key: &str, correlation_id: &str) -> Result<(), StoreError> {
         self.idempotency.write()?.insert(key, correlation_id)?;
         Ok(())
     }
-}
 
-impl Tx<'_> {
-    /// Park an event for a listener under `id` (a retried parked event that
-    /// failed again keeps its own), or under a new id that is never reused.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn park(&mut self, id: Option<u64>, parked: &Parked) -> Result<u64, StoreError> {
+    fn park(&mut self, id: Option<u64>, parked: &Parked) -> Result<u64, StoreError> {
         let id = match id {
             Some(id) => id,
             None => {
@@ -166,12 +94,7 @@ impl Tx<'_> {
         Ok(id)
     }
 
-    /// Every parked event, oldest first.
-    ///
-    /// # Errors
-    ///
-    /// A storage error, or an unreadable record.
-    pub fn parked(&self) -> Result<Vec<(u64, Parked)>, StoreError> {
+    fn parked(&self) -> Result<Vec<(u64, Parked)>, StoreError> {
         let mut all = Vec::new();
         for entry in self.parked.read()?.iter()? {
             let (id, bytes) = entry?;
@@ -180,12 +103,7 @@ impl Tx<'_> {
         Ok(all)
     }
 
-    /// One parked event.
-    ///
-    /// # Errors
-    ///
-    /// A storage error, or an unreadable record.
-    pub fn parked_entry(&self, id: u64) -> Result<Option<Parked>, StoreError> {
+    fn parked_entry(&self, id: u64) -> Result<Option<Parked>, StoreError> {
         self.parked
             .read()?
             .get(id)?
@@ -193,24 +111,14 @@ impl Tx<'_> {
             .transpose()
     }
 
-    /// Remove and return a parked event.
-    ///
-    /// # Errors
-    ///
-    /// A storage error, or an unreadable record.
-    pub fn take_parked(&mut self, id: u64) -> Result<Option<Parked>, StoreError> {
+    fn take_parked(&mut self, id: u64) -> Result<Option<Parked>, StoreError> {
         match self.parked.write()?.remove(id)? {
             Some(bytes) => Ok(Some(decode(PARKED.name(), bytes.value())?)),
             None => Ok(None),
         }
     }
 
-    /// Record a skipped parked event.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn put_skipped(&mut self, id: u64, skipped: &Skipped) -> Result<(), StoreError> {
+    fn put_skipped(&mut self, id: u64, skipped: &Skipped) -> Result<(), StoreError> {
         self.skipped.write()?.insert(id, encode(skipped).as_slice())?;
         Ok(())
     }

@@ -1,0 +1,419 @@
+//! The conformance suite every store passes: what the engine relies on, as
+//! checks over [`Backend`]. `run(make)` calls `make` for a fresh, empty
+//! store per check and panics naming the first broken promise. The redb
+//! store and the in-memory store run it in this crate's tests; a new store
+//! calls it from its own:
+//!
+//! ```
+//! cascade::store::conformance::run(cascade::store::MemoryStore::new);
+//! ```
+
+use super::traits::{Backend, Documents, EventLog, Progress, Registry, WorkQueue};
+use super::{Packed, StreamHead};
+use crate::error::{ConcurrencyError, StoreError};
+use crate::event::{Command, Envelope, NewEvent};
+use crate::manifest::Manifest;
+use crate::records::{CascadeRecord, Parked, PluginKind, PluginRecord, PluginVersion, QueuedCommand, Skipped};
+
+/// A named check of one promise.
+type Check<B> = (&'static str, fn(&B));
+
+/// Run every check, each on a store `make` returns new and empty.
+///
+/// # Panics
+///
+/// The first check the store fails, naming it.
+pub fn run<B: Backend>(make: impl Fn() -> B) {
+    let checks: [Check<B>; 8] = [
+        ("appends are gapless and versioned per stream", appends),
+        ("a stale expected version writes nothing", stale_version),
+        ("an Err rolls the whole unit of work back", rollback),
+        ("the queue is first in, first out by sequence", queue),
+        (
+            "cascades, idempotency keys, budgets, parked and skipped events",
+            work_records,
+        ),
+        ("checkpoints, state blobs and stopped listeners", progress),
+        (
+            "the registry keeps versions and collects what no version uses",
+            registry,
+        ),
+        ("documents, indexes and clearing a collection", documents),
+    ];
+    for (name, check) in checks {
+        let store = make();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&store)));
+        if let Err(panic) = outcome {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("panicked");
+            panic!("store conformance: {name}: {message}");
+        }
+    }
+}
+
+fn write<B: Backend, R>(store: &B, f: impl FnOnce(&mut B::Tx<'_>) -> Result<R, StoreError>) -> R {
+    store.write(f).expect("the write commits")
+}
+
+fn read<B: Backend, R>(store: &B, f: impl FnOnce(&B::Tx<'_>) -> Result<R, StoreError>) -> R {
+    store.read(f).expect("the read succeeds")
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        metadata: "{}".into(),
+        actor_id: Some("ada".into()),
+        causation_id: "c1".into(),
+        correlation_id: "c1".into(),
+    }
+}
+
+fn created(name: &str) -> NewEvent {
+    NewEvent {
+        name: "UserCreated".into(),
+        payload: format!(r#"{{"name":"{name}"}}"#),
+    }
+}
+
+fn appends<B: Backend>(store: &B) {
+    assert_eq!(read(store, |tx| Ok(tx.head())), 0, "an empty log has head 0");
+    let appended = write(store, |tx| {
+        let a = tx.append(
+            "users",
+            "u1",
+            0,
+            &[created("a"), created("b")],
+            &envelope(),
+            Some(b"s2".to_vec()),
+        )?;
+        let b = tx.append("users", "u2", 0, &[created("c")], &envelope(), None)?;
+        Ok((a.expect("version 0 is current"), b.expect("version 0 is current")))
+    });
+    let positions: Vec<u64> = appended.0.iter().chain(&appended.1).map(|e| e.position).collect();
+    assert_eq!(positions, [1, 2, 3], "positions start at 1 and have no gaps");
+    assert_eq!(appended.0[1].stream_version, 2, "versions count per stream");
+    assert_eq!(appended.1[0].stream_version, 1, "versions count per stream");
+    assert_eq!(appended.0[0].actor_id.as_deref(), Some("ada"), "the envelope is kept");
+    read(store, |tx| {
+        assert_eq!(tx.head(), 3);
+        let event = tx.logged_event(2)?;
+        assert_eq!(
+            (event.stream_id.as_str(), event.payload.as_str()),
+            ("u1", r#"{"name":"b"}"#)
+        );
+        assert_eq!(tx.event(4)?, None, "nothing past the head");
+        assert!(tx.logged_event(4).is_err(), "a missing logged event is an error");
+        let u1 = tx.stream("users", "u1")?;
+        assert_eq!(
+            u1,
+            StreamHead {
+                version: 2,
+                state: Some(b"s2".to_vec())
+            }
+        );
+        assert_eq!(tx.stream("users", "none")?, StreamHead::default());
+        Ok(())
+    });
+    // `None` keeps the stored state; new events move the version.
+    write(store, |tx| {
+        tx.append("users", "u1", 2, &[created("d")], &envelope(), None)
+    })
+    .expect("version 2 is current");
+    let u1 = read(store, |tx| tx.stream("users", "u1"));
+    assert_eq!(
+        u1,
+        StreamHead {
+            version: 3,
+            state: Some(b"s2".to_vec())
+        }
+    );
+}
+
+fn stale_version<B: Backend>(store: &B) {
+    write(store, |tx| {
+        tx.append("users", "u1", 0, &[created("a")], &envelope(), None)
+    })
+    .expect("version 0 is current");
+    let conflict = write(store, |tx| {
+        tx.append("users", "u1", 0, &[created("b")], &envelope(), None)
+    });
+    assert_eq!(
+        conflict.unwrap_err(),
+        ConcurrencyError {
+            stream: "users:u1".into(),
+            expected: 0,
+            actual: 1
+        }
+    );
+    assert_eq!(read(store, |tx| Ok(tx.head())), 1, "nothing appended");
+}
+
+fn rollback<B: Backend>(store: &B) {
+    let failed: Result<(), StoreError> = store.write(|tx| {
+        tx.append("users", "u1", 0, &[created("a")], &envelope(), None)?
+            .unwrap();
+        tx.set_checkpoint("p", 1)?;
+        tx.rm_put("c", "d", "{}")?;
+        Err(StoreError::Corrupt {
+            table: "test",
+            message: "injected".into(),
+        })
+    });
+    assert!(failed.is_err(), "the closure's error is returned");
+    read(store, |tx| {
+        assert_eq!(tx.head(), 0, "no event survives");
+        assert_eq!(tx.checkpoint("p")?, None, "no checkpoint survives");
+        assert_eq!(tx.rm_doc("c", "d")?, None, "no document survives");
+        Ok(())
+    });
+}
+
+fn queued(id: &str) -> QueuedCommand {
+    QueuedCommand {
+        id: id.into(),
+        command: Command::new("users", id, "create", "{}"),
+        correlation_id: format!("c-{id}"),
+        causation_id: None,
+        cause: None,
+        expected_version: None,
+    }
+}
+
+fn queue<B: Backend>(store: &B) {
+    assert_eq!(read(store, |tx| tx.next_command_seq()), 1, "sequences start at 1");
+    write(store, |tx| {
+        tx.enqueue(7, &queued("b"))?;
+        tx.enqueue(3, &queued("a"))?;
+        tx.enqueue(9, &queued("c"))?;
+        tx.set_next_command_seq(10)
+    });
+    read(store, |tx| {
+        assert_eq!(tx.next_command_seq()?, 10);
+        assert_eq!(tx.queued_commands()?, 3);
+        let seqs: Vec<u64> = tx.queue()?.into_iter().map(|(s, _)| s).collect();
+        assert_eq!(seqs, [3, 7, 9], "the queue lists in sequence order");
+        Ok(())
+    });
+    let (first, second) = write(store, |tx| {
+        tx.unqueue(7)?;
+        Ok((tx.dequeue()?, tx.dequeue()?))
+    });
+    assert_eq!(first.map(|c| c.id).as_deref(), Some("a"), "lowest sequence first");
+    assert_eq!(
+        second.map(|c| c.id).as_deref(),
+        Some("c"),
+        "an unqueued command is gone"
+    );
+    assert!(write(store, |tx| tx.dequeue()).is_none(), "then the queue is empty");
+}
+
+fn parked(plugin: &str) -> Parked {
+    Parked {
+        plugin: plugin.into(),
+        handler: "on-user-created".into(),
+        event: "UserCreated".into(),
+        position: 1,
+        correlation_id: "c1".into(),
+        message: "boom".into(),
+        attempts: 3,
+        parked_at: 5,
+    }
+}
+
+fn work_records<B: Backend>(store: &B) {
+    let record = CascadeRecord {
+        outstanding: 2,
+        events: vec![1, 2],
+        ..CascadeRecord::default()
+    };
+    let (first, second) = write(store, |tx| {
+        tx.put_cascade("c1", &record)?;
+        tx.put_idempotent("key-1", "c1")?;
+        tx.put_cascade_budget("c1", 50)?;
+        Ok((tx.park(None, &parked("a"))?, tx.park(None, &parked("b"))?))
+    });
+    assert!(second > first, "parked ids grow");
+    read(store, |tx| {
+        let stored = tx.cascade("c1")?.expect("the cascade record");
+        assert_eq!((stored.outstanding, stored.events), (2, vec![1, 2]));
+        assert!(tx.cascade("c2")?.is_none());
+        assert_eq!(tx.idempotent("key-1")?.as_deref(), Some("c1"));
+        assert_eq!(tx.idempotent("key-2")?, None);
+        assert_eq!((tx.cascade_budget("c1")?, tx.cascade_budget("c2")?), (Some(50), None));
+        let all: Vec<(u64, String)> = tx.parked()?.into_iter().map(|(id, p)| (id, p.plugin)).collect();
+        assert_eq!(all, [(first, "a".to_owned()), (second, "b".to_owned())], "oldest first");
+        assert_eq!(tx.parked_entry(second)?.map(|p| p.plugin).as_deref(), Some("b"));
+        Ok(())
+    });
+    // Taking one out and parking again never reuses its id; a retried one
+    // keeps its own.
+    let third = write(store, |tx| {
+        let taken = tx.take_parked(second)?.expect("it was parked");
+        tx.put_skipped(
+            second,
+            &Skipped {
+                parked: taken,
+                skipped_by: "op".into(),
+                skipped_at: 6,
+            },
+        )?;
+        assert!(tx.take_parked(second)?.is_none(), "taken once");
+        tx.park(Some(first), &parked("a"))?;
+        tx.park(None, &parked("c"))
+    });
+    assert!(third > second, "an id is never reused");
+    assert_eq!(read(store, |tx| tx.parked()).len(), 2);
+}
+
+fn progress<B: Backend>(store: &B) {
+    read(store, |tx| {
+        assert_eq!(tx.pipeline_position()?, 0);
+        assert_eq!(tx.checkpoint("p")?, None);
+        assert_eq!(tx.pm_state("p")?, None);
+        assert!(!tx.is_stopped("p")?);
+        Ok(())
+    });
+    write(store, |tx| {
+        tx.set_pipeline_position(4)?;
+        tx.set_checkpoint("p", 3)?;
+        tx.put_pm_state("p", br#"{"n":1}"#)?;
+        tx.stop_for("q", "its state would not load")?;
+        tx.set_stopped("r", true)
+    });
+    read(store, |tx| {
+        assert_eq!(tx.pipeline_position()?, 4);
+        assert_eq!(tx.checkpoint("p")?, Some(3));
+        assert_eq!(tx.pm_state("p")?.as_deref(), Some(br#"{"n":1}"#.as_slice()));
+        assert!(tx.is_stopped("q")? && tx.is_stopped("r")?);
+        assert_eq!(tx.stop_reason("q")?.as_deref(), Some("its state would not load"));
+        assert_eq!(tx.stop_reason("r")?, None, "stopped by the operator: no reason");
+        Ok(())
+    });
+    write(store, |tx| {
+        tx.remove_pm_state("p")?;
+        tx.set_stopped("q", false)
+    });
+    read(store, |tx| {
+        assert_eq!(tx.pm_state("p")?, None);
+        assert!(!tx.is_stopped("q")?);
+        assert_eq!(tx.stop_reason("q")?, None, "starting clears the reason");
+        Ok(())
+    });
+}
+
+fn plugin(name: &str, hash: &str, order: u64) -> PluginRecord {
+    PluginRecord {
+        name: name.into(),
+        kind: PluginKind::ProcessManager,
+        hash: hash.into(),
+        order,
+        source: format!("{name}.wasm"),
+        manifest: Manifest::default(),
+    }
+}
+
+fn version(name: &str, version: u64, hash: &str) -> PluginVersion {
+    PluginVersion {
+        name: name.into(),
+        version,
+        kind: PluginKind::ProcessManager,
+        hash: hash.into(),
+        source: format!("{name}.wasm"),
+        manifest: Manifest::default(),
+        deployed_at: version,
+        deployed_by: "op".into(),
+    }
+}
+
+fn registry<B: Backend>(store: &B) {
+    let bytes = Packed::new(b"\0asm component bytes");
+    write(store, |tx| {
+        tx.put_plugin(&plugin("zeta", "h1", 1))?;
+        tx.put_plugin(&plugin("alpha", "h2", 2))?;
+        for (v, hash) in [(1, "h0"), (2, "h1")] {
+            tx.put_component(hash, &bytes)?;
+            tx.put_artifact(&format!("{hash}-engine"), &bytes)?;
+            tx.put_plugin_version(&version("zeta", v, hash))?;
+        }
+        tx.put_component("h2", &bytes)?;
+        tx.set_checkpoint("zeta", 9)
+    });
+    read(store, |tx| {
+        let names: Vec<String> = tx.plugins()?.into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["zeta", "alpha"], "registration order, not name order");
+        assert_eq!(
+            tx.component("h1")?.as_deref(),
+            Some(b"\0asm component bytes".as_slice())
+        );
+        assert_eq!(
+            tx.artifact("h0-engine")?.as_deref(),
+            Some(b"\0asm component bytes".as_slice())
+        );
+        let (versions, active) = tx.plugin_versions("zeta")?;
+        assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(active, Some(2), "the newest put is active");
+        Ok(())
+    });
+    // Keep one version: v1 is forgotten with its component and artifact.
+    let forgotten = write(store, |tx| tx.prune_versions("zeta", 1));
+    assert_eq!(forgotten, [1]);
+    read(store, |tx| {
+        assert_eq!(tx.component("h0")?, None, "no version uses h0");
+        assert_eq!(tx.artifact("h0-engine")?, None, "nor its artifact");
+        assert!(tx.component("h1")?.is_some() && tx.artifact("h1-engine")?.is_some());
+        assert!(tx.component("h2")?.is_some(), "a registered plugin's component stays");
+        Ok(())
+    });
+    // A rollback makes an older version active; pruning keeps the active one.
+    write(store, |tx| {
+        tx.put_plugin_version(&version("zeta", 3, "h1"))?;
+        tx.set_active_version("zeta", 2)
+    });
+    let forgotten = write(store, |tx| tx.prune_versions("zeta", 1));
+    assert!(forgotten.is_empty(), "the active version is kept: {forgotten:?}");
+    write(store, |tx| tx.remove_plugin("zeta"));
+    read(store, |tx| {
+        assert_eq!(tx.plugins()?.len(), 1);
+        assert_eq!(tx.checkpoint("zeta")?, None, "removing forgets its checkpoint");
+        Ok(())
+    });
+}
+
+fn documents<B: Backend>(store: &B) {
+    write(store, |tx| {
+        tx.rm_put("projects", "p2", r#"{"g":"g1"}"#)?;
+        tx.rm_put("projects", "p1", r#"{"g":"g1"}"#)?;
+        tx.rm_put("groups", "g1", r#"{"n":1}"#)?;
+        tx.rm_index("projects", "g", r#""g1""#, "p2")?;
+        tx.rm_index("projects", "g", r#""g1""#, "p1")?;
+        tx.rm_index("projects", "g", r#""g2""#, "p3")?;
+        tx.set_rm_indexed("projects", &["g".to_owned()])
+    });
+    read(store, |tx| {
+        let ids: Vec<String> = tx.rm_docs("projects")?.into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["p1", "p2"], "one collection, in id order");
+        assert_eq!(tx.rm_doc("groups", "g1")?.as_deref(), Some(r#"{"n":1}"#));
+        assert_eq!(tx.rm_find("projects", "g", r#""g1""#)?, ["p1", "p2"]);
+        assert_eq!(tx.rm_indexed("projects")?, Some(vec!["g".to_owned()]));
+        assert_eq!(tx.rm_indexed("groups")?, None);
+        Ok(())
+    });
+    write(store, |tx| {
+        tx.rm_delete("projects", "p2")?;
+        tx.rm_unindex("projects", "g", r#""g1""#, "p2")
+    });
+    assert_eq!(read(store, |tx| tx.rm_find("projects", "g", r#""g1""#)), ["p1"]);
+    write(store, |tx| tx.rm_clear("projects"));
+    read(store, |tx| {
+        assert!(tx.rm_docs("projects")?.is_empty());
+        assert!(
+            tx.rm_find("projects", "g", r#""g2""#)?.is_empty(),
+            "its index is cleared too"
+        );
+        assert_eq!(tx.rm_docs("groups")?.len(), 1, "other collections stay");
+        Ok(())
+    });
+}

@@ -1,0 +1,455 @@
+//! A store in memory: the reference the conformance suite holds the redb
+//! store to, and the shape a new store takes. A write transaction works on a
+//! copy of the tables and puts it in place on commit, so `Err` leaves
+//! nothing behind; a read view is a copy of the last commit. Every
+//! transaction copies every table: for tests and small data, not production.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+
+use super::traits::{Backend, Documents, EventLog, Progress, Registry, WorkQueue};
+use super::{Packed, StreamHead, now_millis, packed};
+use crate::error::StoreError;
+use crate::event::{Envelope, Event, NewEvent};
+use crate::records::{CascadeRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped};
+
+/// Every table, as ordered maps.
+#[derive(Clone, Default)]
+pub struct MemoryTx {
+    events: BTreeMap<u64, Event>,
+    streams: BTreeMap<(String, String), StreamHead>,
+    next_command: Option<u64>,
+    next_parked: Option<u64>,
+    pipeline_position: u64,
+    queue: BTreeMap<u64, QueuedCommand>,
+    cascades: BTreeMap<String, CascadeRecord>,
+    idempotency: BTreeMap<String, String>,
+    budgets: BTreeMap<String, u64>,
+    parked: BTreeMap<u64, Parked>,
+    skipped: BTreeMap<u64, Skipped>,
+    checkpoints: BTreeMap<String, u64>,
+    pm_states: BTreeMap<String, Vec<u8>>,
+    stopped: BTreeSet<String>,
+    stop_reasons: BTreeMap<String, String>,
+    plugins: BTreeMap<String, PluginRecord>,
+    versions: BTreeMap<(String, u64), PluginVersion>,
+    active: BTreeMap<String, u64>,
+    components: BTreeMap<String, Vec<u8>>,
+    artifacts: BTreeMap<String, Vec<u8>>,
+    rm_docs: BTreeMap<(String, String), String>,
+    rm_index: BTreeSet<(String, String, String, String)>,
+    rm_indexed: BTreeMap<String, Vec<String>>,
+}
+
+/// The in-memory store.
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<MemoryTx>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryTx> {
+        // A panic inside a transaction never reaches the committed tables.
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Backend for MemoryStore {
+    type Tx<'t> = MemoryTx;
+
+    fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut MemoryTx) -> Result<R, E>) -> Result<R, E> {
+        // Held for the whole transaction: one writer at a time, as in redb.
+        let mut committed = self.lock();
+        let mut tx = committed.clone();
+        let value = f(&mut tx)?;
+        *committed = tx;
+        Ok(value)
+    }
+
+    fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&MemoryTx) -> Result<R, E>) -> Result<R, E> {
+        let snapshot = self.lock().clone();
+        f(&snapshot)
+    }
+}
+
+fn key(a: &str, b: &str) -> (String, String) {
+    (a.to_owned(), b.to_owned())
+}
+
+impl EventLog for MemoryTx {
+    fn head(&self) -> u64 {
+        self.events.last_key_value().map_or(0, |(p, _)| *p)
+    }
+
+    fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
+        Ok(self.events.get(&position).cloned())
+    }
+
+    fn logged_event(&self, position: u64) -> Result<Event, StoreError> {
+        self.event(position)?.ok_or_else(|| StoreError::Corrupt {
+            table: "events",
+            message: format!("position {position} is missing below the head"),
+        })
+    }
+
+    fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {
+        Ok(self
+            .streams
+            .get(&key(stream_type, stream_id))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn append_after(
+        &mut self,
+        stream_type: &str,
+        stream_id: &str,
+        version: u64,
+        events: Vec<NewEvent>,
+        envelope: &Envelope,
+        state: Option<Vec<u8>>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let created_at = now_millis();
+        let mut appended = Vec::with_capacity(events.len());
+        for (offset, new) in (1..).zip(events) {
+            let event = Event {
+                position: self.head() + 1,
+                name: new.name,
+                stream_type: stream_type.to_owned(),
+                stream_id: stream_id.to_owned(),
+                stream_version: version + offset,
+                payload: new.payload,
+                metadata: envelope.metadata.clone(),
+                actor_id: envelope.actor_id.clone(),
+                causation_id: envelope.causation_id.clone(),
+                correlation_id: envelope.correlation_id.clone(),
+                created_at,
+            };
+            self.events.insert(event.position, event.clone());
+            appended.push(event);
+        }
+        if let Some(last) = appended.last() {
+            let head = StreamHead {
+                version: last.stream_version,
+                state,
+            };
+            self.streams.insert(key(stream_type, stream_id), head);
+        }
+        Ok(appended)
+    }
+}
+
+impl WorkQueue for MemoryTx {
+    fn next_command_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.next_command.unwrap_or(1))
+    }
+
+    fn set_next_command_seq(&mut self, next: u64) -> Result<(), StoreError> {
+        self.next_command = Some(next);
+        Ok(())
+    }
+
+    fn enqueue(&mut self, seq: u64, command: &QueuedCommand) -> Result<(), StoreError> {
+        self.queue.insert(seq, command.clone());
+        Ok(())
+    }
+
+    fn dequeue(&mut self) -> Result<Option<QueuedCommand>, StoreError> {
+        Ok(self.queue.pop_first().map(|(_, c)| c))
+    }
+
+    fn queued_commands(&self) -> Result<u64, StoreError> {
+        Ok(self.queue.len() as u64)
+    }
+
+    fn queue(&self) -> Result<Vec<(u64, QueuedCommand)>, StoreError> {
+        Ok(self.queue.iter().map(|(s, c)| (*s, c.clone())).collect())
+    }
+
+    fn unqueue(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.queue.remove(&seq);
+        Ok(())
+    }
+
+    fn cascade(&self, correlation_id: &str) -> Result<Option<CascadeRecord>, StoreError> {
+        Ok(self.cascades.get(correlation_id).cloned())
+    }
+
+    fn put_cascade(&mut self, correlation_id: &str, record: &CascadeRecord) -> Result<(), StoreError> {
+        self.cascades.insert(correlation_id.to_owned(), record.clone());
+        Ok(())
+    }
+
+    fn idempotent(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.idempotency.get(key).cloned())
+    }
+
+    fn put_cascade_budget(&mut self, correlation_id: &str, budget: u64) -> Result<(), StoreError> {
+        self.budgets.insert(correlation_id.to_owned(), budget);
+        Ok(())
+    }
+
+    fn cascade_budget(&self, correlation_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.budgets.get(correlation_id).copied())
+    }
+
+    fn put_idempotent(&mut self, key: &str, correlation_id: &str) -> Result<(), StoreError> {
+        self.idempotency.insert(key.to_owned(), correlation_id.to_owned());
+        Ok(())
+    }
+
+    fn park(&mut self, id: Option<u64>, parked: &Parked) -> Result<u64, StoreError> {
+        let id = id.unwrap_or_else(|| {
+            let id = self.next_parked.unwrap_or(1);
+            self.next_parked = Some(id + 1);
+            id
+        });
+        self.parked.insert(id, parked.clone());
+        Ok(id)
+    }
+
+    fn parked(&self) -> Result<Vec<(u64, Parked)>, StoreError> {
+        Ok(self.parked.iter().map(|(id, p)| (*id, p.clone())).collect())
+    }
+
+    fn parked_entry(&self, id: u64) -> Result<Option<Parked>, StoreError> {
+        Ok(self.parked.get(&id).cloned())
+    }
+
+    fn take_parked(&mut self, id: u64) -> Result<Option<Parked>, StoreError> {
+        Ok(self.parked.remove(&id))
+    }
+
+    fn put_skipped(&mut self, id: u64, skipped: &Skipped) -> Result<(), StoreError> {
+        self.skipped.insert(id, skipped.clone());
+        Ok(())
+    }
+}
+
+impl Progress for MemoryTx {
+    fn pipeline_position(&self) -> Result<u64, StoreError> {
+        Ok(self.pipeline_position)
+    }
+
+    fn set_pipeline_position(&mut self, position: u64) -> Result<(), StoreError> {
+        self.pipeline_position = position;
+        Ok(())
+    }
+
+    fn checkpoint(&self, listener: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.checkpoints.get(listener).copied())
+    }
+
+    fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError> {
+        self.checkpoints.insert(listener.to_owned(), position);
+        Ok(())
+    }
+
+    fn pm_state(&self, listener: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.pm_states.get(listener).cloned())
+    }
+
+    fn put_pm_state(&mut self, listener: &str, state: &[u8]) -> Result<(), StoreError> {
+        self.pm_states.insert(listener.to_owned(), state.to_vec());
+        Ok(())
+    }
+
+    fn remove_pm_state(&mut self, listener: &str) -> Result<(), StoreError> {
+        self.pm_states.remove(listener);
+        Ok(())
+    }
+
+    fn is_stopped(&self, listener: &str) -> Result<bool, StoreError> {
+        Ok(self.stopped.contains(listener))
+    }
+
+    fn set_stopped(&mut self, listener: &str, stopped: bool) -> Result<(), StoreError> {
+        if stopped {
+            self.stopped.insert(listener.to_owned());
+        } else {
+            self.stopped.remove(listener);
+            self.stop_reasons.remove(listener);
+        }
+        Ok(())
+    }
+
+    fn stop_reason(&self, plugin: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.stop_reasons.get(plugin).cloned())
+    }
+
+    fn stop_for(&mut self, plugin: &str, reason: &str) -> Result<(), StoreError> {
+        self.stopped.insert(plugin.to_owned());
+        self.stop_reasons.insert(plugin.to_owned(), reason.to_owned());
+        Ok(())
+    }
+}
+
+impl Registry for MemoryTx {
+    fn plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
+        let mut records: Vec<PluginRecord> = self.plugins.values().cloned().collect();
+        records.sort_by_key(|r| r.order);
+        Ok(records)
+    }
+
+    fn put_plugin(&mut self, record: &PluginRecord) -> Result<(), StoreError> {
+        self.plugins.insert(record.name.clone(), record.clone());
+        Ok(())
+    }
+
+    fn remove_plugin(&mut self, name: &str) -> Result<(), StoreError> {
+        self.plugins.remove(name);
+        self.active.remove(name);
+        self.checkpoints.remove(name);
+        self.pm_states.remove(name);
+        self.stopped.remove(name);
+        self.stop_reasons.remove(name);
+        Ok(())
+    }
+
+    fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let stored = self.components.get(hash);
+        stored.map(|bytes| packed::unpack("components", bytes)).transpose()
+    }
+
+    fn put_component(&mut self, hash: &str, bytes: &Packed) -> Result<(), StoreError> {
+        self.components
+            .entry(hash.to_owned())
+            .or_insert_with(|| bytes.as_bytes().to_vec());
+        Ok(())
+    }
+
+    fn artifact(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let stored = self.artifacts.get(key);
+        stored.map(|bytes| packed::unpack("artifacts", bytes)).transpose()
+    }
+
+    fn put_artifact(&mut self, key: &str, bytes: &Packed) -> Result<(), StoreError> {
+        self.artifacts
+            .entry(key.to_owned())
+            .or_insert_with(|| bytes.as_bytes().to_vec());
+        Ok(())
+    }
+
+    fn prune_versions(&mut self, name: &str, keep: usize) -> Result<Vec<u64>, StoreError> {
+        let (versions, active) = self.plugin_versions(name)?;
+        let forgotten: Vec<u64> = versions
+            .iter()
+            .rev()
+            .skip(keep)
+            .map(|v| v.version)
+            .filter(|v| Some(*v) != active)
+            .collect();
+        for version in &forgotten {
+            self.versions.remove(&(name.to_owned(), *version));
+        }
+        let referenced: BTreeSet<&str> = self
+            .versions
+            .values()
+            .map(|v| v.hash.as_str())
+            .chain(self.plugins.values().map(|r| r.hash.as_str()))
+            .collect();
+        let keep_component = |hash: &str| referenced.contains(hash);
+        let components = std::mem::take(&mut self.components);
+        let artifacts = std::mem::take(&mut self.artifacts);
+        let components = components.into_iter().filter(|(h, _)| keep_component(h)).collect();
+        // An artifact's key is its component's hash, a dash, the engine's.
+        let artifacts = artifacts
+            .into_iter()
+            .filter(|(k, _)| keep_component(k.split_once('-').map_or(k.as_str(), |(hash, _)| hash)))
+            .collect();
+        self.components = components;
+        self.artifacts = artifacts;
+        Ok(forgotten)
+    }
+
+    fn plugin_versions(&self, name: &str) -> Result<(Vec<PluginVersion>, Option<u64>), StoreError> {
+        let versions = self
+            .versions
+            .range((name.to_owned(), 0)..=(name.to_owned(), u64::MAX))
+            .map(|(_, v)| v.clone())
+            .collect();
+        Ok((versions, self.active.get(name).copied()))
+    }
+
+    fn put_plugin_version(&mut self, version: &PluginVersion) -> Result<(), StoreError> {
+        self.versions
+            .insert((version.name.clone(), version.version), version.clone());
+        self.set_active_version(&version.name, version.version)
+    }
+
+    fn set_active_version(&mut self, name: &str, version: u64) -> Result<(), StoreError> {
+        self.active.insert(name.to_owned(), version);
+        Ok(())
+    }
+}
+
+impl Documents for MemoryTx {
+    fn rm_find(&self, collection: &str, field: &str, key: &str) -> Result<Vec<String>, StoreError> {
+        let from = (collection.to_owned(), field.to_owned(), key.to_owned(), String::new());
+        Ok(self
+            .rm_index
+            .range(from..)
+            .take_while(|(c, f, k, _)| (c.as_str(), f.as_str(), k.as_str()) == (collection, field, key))
+            .map(|(_, _, _, id)| id.clone())
+            .collect())
+    }
+
+    fn rm_doc(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.rm_docs.get(&key(collection, id)).cloned())
+    }
+
+    fn rm_put(&mut self, collection: &str, id: &str, doc: &str) -> Result<(), StoreError> {
+        self.rm_docs.insert(key(collection, id), doc.to_owned());
+        Ok(())
+    }
+
+    fn rm_delete(&mut self, collection: &str, id: &str) -> Result<(), StoreError> {
+        self.rm_docs.remove(&key(collection, id));
+        Ok(())
+    }
+
+    fn rm_index(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
+        self.rm_index
+            .insert((collection.to_owned(), field.to_owned(), key.to_owned(), id.to_owned()));
+        Ok(())
+    }
+
+    fn rm_unindex(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
+        self.rm_index
+            .remove(&(collection.to_owned(), field.to_owned(), key.to_owned(), id.to_owned()));
+        Ok(())
+    }
+
+    fn rm_docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .rm_docs
+            .range(key(collection, "")..)
+            .take_while(|((c, _), _)| c == collection)
+            .map(|((_, id), doc)| (id.clone(), doc.clone()))
+            .collect())
+    }
+
+    fn rm_clear(&mut self, collection: &str) -> Result<(), StoreError> {
+        self.rm_docs.retain(|(c, _), _| c != collection);
+        self.rm_clear_index(collection)
+    }
+
+    fn rm_clear_index(&mut self, collection: &str) -> Result<(), StoreError> {
+        self.rm_index.retain(|(c, _, _, _)| c != collection);
+        Ok(())
+    }
+
+    fn rm_indexed(&self, collection: &str) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(self.rm_indexed.get(collection).cloned())
+    }
+
+    fn set_rm_indexed(&mut self, collection: &str, fields: &[String]) -> Result<(), StoreError> {
+        self.rm_indexed.insert(collection.to_owned(), fields.to_vec());
+        Ok(())
+    }
+}

@@ -1,0 +1,503 @@
+//! What a store is: the traits one unit of work (a transaction) offers the
+//! engine, grouped by job, and [`Backend`], which runs a closure in a write
+//! transaction (committed on `Ok`, rolled back on `Err`) or in a read view
+//! (a snapshot of the last commit that never blocks the writer).
+//!
+//! The redb [`Store`](super::Store) and the in-memory
+//! [`MemoryStore`](super::MemoryStore) implement them, and both pass
+//! [`conformance::run`](super::conformance::run): a new store (PostgreSQL,
+//! say) is one that passes the same suite.
+
+use crate::error::{ConcurrencyError, StoreError};
+use crate::event::{Envelope, Event, NewEvent};
+use crate::records::{CascadeRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped};
+
+use super::{Packed, StreamHead};
+
+/// The event log and stream heads.
+pub trait EventLog {
+    /// Position of the newest event, 0 when the log is empty.
+    fn head(&self) -> u64;
+
+    /// The event at `position`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn event(&self, position: u64) -> Result<Option<Event>, StoreError>;
+
+    /// The event at `position`, which must be at or below the head: a gap
+    /// there means the file is corrupt.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for a missing event; a storage error.
+    fn logged_event(&self, position: u64) -> Result<Event, StoreError>;
+
+    /// The stream's newest version and aggregate state.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError>;
+
+    /// Append `events` to a stream whose current version must be `expected`,
+    /// and store `state` as the aggregate state after them (`None` keeps the
+    /// stored state). Nothing is written when the versions differ.
+    ///
+    /// # Errors
+    ///
+    /// [`ConcurrencyError`] naming the stream and both versions (as
+    /// `Ok(Err(..))`), or a storage error.
+    fn append(
+        &mut self,
+        stream_type: &str,
+        stream_id: &str,
+        expected: u64,
+        events: &[NewEvent],
+        envelope: &Envelope,
+        state: Option<Vec<u8>>,
+    ) -> Result<Result<Vec<Event>, ConcurrencyError>, StoreError> {
+        let head = self.stream(stream_type, stream_id)?;
+        if head.version != expected {
+            return Ok(Err(ConcurrencyError {
+                stream: format!("{stream_type}:{stream_id}"),
+                expected,
+                actual: head.version,
+            }));
+        }
+        let state = state.or(head.state);
+        Ok(Ok(self.append_after(
+            stream_type,
+            stream_id,
+            expected,
+            events.to_vec(),
+            envelope,
+            state,
+        )?))
+    }
+
+    /// Append `events` after `version`, the stream version the caller read
+    /// in this transaction, and store `state` as the aggregate state after
+    /// them. An executing aggregate has just read and checked the stream
+    /// head, so it is not read again.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn append_after(
+        &mut self,
+        stream_type: &str,
+        stream_id: &str,
+        version: u64,
+        events: Vec<NewEvent>,
+        envelope: &Envelope,
+        state: Option<Vec<u8>>,
+    ) -> Result<Vec<Event>, StoreError>;
+}
+
+/// The work queue: queued commands, cascade records, idempotency keys and
+/// budgets, parked and skipped events.
+pub trait WorkQueue {
+    /// The next free command sequence number (numbers are never reused).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn next_command_seq(&self) -> Result<u64, StoreError>;
+
+    /// Record that sequence numbers below `next` are taken.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn set_next_command_seq(&mut self, next: u64) -> Result<(), StoreError>;
+
+    /// Put a command at the end of the queue under its sequence number.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn enqueue(&mut self, seq: u64, command: &QueuedCommand) -> Result<(), StoreError>;
+
+    /// Remove and return the oldest queued command.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn dequeue(&mut self) -> Result<Option<QueuedCommand>, StoreError>;
+
+    /// How many commands wait in the queue.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn queued_commands(&self) -> Result<u64, StoreError>;
+
+    /// Every queued command with its sequence number, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn queue(&self) -> Result<Vec<(u64, QueuedCommand)>, StoreError>;
+
+    /// Drop queued command `seq` without running it.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn unqueue(&mut self, seq: u64) -> Result<(), StoreError>;
+
+    /// The record of a cascade, by correlation id.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn cascade(&self, correlation_id: &str) -> Result<Option<CascadeRecord>, StoreError>;
+
+    /// Store the record of a cascade.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_cascade(&mut self, correlation_id: &str, record: &CascadeRecord) -> Result<(), StoreError>;
+
+    /// The correlation id a command submitted with idempotency `key` started.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn idempotent(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Record the budget cascade `correlation_id` was submitted with.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_cascade_budget(&mut self, correlation_id: &str, budget: u64) -> Result<(), StoreError>;
+
+    /// The budget cascade `correlation_id` was submitted with, if any.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn cascade_budget(&self, correlation_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Remember that idempotency `key` started cascade `correlation_id`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_idempotent(&mut self, key: &str, correlation_id: &str) -> Result<(), StoreError>;
+
+    /// Park an event for a listener under `id` (a retried parked event that
+    /// failed again keeps its own), or under a new id that is never reused.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn park(&mut self, id: Option<u64>, parked: &Parked) -> Result<u64, StoreError>;
+
+    /// Every parked event, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn parked(&self) -> Result<Vec<(u64, Parked)>, StoreError>;
+
+    /// One parked event.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn parked_entry(&self, id: u64) -> Result<Option<Parked>, StoreError>;
+
+    /// Remove and return a parked event.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn take_parked(&mut self, id: u64) -> Result<Option<Parked>, StoreError>;
+
+    /// Record a skipped parked event.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_skipped(&mut self, id: u64, skipped: &Skipped) -> Result<(), StoreError>;
+}
+
+/// Where each listener is: the pipeline position, checkpoints, state blobs,
+/// stopped listeners.
+pub trait Progress {
+    /// The position up to which the pipeline has run both phases.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn pipeline_position(&self) -> Result<u64, StoreError>;
+
+    /// Record the pipeline's position.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn set_pipeline_position(&mut self, position: u64) -> Result<(), StoreError>;
+
+    /// A listener's checkpoint: the last position it has seen.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn checkpoint(&self, listener: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Move a listener's checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError>;
+
+    /// The state blob of a stateful process manager, as of its checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn pm_state(&self, listener: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Store a process manager's state blob (with its checkpoint, in the same
+    /// transaction).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_pm_state(&mut self, listener: &str, state: &[u8]) -> Result<(), StoreError>;
+
+    /// Forget a process manager's state blob: it starts from its initial state.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn remove_pm_state(&mut self, listener: &str) -> Result<(), StoreError>;
+
+    /// Whether the listener is stopped (its checkpoint is where it stopped).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn is_stopped(&self, listener: &str) -> Result<bool, StoreError>;
+
+    /// Mark a listener stopped or running.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn set_stopped(&mut self, listener: &str, stopped: bool) -> Result<(), StoreError>;
+
+    /// Why the host stopped `plugin`, if it did.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn stop_reason(&self, plugin: &str) -> Result<Option<String>, StoreError>;
+
+    /// Stop `plugin` for `reason`: it gets no events until started again.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn stop_for(&mut self, plugin: &str, reason: &str) -> Result<(), StoreError>;
+}
+
+/// The plugin registry: records, versions, components and artifacts.
+pub trait Registry {
+    /// Every registered plugin, in registration order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn plugins(&self) -> Result<Vec<PluginRecord>, StoreError>;
+
+    /// Register or replace a plugin.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_plugin(&mut self, record: &PluginRecord) -> Result<(), StoreError>;
+
+    /// Unregister plugin `name`: its registration, checkpoint, state and stop
+    /// marks go; its versions, components and parked events stay.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn remove_plugin(&mut self, name: &str) -> Result<(), StoreError>;
+
+    /// Component bytes by content hash.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Store component bytes under their content hash (once: the same
+    /// build deployed again is not stored twice).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_component(&mut self, hash: &str, bytes: &Packed) -> Result<(), StoreError>;
+
+    /// A precompiled artifact by key (content hash + engine compatibility).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn artifact(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Store a precompiled artifact, keyed by its component's hash, a `-`,
+    /// and the engine's compatibility.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_artifact(&mut self, key: &str, bytes: &Packed) -> Result<(), StoreError>;
+
+    /// Keep the newest `keep` versions of plugin `name` (and the active
+    /// one), forget older ones, and delete every component and artifact no
+    /// kept version of any plugin refers to. Returns the versions forgotten.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn prune_versions(&mut self, name: &str, keep: usize) -> Result<Vec<u64>, StoreError>;
+
+    /// Every version of plugin `name`, oldest first, and the active one.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn plugin_versions(&self, name: &str) -> Result<(Vec<PluginVersion>, Option<u64>), StoreError>;
+
+    /// Record `version` of its plugin and make it the active one.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_plugin_version(&mut self, version: &PluginVersion) -> Result<(), StoreError>;
+
+    /// Make `version` the active version of plugin `name`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn set_active_version(&mut self, name: &str, version: u64) -> Result<(), StoreError>;
+}
+
+/// Read-model documents and their indexes.
+pub trait Documents {
+    /// The ids of `collection`'s documents whose indexed `field` has the
+    /// canonical JSON `key`, in id order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_find(&self, collection: &str, field: &str, key: &str) -> Result<Vec<String>, StoreError>;
+
+    /// A read-model document.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_doc(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Put `doc` (JSON text) as document `id` of `collection`, replacing any.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_put(&mut self, collection: &str, id: &str, doc: &str) -> Result<(), StoreError>;
+
+    /// Delete document `id` of `collection`; a missing one is fine.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_delete(&mut self, collection: &str, id: &str) -> Result<(), StoreError>;
+
+    /// Index document `id` of `collection` under `field` = `key` (canonical JSON).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_index(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError>;
+
+    /// Remove the index entry [`Documents::rm_index`] made.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_unindex(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError>;
+
+    /// Every document of `collection`, as (id, JSON text), in id order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Remove every document and index entry of `collection`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_clear(&mut self, collection: &str) -> Result<(), StoreError>;
+
+    /// Remove every index entry of `collection`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_clear_index(&mut self, collection: &str) -> Result<(), StoreError>;
+
+    /// The fields `collection`'s index holds entries for; `None` when never
+    /// recorded (a data directory from before this was tracked).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_indexed(&self, collection: &str) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// Record the fields `collection`'s index holds entries for.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn set_rm_indexed(&mut self, collection: &str, fields: &[String]) -> Result<(), StoreError>;
+}
+
+/// Everything one transaction offers.
+pub trait UnitOfWork: EventLog + WorkQueue + Progress + Registry + Documents {}
+
+impl<T: EventLog + WorkQueue + Progress + Registry + Documents> UnitOfWork for T {}
+
+/// A store: units of work and read views over one set of tables.
+pub trait Backend {
+    /// One transaction; `'t` is the transaction's own lifetime.
+    type Tx<'t>: UnitOfWork;
+
+    /// Run `f` in one write transaction: commit if it returns `Ok`, roll
+    /// everything back if it returns `Err`.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error, or a storage error.
+    fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut Self::Tx<'_>) -> Result<R, E>) -> Result<R, E>;
+
+    /// Run `f` on a snapshot of the last commit, without writing.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error, or a storage error.
+    fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&Self::Tx<'_>) -> Result<R, E>) -> Result<R, E>;
+}
