@@ -177,7 +177,7 @@ fn replay(
             message,
         })?;
     }
-    let by_event = super::handlers_by_event(listener.as_ref());
+    let by_event = super::listeners::handlers_by_event(listener.as_ref());
     let mut report = RefreshReport {
         listener: name.clone(),
         through,

@@ -1,0 +1,108 @@
+//! Commands in: submitting, queueing and executing a command until it settles.
+
+use super::{Pipeline, Settled};
+use crate::error::{Error, StoreError};
+use crate::event::Command;
+use crate::records::{CascadeRecord, QueuedCommand, Submission};
+use crate::store::Tx;
+use crate::store::WorkQueue;
+
+impl Pipeline {
+    /// Queue `command` from outside as the first command of a new cascade and
+    /// return the cascade's correlation id. `expected_version`, when given,
+    /// makes the command fail unless the stream is at that version.
+    ///
+    /// # Errors
+    ///
+    /// A [`crate::CommandError`] when the aggregate or command is unknown or
+    /// the args are not JSON (nothing is queued); a storage error.
+    pub fn submit(&mut self, command: Command, expected_version: Option<u64>) -> Result<String, Error> {
+        let mut ids = self.submit_all(vec![(command, expected_version)])?;
+        Ok(ids.pop().expect("one id per command"))
+    }
+
+    /// [`Pipeline::submit`] for many commands in one transaction: either all
+    /// are queued or, when one is invalid, none is. A submission whose
+    /// idempotency key was seen before queues nothing and returns the
+    /// correlation id of the first submission with that key.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::submit`], for the first invalid command.
+    pub fn submit_all<S: Into<Submission>>(
+        &mut self,
+        commands: impl IntoIterator<Item = S>,
+    ) -> Result<Vec<String>, Error> {
+        let submissions: Vec<Submission> = commands.into_iter().map(Into::into).collect();
+        for submission in &submissions {
+            self.aggregates.check(&submission.command)?;
+        }
+        Ok(self.store.write(|tx| {
+            let mut seq = tx.next_command_seq()?;
+            let ids = enqueue(tx, &mut seq, submissions)?;
+            tx.set_next_command_seq(seq)?;
+            Ok::<_, StoreError>(ids)
+        })?)
+    }
+
+    /// Submit `command` and run the loop until its cascade has settled.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::submit`] and [`Pipeline::step`].
+    pub fn execute(&mut self, command: Command) -> Result<Settled, Error> {
+        self.execute_submission(command.into())
+    }
+
+    /// [`Pipeline::execute`] for a [`Submission`]. The command is queued in
+    /// the transaction of the first step that runs it: a lone command that
+    /// settles in one batch costs one commit.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::submit`] and [`Pipeline::step`].
+    pub fn execute_submission(&mut self, submission: Submission) -> Result<Settled, Error> {
+        self.aggregates.check(&submission.command)?;
+        let (mut ids, _) = self.step_with(vec![submission])?;
+        self.run_until_settled(&ids.remove(0))
+    }
+}
+
+/// Queue `submissions` as new cascades from sequence `seq` on (advanced past
+/// them); a known idempotency key queues nothing and yields the first
+/// cascade's id.
+pub(super) fn enqueue(tx: &mut Tx<'_>, seq: &mut u64, submissions: Vec<Submission>) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::with_capacity(submissions.len());
+    for submission in submissions {
+        if let Some(key) = &submission.idempotency_key
+            && let Some(first) = tx.idempotent(key)?
+        {
+            ids.push(first);
+            continue;
+        }
+        let id = format!("c{seq}");
+        if let Some(key) = &submission.idempotency_key {
+            tx.put_idempotent(key, &id)?;
+        }
+        let queued = QueuedCommand {
+            id: id.clone(),
+            command: submission.command,
+            correlation_id: id.clone(),
+            causation_id: None,
+            cause: None,
+            expected_version: submission.expected_version,
+        };
+        tx.enqueue(*seq, &queued)?;
+        *seq += 1;
+        if let Some(budget) = submission.cascade_budget {
+            tx.put_cascade_budget(&id, budget as u64)?;
+        }
+        let record = CascadeRecord {
+            outstanding: 1,
+            ..CascadeRecord::default()
+        };
+        tx.put_cascade(&id, &record)?;
+        ids.push(id);
+    }
+    Ok(ids)
+}

@@ -1,0 +1,191 @@
+//! Listeners and aggregates: registering them (checked against the events
+//! aggregates declare), their routes, and what they report.
+
+use super::{Backoff, HandlerStats, ListenerStats, Pipeline, Route, Slot};
+use crate::aggregate::{Aggregate, Aggregates};
+use crate::error::{Error, PluginError, StoreError};
+use crate::listener::{Listener, Phase};
+use crate::store::{EventLog, Progress};
+use std::collections::HashMap;
+
+impl Pipeline {
+    /// Register an aggregate (or replace the one with the same name).
+    ///
+    /// # Errors
+    ///
+    /// See [`Aggregates::register`].
+    pub fn register_aggregate(&mut self, aggregate: Box<dyn Aggregate>) -> Result<String, PluginError> {
+        self.aggregates.register(aggregate)
+    }
+
+    /// Register a listener after the ones already registered, or replace the
+    /// one with the same name in place. A new listener starts at the head of
+    /// the log: it does not see history.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::UnknownEvent`] when a handler names an event no
+    /// aggregate declares; a storage error.
+    pub fn register_listener(&mut self, listener: Box<dyn Listener>) -> Result<(), Error> {
+        self.register_listener_with(listener, true)
+    }
+
+    /// [`Pipeline::register_listener`]; with `carry_state` false a replaced
+    /// stateful listener starts from its initial state instead of loading the
+    /// stored one (the caller refreshes or resets it next).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::register_listener`]; [`PluginError::IncompatibleState`]
+    /// when a redeployed build cannot load the stored state.
+    pub fn register_listener_with(&mut self, listener: Box<dyn Listener>, carry_state: bool) -> Result<(), Error> {
+        validate_handlers(&self.aggregates, listener.as_ref())?;
+        let mut listener = listener;
+        let name = listener.name().to_owned();
+        if let Some(collections) = listener.collections() {
+            self.read_models.declare(&name, collections)?;
+        }
+        let read_models = &self.read_models;
+        let (checkpoint, state, stopped, pipeline_position) = self.store.write(|tx| {
+            read_models.sync_indexes(tx, &name)?;
+            let checkpoint = match tx.checkpoint(&name)? {
+                Some(checkpoint) => checkpoint,
+                None => tx.head(),
+            };
+            tx.set_checkpoint(&name, checkpoint)?;
+            let stopped = tx.is_stopped(&name)?;
+            Ok::<_, StoreError>((checkpoint, tx.pm_state(&name)?, stopped, tx.pipeline_position()?))
+        })?;
+        if listener.is_stateful() {
+            // A redeployed version carries on from the state of the old one.
+            let state = state.filter(|_| carry_state);
+            listener.load_state(state.as_deref()).map_err(|message| match &state {
+                Some(_) if self.slots.iter().any(|s| s.listener.name() == name) => PluginError::IncompatibleState {
+                    plugin: name.clone(),
+                    message,
+                },
+                _ => PluginError::State {
+                    plugin: name.clone(),
+                    action: "load",
+                    message,
+                },
+            })?;
+        }
+        let stats = listener
+            .handlers()
+            .iter()
+            .map(|h| HandlerStats {
+                export: h.export_name(),
+                ..HandlerStats::default()
+            })
+            .collect();
+        let backoff = Backoff::behind(stopped, checkpoint, pipeline_position);
+        let slot = Slot {
+            listener,
+            checkpoint,
+            dirty: false,
+            calls: 0,
+            stopped,
+            stats,
+            backoff,
+        };
+        match self.slots.iter().position(|s| s.listener.name() == name) {
+            Some(index) => self.slots[index] = slot,
+            None => self.slots.push(slot),
+        }
+        self.routes = routes(&self.slots);
+        Ok(())
+    }
+
+    /// How many handler calls the listener `name` has had since the pipeline
+    /// was opened, live and during refreshes; `None` for an unknown name.
+    pub fn handler_calls(&self, name: &str) -> Option<u64> {
+        self.slots.iter().find(|s| s.listener.name() == name).map(|s| s.calls)
+    }
+
+    /// Every listener's checkpoint, status and handler calls, in
+    /// registration order.
+    pub fn listener_stats(&self) -> Vec<ListenerStats> {
+        self.slots
+            .iter()
+            .map(|s| ListenerStats {
+                name: s.listener.name().to_owned(),
+                checkpoint: s.checkpoint,
+                stopped: s.stopped,
+                handlers: s.stats.clone(),
+                memory_bytes: s.listener.memory_bytes(),
+            })
+            .collect()
+    }
+
+    /// Whether `name` is a registered stateful process manager.
+    pub fn is_stateful(&self, name: &str) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.listener.name() == name && s.listener.is_stateful())
+    }
+
+    /// The names of the registered listeners, in registration order.
+    pub fn listener_names(&self) -> Vec<String> {
+        self.slots.iter().map(|s| s.listener.name().to_owned()).collect()
+    }
+
+    pub(super) fn slot_index(&self, name: &str) -> Result<usize, PluginError> {
+        self.slots
+            .iter()
+            .position(|s| s.listener.name() == name)
+            .ok_or_else(|| {
+                let names = self.listener_names();
+                PluginError::UnknownListener {
+                    name: name.to_owned(),
+                    known: crate::aggregate::quoted_list(names.iter().map(String::as_str)),
+                }
+            })
+    }
+}
+
+pub(super) fn validate_handlers(aggregates: &Aggregates, listener: &dyn Listener) -> Result<(), PluginError> {
+    for handler in listener.handlers() {
+        if !aggregates.declares(&handler.event) {
+            let names = aggregates.event_names();
+            return Err(PluginError::UnknownEvent {
+                plugin: listener.name().to_owned(),
+                export: handler.export_name(),
+                event: handler.event.clone(),
+                known: crate::aggregate::quoted_list(names.iter().map(String::as_str)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A listener's handlers per event name: the `on-` handler first, then the
+/// `after-` handler.
+pub(super) fn handlers_by_event(listener: &dyn Listener) -> HashMap<String, Vec<usize>> {
+    let mut by_event: HashMap<String, Vec<usize>> = HashMap::new();
+    for (index, handler) in listener.handlers().iter().enumerate() {
+        by_event.entry(handler.event.clone()).or_default().push(index);
+    }
+    for handlers in by_event.values_mut() {
+        handlers.sort_by_key(|&h| listener.handlers()[h].phase == Phase::After);
+    }
+    by_event
+}
+
+pub(super) fn routes(slots: &[Slot]) -> HashMap<String, Route> {
+    let mut routes: HashMap<String, Route> = HashMap::new();
+    for (slot_index, slot) in slots.iter().enumerate() {
+        for (handler_index, handler) in slot.listener.handlers().iter().enumerate() {
+            let route = routes.entry(handler.event.clone()).or_default();
+            let phase = match handler.phase {
+                Phase::On => &mut route.on,
+                Phase::After => &mut route.after,
+            };
+            phase.push((slot_index, handler_index));
+            if route.slots.last() != Some(&slot_index) {
+                route.slots.push(slot_index);
+            }
+        }
+    }
+    routes
+}
