@@ -25,26 +25,43 @@
 //! [`EngineHandle`]s that any task submits commands through and awaits their
 //! settled answers with. Concurrent callers share group commits.
 //!
-//! ```no_run
-//! use std::time::Duration;
-//! use cascade::{Command, Engine, Options, Submission};
-//!
-//! # async fn run() -> Result<(), cascade::Error> {
-//! let engine = Engine::start("cascade-data".as_ref(), Options::default(), Duration::from_secs(10))?;
-//! let handle = engine.handle(); // Clone + Send + Sync
-//! let settled = handle
-//!     .execute(Submission {
-//!         command: Command::new("users", "u1", "create", r#"{"name":"Ada"}"#),
-//!         expected_version: None,
-//!         idempotency_key: Some("signup-u1".into()),
-//!         cascade_budget: None,
-//!     })
-//!     .await?;
-//! assert!(settled.is_ok());
-//! engine.shutdown(); // finishes the current batch, answers waiting callers
-//! # Ok(())
-//! # }
 //! ```
+//! use std::time::Duration;
+//! use cascade::{Command, Engine, Options};
+//!
+//! // The example plugins (`scripts/build-plugins.sh`; the test suite builds them).
+//! let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+//! let data = tempfile::tempdir()?;
+//! let engine = Engine::start(data.path(), Options::default(), Duration::from_secs(10))?;
+//! let handle = engine.handle(); // Clone + Send + Sync: give one to every task
+//! tokio::runtime::Runtime::new()?.block_on(async {
+//!     // Anything a runtime does, on the writer thread, between two batches.
+//!     handle
+//!         .with_runtime(move |runtime| {
+//!             ["users", "accounts", "welcome"]
+//!                 .iter()
+//!                 .try_for_each(|name| runtime.add_plugin(&plugins.join(format!("{name}.wasm"))).map(drop))
+//!         })
+//!         .await??;
+//!     // Queued, run by the writer, answered once the whole cascade settled:
+//!     // `welcome` reacts to `UserCreated` by opening an account.
+//!     let settled = handle
+//!         .execute(Command::new("users", "u1", "create", r#"{"name":"Ada"}"#))
+//!         .await?;
+//!     assert!(settled.is_ok());
+//!     let names: Vec<&str> = settled.events.iter().map(|e| e.name.as_str()).collect();
+//!     assert_eq!(names, ["UserCreated", "AccountOpened"]);
+//!     // Reads go to the log directly, beside the writer.
+//!     assert_eq!(handle.log().head()?, 2);
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! engine.shutdown(); // finishes the current batch, answers waiting callers
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A submission can also carry an expected stream version, an idempotency
+//! key and a cascade budget ([`Submission`]); `submit` queues without
+//! waiting and `settled` waits for an earlier one.
 //!
 //! # Layout
 //!
