@@ -6,7 +6,6 @@
 //! event's JSON Schema before anything is appended, and keeps each stream's
 //! folded state with the stream head so a command never refolds its stream.
 
-use crate::store::EventLog;
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{
@@ -14,7 +13,6 @@ use crate::error::{
 };
 use crate::event::{Command, Envelope, Event, NewEvent};
 use crate::pipeline::Cause;
-use crate::store::Tx;
 
 /// An event an aggregate can produce.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,7 +243,7 @@ impl Aggregates {
     /// `Ok(Err(..))` for a failed command; `Err` only for storage errors.
     pub fn execute(
         &mut self,
-        tx: &mut Tx<'_>,
+        tx: &mut impl crate::store::UnitOfWork,
         command: &Command,
         expected_version: Option<u64>,
         envelope: &Envelope,
@@ -267,7 +265,7 @@ impl Aggregates {
 
     fn decide(
         &mut self,
-        tx: &mut Tx<'_>,
+        tx: &mut impl crate::store::UnitOfWork,
         command: &Command,
         expected_version: Option<u64>,
         cause: Option<&Cause>,

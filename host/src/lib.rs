@@ -128,6 +128,6 @@ pub use read_model::{Collection, Document, QueryError, ReadModels};
 pub use runtime::{Compiled, DATA_FILE, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, Swap, SwapState};
 pub use sandbox::{Limits, Sandbox};
 pub use store::{
-    Backend, DEFAULT_CACHE_MIB, Documents, EventLog, LogReader, MemoryStore, Progress, Registry, SCHEMA_VERSION, Store,
-    Tx, UnitOfWork, Verification, WorkQueue,
+    Backend, DEFAULT_CACHE_MIB, DocumentView, Documents, EventLog, LogReader, MemoryStore, Progress, Registry,
+    SCHEMA_VERSION, Storage, Store, Tx, UnitOfWork, Verification, WorkQueue,
 };

@@ -39,7 +39,7 @@ use crate::event::Event;
 use crate::listener::{Level, Listener};
 use crate::read_model::ReadModels;
 pub use crate::records::{CascadeRecord, Cause, CommandRecord, Parked, Skipped, Submission};
-use crate::store::{EventLog, Progress, Store};
+use crate::store::{EventLog, Progress, Storage, Store, WorkQueue};
 
 mod batch;
 mod intake;
@@ -310,8 +310,8 @@ struct Route {
 }
 
 /// The event loop over one store, with its aggregates and listeners.
-pub struct Pipeline {
-    store: Store,
+pub struct Pipeline<S: Storage = Store> {
+    store: S,
     read_models: ReadModels,
     aggregates: Aggregates,
     slots: Vec<Slot>,
@@ -321,11 +321,11 @@ pub struct Pipeline {
     logs: Vec<LogLine>,
 }
 
-impl Pipeline {
+impl<S: Storage> Pipeline<S> {
     /// A pipeline over `store` with no aggregates or listeners yet.
-    pub fn new(store: Store, options: Options) -> Self {
+    pub fn new(store: S, options: Options) -> Self {
         Pipeline {
-            read_models: ReadModels::new(store.database()),
+            read_models: ReadModels::new(std::sync::Arc::new(store.clone())),
             store,
             aggregates: Aggregates::default(),
             slots: Vec::new(),
@@ -337,7 +337,7 @@ impl Pipeline {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -418,7 +418,18 @@ impl Pipeline {
     /// A storage error; an unknown correlation id.
     pub fn settled(&mut self, correlation_id: &str) -> Result<Option<Settled>, Error> {
         // A read transaction: no write lock, nothing to abort.
-        let (record, events) = match self.store.reader().cascade(correlation_id)? {
+        let (record, events) = match self.store.read(|tx| {
+            let Some(record) = tx.cascade(correlation_id)? else {
+                return Ok::<_, StoreError>(None);
+            };
+            let mut events = Vec::new();
+            if record.outstanding == 0 {
+                for &position in &record.events {
+                    events.extend(tx.event(position)?);
+                }
+            }
+            Ok(Some((record, events)))
+        })? {
             None => {
                 return Err(Error::UnknownCascade {
                     correlation_id: correlation_id.to_owned(),

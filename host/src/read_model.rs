@@ -3,22 +3,21 @@
 //!
 //! A guest queries *during* a call, and must see every write of the current
 //! batch, which is not committed yet. So [`ReadModels`] keeps the batch's
-//! writes in an overlay in front of redb: reads consult the overlay first,
-//! then the last commit (through a redb read transaction); at the end of the
+//! writes in an overlay in front of the store: reads consult the overlay
+//! first, then the last commit (through the store's read view); at the end of the
 //! batch the overlay is flushed into the batch's write transaction, with the
 //! index entries, or dropped if the batch rolls back.
 //!
 //! Index entries are `(collection, field, canonical JSON value, id)` for each
 //! indexed top-level field present in a document.
 
-use crate::store::Documents;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
 use crate::error::{PluginError, StoreError};
-use crate::store::{self, Tx};
+use crate::store::{DocumentView, Documents};
 
 /// A collection a projection declares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +66,7 @@ struct Owned {
 }
 
 struct Inner {
-    db: Arc<crate::store::ReadDb>,
+    view: Arc<dyn DocumentView>,
     collections: HashMap<String, Owned>,
     /// This batch's writes: `Some(document)` put, `None` deleted.
     overlay: BTreeMap<(String, String), Option<String>>,
@@ -83,10 +82,10 @@ pub struct ReadModels {
 pub type Document = (String, String);
 
 impl ReadModels {
-    pub(crate) fn new(db: Arc<crate::store::ReadDb>) -> Self {
+    pub(crate) fn new(view: Arc<dyn DocumentView>) -> Self {
         ReadModels {
             inner: Arc::new(Mutex::new(Inner {
-                db,
+                view,
                 collections: HashMap::new(),
                 overlay: BTreeMap::new(),
             })),
@@ -154,10 +153,15 @@ impl ReadModels {
         if let Some(doc) = inner.overlay.get(&(collection.to_owned(), id.to_owned())) {
             return Ok(doc.clone());
         }
-        let txn = inner.db.begin_read().map_err(query_store)?;
-        let docs = txn.open_table(store::RM_DOCS).map_err(query_store)?;
-        let doc = docs.get((collection, id)).map_err(query_store)?;
-        Ok(doc.map(|d| String::from_utf8_lossy(d.value()).into_owned()))
+        let mut doc = None;
+        inner
+            .view
+            .with_documents(&mut |docs| {
+                doc = docs.rm_doc(collection, id)?;
+                Ok(())
+            })
+            .map_err(query_store)?;
+        Ok(doc)
     }
 
     /// Every document of `collection` whose indexed top-level `field` equals
@@ -181,22 +185,17 @@ impl ReadModels {
             .map_err(|e| QueryError::Invalid(format!("find value `{value}` is not JSON: {e}")))?;
         let key = value.to_string();
         let mut found = BTreeMap::new();
-        let txn = inner.db.begin_read().map_err(query_store)?;
-        let index = txn.open_table(store::RM_INDEX).map_err(query_store)?;
-        let docs = txn.open_table(store::RM_DOCS).map_err(query_store)?;
-        for entry in index
-            .range((collection, field, key.as_str(), "")..)
-            .map_err(query_store)?
-        {
-            let (k, _) = entry.map_err(query_store)?;
-            let (c, f, v, id) = k.value();
-            if (c, f, v) != (collection, field, key.as_str()) {
-                break;
-            }
-            if let Some(doc) = docs.get((collection, id)).map_err(query_store)? {
-                found.insert(id.to_owned(), String::from_utf8_lossy(doc.value()).into_owned());
-            }
-        }
+        inner
+            .view
+            .with_documents(&mut |docs| {
+                for id in docs.rm_find(collection, field, &key)? {
+                    if let Some(doc) = docs.rm_doc(collection, &id)? {
+                        found.insert(id, doc);
+                    }
+                }
+                Ok(())
+            })
+            .map_err(query_store)?;
         // The batch's writes win over the last commit.
         for ((c, id), doc) in inner.overlay.range((collection.to_owned(), String::new())..) {
             if c != collection {
@@ -237,18 +236,13 @@ impl ReadModels {
         // leave the page short while more documents exist.
         let wanted = limit + overlaid.len() + 1;
         let mut page = BTreeMap::new();
-        let txn = inner.db.begin_read().map_err(query_store)?;
-        let docs = txn.open_table(store::RM_DOCS).map_err(query_store)?;
-        for entry in docs.range((collection, after)..).map_err(query_store)? {
-            let (k, v) = entry.map_err(query_store)?;
-            let (c, id) = k.value();
-            if c != collection || page.len() >= wanted {
-                break;
-            }
-            if id > after {
-                page.insert(id.to_owned(), String::from_utf8_lossy(v.value()).into_owned());
-            }
-        }
+        inner
+            .view
+            .with_documents(&mut |docs| {
+                page.extend(docs.rm_page(collection, after, wanted)?);
+                Ok(())
+            })
+            .map_err(query_store)?;
         for ((_, id), doc) in overlaid {
             match doc {
                 Some(doc) => page.insert(id.clone(), doc.clone()),
@@ -293,7 +287,7 @@ impl ReadModels {
     }
 
     /// Write the batch's overlay into `tx`, maintaining the indexes.
-    pub(crate) fn flush(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    pub(crate) fn flush(&self, tx: &mut impl Documents) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let overlay = std::mem::take(&mut inner.overlay);
         for ((collection, id), doc) in overlay {
@@ -332,7 +326,7 @@ impl ReadModels {
     /// # Errors
     ///
     /// A storage error.
-    pub(crate) fn sync_indexes(&self, tx: &mut Tx<'_>, owner: &str) -> Result<(), StoreError> {
+    pub(crate) fn sync_indexes(&self, tx: &mut impl Documents, owner: &str) -> Result<(), StoreError> {
         let inner = self.lock();
         for (collection, owned) in inner.collections.iter().filter(|(_, o)| o.owner == owner) {
             let mut declared = owned.indexes.clone();
@@ -391,8 +385,8 @@ fn field_key(doc: &str, field: &str) -> Option<String> {
     value.get(field).map(Value::to_string)
 }
 
-fn query_store(err: impl Into<redb::Error>) -> QueryError {
-    QueryError::Store(err.into().to_string())
+fn query_store(err: StoreError) -> QueryError {
+    QueryError::Store(err.to_string())
 }
 
 #[cfg(test)]
@@ -403,7 +397,7 @@ mod tests {
     fn read_models() -> (tempfile::TempDir, Store, ReadModels) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("rm.redb")).unwrap();
-        let rm = ReadModels::new(store.database());
+        let rm = ReadModels::new(std::sync::Arc::new(store.clone()));
         let projects = Collection {
             name: "projects".into(),
             indexes: vec!["groupId".into()],

@@ -624,7 +624,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("m.redb")).unwrap();
         let env = PluginEnv {
-            read_models: ReadModels::new(store.database()),
+            read_models: ReadModels::new(std::sync::Arc::new(store.clone())),
             manifest: Manifest::default(),
             aggregates: Default::default(),
         };
@@ -663,7 +663,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("e.redb")).unwrap();
         let env = PluginEnv {
-            read_models: ReadModels::new(store.database()),
+            read_models: ReadModels::new(std::sync::Arc::new(store.clone())),
             manifest: Manifest::default(),
             aggregates: Default::default(),
         };

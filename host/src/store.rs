@@ -54,7 +54,7 @@ mod verify;
 mod work;
 pub use memory::MemoryStore;
 pub use packed::Packed;
-pub use traits::{Backend, Documents, EventLog, Progress, Registry, UnitOfWork, WorkQueue};
+pub use traits::{Backend, DocumentView, Documents, EventLog, Progress, Registry, Storage, UnitOfWork, WorkQueue};
 pub use verify::Verification;
 
 /// The page cache a data file gets unless told otherwise, in MiB.
@@ -154,7 +154,8 @@ fn busy(path: &Path) -> StoreError {
     }
 }
 
-/// The redb file behind a Cascade data directory.
+/// The redb file behind a Cascade data directory; clones share it.
+#[derive(Clone)]
 pub struct Store {
     /// Every read: redb read transactions, beside the writer.
     db: std::sync::Arc<ReadDb>,
@@ -254,11 +255,6 @@ impl Store {
             });
         }
         Ok(store)
-    }
-
-    /// The database, for read transactions that run beside the writer.
-    pub(crate) fn database(&self) -> std::sync::Arc<ReadDb> {
-        self.db.clone()
     }
 
     /// Whether writes are refused ([`Store::open_read_only`]).
@@ -383,6 +379,10 @@ impl Backend for Store {
 
     fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>) -> Result<R, E> {
         Store::write(self, f)
+    }
+
+    fn write_if<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<(R, bool), E>) -> Result<R, E> {
+        Store::write_if(self, f)
     }
 
     fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R, E>) -> Result<R, E> {

@@ -28,3 +28,4 @@ mod sandbox;
 mod scaffold;
 mod server;
 mod stateful;
+mod stores;

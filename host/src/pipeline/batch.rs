@@ -10,19 +10,18 @@ use crate::listener::{Context, Effects, HandlerError};
 use crate::manifest::Policy;
 use crate::read_model::ReadModels;
 use crate::records::{CascadeRecord, Cause, CommandRecord, Parked, QueuedCommand};
-use crate::store::Tx;
-use crate::store::{EventLog, Progress, WorkQueue};
+use crate::store::{Storage, UnitOfWork, WorkQueue};
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-impl Pipeline {
+impl<S: Storage> Pipeline<S> {
     /// Run `work` in one group commit. `work` returns its result and whether
     /// it did anything; if it did, everything the batch produced commits with
     /// it: queued commands, read-model writes, cascade records, state blobs.
     /// On an error everything rolls back, in redb and in memory.
     pub(super) fn in_batch<R>(
         &mut self,
-        work: impl FnOnce(&mut Batch<'_>, &mut Tx<'_>) -> Result<(R, bool), Error>,
+        work: impl FnOnce(&mut Batch<'_>, &mut S::Tx<'_>) -> Result<(R, bool), Error>,
     ) -> Result<R, Error> {
         let read_models = self.read_models.clone();
         // Where this batch's log lines and trace entries start: a rollback
@@ -132,7 +131,7 @@ pub(super) struct Batch<'a> {
 
 impl Batch<'_> {
     /// Write what the batch produced besides events into `tx`.
-    pub(super) fn finish(&mut self, tx: &mut Tx<'_>, read_models: &ReadModels) -> Result<(), Error> {
+    pub(super) fn finish(&mut self, tx: &mut impl UnitOfWork, read_models: &ReadModels) -> Result<(), Error> {
         // What was dispatched but not yet executed waits in the stored queue.
         for (seq, queued) in self.dispatched.drain(..) {
             tx.enqueue(seq, &queued)?;
@@ -161,7 +160,7 @@ impl Batch<'_> {
 
     /// The oldest command waiting: the stored queue (filled before this
     /// batch) first, then what this batch dispatched, in dispatch order.
-    pub(super) fn next_command(&mut self, tx: &mut Tx<'_>) -> Result<Option<QueuedCommand>, StoreError> {
+    pub(super) fn next_command(&mut self, tx: &mut impl UnitOfWork) -> Result<Option<QueuedCommand>, StoreError> {
         if !self.stored_queue_drained {
             if let Some(queued) = tx.dequeue()? {
                 return Ok(Some(queued));
@@ -171,7 +170,11 @@ impl Batch<'_> {
         Ok(self.dispatched.pop_front().map(|(_, queued)| queued))
     }
 
-    pub(super) fn cascade(&mut self, tx: &Tx<'_>, correlation_id: &str) -> Result<&mut CascadeRecord, StoreError> {
+    pub(super) fn cascade(
+        &mut self,
+        tx: &impl UnitOfWork,
+        correlation_id: &str,
+    ) -> Result<&mut CascadeRecord, StoreError> {
         if !self.cascades.contains_key(correlation_id) {
             let record = tx.cascade(correlation_id)?.unwrap_or_default();
             self.cascades.insert(correlation_id.to_owned(), record);
@@ -180,7 +183,11 @@ impl Batch<'_> {
     }
 
     /// The budget the cascade's command was submitted with, if any.
-    pub(super) fn cascade_budget_of(&mut self, tx: &Tx<'_>, correlation_id: &str) -> Result<Option<usize>, StoreError> {
+    pub(super) fn cascade_budget_of(
+        &mut self,
+        tx: &impl UnitOfWork,
+        correlation_id: &str,
+    ) -> Result<Option<usize>, StoreError> {
         if let Some(budget) = self.budgets.get(correlation_id) {
             return Ok(*budget);
         }
@@ -189,7 +196,7 @@ impl Batch<'_> {
         Ok(budget)
     }
 
-    pub(super) fn process_event(&mut self, tx: &mut Tx<'_>, event: &Event) -> Result<(), StoreError> {
+    pub(super) fn process_event(&mut self, tx: &mut impl UnitOfWork, event: &Event) -> Result<(), StoreError> {
         let mut waiting = 0;
         if let Some(route) = self.routes.get(&event.name) {
             for &(slot, handler) in route.on.iter().chain(&route.after) {
@@ -214,7 +221,7 @@ impl Batch<'_> {
     /// Let every listener whose backoff is over catch up from the event it
     /// waits at through `through`, in its own order; returns the events it
     /// handled. A call that fails again waits again.
-    pub(super) fn retry_waiting(&mut self, tx: &mut Tx<'_>, through: u64) -> Result<usize, StoreError> {
+    pub(super) fn retry_waiting(&mut self, tx: &mut impl UnitOfWork, through: u64) -> Result<usize, StoreError> {
         let now = Instant::now();
         let mut done = 0;
         for slot in 0..self.slots.len() {
@@ -263,7 +270,13 @@ impl Batch<'_> {
 
     /// The cascades of events `from..=through` that listener `slot` was to
     /// handle stop waiting for it (it was stopped or removed while behind).
-    pub(super) fn release(&mut self, tx: &mut Tx<'_>, slot: usize, from: u64, through: u64) -> Result<(), StoreError> {
+    pub(super) fn release(
+        &mut self,
+        tx: &mut impl UnitOfWork,
+        slot: usize,
+        from: u64,
+        through: u64,
+    ) -> Result<(), StoreError> {
         for position in from..=through {
             let event = tx.logged_event(position)?;
             if self.routes.get(&event.name).is_some_and(|r| r.slots.contains(&slot)) {
@@ -282,7 +295,7 @@ impl Batch<'_> {
     /// it failed for good.
     pub(super) fn call(
         &mut self,
-        tx: &mut Tx<'_>,
+        tx: &mut impl UnitOfWork,
         slot: usize,
         handler: usize,
         event: &Event,
@@ -468,7 +481,11 @@ impl Batch<'_> {
         Ok(None)
     }
 
-    pub(super) fn execute_command(&mut self, tx: &mut Tx<'_>, queued: QueuedCommand) -> Result<(), StoreError> {
+    pub(super) fn execute_command(
+        &mut self,
+        tx: &mut impl UnitOfWork,
+        queued: QueuedCommand,
+    ) -> Result<(), StoreError> {
         let metadata = match &queued.cause {
             Some(cause) => serde_json::json!({ "issuedBy": cause.plugin, "chain": cause.chain }).to_string(),
             None => "{}".to_owned(),

@@ -4,10 +4,9 @@ use super::{Pipeline, Settled};
 use crate::error::{Error, StoreError};
 use crate::event::Command;
 use crate::records::{CascadeRecord, QueuedCommand, Submission};
-use crate::store::Tx;
-use crate::store::WorkQueue;
+use crate::store::{Storage, UnitOfWork, WorkQueue};
 
-impl Pipeline {
+impl<S: Storage> Pipeline<S> {
     /// Queue `command` from outside as the first command of a new cascade and
     /// return the cascade's correlation id. `expected_version`, when given,
     /// makes the command fail unless the stream is at that version.
@@ -29,9 +28,9 @@ impl Pipeline {
     /// # Errors
     ///
     /// As [`Pipeline::submit`], for the first invalid command.
-    pub fn submit_all<S: Into<Submission>>(
+    pub fn submit_all<C: Into<Submission>>(
         &mut self,
-        commands: impl IntoIterator<Item = S>,
+        commands: impl IntoIterator<Item = C>,
     ) -> Result<Vec<String>, Error> {
         let submissions: Vec<Submission> = commands.into_iter().map(Into::into).collect();
         for submission in &submissions {
@@ -71,7 +70,11 @@ impl Pipeline {
 /// Queue `submissions` as new cascades from sequence `seq` on (advanced past
 /// them); a known idempotency key queues nothing and yields the first
 /// cascade's id.
-pub(super) fn enqueue(tx: &mut Tx<'_>, seq: &mut u64, submissions: Vec<Submission>) -> Result<Vec<String>, StoreError> {
+pub(super) fn enqueue(
+    tx: &mut impl UnitOfWork,
+    seq: &mut u64,
+    submissions: Vec<Submission>,
+) -> Result<Vec<String>, StoreError> {
     let mut ids = Vec::with_capacity(submissions.len());
     for submission in submissions {
         if let Some(key) = &submission.idempotency_key

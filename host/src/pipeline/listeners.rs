@@ -5,10 +5,10 @@ use super::{Backoff, HandlerStats, ListenerStats, Pipeline, Route, Slot};
 use crate::aggregate::{Aggregate, Aggregates};
 use crate::error::{Error, PluginError, StoreError};
 use crate::listener::{Listener, Phase};
-use crate::store::{EventLog, Progress};
+use crate::store::{EventLog, Progress, Storage};
 use std::collections::HashMap;
 
-impl Pipeline {
+impl<S: Storage> Pipeline<S> {
     /// Register an aggregate (or replace the one with the same name).
     ///
     /// # Errors

@@ -6,9 +6,9 @@ use super::listeners::{handlers_by_event, routes};
 use crate::error::{Error, Failure, PluginError, StoreError};
 use crate::event::Command;
 use crate::records::{Parked, Skipped};
-use crate::store::{EventLog, Progress, WorkQueue};
+use crate::store::{EventLog, Progress, Storage, WorkQueue};
 
-impl Pipeline {
+impl<S: Storage> Pipeline<S> {
     /// Start the stateful process manager `name` over from its initial
     /// state, keeping its checkpoint: it forgets what it had folded.
     ///

@@ -11,7 +11,7 @@
 //! so the saved state is exactly the one a live run over the same events
 //! reached; the failures are reported, and the state is saved all the same.
 
-use crate::store::{Documents, Progress};
+use crate::store::{Backend, Documents, EventLog, Progress, Storage};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -65,7 +65,7 @@ pub fn state_json(blob: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|_| serde_json::json!({ "bytes": blob.len(), "sha256": crate::plugin::content_hash(blob) }))
 }
 
-impl Pipeline {
+impl<S: Storage> Pipeline<S> {
     /// Refresh the stateful process manager `name`. `progress` is called
     /// with (position replayed, last position) after each chunk of the log.
     ///
@@ -162,7 +162,7 @@ impl Pipeline {
 /// `after_chunk` runs after each chunk of the log (a projection commits its
 /// read-model writes there).
 fn replay(
-    store: &crate::store::Store,
+    store: &impl Backend,
     slot: &mut Slot,
     through: u64,
     progress: &mut dyn FnMut(u64, u64),
@@ -195,7 +195,7 @@ fn replay(
     progress(0, through);
     while from <= through {
         let limit = usize::try_from(through - from + 1).unwrap_or(usize::MAX).min(CHUNK);
-        let chunk = store.read_log(from, limit)?;
+        let chunk = store.read(|tx| tx.events(from, limit))?;
         let Some(last) = chunk.last() else { break };
         from = last.position + 1;
         for event in &chunk {

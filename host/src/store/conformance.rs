@@ -105,6 +105,8 @@ fn appends<B: Backend>(store: &B) {
             ("u1", r#"{"name":"b"}"#)
         );
         assert_eq!(tx.event(4)?, None, "nothing past the head");
+        let range: Vec<u64> = tx.events(2, 5)?.into_iter().map(|e| e.position).collect();
+        assert_eq!(range, [2, 3], "a range from a position, up to the head");
         assert!(tx.logged_event(4).is_err(), "a missing logged event is an error");
         let u1 = tx.stream("users", "u1")?;
         assert_eq!(
@@ -397,6 +399,13 @@ fn documents<B: Backend>(store: &B) {
         assert_eq!(ids, ["p1", "p2"], "one collection, in id order");
         assert_eq!(tx.rm_doc("groups", "g1")?.as_deref(), Some(r#"{"n":1}"#));
         assert_eq!(tx.rm_find("projects", "g", r#""g1""#)?, ["p1", "p2"]);
+        let page: Vec<String> = tx
+            .rm_page("projects", "p1", 10)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(page, ["p2"], "a page starts after `after`");
+        assert_eq!(tx.rm_page("projects", "", 1)?.len(), 1, "and holds at most `limit`");
         assert_eq!(tx.rm_indexed("projects")?, Some(vec!["g".to_owned()]));
         assert_eq!(tx.rm_indexed("groups")?, None);
         Ok(())

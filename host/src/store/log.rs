@@ -9,6 +9,15 @@ use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 
 impl EventLog for Tx<'_> {
+    fn events(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.events.range(from..)?.take(limit) {
+            let (position, bytes) = entry?;
+            out.push(decode_event(position.value(), bytes.value())?);
+        }
+        Ok(out)
+    }
+
     fn head(&self) -> u64 {
         self.head
     }

@@ -5,7 +5,7 @@
 //! transaction copies every table: for tests and small data, not production.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::traits::{Backend, Documents, EventLog, Progress, Registry, WorkQueue};
 use super::{Packed, StreamHead, now_millis, packed};
@@ -41,10 +41,10 @@ pub struct MemoryTx {
     rm_indexed: BTreeMap<String, Vec<String>>,
 }
 
-/// The in-memory store.
-#[derive(Default)]
+/// The in-memory store; clones share the same tables.
+#[derive(Clone, Default)]
 pub struct MemoryStore {
-    tables: Mutex<MemoryTx>,
+    tables: Arc<Mutex<MemoryTx>>,
 }
 
 impl MemoryStore {
@@ -88,6 +88,10 @@ impl EventLog for MemoryTx {
 
     fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
         Ok(self.events.get(&position).cloned())
+    }
+
+    fn events(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        Ok(self.events.range(from..).take(limit).map(|(_, e)| e.clone()).collect())
     }
 
     fn logged_event(&self, position: u64) -> Result<Event, StoreError> {
@@ -389,6 +393,17 @@ impl Registry for MemoryTx {
 }
 
 impl Documents for MemoryTx {
+    fn rm_page(&self, collection: &str, after: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .rm_docs
+            .range(key(collection, after)..)
+            .take_while(|((c, _), _)| c == collection)
+            .filter(|((_, id), _)| id.as_str() > after)
+            .take(limit)
+            .map(|((_, id), doc)| (id.clone(), doc.clone()))
+            .collect())
+    }
+
     fn rm_find(&self, collection: &str, field: &str, key: &str) -> Result<Vec<String>, StoreError> {
         let from = (collection.to_owned(), field.to_owned(), key.to_owned(), String::new());
         Ok(self

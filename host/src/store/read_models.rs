@@ -6,6 +6,21 @@ use super::{Tx, decode, encode};
 use crate::error::StoreError;
 
 impl Documents for Tx<'_> {
+    fn rm_page(&self, collection: &str, after: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let mut page = Vec::new();
+        for entry in self.rm_docs.read()?.range((collection, after)..)? {
+            let (key, doc) = entry?;
+            let (c, id) = key.value();
+            if c != collection || page.len() >= limit {
+                break;
+            }
+            if id > after {
+                page.push((id.to_owned(), String::from_utf8_lossy(doc.value()).into_owned()));
+            }
+        }
+        Ok(page)
+    }
+
     fn rm_find(&self, collection: &str, field: &str, key: &str) -> Result<Vec<String>, StoreError> {
         let mut ids = Vec::new();
         for entry in self.rm_index.read()?.range((collection, field, key, "")..)? {

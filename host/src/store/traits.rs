@@ -34,6 +34,13 @@ pub trait EventLog {
     /// [`StoreError::Corrupt`] for a missing event; a storage error.
     fn logged_event(&self, position: u64) -> Result<Event, StoreError>;
 
+    /// Up to `limit` events from position `from` on, in log order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn events(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+
     /// The stream's newest version and aggregate state.
     ///
     /// # Errors
@@ -404,6 +411,14 @@ pub trait Documents {
     /// A storage error.
     fn rm_find(&self, collection: &str, field: &str, key: &str) -> Result<Vec<String>, StoreError>;
 
+    /// Up to `limit` documents of `collection` with ids after `after`, in id
+    /// order, as (id, JSON text).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_page(&self, collection: &str, after: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError>;
+
     /// A read-model document.
     ///
     /// # Errors
@@ -481,6 +496,29 @@ pub trait UnitOfWork: EventLog + WorkQueue + Progress + Registry + Documents {}
 
 impl<T: EventLog + WorkQueue + Progress + Registry + Documents> UnitOfWork for T {}
 
+/// The documents of a store as read-model queries see them: a read view of
+/// the last commit, shared with handler calls on any thread.
+pub trait DocumentView: Send + Sync {
+    /// Run `f` on a snapshot of the last commit's documents.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error, or a storage error.
+    fn with_documents(&self, f: &mut dyn FnMut(&dyn Documents) -> Result<(), StoreError>) -> Result<(), StoreError>;
+}
+
+impl<B: Backend + Send + Sync> DocumentView for B {
+    fn with_documents(&self, f: &mut dyn FnMut(&dyn Documents) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        self.read(|tx| f(tx))
+    }
+}
+
+/// What the engine runs on: a [`Backend`] it can share with read-model
+/// queries on other threads (clones share one store).
+pub trait Storage: Backend + Send + Sync + Clone + 'static {}
+
+impl<S: Backend + Send + Sync + Clone + 'static> Storage for S {}
+
 /// A store: units of work and read views over one set of tables.
 pub trait Backend {
     /// One transaction; `'t` is the transaction's own lifetime.
@@ -493,6 +531,19 @@ pub trait Backend {
     ///
     /// `f`'s error, or a storage error.
     fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut Self::Tx<'_>) -> Result<R, E>) -> Result<R, E>;
+
+    /// [`Backend::write`] where `f` also says whether it wrote anything; a
+    /// store may then skip the commit (redb aborts instead, saving an fsync).
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error, or a storage error.
+    fn write_if<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Self::Tx<'_>) -> Result<(R, bool), E>,
+    ) -> Result<R, E> {
+        self.write(|tx| f(tx).map(|(value, _)| value))
+    }
 
     /// Run `f` on a snapshot of the last commit, without writing.
     ///
