@@ -37,8 +37,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::StoreError;
-use crate::event::Event;
-use crate::records::CascadeRecord;
+use crate::event::{Envelope, Event, NewEvent};
+use crate::records::{CascadeRecord, PluginVersion};
 
 pub mod conformance;
 mod lazy;
@@ -631,6 +631,48 @@ fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, S
         table,
         message: e.to_string(),
     })
+}
+
+/// The event `new` becomes when appended at `position` as `version` of
+/// `stream` (type, id): the one place an event gets its envelope.
+pub(crate) fn appended_event(
+    new: NewEvent,
+    position: u64,
+    (stream_type, stream_id): (&str, &str),
+    version: u64,
+    envelope: &Envelope,
+    created_at: u64,
+) -> Event {
+    Event {
+        position,
+        name: new.name,
+        stream_type: stream_type.to_owned(),
+        stream_id: stream_id.to_owned(),
+        stream_version: version,
+        payload: new.payload,
+        metadata: envelope.metadata.clone(),
+        actor_id: envelope.actor_id.clone(),
+        causation_id: envelope.causation_id.clone(),
+        correlation_id: envelope.correlation_id.clone(),
+        created_at,
+    }
+}
+
+/// The versions pruning forgets: all but the newest `keep`, never the active one.
+pub(crate) fn to_forget(versions: &[PluginVersion], active: Option<u64>, keep: usize) -> Vec<u64> {
+    versions
+        .iter()
+        .rev()
+        .skip(keep)
+        .map(|v| v.version)
+        .filter(|v| Some(*v) != active)
+        .collect()
+}
+
+/// The component hash an artifact key starts with (its key is the hash, a
+/// dash, and the engine's fingerprint).
+pub(crate) fn artifact_hash(key: &str) -> &str {
+    key.split_once('-').map_or(key, |(hash, _)| hash)
 }
 
 pub(crate) fn now_millis() -> u64 {

@@ -4,7 +4,7 @@
 use redb::TableHandle;
 
 use super::traits::{EventLog, Progress};
-use super::{EVENTS, STREAMS, StreamHead, Tx, decode, decode_event, encode, encode_event, now_millis};
+use super::{EVENTS, STREAMS, StreamHead, Tx, appended_event, decode, decode_event, encode, encode_event, now_millis};
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 
@@ -55,19 +55,14 @@ impl EventLog for Tx<'_> {
         let created_at = now_millis();
         let mut appended = Vec::with_capacity(events.len());
         for (offset, new) in (1..).zip(events) {
-            let event = Event {
-                position: self.head + 1,
-                name: new.name,
-                stream_type: stream_type.to_owned(),
-                stream_id: stream_id.to_owned(),
-                stream_version: version + offset,
-                payload: new.payload,
-                metadata: envelope.metadata.clone(),
-                actor_id: envelope.actor_id.clone(),
-                causation_id: envelope.causation_id.clone(),
-                correlation_id: envelope.correlation_id.clone(),
+            let event = appended_event(
+                new,
+                self.head + 1,
+                (stream_type, stream_id),
+                version + offset,
+                envelope,
                 created_at,
-            };
+            );
             self.events
                 .table_mut()?
                 .insert(event.position, encode_event(&event).as_slice())?;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::traits::{Backend, Documents, EventLog, Progress, Registry, WorkQueue};
-use super::{Packed, StreamHead, now_millis, packed};
+use super::{Packed, StreamHead, appended_event, artifact_hash, now_millis, packed, to_forget};
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 use crate::records::{CascadeRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped};
@@ -121,19 +121,14 @@ impl EventLog for MemoryTx {
         let created_at = now_millis();
         let mut appended = Vec::with_capacity(events.len());
         for (offset, new) in (1..).zip(events) {
-            let event = Event {
-                position: self.head() + 1,
-                name: new.name,
-                stream_type: stream_type.to_owned(),
-                stream_id: stream_id.to_owned(),
-                stream_version: version + offset,
-                payload: new.payload,
-                metadata: envelope.metadata.clone(),
-                actor_id: envelope.actor_id.clone(),
-                causation_id: envelope.causation_id.clone(),
-                correlation_id: envelope.correlation_id.clone(),
+            let event = appended_event(
+                new,
+                self.head() + 1,
+                (stream_type, stream_id),
+                version + offset,
+                envelope,
                 created_at,
-            };
+            );
             self.events.insert(event.position, event.clone());
             appended.push(event);
         }
@@ -341,13 +336,7 @@ impl Registry for MemoryTx {
 
     fn prune_versions(&mut self, name: &str, keep: usize) -> Result<Vec<u64>, StoreError> {
         let (versions, active) = self.plugin_versions(name)?;
-        let forgotten: Vec<u64> = versions
-            .iter()
-            .rev()
-            .skip(keep)
-            .map(|v| v.version)
-            .filter(|v| Some(*v) != active)
-            .collect();
+        let forgotten = to_forget(&versions, active, keep);
         for version in &forgotten {
             self.versions.remove(&(name.to_owned(), *version));
         }
@@ -361,10 +350,9 @@ impl Registry for MemoryTx {
         let components = std::mem::take(&mut self.components);
         let artifacts = std::mem::take(&mut self.artifacts);
         let components = components.into_iter().filter(|(h, _)| keep_component(h)).collect();
-        // An artifact's key is its component's hash, a dash, the engine's.
         let artifacts = artifacts
             .into_iter()
-            .filter(|(k, _)| keep_component(k.split_once('-').map_or(k.as_str(), |(hash, _)| hash)))
+            .filter(|(k, _)| keep_component(artifact_hash(k)))
             .collect();
         self.components = components;
         self.artifacts = artifacts;

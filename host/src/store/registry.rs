@@ -4,7 +4,9 @@
 use redb::TableHandle;
 
 use super::traits::Registry;
-use super::{ARTIFACTS, COMPONENTS, PLUGIN_VERSIONS, PLUGINS, Packed, Tx, decode, encode, packed};
+use super::{
+    ARTIFACTS, COMPONENTS, PLUGIN_VERSIONS, PLUGINS, Packed, Tx, artifact_hash, decode, encode, packed, to_forget,
+};
 use crate::error::StoreError;
 use crate::records::{PluginRecord, PluginVersion};
 
@@ -61,13 +63,7 @@ impl Registry for Tx<'_> {
 
     fn prune_versions(&mut self, name: &str, keep: usize) -> Result<Vec<u64>, StoreError> {
         let (versions, active) = self.plugin_versions(name)?;
-        let forgotten: Vec<u64> = versions
-            .iter()
-            .rev()
-            .skip(keep)
-            .map(|v| v.version)
-            .filter(|v| Some(*v) != active)
-            .collect();
+        let forgotten = to_forget(&versions, active, keep);
         for version in &forgotten {
             self.plugin_versions.write()?.remove((name, *version))?;
         }
@@ -92,8 +88,7 @@ impl Registry for Tx<'_> {
         let mut unused = Vec::new();
         for entry in self.artifacts.read()?.iter()? {
             let key = entry?.0.value().to_owned();
-            let hash = key.split_once('-').map_or(key.as_str(), |(hash, _)| hash);
-            if !referenced.contains(hash) {
+            if !referenced.contains(artifact_hash(&key)) {
                 unused.push(key);
             }
         }
