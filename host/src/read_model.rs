@@ -321,13 +321,14 @@ impl ReadModels {
     /// Make the stored index of each collection `owner` declares hold exactly
     /// the fields declared now. A redeployed projection that indexes another
     /// field then finds the existing documents by it, without a rebuild; an
-    /// unchanged declaration costs one lookup.
+    /// unchanged declaration costs one lookup. Returns whether it wrote.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub(crate) fn sync_indexes(&self, tx: &mut impl Documents, owner: &str) -> Result<(), StoreError> {
+    pub(crate) fn sync_indexes(&self, tx: &mut impl Documents, owner: &str) -> Result<bool, StoreError> {
         let inner = self.lock();
+        let mut wrote = false;
         for (collection, owned) in inner.collections.iter().filter(|(_, o)| o.owner == owner) {
             let mut declared = owned.indexes.clone();
             declared.sort();
@@ -343,8 +344,9 @@ impl ReadModels {
                 }
             }
             tx.set_rm_indexed(collection, &declared)?;
+            wrote = true;
         }
-        Ok(())
+        Ok(wrote)
     }
 
     /// Forget the batch's writes (it rolled back).

@@ -289,7 +289,8 @@ impl Store {
 
     /// [`Store::write`] where `f` also says whether it wrote anything; a
     /// transaction that did not is aborted instead of committed, so it costs
-    /// no fsync.
+    /// no fsync. On a read-only store `f` runs on a read view, and is
+    /// refused if it writes.
     ///
     /// # Errors
     ///
@@ -298,7 +299,16 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<(R, bool), E>,
     ) -> Result<R, E> {
-        let writer = self.writer.as_ref().ok_or(StoreError::ReadOnly)?;
+        let Some(writer) = &self.writer else {
+            // Read-only: `f` runs on a read view, where every write fails;
+            // one that says it wrote is refused too.
+            let txn = self.db.begin_read().map_err(StoreError::from)?;
+            let mut tx = Tx::open(lazy::Txn::Read(&txn))?;
+            return match f(&mut tx)? {
+                (value, false) => Ok(value),
+                (_, true) => Err(StoreError::ReadOnly.into()),
+            };
+        };
         let mut txn = writer.begin_write().map_err(StoreError::from)?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| StoreError::Redb(e.into()))?;

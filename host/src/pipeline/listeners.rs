@@ -46,15 +46,20 @@ impl<S: Storage> Pipeline<S> {
             self.read_models.declare(&name, collections)?;
         }
         let read_models = &self.read_models;
-        let (checkpoint, state, stopped, pipeline_position) = self.store.write(|tx| {
-            read_models.sync_indexes(tx, &name)?;
-            let checkpoint = match tx.checkpoint(&name)? {
-                Some(checkpoint) => checkpoint,
-                None => tx.head(),
+        // Only a new listener or a changed index declaration writes: loading
+        // the plugins of a data directory commits nothing.
+        let (checkpoint, state, stopped, pipeline_position) = self.store.write_if(|tx| {
+            let reindexed = read_models.sync_indexes(tx, &name)?;
+            let (checkpoint, new) = match tx.checkpoint(&name)? {
+                Some(checkpoint) => (checkpoint, false),
+                None => (tx.head(), true),
             };
-            tx.set_checkpoint(&name, checkpoint)?;
+            if new {
+                tx.set_checkpoint(&name, checkpoint)?;
+            }
             let stopped = tx.is_stopped(&name)?;
-            Ok::<_, StoreError>((checkpoint, tx.pm_state(&name)?, stopped, tx.pipeline_position()?))
+            let found = (checkpoint, tx.pm_state(&name)?, stopped, tx.pipeline_position()?);
+            Ok::<_, StoreError>((found, new || reindexed))
         })?;
         if listener.is_stateful() {
             // A redeployed version carries on from the state of the old one.
