@@ -73,7 +73,15 @@ impl Runtime {
         for record in aggregates.iter().chain(&listeners) {
             let loaded = runtime
                 .stored_component(record)
-                .and_then(|component| runtime.register(&record.name, &component, &record.manifest, true));
+                .and_then(|component| runtime.register(&record.name, &component, &record.manifest, true))
+                .and_then(|(name, _, first)| match first {
+                    // Stored without a checkpoint: it starts at the head.
+                    Some(checkpoint) if !read_only => Ok(runtime
+                        .pipeline
+                        .store()
+                        .write(|tx| tx.set_checkpoint(&name, checkpoint))?),
+                    _ => Ok(()),
+                });
             // A plugin that no longer loads stops alone: the directory opens
             // and every other plugin goes on (a reader just leaves it out).
             if let Err(err) = loaded
@@ -204,7 +212,7 @@ impl Runtime {
             (true, StartFrom::Origin) => SwapState::Refresh,
             _ => swap.state,
         };
-        let (name, kind) = self.register(&name, &component, &manifest, state == SwapState::Carry)?;
+        let (name, kind, first) = self.register(&name, &component, &manifest, state == SwapState::Carry)?;
         let key = self.sandbox.artifact_key(&hash);
         let record = self.pipeline.store().write(|tx| {
             let order = existing_order(tx, &name)?;
@@ -231,6 +239,10 @@ impl Runtime {
                 deployed_by: swap.by.clone(),
             })?;
             tx.prune_versions(&name, KEPT_VERSIONS)?;
+            // A new listener's first checkpoint: one commit adds the plugin.
+            if let Some(checkpoint) = first {
+                tx.set_checkpoint(&name, checkpoint)?;
+            }
             Ok::<_, StoreError>(record)
         })?;
         self.apply_state(&record, state)?;
@@ -419,8 +431,11 @@ impl Runtime {
             manifest: target.manifest.clone(),
         };
         let component = self.stored_component(&record)?;
-        self.register(name, &component, &target.manifest, swap.state == SwapState::Carry)?;
+        let (_, _, first) = self.register(name, &component, &target.manifest, swap.state == SwapState::Carry)?;
         self.pipeline.store().write(|tx| {
+            if let Some(checkpoint) = first {
+                tx.set_checkpoint(name, checkpoint)?;
+            }
             let order = existing_order(tx, name)?;
             tx.put_plugin(&PluginRecord {
                 order,
@@ -460,7 +475,7 @@ impl Runtime {
         component: &Component,
         manifest: &Manifest,
         carry_state: bool,
-    ) -> Result<(String, PluginKind), Error> {
+    ) -> Result<(String, PluginKind, Option<u64>), Error> {
         let env = PluginEnv {
             read_models: self.pipeline.read_models().clone(),
             manifest: manifest.clone(),
@@ -478,7 +493,7 @@ impl Runtime {
                 })?;
                 self.check_kind(&description.name, PluginKind::Aggregate)?;
                 let name = self.pipeline.register_aggregate(Box::new(aggregate))?;
-                Ok((name, PluginKind::Aggregate))
+                Ok((name, PluginKind::Aggregate, None))
             }
             shape => {
                 let kind = match shape {
@@ -487,8 +502,10 @@ impl Runtime {
                 };
                 self.check_kind(name, kind)?;
                 let listener = WasmListener::new(self.sandbox.clone(), name, component, shape, &env)?;
-                self.pipeline.register_listener_with(Box::new(listener), carry_state)?;
-                Ok((name.to_owned(), kind))
+                let first = self
+                    .pipeline
+                    .register_listener_deferred(Box::new(listener), carry_state)?;
+                Ok((name.to_owned(), kind, first))
             }
         }
     }

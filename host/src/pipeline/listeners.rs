@@ -39,6 +39,21 @@ impl<S: Storage> Pipeline<S> {
     /// As [`Pipeline::register_listener`]; [`PluginError::IncompatibleState`]
     /// when a redeployed build cannot load the stored state.
     pub fn register_listener_with(&mut self, listener: Box<dyn Listener>, carry_state: bool) -> Result<(), Error> {
+        let name = listener.name().to_owned();
+        if let Some(checkpoint) = self.register_listener_deferred(listener, carry_state)? {
+            self.store.write(|tx| tx.set_checkpoint(&name, checkpoint))?;
+        }
+        Ok(())
+    }
+
+    /// [`Pipeline::register_listener_with`] that leaves a new listener's
+    /// first checkpoint (the head) for the caller to store in its own
+    /// transaction, so adding a plugin is one commit; `None` for a known one.
+    pub(crate) fn register_listener_deferred(
+        &mut self,
+        listener: Box<dyn Listener>,
+        carry_state: bool,
+    ) -> Result<Option<u64>, Error> {
         validate_handlers(&self.aggregates, listener.as_ref())?;
         let mut listener = listener;
         let name = listener.name().to_owned();
@@ -46,20 +61,17 @@ impl<S: Storage> Pipeline<S> {
             self.read_models.declare(&name, collections)?;
         }
         let read_models = &self.read_models;
-        // Only a new listener or a changed index declaration writes: loading
-        // the plugins of a data directory commits nothing.
-        let (checkpoint, state, stopped, pipeline_position) = self.store.write_if(|tx| {
+        // Only a changed index declaration writes here: loading the plugins
+        // of a data directory commits nothing.
+        let (checkpoint, new, state, stopped, pipeline_position) = self.store.write_if(|tx| {
             let reindexed = read_models.sync_indexes(tx, &name)?;
             let (checkpoint, new) = match tx.checkpoint(&name)? {
                 Some(checkpoint) => (checkpoint, false),
                 None => (tx.head(), true),
             };
-            if new {
-                tx.set_checkpoint(&name, checkpoint)?;
-            }
             let stopped = tx.is_stopped(&name)?;
-            let found = (checkpoint, tx.pm_state(&name)?, stopped, tx.pipeline_position()?);
-            Ok::<_, StoreError>((found, new || reindexed))
+            let found = (checkpoint, new, tx.pm_state(&name)?, stopped, tx.pipeline_position()?);
+            Ok::<_, StoreError>((found, reindexed))
         })?;
         if listener.is_stateful() {
             // A redeployed version carries on from the state of the old one.
@@ -99,7 +111,7 @@ impl<S: Storage> Pipeline<S> {
             None => self.slots.push(slot),
         }
         self.routes = routes(&self.slots);
-        Ok(())
+        Ok(new.then_some(checkpoint))
     }
 
     /// How many handler calls the listener `name` has had since the pipeline
