@@ -58,7 +58,7 @@ fn fill(runtime: &mut Runtime, count: u64) {
                     tx.append("users", &id, version, &[event], &envelope, None)?.unwrap();
                     written += 1;
                 }
-                let head = tx.head();
+                let head = tx.head()?;
                 tx.set_pipeline_position(head)
             })
             .unwrap();

@@ -46,7 +46,7 @@ fn fill(store: &Store, count: u64) {
                     tx.append("users", &id, version, &[event], &envelope, None)?.unwrap();
                     written += 1;
                 }
-                let head = tx.head();
+                let head = tx.head()?;
                 tx.set_pipeline_position(head)
             })
             .unwrap();

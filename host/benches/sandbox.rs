@@ -40,7 +40,7 @@ fn counter_runtime(dir: &Path, plugins: &Path, events: u64, epoch_interruption: 
                 tx.append("users", &format!("u{i}"), 0, &[created], &envelope, None)?
                     .unwrap();
             }
-            let head = tx.head();
+            let head = tx.head()?;
             tx.set_pipeline_position(head)
         })
         .unwrap();

@@ -532,7 +532,7 @@ impl<S: Storage> Pipeline<S> {
             let mut position = tx.pipeline_position()?;
             let mut done = batch.retry_waiting(tx, position)?;
             while done < budget {
-                if position < tx.head() {
+                if position < tx.head()? {
                     position += 1;
                     let event = match batch.appended.pop_front() {
                         Some(event) => event,

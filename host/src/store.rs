@@ -529,7 +529,7 @@ impl LogReader {
 /// One write transaction; its tables open when first used.
 pub struct Tx<'t> {
     meta: lazy::Lazy<'t, &'static str, u64>,
-    events: lazy::Opened<'t, u64, Bytes>,
+    events: lazy::Lazy<'t, u64, Bytes>,
     streams: lazy::Lazy<'t, (&'static str, &'static str), Bytes>,
     stream_events: lazy::Lazy<'t, (&'static str, &'static str, u64), u64>,
     checkpoints: lazy::Lazy<'t, &'static str, u64>,
@@ -550,16 +550,16 @@ pub struct Tx<'t> {
     rm_docs: lazy::Lazy<'t, (&'static str, &'static str), Bytes>,
     rm_index: lazy::Lazy<'t, (&'static str, &'static str, &'static str, &'static str), ()>,
     rm_indexed: lazy::Lazy<'t, &'static str, Bytes>,
-    head: u64,
+    /// The log head, read on first use (a read view that only queries
+    /// documents never touches the events) and kept by appends.
+    head: std::cell::Cell<Option<u64>>,
 }
 
 impl<'t> Tx<'t> {
     fn open(txn: lazy::Txn<'t>) -> Result<Tx<'t>, StoreError> {
-        let events = txn.open(EVENTS)?;
-        let head = events.last()?.map_or(0, |(k, _)| k.value());
         Ok(Tx {
             meta: lazy::Lazy::new(txn, META),
-            events,
+            events: lazy::Lazy::new(txn, EVENTS),
             streams: lazy::Lazy::new(txn, STREAMS),
             stream_events: lazy::Lazy::new(txn, STREAM_EVENTS),
             checkpoints: lazy::Lazy::new(txn, CHECKPOINTS),
@@ -580,7 +580,7 @@ impl<'t> Tx<'t> {
             rm_docs: lazy::Lazy::new(txn, RM_DOCS),
             rm_index: lazy::Lazy::new(txn, RM_INDEX),
             rm_indexed: lazy::Lazy::new(txn, RM_INDEXED),
-            head,
+            head: std::cell::Cell::new(None),
         })
     }
 
@@ -588,6 +588,7 @@ impl<'t> Tx<'t> {
     /// transactions find them all.
     fn create_tables(&mut self) -> Result<(), StoreError> {
         self.meta.write()?;
+        self.events.write()?;
         self.streams.write()?;
         self.stream_events.write()?;
         self.checkpoints.write()?;
@@ -643,29 +644,33 @@ fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, S
     })
 }
 
-/// The event `new` becomes when appended at `position` as `version` of
-/// `stream` (type, id): the one place an event gets its envelope.
-pub(crate) fn appended_event(
-    new: NewEvent,
-    position: u64,
+/// `events` as appended after log position `head` and version `version`
+/// of `stream` (type, id): the one place events get their positions and
+/// envelope.
+pub(crate) fn stamped(
+    events: Vec<NewEvent>,
+    head: u64,
     (stream_type, stream_id): (&str, &str),
     version: u64,
     envelope: &Envelope,
-    created_at: u64,
-) -> Event {
-    Event {
-        position,
-        name: new.name,
-        stream_type: stream_type.to_owned(),
-        stream_id: stream_id.to_owned(),
-        stream_version: version,
-        payload: new.payload,
-        metadata: envelope.metadata.clone(),
-        actor_id: envelope.actor_id.clone(),
-        causation_id: envelope.causation_id.clone(),
-        correlation_id: envelope.correlation_id.clone(),
-        created_at,
-    }
+) -> Vec<Event> {
+    let created_at = now_millis();
+    (1..)
+        .zip(events)
+        .map(|(offset, new)| Event {
+            position: head + offset,
+            name: new.name,
+            stream_type: stream_type.to_owned(),
+            stream_id: stream_id.to_owned(),
+            stream_version: version + offset,
+            payload: new.payload,
+            metadata: envelope.metadata.clone(),
+            actor_id: envelope.actor_id.clone(),
+            causation_id: envelope.causation_id.clone(),
+            correlation_id: envelope.correlation_id.clone(),
+            created_at,
+        })
+        .collect()
 }
 
 /// The versions pruning forgets: all but the newest `keep`, never the active one.
@@ -781,7 +786,7 @@ mod tests {
         });
         assert!(result.is_err());
         assert!(store.read_log(1, 10).unwrap().is_empty());
-        assert_eq!(store.read(|tx| Ok::<_, StoreError>(tx.head())).unwrap(), 0);
+        assert_eq!(store.read(|tx| tx.head()).unwrap(), 0);
     }
 
     #[test]
@@ -807,7 +812,7 @@ mod tests {
             store
                 .write(|tx| {
                     tx.meta.write()?.insert(META_SCHEMA, 1)?;
-                    tx.events.table_mut()?.insert(1, encode(&event).as_slice())?;
+                    tx.events.write()?.insert(1, encode(&event).as_slice())?;
                     tx.pm_states.write()?.insert("counter", br#"{"n":1}"#.as_slice())?;
                     Ok::<_, StoreError>(())
                 })
@@ -878,7 +883,7 @@ mod tests {
     #[test]
     fn a_new_file_has_every_table_and_a_read_only_open_reads_it_and_writes_nothing() {
         let (dir, store) = store();
-        let count = store.read(|tx| Ok::<_, StoreError>(tx.events.len()?)).unwrap();
+        let count = store.read(|tx| Ok::<_, StoreError>(tx.events.read()?.len()?)).unwrap();
         assert_eq!(count, 0);
         let txn = store.db.begin_read().unwrap();
         assert_eq!(

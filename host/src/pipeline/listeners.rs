@@ -67,7 +67,7 @@ impl<S: Storage> Pipeline<S> {
             let reindexed = read_models.sync_indexes(tx, &name)?;
             let (checkpoint, new) = match tx.checkpoint(&name)? {
                 Some(checkpoint) => (checkpoint, false),
-                None => (tx.head(), true),
+                None => (tx.head()?, true),
             };
             let stopped = tx.is_stopped(&name)?;
             let found = (checkpoint, new, tx.pm_state(&name)?, stopped, tx.pipeline_position()?);

@@ -4,26 +4,32 @@
 use redb::TableHandle;
 
 use super::traits::{EventLog, Progress};
-use super::{EVENTS, STREAMS, StreamHead, Tx, appended_event, decode, decode_event, encode, encode_event, now_millis};
+use super::{EVENTS, STREAMS, StreamHead, Tx, decode, decode_event, encode, encode_event, stamped};
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 
 impl EventLog for Tx<'_> {
     fn events(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.events.range(from..)?.take(limit) {
+        for entry in self.events.read()?.range(from..)?.take(limit) {
             let (position, bytes) = entry?;
             out.push(decode_event(position.value(), bytes.value())?);
         }
         Ok(out)
     }
 
-    fn head(&self) -> u64 {
-        self.head
+    fn head(&self) -> Result<u64, StoreError> {
+        if let Some(head) = self.head.get() {
+            return Ok(head);
+        }
+        let head = self.events.read()?.last()?.map_or(0, |(k, _)| k.value());
+        self.head.set(Some(head));
+        Ok(head)
     }
 
     fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
         self.events
+            .read()?
             .get(position)?
             .map(|bytes| decode_event(position, bytes.value()))
             .transpose()
@@ -52,25 +58,15 @@ impl EventLog for Tx<'_> {
         envelope: &Envelope,
         state: Option<Vec<u8>>,
     ) -> Result<Vec<Event>, StoreError> {
-        let created_at = now_millis();
-        let mut appended = Vec::with_capacity(events.len());
-        for (offset, new) in (1..).zip(events) {
-            let event = appended_event(
-                new,
-                self.head + 1,
-                (stream_type, stream_id),
-                version + offset,
-                envelope,
-                created_at,
-            );
+        let appended = stamped(events, self.head()?, (stream_type, stream_id), version, envelope);
+        for event in &appended {
             self.events
-                .table_mut()?
-                .insert(event.position, encode_event(&event).as_slice())?;
+                .write()?
+                .insert(event.position, encode_event(event).as_slice())?;
             self.stream_events
                 .write()?
                 .insert((stream_type, stream_id, event.stream_version), event.position)?;
-            self.head = event.position;
-            appended.push(event);
+            self.head.set(Some(event.position));
         }
         if let Some(last) = appended.last() {
             let head = StreamHead {
@@ -90,15 +86,13 @@ impl Tx<'_> {
     /// checksum (once, when the file is first opened by this version).
     pub(super) fn seal_unsealed_records(&mut self) -> Result<(), StoreError> {
         let mut events = Vec::new();
-        for entry in self.events.iter()? {
+        for entry in self.events.read()?.iter()? {
             let (position, bytes) = entry?;
             events.push((position.value(), bytes.value().to_vec()));
         }
         for (position, bytes) in events {
             let event: Event = decode(EVENTS.name(), &bytes)?;
-            self.events
-                .table_mut()?
-                .insert(position, encode_event(&event).as_slice())?;
+            self.events.write()?.insert(position, encode_event(&event).as_slice())?;
         }
         let mut states = Vec::new();
         for entry in self.pm_states.read()?.iter()? {

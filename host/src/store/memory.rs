@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::traits::{Backend, Documents, EventLog, Progress, Registry, WorkQueue};
-use super::{Packed, StreamHead, appended_event, artifact_hash, now_millis, packed, to_forget};
+use super::{Packed, StreamHead, artifact_hash, packed, stamped, to_forget};
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 use crate::records::{CascadeRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped};
@@ -82,8 +82,8 @@ fn key(a: &str, b: &str) -> (String, String) {
 }
 
 impl EventLog for MemoryTx {
-    fn head(&self) -> u64 {
-        self.events.last_key_value().map_or(0, |(p, _)| *p)
+    fn head(&self) -> Result<u64, StoreError> {
+        Ok(self.events.last_key_value().map_or(0, |(p, _)| *p))
     }
 
     fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
@@ -118,20 +118,8 @@ impl EventLog for MemoryTx {
         envelope: &Envelope,
         state: Option<Vec<u8>>,
     ) -> Result<Vec<Event>, StoreError> {
-        let created_at = now_millis();
-        let mut appended = Vec::with_capacity(events.len());
-        for (offset, new) in (1..).zip(events) {
-            let event = appended_event(
-                new,
-                self.head() + 1,
-                (stream_type, stream_id),
-                version + offset,
-                envelope,
-                created_at,
-            );
-            self.events.insert(event.position, event.clone());
-            appended.push(event);
-        }
+        let appended = stamped(events, self.head()?, (stream_type, stream_id), version, envelope);
+        self.events.extend(appended.iter().map(|e| (e.position, e.clone())));
         if let Some(last) = appended.last() {
             let head = StreamHead {
                 version: last.stream_version,

@@ -17,7 +17,11 @@ use super::{Packed, StreamHead};
 /// The event log and stream heads.
 pub trait EventLog {
     /// Position of the newest event, 0 when the log is empty.
-    fn head(&self) -> u64;
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn head(&self) -> Result<u64, StoreError>;
 
     /// The event at `position`.
     ///
