@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build-plugins.sh rust
-cargo build --release -p cascade
+cargo build --release -p cascade-cli
 cascade=target/release/cascade
 $cascade plugin add target/plugins/{users,accounts,welcome,notifications,audit}.wasm
 user="user-$(date +%s%N)"

@@ -9,5 +9,5 @@ rustup target add wasm32-wasip2
 ./scripts/python-toolchain.sh
 ./scripts/js-toolchain.sh
 # The server tests start the real binary (target/release/cascade).
-cargo build --release -p cascade
+cargo build --release -p cascade-cli
 cargo test --release --workspace

@@ -12,7 +12,9 @@ use crate::error::{
     CommandError, CommandFailure, EventValidationError, Failure, InfiniteLoopError, PluginError, StoreError,
 };
 use crate::event::{Command, Envelope, Event, NewEvent};
-use crate::pipeline::Cause;
+use crate::host_api::AggregateNames;
+use crate::records::Cause;
+use crate::text::quoted_list;
 
 /// An event an aggregate can produce.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,9 +88,6 @@ pub struct Aggregates {
     /// `dispatch` can refuse an unknown aggregate at once.
     names: AggregateNames,
 }
-
-/// The registered stream types, as the sandbox sees them.
-pub(crate) type AggregateNames = std::sync::Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>;
 
 impl Aggregates {
     /// Register `aggregate`, or replace the one registered under its name.
@@ -433,16 +432,6 @@ fn validate(schemas: &HashMap<String, jsonschema::Validator>, event: &NewEvent) 
 
 fn is_pascal_case(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_uppercase()) && name.chars().all(|c| c.is_ascii_alphanumeric())
-}
-
-/// `` `a`, `b` `` for messages; `none` when empty.
-pub(crate) fn quoted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
-    let list: Vec<String> = items.into_iter().map(|i| format!("`{i}`")).collect();
-    if list.is_empty() {
-        "none".into()
-    } else {
-        list.join(", ")
-    }
 }
 
 #[cfg(test)]

@@ -102,6 +102,23 @@ impl Engine {
     ///
     /// As [`Runtime::open_waiting`].
     pub fn start(dir: &Path, options: Options, lock_timeout: Duration) -> Result<Engine, Error> {
+        Self::spawn(dir, options, lock_timeout, true)
+    }
+
+    /// Like [`Engine::start`], for a short-lived program that runs one
+    /// command (the `cascade` command line): the pipeline runs only for work
+    /// submitted through the handle and the cascades callers wait for. Work
+    /// queued before is left as it is unless a submitted command's batch
+    /// reaches it, so an operator can inspect or cancel it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::open_waiting`].
+    pub fn start_on_demand(dir: &Path, options: Options, lock_timeout: Duration) -> Result<Engine, Error> {
+        Self::spawn(dir, options, lock_timeout, false)
+    }
+
+    fn spawn(dir: &Path, options: Options, lock_timeout: Duration, live: bool) -> Result<Engine, Error> {
         let (requests, inbox) = mpsc::channel();
         let (ready, opened) = mpsc::sync_channel(1);
         let owned_dir = dir.to_owned();
@@ -127,6 +144,7 @@ impl Engine {
                     head: head_tx,
                     stats,
                     waiting: HashMap::new(),
+                    live,
                 }
                 .run();
             })
@@ -246,7 +264,7 @@ impl EngineHandle {
         name: &str,
         source: &str,
         bytes: Vec<u8>,
-        (manifest, start_from): (crate::Manifest, crate::StartFrom),
+        (manifest, start_from): (crate::manifest::Manifest, crate::manifest::StartFrom),
         swap: Swap,
     ) -> Result<Deployed, Error> {
         let sandbox = self.sandbox.clone();
@@ -321,12 +339,15 @@ struct Writer {
     stats: Arc<EngineStats>,
     /// Callers waiting for a cascade to settle, by correlation id.
     waiting: HashMap<String, Vec<oneshot::Sender<Result<Settled, Error>>>>,
+    /// Whether the pipeline runs by itself (a server), or only for
+    /// submissions and waiting callers (see [`Engine::start_on_demand`]).
+    live: bool,
 }
 
 impl Writer {
     fn run(mut self) {
         // Work queued before a restart resumes at once.
-        let mut busy = true;
+        let mut busy = self.live;
         loop {
             // Idle: sleep until a request arrives, or until a listener in
             // backoff may retry. Busy: take what is there.
@@ -366,7 +387,8 @@ impl Writer {
                     Request::Stop => stop = true,
                 }
             }
-            busy = self.step(&mut submits);
+            let wanted = self.live || busy || !submits.is_empty() || !self.waiting.is_empty();
+            busy = wanted && self.step(&mut submits);
             self.publish_head();
             self.answer_settled();
             if stop {

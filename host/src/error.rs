@@ -513,3 +513,35 @@ impl From<Box<CommandError>> for Error {
         Error::Command(err)
     }
 }
+
+/// Why a read-model query failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// No projection declares the collection.
+    #[error("no collection `{collection}` (declared: {known})")]
+    UnknownCollection {
+        /// The collection asked for.
+        collection: String,
+        /// The declared collections, comma-separated.
+        known: String,
+    },
+    /// `find` on a field that is not indexed.
+    #[error(
+        "collection `{collection}` has no index on `{field}` (indexed: {indexes}); index it in the projection or page through the collection with `list`"
+    )]
+    NotIndexed {
+        /// The collection.
+        collection: String,
+        /// The field asked for.
+        field: String,
+        /// The indexed fields, comma-separated.
+        indexes: String,
+    },
+    /// The query is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// redb failed.
+    #[error("{0}")]
+    Store(String),
+}

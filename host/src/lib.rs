@@ -65,28 +65,27 @@
 //!
 //! # Layout
 //!
-//! - `store`: the redb file (event log, stream index, snapshots, checkpoints,
-//!   command queue, cascade records, plugin registry) and its transactions;
-//! - `aggregate`: the [`Aggregate`] trait and the registry that executes
-//!   commands, validating payloads against JSON Schemas;
-//! - `listener`: the [`Listener`] trait process managers and projections
-//!   implement;
-//! - `read_model`: collections of JSON documents written by projections,
-//!   with the current batch's writes visible to every later handler;
-//! - `pipeline`: the phase-by-phase event loop with group commit and settled
-//!   tracking;
+//! Layers point one way; `docs/architecture.md` draws them.
+//!
+//! - types: `event` (commands, events), `records` (what the store keeps),
+//!   `manifest` (what a plugin is granted, its limits and error policy),
+//!   `host_api` (what a handler call produced and may see), `error`, `text`
+//!   (one-line messages);
+//! - `store`: the store traits, the redb file and an in-memory store;
+//! - the engine: `aggregate` (executing commands, validating payloads
+//!   against JSON Schemas), `listener` (the trait process managers and
+//!   projections implement), `read_model` (collections of JSON documents
+//!   written by projections), `pipeline` (the phase-by-phase event loop with
+//!   group commit and settled tracking);
 //! - `sandbox`: the wasmtime engine, linker and per-plugin store state, with
-//!   time budgets, memory caps and call limits;
-//! - `manifest`: what a plugin is granted (dispatch capabilities), its
-//!   limits and error policy;
-//! - `plugin`: discovering, validating and wrapping components as aggregates
-//!   and listeners;
+//!   time budgets, memory caps and call limits; `plugin`: components checked
+//!   and wrapped as aggregates and listeners;
 //! - `runtime`: a data directory opened, with its registered plugins, their
-//!   versions and hot swaps;
-//! - `engine`: the writer thread that owns a runtime, and its async handle;
-//! - `api`: `cascade serve` (axum) and the client the CLI uses while a
-//!   server holds a data directory;
-//! - `cli`: the `cascade` command line.
+//!   versions and hot swaps; `engine`: the writer thread that owns a
+//!   runtime, and its async handle.
+//!
+//! The `cascade` command line and `cascade serve` are a separate crate
+//! (`host/cli`) that composes this one.
 //!
 //! The traits are public so Cascade can be embedded with native Rust
 //! aggregates and listeners; the WASM loaders are implementations of them.
@@ -94,11 +93,12 @@
 #![deny(missing_docs)]
 
 mod aggregate;
-pub mod api;
-pub mod cli;
 mod engine;
 mod error;
 mod event;
+mod host_api;
+#[cfg(test)]
+mod layers;
 mod listener;
 mod manifest;
 mod pipeline;
@@ -107,27 +107,32 @@ mod read_model;
 mod records;
 mod runtime;
 mod sandbox;
-pub mod scaffold;
 pub mod store;
+mod text;
 
 pub use aggregate::{Aggregate, AggregateDescription, Aggregates, Decision, EventDeclaration};
 pub use engine::{Deployed, Engine, EngineHandle, EngineStats};
 pub use error::{
     CascadeBudgetError, CausationDepthError, CommandError, CommandFailure, ConcurrencyError, Error,
-    EventValidationError, Failure, HandlerFailure, InfiniteLoopError, PluginError, StoreError,
+    EventValidationError, Failure, HandlerFailure, InfiniteLoopError, PluginError, QueryError, StoreError,
 };
 pub use event::{Command, Envelope, Event, NewEvent};
-pub use listener::{Context, Effects, Handler, HandlerError, Level, Listener, Phase};
+pub use host_api::{AggregateNames, Document, DocumentAccess, Effects, Level};
+pub use listener::{Context, Handler, HandlerError, Listener, Phase};
 pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError, Placement, Policy, StartFrom};
 pub use pipeline::{
     CascadeRecord, Cause, CommandRecord, DURATION_BUCKETS, HandlerStats, ListenerStats, Load, LogLine, Options,
-    Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped, Submission, TraceEntry,
+    Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped, Submission, TraceEntry, state_json,
 };
 pub use plugin::{CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord, PluginVersion};
-pub use read_model::{Collection, Document, QueryError, ReadModels};
-pub use runtime::{Compiled, DATA_FILE, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, Swap, SwapState};
+pub use read_model::{Collection, ReadModels};
+pub use records::content_hash;
+pub use runtime::{
+    Compiled, DATA_FILE, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, SERVER_FILE, ServerInfo, Swap, SwapState,
+};
 pub use sandbox::{Limits, Sandbox};
 pub use store::{
     Backend, DEFAULT_CACHE_MIB, DocumentView, Documents, EventLog, LogReader, MemoryStore, Progress, Registry,
     SCHEMA_VERSION, Storage, Store, Tx, UnitOfWork, Verification, WorkQueue,
 };
+pub use text::one_line;

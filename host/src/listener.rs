@@ -7,7 +7,8 @@
 
 use heck::ToKebabCase;
 
-use crate::event::{Command, Event};
+use crate::event::Event;
+use crate::host_api::Effects;
 
 /// When a handler runs for an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,29 +69,6 @@ pub enum HandlerError {
     Failed(String),
     /// The handler chose not to run while refreshing.
     SkipRefreshing,
-}
-
-/// Log levels a guest can use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// Detailed tracing.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Unexpected but handled.
-    Warn,
-    /// Failed.
-    Error,
-}
-
-/// What a handler call produced besides its result.
-#[derive(Debug, Default)]
-pub struct Effects {
-    /// Commands to queue, in dispatch order.
-    pub commands: Vec<Command>,
-    /// Log lines, in order.
-    pub logs: Vec<(Level, String)>,
 }
 
 /// A process manager, native or WASM.

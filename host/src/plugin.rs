@@ -91,9 +91,3 @@ pub(crate) fn name_from_path(path: &std::path::Path) -> String {
         .map(|s| s.to_string_lossy().replace('_', "-"))
         .unwrap_or_else(|| "plugin".into())
 }
-
-/// Hex SHA-256 of component bytes: their identity in the registry.
-pub(crate) fn content_hash(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}

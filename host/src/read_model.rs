@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
-use crate::error::{PluginError, StoreError};
+use crate::error::{PluginError, QueryError, StoreError};
+use crate::host_api::{Document, DocumentAccess};
 use crate::store::{DocumentView, Documents};
 
 /// A collection a projection declares.
@@ -26,38 +27,6 @@ pub struct Collection {
     pub name: String,
     /// Top-level fields `find` can search.
     pub indexes: Vec<String>,
-}
-
-/// Why a read-model query failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QueryError {
-    /// No projection declares the collection.
-    #[error("no collection `{collection}` (declared: {known})")]
-    UnknownCollection {
-        /// The collection asked for.
-        collection: String,
-        /// The declared collections, comma-separated.
-        known: String,
-    },
-    /// `find` on a field that is not indexed.
-    #[error(
-        "collection `{collection}` has no index on `{field}` (indexed: {indexes}); index it in the projection or page through the collection with `list`"
-    )]
-    NotIndexed {
-        /// The collection.
-        collection: String,
-        /// The field asked for.
-        field: String,
-        /// The indexed fields, comma-separated.
-        indexes: String,
-    },
-    /// The query is malformed.
-    #[error("{0}")]
-    Invalid(String),
-    /// redb failed.
-    #[error("{0}")]
-    Store(String),
 }
 
 struct Owned {
@@ -77,9 +46,6 @@ struct Inner {
 pub struct ReadModels {
     inner: Arc<Mutex<Inner>>,
 }
-
-/// A document id and its JSON text.
-pub type Document = (String, String);
 
 impl ReadModels {
     pub(crate) fn new(view: Arc<dyn DocumentView>) -> Self {
@@ -178,7 +144,7 @@ impl ReadModels {
             return Err(QueryError::NotIndexed {
                 collection: collection.to_owned(),
                 field: field.to_owned(),
-                indexes: crate::aggregate::quoted_list(owned.indexes.iter().map(String::as_str)),
+                indexes: crate::text::quoted_list(owned.indexes.iter().map(String::as_str)),
             });
         }
         let value: Value = serde_json::from_str(value)
@@ -355,6 +321,34 @@ impl ReadModels {
     }
 }
 
+// The sandbox reaches read models through this trait only.
+impl DocumentAccess for ReadModels {
+    fn get(&self, collection: &str, id: &str) -> Result<Option<String>, QueryError> {
+        ReadModels::get(self, collection, id)
+    }
+
+    fn find(&self, collection: &str, field: &str, value: &str) -> Result<Vec<Document>, QueryError> {
+        ReadModels::find(self, collection, field, value)
+    }
+
+    fn list(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Document>, Option<String>), QueryError> {
+        ReadModels::list(self, collection, after, limit)
+    }
+
+    fn put(&self, owner: &str, collection: &str, id: &str, body: &str) -> Result<(), String> {
+        ReadModels::put(self, owner, collection, id, body)
+    }
+
+    fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String> {
+        ReadModels::delete(self, owner, collection, id)
+    }
+}
+
 impl Inner {
     fn owned(&self, collection: &str) -> Result<&Owned, QueryError> {
         self.collections.get(collection).ok_or_else(|| {
@@ -362,7 +356,7 @@ impl Inner {
             names.sort_unstable();
             QueryError::UnknownCollection {
                 collection: collection.to_owned(),
-                known: crate::aggregate::quoted_list(names),
+                known: crate::text::quoted_list(names),
             }
         })
     }

@@ -214,3 +214,9 @@ pub struct PluginVersion {
     /// Who deployed it.
     pub deployed_by: String,
 }
+
+/// Hex SHA-256 of component bytes: their identity in the registry.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

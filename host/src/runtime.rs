@@ -327,7 +327,7 @@ impl Runtime {
             Some(_) => Err(PluginError::Stateless { name: name.to_owned() }.into()),
             None => Err(PluginError::UnknownListener {
                 name: name.to_owned(),
-                known: crate::aggregate::quoted_list(
+                known: crate::text::quoted_list(
                     plugins
                         .iter()
                         .filter(|p| p.kind != PluginKind::Aggregate)
@@ -349,7 +349,7 @@ impl Runtime {
         if !self.pipeline.listener_stats().iter().any(|l| l.name == name) {
             return Err(PluginError::UnknownListener {
                 name: name.to_owned(),
-                known: crate::aggregate::quoted_list(self.pipeline.listener_stats().iter().map(|l| l.name.as_str())),
+                known: crate::text::quoted_list(self.pipeline.listener_stats().iter().map(|l| l.name.as_str())),
             }
             .into());
         }
@@ -477,7 +477,7 @@ impl Runtime {
         carry_state: bool,
     ) -> Result<(String, PluginKind, Option<u64>), Error> {
         let env = PluginEnv {
-            read_models: self.pipeline.read_models().clone(),
+            read_models: Arc::new(self.pipeline.read_models().clone()),
             manifest: manifest.clone(),
             aggregates: self.pipeline.aggregates().names(),
         };
@@ -627,7 +627,7 @@ impl Compiled {
         let component = sandbox.compile(&bytes).map_err(|e| PluginError::NotAComponent {
             file: source.to_owned(),
             // wasmtime's parse errors span lines (byte dumps).
-            message: crate::sandbox::one_line(&format!("{e:#}")),
+            message: crate::text::one_line(&format!("{e:#}")),
         })?;
         let artifact = component.serialize().map_err(|e| PluginError::Instantiate {
             plugin: name.to_owned(),
@@ -636,7 +636,7 @@ impl Compiled {
         Ok(Compiled {
             name: name.to_owned(),
             source: source.to_owned(),
-            hash: plugin::content_hash(&bytes),
+            hash: crate::records::content_hash(&bytes),
             packed: Packed::new(&bytes),
             component,
             artifact: Packed::new(&artifact),
@@ -748,10 +748,33 @@ fn existing_order(tx: &Tx<'_>, name: &str) -> Result<u64, StoreError> {
     })
 }
 
+/// The file in a data directory that names the server holding it.
+pub const SERVER_FILE: &str = "server.json";
+
+/// What `server.json` holds.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    /// Where it listens, e.g. `127.0.0.1:7878`.
+    pub address: std::net::SocketAddr,
+    /// Its process id.
+    pub pid: u32,
+    /// The token file clients must read, when one is required.
+    pub token_file: Option<PathBuf>,
+}
+
+impl ServerInfo {
+    /// What `dir`'s `server.json` says, if it holds one that parses.
+    pub fn read(dir: &Path) -> Option<ServerInfo> {
+        let text = std::fs::read(dir.join(SERVER_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+}
+
 /// What holds a busy data directory, as far as it says.
 fn holder(dir: &Path) -> String {
-    match crate::api::client::Server::describe(dir) {
-        Some(server) => server,
+    match ServerInfo::read(dir) {
+        Some(info) => format!("`cascade serve` (pid {}) on http://{}", info.pid, info.address),
         None => "another cascade process".to_owned(),
     }
 }

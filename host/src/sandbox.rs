@@ -21,7 +21,8 @@ use wasmtime::{Config, Engine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::event::{Command, Envelope, Event};
-use crate::listener::{Effects, Level};
+use crate::host_api::{AggregateNames, DocumentAccess, Effects, Level};
+use crate::text::one_line;
 
 mod clock;
 mod output;
@@ -38,9 +39,9 @@ use bindings::cascade::runtime::{
     commands, event_envelope, log, projection_types, read_model_writer, read_models, types,
 };
 
+use crate::error::QueryError;
 pub use crate::manifest::Limits;
 use crate::manifest::Manifest;
-use crate::read_model::{QueryError, ReadModels};
 
 /// Bytes kept of one log line or one failure message from a guest; the rest
 /// is cut with a note (see [`truncate`]).
@@ -97,11 +98,11 @@ impl wasmtime::ResourceLimiter for MemoryCap {
 #[derive(Clone)]
 pub struct PluginEnv {
     /// The read models of the data directory.
-    pub read_models: ReadModels,
+    pub read_models: Arc<dyn DocumentAccess>,
     /// The plugin's manifest.
     pub manifest: Manifest,
     /// The registered aggregates' stream types.
-    pub(crate) aggregates: crate::aggregate::AggregateNames,
+    pub(crate) aggregates: AggregateNames,
 }
 
 /// The state every plugin's wasmtime `Store` carries.
@@ -110,9 +111,9 @@ pub struct HostState {
     table: ResourceTable,
     /// The plugin's name: the owner its read-model writes are checked against.
     plugin: String,
-    read_models: ReadModels,
+    read_models: Arc<dyn DocumentAccess>,
     manifest: Manifest,
-    aggregates: crate::aggregate::AggregateNames,
+    aggregates: AggregateNames,
     /// Position of the event the current handler call received (0: none),
     /// and its envelope, for `event-envelope.get`.
     current_position: u64,
@@ -305,11 +306,6 @@ fn panic_message(stderr: &str) -> Option<String> {
     None
 }
 
-/// `text` on one line: messages (CLI, HTTP, parked records) are one line.
-pub(crate) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// Cut `text` to at most `max` bytes on a character boundary, saying so.
 pub(crate) fn truncate(mut text: String, max: usize) -> String {
     if text.len() <= max {
@@ -356,7 +352,7 @@ impl event_envelope::Host for HostState {
 impl commands::Host for HostState {
     fn dispatch(&mut self, cmd: types::Command) -> Result<(), String> {
         if !self.manifest.may_dispatch(&cmd.stream_type, &cmd.name) {
-            let granted = crate::aggregate::quoted_list(self.manifest.capabilities.dispatch.iter().map(String::as_str));
+            let granted = crate::text::quoted_list(self.manifest.capabilities.dispatch.iter().map(String::as_str));
             let message = format!(
                 "`{}` may not dispatch `{}.{}` (granted: {granted}); add it to `dispatch` under \
                  [capabilities] in the plugin's manifest",
@@ -370,7 +366,7 @@ impl commands::Host for HostState {
                 return Err(format!(
                     "no aggregate `{}` is registered (registered: {}); the command to `{}:{}` was not queued",
                     cmd.stream_type,
-                    crate::aggregate::quoted_list(known.iter().map(String::as_str)),
+                    crate::text::quoted_list(known.iter().map(String::as_str)),
                     cmd.stream_type,
                     cmd.stream_id
                 ));
@@ -624,7 +620,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("m.redb")).unwrap();
         let env = PluginEnv {
-            read_models: ReadModels::new(std::sync::Arc::new(store.clone())),
+            read_models: Arc::new(crate::read_model::ReadModels::new(Arc::new(store.clone()))),
             manifest: Manifest::default(),
             aggregates: Default::default(),
         };
@@ -663,7 +659,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("e.redb")).unwrap();
         let env = PluginEnv {
-            read_models: ReadModels::new(std::sync::Arc::new(store.clone())),
+            read_models: Arc::new(crate::read_model::ReadModels::new(Arc::new(store.clone()))),
             manifest: Manifest::default(),
             aggregates: Default::default(),
         };

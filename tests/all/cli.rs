@@ -1,4 +1,4 @@
-//! The `cascade` command line, driven in-process through `cascade::cli::run`.
+//! The `cascade` command line, driven in-process through `cascade_cli::run`.
 
 use cascade_tests::{cli, plugins};
 

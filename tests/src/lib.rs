@@ -67,9 +67,9 @@ pub fn cli(data: &Path, args: &[&str]) -> (u8, String) {
     use clap::Parser;
     let mut argv = vec!["cascade", "--data", data.to_str().unwrap()];
     argv.extend_from_slice(args);
-    let parsed = cascade::cli::Cli::try_parse_from(argv).unwrap();
+    let parsed = cascade_cli::Cli::try_parse_from(argv).unwrap();
     let mut out = Vec::new();
-    match cascade::cli::run(parsed, &mut out) {
+    match cascade_cli::run(parsed, &mut out) {
         Ok(status) => (status, String::from_utf8(out).unwrap()),
         Err(err) => (2, format!("{err:#}")),
     }

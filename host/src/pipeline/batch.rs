@@ -6,7 +6,8 @@ use super::{Backoff, LogLine, Outcome, Pipeline, RETRY_BACKOFF, Route, Slot, Tra
 use crate::aggregate::Aggregates;
 use crate::error::{CascadeBudgetError, CausationDepthError, Error, Failure, HandlerFailure, PluginError, StoreError};
 use crate::event::{Envelope, Event};
-use crate::listener::{Context, Effects, HandlerError};
+use crate::host_api::Effects;
+use crate::listener::{Context, HandlerError};
 use crate::manifest::Policy;
 use crate::read_model::ReadModels;
 use crate::records::{CascadeRecord, Cause, CommandRecord, Parked, QueuedCommand};

@@ -155,7 +155,7 @@ impl<S: Storage> Pipeline<S> {
                 let names = self.listener_names();
                 PluginError::UnknownListener {
                     name: name.to_owned(),
-                    known: crate::aggregate::quoted_list(names.iter().map(String::as_str)),
+                    known: crate::text::quoted_list(names.iter().map(String::as_str)),
                 }
             })
     }
@@ -169,7 +169,7 @@ pub(super) fn validate_handlers(aggregates: &Aggregates, listener: &dyn Listener
                 plugin: listener.name().to_owned(),
                 export: handler.export_name(),
                 event: handler.event.clone(),
-                known: crate::aggregate::quoted_list(names.iter().map(String::as_str)),
+                known: crate::text::quoted_list(names.iter().map(String::as_str)),
             });
         }
     }

@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use super::{Pipeline, Slot};
 use crate::error::{Error, HandlerFailure, PluginError, StoreError};
-use crate::listener::{Context, Effects, HandlerError};
+use crate::host_api::Effects;
+use crate::listener::{Context, HandlerError};
 
 /// Events read from the log per read transaction while replaying.
 const CHUNK: usize = 8192;
@@ -62,7 +63,7 @@ impl RefreshReport {
 /// A state blob as JSON when it is JSON, else its size and hash.
 pub fn state_json(blob: &[u8]) -> serde_json::Value {
     serde_json::from_slice(blob)
-        .unwrap_or_else(|_| serde_json::json!({ "bytes": blob.len(), "sha256": crate::plugin::content_hash(blob) }))
+        .unwrap_or_else(|_| serde_json::json!({ "bytes": blob.len(), "sha256": crate::records::content_hash(blob) }))
 }
 
 impl<S: Storage> Pipeline<S> {

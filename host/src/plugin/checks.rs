@@ -183,7 +183,7 @@ pub(crate) fn check_imports(plugin: &str, source: &str, bytes: &[u8]) -> Result<
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| PluginError::NotAComponent {
             file: source.to_owned(),
-            message: crate::sandbox::one_line(&e.to_string()),
+            message: crate::text::one_line(&e.to_string()),
         })?;
         match payload {
             wasmparser::Payload::ModuleSection { .. } | wasmparser::Payload::ComponentSection { .. } => depth += 1,

@@ -8,7 +8,8 @@ use super::{
 };
 use crate::error::PluginError;
 use crate::event::Event;
-use crate::listener::{Context, Effects, Handler, HandlerError, Listener};
+use crate::host_api::Effects;
+use crate::listener::{Context, Handler, HandlerError, Listener};
 use crate::read_model::Collection;
 use crate::sandbox::{self, HostState, PluginEnv, Sandbox};
 

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::manifest::{Manifest, StartFrom};
-use crate::runtime::{Swap, SwapState};
+use cascade::{Manifest, StartFrom};
+use cascade::{Swap, SwapState};
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let statuses = state.engine.with_runtime(|runtime| runtime.statuses()).await??;
@@ -136,7 +136,7 @@ async fn read_form(mut form: Multipart) -> Result<(Vec<u8>, Option<(Manifest, St
 }
 
 /// The manifest of the active version of `name`, the defaults for a new name.
-fn active_manifest(runtime: &mut crate::Runtime, name: &str) -> Manifest {
+fn active_manifest(runtime: &mut cascade::Runtime, name: &str) -> Manifest {
     runtime.active_version(name).map(|v| v.manifest).unwrap_or_default()
 }
 

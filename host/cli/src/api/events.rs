@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::event::Event;
+use cascade::Event;
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 10_000;
@@ -110,7 +110,7 @@ pub(super) async fn live(
 
 /// A consumer's place in the log.
 struct Tail {
-    log: crate::store::LogReader,
+    log: cascade::LogReader,
     head: tokio::sync::watch::Receiver<u64>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     next: u64,

@@ -1,12 +1,10 @@
-//! `cascade serve`: the engine's handle on HTTP (axum), plus the client the
-//! CLI uses while a server holds a data directory.
+//! `cascade serve`: the engine's handle on HTTP (axum).
 //!
 //! The server owns one [`Engine`]; every route is a thin translation between
 //! JSON and an [`EngineHandle`] call. Routes are listed in `docs/http.md`.
 //! While it runs, the server records its address in `server.json` in the
 //! data directory, which is how the CLI finds it.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -22,10 +20,9 @@ use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::engine::{Engine, EngineHandle};
-use crate::pipeline::Options;
+use cascade::Options;
+use cascade::{Engine, EngineHandle, SERVER_FILE, ServerInfo};
 
-pub mod client;
 mod commands;
 mod error;
 mod events;
@@ -35,9 +32,7 @@ mod plugins;
 mod watch_dir;
 
 pub use error::ApiError;
-
-/// The file in a data directory that names the server holding it.
-pub const SERVER_FILE: &str = "server.json";
+pub(crate) use operations::{CliAnswer, CliRequest};
 
 /// `cascade serve` options.
 #[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
@@ -56,18 +51,6 @@ pub struct ServeArgs {
     /// Largest request body, in MiB (components are uploaded whole).
     #[arg(long, default_value_t = 64)]
     pub max_body_mib: usize,
-}
-
-/// What `server.json` holds.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServerInfo {
-    /// Where it listens, e.g. `127.0.0.1:7878`.
-    pub address: SocketAddr,
-    /// Its process id.
-    pub pid: u32,
-    /// The token file clients must read, when one is required.
-    pub token_file: Option<PathBuf>,
 }
 
 /// Shared by every route.

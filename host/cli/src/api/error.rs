@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::{CommandFailure, Error, PluginError};
-use crate::read_model::QueryError;
+use cascade::QueryError;
+use cascade::{CommandFailure, Error, PluginError};
 
 /// An error answer.
 #[derive(Debug)]
@@ -78,13 +78,14 @@ impl From<QueryError> for ApiError {
             QueryError::UnknownCollection { .. } => (StatusCode::NOT_FOUND, "unknown_collection"),
             QueryError::NotIndexed { .. } | QueryError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_query"),
             QueryError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, err.to_string())
     }
 }
 
-impl From<crate::error::StoreError> for ApiError {
-    fn from(err: crate::error::StoreError) -> Self {
+impl From<cascade::StoreError> for ApiError {
+    fn from(err: cascade::StoreError) -> Self {
         Error::from(err).into()
     }
 }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::cli::Action;
-use crate::pipeline::state_json;
+use crate::args::Action;
+use cascade::state_json;
 
 pub(super) async fn pm_state(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let blob = state
@@ -153,25 +153,19 @@ pub(super) async fn cli(
     State(state): State<AppState>,
     Json(request): Json<CliRequest>,
 ) -> Result<Json<CliAnswer>, ApiError> {
-    let answer = state
-        .engine
-        .with_runtime(move |runtime| {
-            let mut stdout = Vec::new();
-            let result = crate::cli::execute(request.action, runtime, &request.cwd, &mut stdout);
-            let stdout = String::from_utf8_lossy(&stdout).into_owned();
-            match result {
-                Ok(status) => CliAnswer {
-                    status,
-                    stdout,
-                    error: None,
-                },
-                Err(err) => CliAnswer {
-                    status: crate::cli::exit_status(&err),
-                    stdout,
-                    error: Some(format!("{err:#}")),
-                },
-            }
-        })
-        .await?;
-    Ok(Json(answer))
+    let mut stdout = Vec::new();
+    let result = crate::commands::execute(request.action, &state.engine, &request.cwd, &mut stdout).await;
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    Ok(Json(match result {
+        Ok(status) => CliAnswer {
+            status,
+            stdout,
+            error: None,
+        },
+        Err(err) => CliAnswer {
+            status: crate::exit::exit_status(&err),
+            stdout,
+            error: Some(format!("{err:#}")),
+        },
+    }))
 }

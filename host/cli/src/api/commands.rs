@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::event::Command;
-use crate::pipeline::{Settled, Submission};
+use cascade::Command;
+use cascade::{Settled, Submission};
 
 /// The body of `POST /commands`.
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::AppState;
-use crate::runtime::{Compiled, Swap};
+use cascade::{Compiled, Swap};
 
 const POLL: Duration = Duration::from_millis(250);
 

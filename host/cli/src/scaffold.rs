@@ -49,7 +49,7 @@ impl Home {
     pub fn find() -> anyhow::Result<Home> {
         let checkout = std::env::var_os("CASCADE_HOME")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
         let checkout = checkout.canonicalize().unwrap_or(checkout);
         if !checkout.join("guest-sdk").is_dir() {
             anyhow::bail!(
@@ -163,7 +163,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     if !kebab {
         anyhow::bail!(
             "plugin name `{}` must be kebab-case: lowercase letters, digits and single dashes, starting with a letter (e.g. `order-shipping`)",
-            crate::cli::escape(name)
+            crate::commands::escape(name)
         );
     }
     Ok(())

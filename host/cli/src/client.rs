@@ -5,9 +5,11 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use super::operations::{CliAnswer, CliRequest};
-use super::{SERVER_FILE, ServerInfo};
-use crate::cli::{Action, Exit};
+use cascade::ServerInfo;
+
+use crate::api::{CliAnswer, CliRequest};
+use crate::args::Action;
+use crate::exit::Exit;
 
 /// A server that holds a data directory and answers.
 pub struct Server {
@@ -19,7 +21,7 @@ impl Server {
     /// The server that holds `dir`, if one is recorded there and answers
     /// `/healthz`; a record left by a server that died is ignored.
     pub fn find(dir: &Path) -> Option<Server> {
-        let info = read_info(dir)?;
+        let info = ServerInfo::read(dir)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(2)))
             .http_status_as_error(false)
@@ -27,11 +29,6 @@ impl Server {
             .into();
         let health = agent.get(format!("http://{}/healthz", info.address)).call().ok()?;
         health.status().is_success().then_some(Server { info, agent })
-    }
-
-    /// A description of the server recorded in `dir`, for messages.
-    pub fn describe(dir: &Path) -> Option<String> {
-        read_info(dir).map(|info| format!("`cascade serve` (pid {}) on http://{}", info.pid, info.address))
     }
 
     /// Run `action` on the server, printing what it printed; returns its
@@ -85,9 +82,4 @@ impl Server {
             None => Ok(answer.status),
         }
     }
-}
-
-fn read_info(dir: &Path) -> Option<ServerInfo> {
-    let text = std::fs::read(dir.join(SERVER_FILE)).ok()?;
-    serde_json::from_slice(&text).ok()
 }

@@ -12,7 +12,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
-use crate::pipeline::{DURATION_BUCKETS, ListenerStats};
+use cascade::{DURATION_BUCKETS, ListenerStats};
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let (listeners, parked) = state

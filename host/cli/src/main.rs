@@ -1,4 +1,4 @@
-//! The `cascade` binary: parse, dispatch, print. See [`cascade::cli`].
+//! The `cascade` binary: parse, dispatch, print. See [`cascade_cli`].
 
 use std::process::ExitCode;
 
@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Stdout that treats a reader gone away (`cascade events | head -1`) as
 /// the end of output, not as a failure: the work is done either way.
 struct Stdout {
-    inner: std::io::StdoutLock<'static>,
+    inner: std::io::Stdout,
     closed: bool,
 }
 
@@ -43,15 +43,22 @@ impl std::io::Write for Stdout {
 static PANIC: std::sync::Mutex<Option<(String, String)>> = std::sync::Mutex::new(None);
 
 fn main() -> ExitCode {
-    let cli = cascade::cli::Cli::parse();
-    // Panics of the main thread are reported by `main`, in one line; other
-    // threads' (a server's) keep the default report.
+    let cli = cascade_cli::Cli::parse();
+    // Panics of the main thread and, for a command, of the engine's writer
+    // thread are reported by `main`, in one line; a server's other threads
+    // keep the default report.
+    let serving = matches!(cli.command, cascade_cli::Action::Serve(_));
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().name() != Some("main") {
+        let ours = match std::thread::current().name() {
+            Some("main") => true,
+            Some("cascade-writer") => !serving,
+            _ => false,
+        };
+        if !ours {
             return default_hook(info);
         }
-        let message = cascade::cli::panic_message(info.payload());
+        let message = cascade_cli::panic_message(info.payload());
         let location = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
@@ -59,21 +66,21 @@ fn main() -> ExitCode {
         *PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some((message.to_owned(), location));
     }));
     let mut out = Stdout {
-        inner: std::io::stdout().lock(),
+        inner: std::io::stdout(),
         closed: false,
     };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cascade::cli::run(cli, &mut out))) {
-        Ok(Ok(status)) => ExitCode::from(status),
-        Ok(Err(err)) => {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cascade_cli::run(cli, &mut out)));
+    // A panic of the writer thread ends its engine: the command then fails
+    // with "the engine stopped", and the panic is what to report.
+    let panicked = PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match (result, panicked) {
+        (Ok(Ok(status)), _) => ExitCode::from(status),
+        (Ok(Err(err)), None) => {
             eprintln!("cascade: {err:#}");
-            ExitCode::from(cascade::cli::exit_status(&err))
+            ExitCode::from(cascade_cli::exit_status(&err))
         }
-        Err(_) => {
-            let (message, location) = PANIC
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .unwrap_or_default();
+        (_, panicked) => {
+            let (message, location) = panicked.unwrap_or_default();
             let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
             // redb panics on pages it cannot make sense of: a damaged file.
             if location.contains("/redb-") {
@@ -81,7 +88,7 @@ fn main() -> ExitCode {
                     "cascade: the data file is damaged: redb failed reading it ({message}); nothing was changed; \
                      `cascade verify` lists the problems"
                 );
-                return ExitCode::from(cascade::cli::EXIT_STORAGE);
+                return ExitCode::from(cascade_cli::EXIT_STORAGE);
             }
             eprintln!("cascade: internal error: {message} (at {location})");
             ExitCode::from(101)

@@ -1,0 +1,269 @@
+//! The command line's arguments (clap): global options and subcommands.
+
+use std::path::PathBuf;
+
+use cascade::{Options, SwapState};
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use crate::api;
+
+/// Run event-sourced process managers as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "cascade", version)]
+pub struct Cli {
+    /// The data directory (holds `cascade.redb`).
+    #[arg(long, global = true, default_value = "cascade-data", env = "CASCADE_DATA")]
+    pub data: PathBuf,
+    /// The longest chain of commands process managers may cause one after
+    /// another before the next is refused as a likely cycle.
+    #[arg(long, global = true, default_value_t = Options::default().max_causation_depth)]
+    pub max_causation_depth: usize,
+    /// The most events and commands one cascade may count before the
+    /// commands that would grow it further are dropped.
+    #[arg(long, global = true, default_value_t = Options::default().cascade_budget)]
+    pub cascade_budget: usize,
+    /// The data file's page cache, in MiB.
+    #[arg(long, global = true, default_value_t = cascade::DEFAULT_CACHE_MIB)]
+    pub cache_mib: usize,
+    /// Seconds to wait for a data directory another process holds.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    pub lock_timeout: f64,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Action,
+}
+
+/// The subcommands.
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum Action {
+    /// Run a long-lived host with an HTTP API over the data directory: hot
+    /// loading of plugins, live event tail, metrics. Other `cascade`
+    /// commands on the directory then talk to it.
+    Serve(api::ServeArgs),
+    /// Make a new plugin folder NAME/ that builds with `./build.sh` into
+    /// NAME.wasm (and its manifest NAME.toml) and tests itself with
+    /// `./test.sh`.
+    New {
+        /// The plugin's name, kebab-case.
+        name: String,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::scaffold::Lang,
+        /// What it is (Python and JavaScript: process managers).
+        #[arg(long, value_enum, default_value = "process-manager")]
+        kind: crate::scaffold::Kind,
+    },
+    /// Manage plugins (aggregates, process managers, projections).
+    #[command(subcommand)]
+    Plugin(PluginAction),
+    /// Execute a command and wait until its whole cascade has settled.
+    Exec {
+        /// Aggregate, e.g. `users`.
+        stream_type: String,
+        /// Stream id, e.g. `u1`.
+        stream_id: String,
+        /// Command name, e.g. `create`.
+        command: String,
+        /// JSON arguments (default `{}`).
+        #[arg(conflicts_with = "args_file")]
+        args: Option<String>,
+        /// Read the JSON arguments from this file, or from stdin with `-`
+        /// (for args larger than the command line allows).
+        #[arg(long, value_name = "PATH|-")]
+        args_file: Option<PathBuf>,
+        /// Who issues the command.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Fail unless the stream is at this version (optimistic concurrency).
+        #[arg(long)]
+        expect_version: Option<u64>,
+        /// A retried command with the same key answers with the first one's
+        /// cascade and runs nothing again.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// This cascade's budget of events and commands, instead of the
+        /// dispatching plugins' manifests and the host's --cascade-budget.
+        #[arg(long)]
+        budget: Option<usize>,
+        /// Print the settled answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print every handler call: plugin, handler, event, outcome, duration.
+        #[arg(long)]
+        trace: bool,
+    },
+    /// Inspect and refresh process managers.
+    #[command(subcommand)]
+    Pm(PmAction),
+    /// Replay every projection into empty read models and refresh every
+    /// stateful process manager; stateless process managers are not called.
+    Rebuild {
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Query read models: one document, a find by an indexed field, or the
+    /// whole collection.
+    Read {
+        /// The collection, e.g. `projects`.
+        collection: String,
+        /// One document by id.
+        id: Option<String>,
+        /// Only documents whose indexed FIELD equals VALUE (JSON, or a bare string).
+        #[arg(long = "where", value_name = "FIELD=VALUE", conflicts_with = "id")]
+        filter: Option<String>,
+        /// One JSON document per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Events parked for a listener after its handler failed every attempt.
+    Parked {
+        /// Retry or skip one; without it, list them.
+        #[command(subcommand)]
+        action: Option<ParkedAction>,
+        /// List as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queued commands by cascade; `queue cancel ID` drops a cascade's.
+    Queue {
+        /// Cancel one cascade's queued commands.
+        #[command(subcommand)]
+        action: Option<QueueAction>,
+        /// List as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the data file: every event's checksum and position, stream
+    /// heads against their events, checkpoints, state blobs. Lists every
+    /// problem; exit status 4 when there is one.
+    Verify {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the event log.
+    Events {
+        /// Only this stream, as `TYPE:ID`.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Start at this position.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `cascade pm ...`
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum PmAction {
+    /// Print a stateful process manager's committed state (pretty JSON, or
+    /// size and hash when the blob is not JSON).
+    State {
+        /// The process manager.
+        name: String,
+    },
+    /// Rebuild a stateful process manager's state by replaying every event it
+    /// handles with `refreshing = true`; commands it dispatches are dropped.
+    Refresh {
+        /// The process manager.
+        name: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `cascade queue ...`
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum QueueAction {
+    /// Drop every queued command of a cascade, recording who and when.
+    Cancel {
+        /// The cascade's correlation id, e.g. `c7`.
+        correlation_id: String,
+        /// Who cancels it (default: `$USER`).
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+/// `cascade parked ...`
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum ParkedAction {
+    /// Call the handler again (e.g. after deploying a fixed version) and run
+    /// what it dispatches.
+    Retry {
+        /// The parked id.
+        id: u64,
+    },
+    /// Drop the parked event, recording who did it and when.
+    Skip {
+        /// The parked id.
+        id: u64,
+        /// Who skips it (default: `$USER`).
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+/// `cascade plugin ...`
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum PluginAction {
+    /// Validate and register components; a plugin with the same name is
+    /// replaced, as a new version (between two batches, in a running server).
+    Add {
+        /// `.wasm` component files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A redeployed stateful process manager's state: `carry` it over,
+        /// `refresh` it by replaying history, or `reset` it.
+        #[arg(long, default_value = "carry")]
+        state: SwapState,
+    },
+    /// The versions a plugin has had, oldest first; `*` marks the active one.
+    Versions {
+        /// The plugin.
+        name: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go back to the version before the active one.
+    Rollback {
+        /// The plugin.
+        name: String,
+        /// The state after the rollback: carry, refresh or reset.
+        #[arg(long, default_value = "carry")]
+        state: SwapState,
+    },
+    /// Start a plugin its error policy stopped: it catches up from where it
+    /// stopped, then takes part in the pipeline again.
+    Start {
+        /// The plugin.
+        name: String,
+    },
+    /// Stop a process manager or projection by hand; `plugin start` resumes
+    /// it from where it stopped.
+    Stop {
+        /// The plugin.
+        name: String,
+        /// Who stops it (default: `$USER`).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Unregister a process manager or projection, broken or not; its
+    /// versions are kept.
+    Remove {
+        /// The plugin.
+        name: String,
+    },
+    /// List registered plugins in registration order.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,611 @@
+//! What each command does: it runs through an [`EngineHandle`] (commands
+//! and operator actions on the writer thread, reads beside it) and prints.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context as _;
+use cascade::{
+    Command, EngineHandle, Event, Failure, HandlerFailure, Outcome, RefreshReport, Settled, Submission, Swap,
+};
+use serde_json::{Value, json};
+
+use crate::args::{Action, ParkedAction, PluginAction, PmAction, QueueAction};
+use crate::exit::EXIT_STORAGE;
+
+/// Run one action through the engine's handle, writing to `out`; relative
+/// paths are taken from `cwd`. The command line runs its commands here, and
+/// so does a server for the commands of CLI clients.
+///
+/// # Errors
+///
+/// As [`crate::run`].
+pub async fn execute(
+    action: Action,
+    engine: &EngineHandle,
+    cwd: &Path,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<u8> {
+    match action {
+        Action::Serve(_) => anyhow::bail!("`cascade serve` cannot run inside a server"),
+        Action::New { .. } => anyhow::bail!("`cascade new` writes files where it runs, not on a server"),
+        Action::Plugin(PluginAction::Add { files, state }) => {
+            for file in files {
+                let file = cwd.join(file);
+                let swap = Swap {
+                    state,
+                    ..Swap::default()
+                };
+                let record = engine
+                    .with_runtime(move |runtime| runtime.add_plugin_with(&file, &swap))
+                    .await??;
+                writeln!(out, "added {} `{}` ({})", record.kind, record.name, &record.hash[..12])?;
+            }
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::Versions { name, json }) => {
+            let (versions, active) = engine.with_runtime(move |runtime| runtime.versions(&name)).await??;
+            if json {
+                let list: Vec<Value> = versions
+                    .iter()
+                    .map(|v| {
+                        let mut value = serde_json::to_value(v).expect("versions serialize");
+                        value["active"] = json!(v.version == active);
+                        value
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+                return Ok(0);
+            }
+            for v in &versions {
+                let mark = if v.version == active { '*' } else { ' ' };
+                writeln!(
+                    out,
+                    "{mark} v{:<4} {}  {}  by {}  {}",
+                    v.version,
+                    &v.hash[..12],
+                    v.deployed_at,
+                    escape(&v.deployed_by),
+                    escape(&v.source)
+                )?;
+            }
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::Rollback { name, state }) => {
+            let swap = Swap {
+                state,
+                ..Swap::default()
+            };
+            let target = name.clone();
+            let version = engine
+                .with_runtime(move |runtime| runtime.rollback(&target, &swap))
+                .await??;
+            writeln!(
+                out,
+                "rolled `{name}` back to v{} ({})",
+                version.version,
+                &version.hash[..12]
+            )?;
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::List { json }) => {
+            let statuses = engine.with_runtime(|runtime| runtime.statuses()).await??;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&statuses)?)?;
+                return Ok(0);
+            }
+            let width = statuses.iter().map(|s| s.record.name.len()).max().unwrap_or(0).max(4);
+            for s in &statuses {
+                let p = &s.record;
+                let mut line = format!(
+                    "{:<width$} {:<15} v{:<3} {}  {}",
+                    escape(&p.name),
+                    p.kind,
+                    s.version,
+                    &p.hash[..12],
+                    escape(&p.source)
+                );
+                if let Some(l) = &s.listener {
+                    line.push_str(&format!(
+                        "  checkpoint #{} (lag {}), {} call(s), {} failure(s), {} parked",
+                        l.checkpoint, l.lag, l.calls, l.failures, l.parked
+                    ));
+                    if let Some(bytes) = l.state_bytes {
+                        line.push_str(&format!(", state {bytes} B"));
+                    }
+                    if let Some(bytes) = l.memory_bytes {
+                        line.push_str(&format!(", memory {:.1} MiB", bytes as f64 / f64::from(1 << 20)));
+                    }
+                    if l.stopped {
+                        line.push_str(&format!("  stopped after #{}", l.checkpoint));
+                    }
+                }
+                if let Some(reason) = &s.stopped_because {
+                    line.push_str(&format!("  stopped: {}", escape(reason)));
+                }
+                writeln!(out, "{line}")?;
+            }
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::Stop { name, by }) => {
+            let by = operator(by);
+            let target = name.clone();
+            engine
+                .with_runtime(move |runtime| runtime.stop_plugin(&target, &by))
+                .await??;
+            writeln!(out, "`{name}` stopped; `cascade plugin start {name}` resumes it")?;
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::Remove { name }) => {
+            let record = engine
+                .with_runtime(move |runtime| runtime.remove_plugin(&name))
+                .await??;
+            writeln!(out, "removed {} `{}`", record.kind, record.name)?;
+            Ok(0)
+        }
+        Action::Plugin(PluginAction::Start { name }) => {
+            let target = name.clone();
+            let (handled, stopped_at) = engine
+                .with_runtime(move |runtime| {
+                    let handled = runtime.pipeline().start_listener(&target)?;
+                    let stopped = runtime.pipeline_ref().stopped();
+                    let at = stopped.iter().find(|(n, _)| *n == target).map(|(_, at)| *at);
+                    Ok::<_, cascade::Error>((handled, at))
+                })
+                .await??;
+            match stopped_at {
+                Some(at) => {
+                    writeln!(
+                        out,
+                        "`{name}` caught up {handled} event(s) and stopped again after #{at}"
+                    )?;
+                    Ok(1)
+                }
+                None => {
+                    writeln!(out, "`{name}` caught up {handled} event(s) and is running")?;
+                    Ok(0)
+                }
+            }
+        }
+        Action::Exec {
+            stream_type,
+            stream_id,
+            command,
+            args,
+            args_file,
+            actor,
+            expect_version,
+            idempotency_key,
+            budget,
+            json,
+            trace,
+        } => {
+            let args = match (args, args_file) {
+                (Some(args), _) => args,
+                (None, None) => "{}".to_owned(),
+                (None, Some(file)) => crate::read_args(&file, cwd)?,
+            };
+            let mut command = Command::new(&stream_type, &stream_id, &command, &args);
+            command.actor_id = actor;
+            if trace {
+                engine
+                    .with_runtime(|runtime| runtime.pipeline().set_trace(true))
+                    .await?;
+            }
+            let submission = Submission {
+                command,
+                expected_version: expect_version,
+                idempotency_key,
+                cascade_budget: budget,
+            };
+            let settled = engine.execute(submission).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&settled.to_json())?)?;
+            } else {
+                print_settled(out, &settled, trace)?;
+            }
+            Ok(if settled.is_ok() { 0 } else { 1 })
+        }
+        Action::Pm(PmAction::State { name }) => {
+            let target = name.clone();
+            match engine.with_runtime(move |runtime| runtime.pm_state(&target)).await?? {
+                None => writeln!(out, "`{name}` has no state yet (it has not handled an event)")?,
+                Some(blob) => match serde_json::from_slice::<Value>(&blob) {
+                    Ok(json) => writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?,
+                    Err(_) => writeln!(out, "{} bytes, sha256 {}", blob.len(), cascade::content_hash(&blob))?,
+                },
+            }
+            Ok(0)
+        }
+        Action::Pm(PmAction::Refresh { name, json }) => {
+            let bar = progress_bar();
+            bar.set_message(name.clone());
+            let progress = bar.clone();
+            let report = engine
+                .with_runtime(move |runtime| {
+                    runtime.pipeline().refresh(&name, &mut |done, total| {
+                        progress.set_length(total);
+                        progress.set_position(done);
+                    })
+                })
+                .await??;
+            bar.finish_and_clear();
+            print_reports(out, &[report], json)
+        }
+        Action::Rebuild { json } => {
+            let bar = progress_bar();
+            let progress = bar.clone();
+            let reports = engine
+                .with_runtime(move |runtime| {
+                    runtime.pipeline().rebuild(&mut |name, done, total| {
+                        progress.set_message(name.to_owned());
+                        progress.set_length(total);
+                        progress.set_position(done);
+                    })
+                })
+                .await??;
+            bar.finish_and_clear();
+            print_reports(out, &reports, json)
+        }
+        Action::Read {
+            collection,
+            id,
+            filter,
+            json,
+        } => {
+            let read_models = engine
+                .with_runtime(|runtime| runtime.pipeline_ref().read_models().clone())
+                .await?;
+            let documents = match (id, filter) {
+                (Some(id), _) => match read_models.get(&collection, &id)? {
+                    Some(body) => vec![(id, body)],
+                    None => anyhow::bail!("collection `{collection}` has no document `{id}`"),
+                },
+                (None, Some(filter)) => {
+                    let (field, value) = filter
+                        .split_once('=')
+                        .with_context(|| format!("--where `{filter}` must be FIELD=VALUE, e.g. groupId=g1"))?;
+                    // A bare word is a string; anything else must be JSON.
+                    let value = match serde_json::from_str::<Value>(value) {
+                        Ok(_) => value.to_owned(),
+                        Err(_) => Value::String(value.to_owned()).to_string(),
+                    };
+                    read_models.find(&collection, field, &value)?
+                }
+                (None, None) => {
+                    let mut all = Vec::new();
+                    let mut after = None;
+                    loop {
+                        let (page, next) = read_models.list(&collection, after.as_deref(), 1000)?;
+                        all.extend(page);
+                        match next {
+                            Some(next) => after = Some(next),
+                            None => break all,
+                        }
+                    }
+                }
+            };
+            for (id, body) in documents {
+                if json {
+                    writeln!(out, "{body}")?;
+                } else {
+                    writeln!(out, "{id}  {body}")?;
+                }
+            }
+            Ok(0)
+        }
+        Action::Parked { action: None, json } => {
+            let parked = engine.with_runtime(|runtime| runtime.pipeline_ref().parked()).await??;
+            if json {
+                let list: Vec<Value> = parked.iter().map(|(id, p)| p.to_json(*id)).collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                for (id, p) in &parked {
+                    writeln!(
+                        out,
+                        "#{id:<4} {} {} {} #{} ({} attempt(s)): {}",
+                        p.plugin, p.handler, p.event, p.position, p.attempts, p.message
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        Action::Parked {
+            action: Some(ParkedAction::Retry { id }),
+            ..
+        } => match engine
+            .with_runtime(move |runtime| runtime.pipeline().retry_parked(id))
+            .await??
+        {
+            None => {
+                writeln!(out, "parked #{id} succeeded and is no longer parked")?;
+                Ok(0)
+            }
+            Some(again) => {
+                let parked = engine.with_runtime(|runtime| runtime.pipeline_ref().parked()).await??;
+                let message = parked
+                    .iter()
+                    .find(|(i, _)| *i == again)
+                    .map_or("", |(_, p)| p.message.as_str());
+                writeln!(out, "parked #{id} failed again and is parked as #{again}: {message}")?;
+                Ok(1)
+            }
+        },
+        Action::Parked {
+            action: Some(ParkedAction::Skip { id, by }),
+            ..
+        } => {
+            let by = operator(by);
+            let operator = by.clone();
+            let skipped = engine
+                .with_runtime(move |runtime| runtime.pipeline().skip_parked(id, &operator))
+                .await??;
+            writeln!(
+                out,
+                "skipped parked #{id} ({} {} #{}), recorded as skipped by {by}",
+                skipped.parked.plugin, skipped.parked.event, skipped.parked.position
+            )?;
+            Ok(0)
+        }
+        Action::Queue { action: None, json } => {
+            let queue = engine.with_runtime(|runtime| runtime.pipeline_ref().queue()).await??;
+            if json {
+                let list: Vec<Value> = queue
+                    .iter()
+                    .map(|(id, n, oldest)| json!({ "correlationId": id, "queued": n, "oldest": oldest }))
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                for (id, n, oldest) in &queue {
+                    writeln!(
+                        out,
+                        "{id:<8} {n} queued, oldest {} on {}",
+                        escape(&oldest.name),
+                        escape(&oldest.stream())
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        Action::Queue {
+            action: Some(QueueAction::Cancel { correlation_id, by }),
+            ..
+        } => {
+            let by = operator(by);
+            let (id, operator) = (correlation_id.clone(), by.clone());
+            let dropped = engine
+                .with_runtime(move |runtime| runtime.pipeline().cancel(&id, &operator))
+                .await??;
+            writeln!(
+                out,
+                "cancelled cascade {correlation_id}: {dropped} queued command(s) dropped, recorded as by {by}"
+            )?;
+            Ok(0)
+        }
+        Action::Verify { json } => {
+            // A damaged page can make redb panic: that is a finding too.
+            let found = engine
+                .with_runtime(|runtime| {
+                    let store = runtime.pipeline_ref().store();
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.verify()))
+                })
+                .await?;
+            let verification = match found {
+                Ok(verification) => verification?,
+                Err(panic) => {
+                    let message = crate::panic_message(panic.as_ref());
+                    let mut v = cascade::Verification::default();
+                    v.problems.push(format!(
+                        "the file's structure is damaged: redb failed reading it: {}",
+                        cascade::one_line(message)
+                    ));
+                    v
+                }
+            };
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&verification)?)?;
+            } else {
+                for problem in &verification.problems {
+                    writeln!(out, "{}", escape(problem))?;
+                }
+                if verification.unlisted > 0 {
+                    writeln!(out, "... and {} more problem(s)", verification.unlisted)?;
+                }
+                let v = &verification;
+                let summary = match v.problems.len() as u64 + v.unlisted {
+                    0 => "no problem found".to_owned(),
+                    n => format!("{n} problem(s)"),
+                };
+                writeln!(
+                    out,
+                    "verified {} event(s), {} stream(s), {} checkpoint(s), {} state blob(s): {summary}",
+                    v.events, v.streams, v.checkpoints, v.states
+                )?;
+            }
+            Ok(if verification.is_ok() { 0 } else { EXIT_STORAGE })
+        }
+        Action::Events { stream, from, json } => {
+            let print = |out: &mut (dyn Write + Send), event: &Event| match json {
+                true => writeln!(out, "{}", event.to_json()),
+                false => writeln!(out, "{}", event_line(event)),
+            };
+            let log = engine.log();
+            match stream {
+                Some(stream) => {
+                    let (stream_type, stream_id) = stream
+                        .split_once(':')
+                        .with_context(|| format!("--stream `{stream}` must be TYPE:ID, e.g. users:u1"))?;
+                    for event in log
+                        .read_stream(stream_type, stream_id)?
+                        .iter()
+                        .filter(|e| e.position >= from)
+                    {
+                        print(out, event)?;
+                    }
+                }
+                // Page by page: memory stays flat however long the log is.
+                None => {
+                    let mut next = from.max(1);
+                    loop {
+                        let page = log.read_log(next, EVENTS_PAGE)?;
+                        let Some(last) = page.last() else { break };
+                        next = last.position + 1;
+                        for event in &page {
+                            print(out, event)?;
+                        }
+                    }
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Who an operator action is recorded as: `--by`, else `$USER`.
+fn operator(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Events read per read transaction by `cascade events`.
+const EVENTS_PAGE: usize = 1024;
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} events {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn print_reports(out: &mut (dyn Write + Send), reports: &[RefreshReport], json: bool) -> anyhow::Result<u8> {
+    if json {
+        let reports: Vec<Value> = reports.iter().map(RefreshReport::to_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&reports)?)?;
+    } else {
+        if reports.is_empty() {
+            writeln!(out, "no stateful process manager to refresh")?;
+        }
+        for r in reports {
+            let rate = r.through as f64 / r.elapsed.as_secs_f64().max(1e-9);
+            writeln!(
+                out,
+                "refreshed `{}` through position {}: {} event(s) replayed, {} call(s), {} skipped, \
+                 {} dispatched command(s) dropped, {} failure(s), in {:.2?} ({rate:.0} events/s scanned)",
+                r.listener,
+                r.through,
+                r.events,
+                r.calls,
+                r.skipped,
+                r.dropped_commands,
+                r.failures.len(),
+                r.elapsed
+            )?;
+            for failure in &r.failures {
+                writeln!(out, "failed: {failure}")?;
+            }
+        }
+    }
+    Ok(if reports.iter().all(|r| r.failures.is_empty()) {
+        0
+    } else {
+        1
+    })
+}
+
+fn event_line(e: &Event) -> String {
+    // Names and ids come from outside: escaped, so they cannot move the
+    // cursor or fake lines on a terminal.
+    format!(
+        "#{:<5} {:<16} {}:{} v{}  {}  (correlation {}, caused by {})",
+        e.position,
+        escape(&e.name),
+        escape(&e.stream_type),
+        escape(&e.stream_id),
+        e.stream_version,
+        escape(&e.payload),
+        e.correlation_id,
+        e.causation_id
+    )
+}
+
+fn print_settled(out: &mut (dyn Write + Send), settled: &Settled, trace: bool) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "cascade {} settled: {} event(s), {} command(s), {} failure(s)",
+        settled.correlation_id,
+        settled.events.len(),
+        settled.commands.len(),
+        settled.failures.len()
+    )?;
+    for event in &settled.events {
+        writeln!(out, "  {}", event_line(event))?;
+    }
+    if trace {
+        writeln!(out, "trace:")?;
+        // Columns as wide as their longest entry, at least the usual width.
+        let plugin_width = settled.trace.iter().map(|t| t.plugin.len()).max().unwrap_or(0).max(16);
+        let handler_width = settled.trace.iter().map(|t| t.handler.len()).max().unwrap_or(0).max(24);
+        for t in &settled.trace {
+            let outcome = match &t.outcome {
+                Outcome::Ok => "ok".to_owned(),
+                Outcome::Skipped => "skipped".to_owned(),
+                Outcome::Failed(message) => format!("failed: {message}"),
+            };
+            writeln!(
+                out,
+                "  {:<plugin_width$} {:<handler_width$} {} #{}  {}  {:?}",
+                t.plugin,
+                t.handler,
+                t.event,
+                t.position,
+                escape(&outcome),
+                t.duration
+            )?;
+        }
+    }
+    for line in &settled.logs {
+        writeln!(out, "  [{}] {:?}: {}", line.plugin, line.level, escape(&line.message))?;
+    }
+    for failure in &settled.failures {
+        writeln!(out, "failed: {failure}")?;
+        match failure {
+            Failure::Handler(HandlerFailure { parked: Some(id), .. }) => {
+                writeln!(
+                    out,
+                    "  parked as #{id}: `cascade parked retry {id}` or `cascade parked skip {id}`"
+                )?;
+            }
+            Failure::Handler(HandlerFailure {
+                stopped: true, plugin, ..
+            }) => {
+                writeln!(
+                    out,
+                    "  `{plugin}` stopped; fix it, then `cascade plugin start {plugin}`"
+                )?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Text for a terminal: control characters (newlines, escape codes) are
+/// shown escaped instead of acting on the screen.
+pub(crate) fn escape(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
