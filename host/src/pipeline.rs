@@ -48,7 +48,7 @@ mod listeners;
 mod operations;
 mod refresh;
 
-use intake::enqueue;
+use intake::{admit, new_cascade};
 
 pub use refresh::{RefreshReport, state_json};
 
@@ -529,7 +529,14 @@ impl<S: Storage> Pipeline<S> {
         let budget = self.options.batch_size.max(1);
         let (ids, done, position) = self.in_batch(|batch, tx| {
             batch.defer_retries = true;
-            let ids = enqueue(tx, &mut batch.next_seq, submissions)?;
+            // Submissions wait in memory like dispatched commands: stored
+            // only if the batch ends before they run (a lone command is
+            // queued and run in one commit without touching the queue).
+            let (ids, admitted) = admit(tx, &mut batch.next_seq, submissions)?;
+            for (seq, queued) in admitted {
+                batch.cascades.insert(queued.correlation_id.clone(), new_cascade());
+                batch.dispatched.push_back((seq, queued));
+            }
             let mut position = tx.pipeline_position()?;
             let mut done = batch.retry_waiting(tx, position)?;
             while done < budget {

@@ -38,7 +38,11 @@ impl<S: Storage> Pipeline<S> {
         }
         Ok(self.store.write(|tx| {
             let mut seq = tx.next_command_seq()?;
-            let ids = enqueue(tx, &mut seq, submissions)?;
+            let (ids, admitted) = admit(tx, &mut seq, submissions)?;
+            for (seq, queued) in admitted {
+                tx.enqueue(seq, &queued)?;
+                tx.put_cascade(&queued.correlation_id, &new_cascade())?;
+            }
             tx.set_next_command_seq(seq)?;
             Ok::<_, StoreError>(ids)
         })?)
@@ -67,15 +71,21 @@ impl<S: Storage> Pipeline<S> {
     }
 }
 
-/// Queue `submissions` as new cascades from sequence `seq` on (advanced past
-/// them); a known idempotency key queues nothing and yields the first
-/// cascade's id.
-pub(super) fn enqueue(
+/// Commands with their sequence numbers, in queue order.
+pub(super) type Sequenced = Vec<(u64, QueuedCommand)>;
+
+/// Admit `submissions` as new cascades from sequence `seq` on (advanced past
+/// them): returns every submission's correlation id and the new commands
+/// with their sequence numbers, for the caller to queue with a
+/// [`new_cascade`] record each. A known idempotency key admits nothing and
+/// yields the first cascade's id.
+pub(super) fn admit(
     tx: &mut impl UnitOfWork,
     seq: &mut u64,
     submissions: Vec<Submission>,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<(Vec<String>, Sequenced), StoreError> {
     let mut ids = Vec::with_capacity(submissions.len());
+    let mut admitted = Vec::with_capacity(submissions.len());
     for submission in submissions {
         if let Some(key) = &submission.idempotency_key
             && let Some(first) = tx.idempotent(key)?
@@ -87,6 +97,9 @@ pub(super) fn enqueue(
         if let Some(key) = &submission.idempotency_key {
             tx.put_idempotent(key, &id)?;
         }
+        if let Some(budget) = submission.cascade_budget {
+            tx.put_cascade_budget(&id, budget as u64)?;
+        }
         let queued = QueuedCommand {
             id: id.clone(),
             command: submission.command,
@@ -95,17 +108,17 @@ pub(super) fn enqueue(
             cause: None,
             expected_version: submission.expected_version,
         };
-        tx.enqueue(*seq, &queued)?;
+        admitted.push((*seq, queued));
         *seq += 1;
-        if let Some(budget) = submission.cascade_budget {
-            tx.put_cascade_budget(&id, budget as u64)?;
-        }
-        let record = CascadeRecord {
-            outstanding: 1,
-            ..CascadeRecord::default()
-        };
-        tx.put_cascade(&id, &record)?;
         ids.push(id);
     }
-    Ok(ids)
+    Ok((ids, admitted))
+}
+
+/// The record of a cascade just submitted: its first command outstanding.
+pub(super) fn new_cascade() -> CascadeRecord {
+    CascadeRecord {
+        outstanding: 1,
+        ..CascadeRecord::default()
+    }
 }
