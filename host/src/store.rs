@@ -10,9 +10,10 @@
 //! # Invariants
 //!
 //! - Positions are gapless and start at 1; `events.last()` is the head.
-//! - `streams[(type, id)]` holds the version of the stream's newest event and
-//!   the aggregate state folded up to exactly that version (one row, so they
-//!   cannot disagree); `stream_events[(type, id, v)]` is that event's position.
+//! - `stream_index[(type, id, 0)]` holds the version of the stream's newest
+//!   event and the aggregate state folded up to exactly that version (one
+//!   row, so they cannot disagree); `stream_index[(type, id, v)]` for v ≥ 1
+//!   is that event's position.
 //! - A queued command is removed in the same transaction that appends its
 //!   events, so it runs exactly once.
 //!
@@ -50,6 +51,7 @@ mod read_models;
 mod registry;
 mod sealed;
 mod traits;
+mod upgrade;
 mod verify;
 mod work;
 pub use memory::MemoryStore;
@@ -62,14 +64,18 @@ pub const DEFAULT_CACHE_MIB: usize = 64;
 
 /// Bumped whenever a table's layout changes; a newer file is refused, an
 /// older one is upgraded when opened. 2: events and state blobs carry
-/// checksums.
-pub const SCHEMA_VERSION: u64 = 2;
+/// checksums. 3: stream heads and the stream index share one table, and
+/// checkpoints live in `meta` (a command's commit touches two tables fewer).
+pub const SCHEMA_VERSION: u64 = 3;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-const STREAMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("streams");
-const STREAM_EVENTS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("stream_events");
-const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
+/// Each stream in one place: its head at version [`HEAD`] ([`StreamHead`]),
+/// then the position of each of its events by version (8 bytes, little
+/// endian), so appending to a stream writes next to its head.
+const STREAMS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("stream_index");
+/// Where in [`STREAMS`] a stream's head is: before its first version.
+const HEAD: u64 = 0;
 const PM_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("pm_states");
 const PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("parked");
 /// Stopped listeners, by name.
@@ -103,6 +109,23 @@ const META_NEXT_COMMAND: &str = "next_command";
 const META_NEXT_PARKED: &str = "next_parked";
 /// The position up to which the pipeline has run both phases.
 const META_PIPELINE: &str = "pipeline_position";
+/// A listener's checkpoint is `meta["checkpoint/<name>"]`: written with the
+/// pipeline position, in the same table.
+const META_CHECKPOINT: &str = "checkpoint/";
+
+/// The `meta` key of `listener`'s checkpoint.
+fn checkpoint_key(listener: &str) -> String {
+    format!("{META_CHECKPOINT}{listener}")
+}
+
+/// A stream index entry's position.
+fn index_position(stored: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = stored.try_into().map_err(|_| StoreError::Corrupt {
+        table: STREAMS.name(),
+        message: format!("a stream index entry holds {} bytes, not a position", stored.len()),
+    })?;
+    Ok(u64::from_le_bytes(bytes))
+}
 
 type Bytes = &'static [u8];
 
@@ -120,7 +143,7 @@ pub(crate) type ReadDb = dyn ReadableDatabase + Send + Sync;
 
 /// How many tables a complete data file has: the events and every table
 /// [`Tx::create_tables`] creates (a unit test keeps the two in step).
-const TABLE_COUNT: usize = 22;
+const TABLE_COUNT: usize = 20;
 
 /// The schema version of the file behind `db`, if it has one, and whether
 /// every table is in it.
@@ -214,6 +237,9 @@ impl Store {
                 tx.create_tables()?;
                 if found == Some(1) {
                     tx.seal_unsealed_records()?;
+                }
+                if found.is_some_and(|found| found < 3) {
+                    tx.merge_stream_tables()?;
                 }
                 tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 Ok::<_, StoreError>(())
@@ -370,12 +396,12 @@ impl Store {
     /// A storage error.
     pub fn read_stream(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError> {
         let txn = self.db.begin_read()?;
-        let (Ok(index), Ok(events)) = (txn.open_table(STREAM_EVENTS), txn.open_table(EVENTS)) else {
+        let (Ok(index), Ok(events)) = (txn.open_table(STREAMS), txn.open_table(EVENTS)) else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for entry in index.range((stream_type, stream_id, 1)..=(stream_type, stream_id, u64::MAX))? {
-            let position = entry?.1.value();
+        for entry in index.range((stream_type, stream_id, HEAD + 1)..=(stream_type, stream_id, u64::MAX))? {
+            let position = index_position(entry?.1.value())?;
             if let Some(bytes) = events.get(position)? {
                 out.push(decode_event(position, bytes.value())?);
             }
@@ -528,11 +554,12 @@ impl LogReader {
 
 /// One write transaction; its tables open when first used.
 pub struct Tx<'t> {
+    /// The transaction itself, for what the tables below cannot do
+    /// (upgrades that drop old tables).
+    txn: lazy::Txn<'t>,
     meta: lazy::Lazy<'t, &'static str, u64>,
     events: lazy::Lazy<'t, u64, Bytes>,
-    streams: lazy::Lazy<'t, (&'static str, &'static str), Bytes>,
-    stream_events: lazy::Lazy<'t, (&'static str, &'static str, u64), u64>,
-    checkpoints: lazy::Lazy<'t, &'static str, u64>,
+    streams: lazy::Lazy<'t, (&'static str, &'static str, u64), Bytes>,
     pm_states: lazy::Lazy<'t, &'static str, Bytes>,
     parked: lazy::Lazy<'t, u64, Bytes>,
     stopped: lazy::Lazy<'t, &'static str, ()>,
@@ -558,11 +585,10 @@ pub struct Tx<'t> {
 impl<'t> Tx<'t> {
     fn open(txn: lazy::Txn<'t>) -> Result<Tx<'t>, StoreError> {
         Ok(Tx {
+            txn,
             meta: lazy::Lazy::new(txn, META),
             events: lazy::Lazy::new(txn, EVENTS),
             streams: lazy::Lazy::new(txn, STREAMS),
-            stream_events: lazy::Lazy::new(txn, STREAM_EVENTS),
-            checkpoints: lazy::Lazy::new(txn, CHECKPOINTS),
             pm_states: lazy::Lazy::new(txn, PM_STATES),
             parked: lazy::Lazy::new(txn, PARKED),
             stopped: lazy::Lazy::new(txn, STOPPED),
@@ -590,8 +616,6 @@ impl<'t> Tx<'t> {
         self.meta.write()?;
         self.events.write()?;
         self.streams.write()?;
-        self.stream_events.write()?;
-        self.checkpoints.write()?;
         self.pm_states.write()?;
         self.parked.write()?;
         self.stopped.write()?;
@@ -827,6 +851,69 @@ mod tests {
             .read(|tx| Ok::<_, StoreError>(tx.meta.read()?.get(META_SCHEMA)?.map(|v| v.value())))
             .unwrap();
         assert_eq!(schema, Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn a_schema_2_file_gets_its_stream_tables_merged_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cascade.redb");
+        let event = Event {
+            position: 1,
+            name: "UserCreated".into(),
+            stream_type: "users".into(),
+            stream_id: "u1".into(),
+            stream_version: 1,
+            payload: r#"{"name":"Ada"}"#.into(),
+            metadata: "{}".into(),
+            actor_id: None,
+            causation_id: "c1".into(),
+            correlation_id: "c1".into(),
+            created_at: 0,
+        };
+        let head = StreamHead {
+            version: 1,
+            state: Some(br#"{"name":"Ada"}"#.to_vec()),
+        };
+        {
+            // What schema 2 wrote: heads, the index and checkpoints apart.
+            const OLD_STREAMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("streams");
+            const OLD_INDEX: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("stream_events");
+            const OLD_CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert(META_SCHEMA, 2).unwrap();
+            txn.open_table(META).unwrap().insert(META_PIPELINE, 1).unwrap();
+            txn.open_table(EVENTS)
+                .unwrap()
+                .insert(1, encode_event(&event).as_slice())
+                .unwrap();
+            txn.open_table(OLD_STREAMS)
+                .unwrap()
+                .insert(("users", "u1"), encode(&head).as_slice())
+                .unwrap();
+            txn.open_table(OLD_INDEX)
+                .unwrap()
+                .insert(("users", "u1", 1), 1)
+                .unwrap();
+            txn.open_table(OLD_CHECKPOINTS).unwrap().insert("welcome", 1).unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.reader().read_stream("users", "u1").unwrap(), [event]);
+        let (stored_head, checkpoint) = store
+            .read(|tx| Ok::<_, StoreError>((tx.stream("users", "u1")?, tx.checkpoint("welcome")?)))
+            .unwrap();
+        assert_eq!(stored_head, head);
+        assert_eq!(checkpoint, Some(1));
+        let verification = store.verify().unwrap();
+        assert!(verification.is_ok(), "{:?}", verification.problems);
+        assert_eq!((verification.streams, verification.checkpoints), (1, 1));
+        let txn = store.db.begin_read().unwrap();
+        let tables: Vec<String> = txn.list_tables().unwrap().map(|t| t.name().to_owned()).collect();
+        for old in ["streams", "stream_events", "checkpoints"] {
+            assert!(!tables.iter().any(|t| t == old), "`{old}` is still there: {tables:?}");
+        }
+        assert_eq!(tables.len(), TABLE_COUNT, "{tables:?}");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use redb::TableHandle;
 
-use super::traits::{EventLog, Progress};
-use super::{EVENTS, STREAMS, StreamHead, Tx, decode, decode_event, encode, encode_event, stamped};
+use super::traits::EventLog;
+use super::{EVENTS, HEAD, STREAMS, StreamHead, Tx, decode, decode_event, encode, encode_event, stamped};
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 
@@ -43,7 +43,7 @@ impl EventLog for Tx<'_> {
     }
 
     fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {
-        match self.streams.read()?.get((stream_type, stream_id))? {
+        match self.streams.read()?.get((stream_type, stream_id, HEAD))? {
             Some(bytes) => decode(STREAMS.name(), bytes.value()),
             None => Ok(StreamHead::default()),
         }
@@ -63,9 +63,10 @@ impl EventLog for Tx<'_> {
             self.events
                 .write()?
                 .insert(event.position, encode_event(event).as_slice())?;
-            self.stream_events
-                .write()?
-                .insert((stream_type, stream_id, event.stream_version), event.position)?;
+            self.streams.write()?.insert(
+                (stream_type, stream_id, event.stream_version),
+                event.position.to_le_bytes().as_slice(),
+            )?;
             self.head.set(Some(event.position));
         }
         if let Some(last) = appended.last() {
@@ -75,33 +76,8 @@ impl EventLog for Tx<'_> {
             };
             self.streams
                 .write()?
-                .insert((stream_type, stream_id), encode(&head).as_slice())?;
+                .insert((stream_type, stream_id, HEAD), encode(&head).as_slice())?;
         }
         Ok(appended)
-    }
-}
-
-impl Tx<'_> {
-    /// Upgrade a schema-1 file: seal every event and state blob with its
-    /// checksum (once, when the file is first opened by this version).
-    pub(super) fn seal_unsealed_records(&mut self) -> Result<(), StoreError> {
-        let mut events = Vec::new();
-        for entry in self.events.read()?.iter()? {
-            let (position, bytes) = entry?;
-            events.push((position.value(), bytes.value().to_vec()));
-        }
-        for (position, bytes) in events {
-            let event: Event = decode(EVENTS.name(), &bytes)?;
-            self.events.write()?.insert(position, encode_event(&event).as_slice())?;
-        }
-        let mut states = Vec::new();
-        for entry in self.pm_states.read()?.iter()? {
-            let (name, blob) = entry?;
-            states.push((name.value().to_owned(), blob.value().to_vec()));
-        }
-        for (name, blob) in states {
-            self.put_pm_state(&name, &blob)?;
-        }
-        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use redb::TableHandle;
 
 use super::traits::Progress;
-use super::{META_PIPELINE, PM_STATES, Tx, sealed};
+use super::{META_PIPELINE, PM_STATES, Tx, checkpoint_key, sealed};
 use crate::error::StoreError;
 
 impl Progress for Tx<'_> {
@@ -18,11 +18,15 @@ impl Progress for Tx<'_> {
     }
 
     fn checkpoint(&self, listener: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.checkpoints.read()?.get(listener)?.map(|v| v.value()))
+        Ok(self
+            .meta
+            .read()?
+            .get(checkpoint_key(listener).as_str())?
+            .map(|v| v.value()))
     }
 
     fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError> {
-        self.checkpoints.write()?.insert(listener, position)?;
+        self.meta.write()?.insert(checkpoint_key(listener).as_str(), position)?;
         Ok(())
     }
 

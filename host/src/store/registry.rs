@@ -30,7 +30,7 @@ impl Registry for Tx<'_> {
     fn remove_plugin(&mut self, name: &str) -> Result<(), StoreError> {
         self.plugins.write()?.remove(name)?;
         self.plugin_active.write()?.remove(name)?;
-        self.checkpoints.write()?.remove(name)?;
+        self.meta.write()?.remove(super::checkpoint_key(name).as_str())?;
         self.pm_states.write()?.remove(name)?;
         self.stopped.write()?.remove(name)?;
         self.stop_reasons.write()?.remove(name)?;

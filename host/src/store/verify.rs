@@ -3,7 +3,7 @@
 
 use redb::{ReadableTable, TableHandle};
 
-use super::{CHECKPOINTS, EVENTS, META, META_PIPELINE, PM_STATES, STREAM_EVENTS, STREAMS, StreamHead};
+use super::{EVENTS, HEAD, META, META_CHECKPOINT, META_PIPELINE, PM_STATES, STREAMS, StreamHead};
 use crate::error::StoreError;
 
 /// Problems listed one by one; past this many they are only counted.
@@ -67,61 +67,82 @@ pub(super) fn verify(db: &super::ReadDb) -> Result<Verification, StoreError> {
             }
         }
     }
-    if let (Ok(streams), Ok(index), Ok(events)) = (
-        txn.open_table(STREAMS),
-        txn.open_table(STREAM_EVENTS),
-        txn.open_table(EVENTS),
-    ) {
+    if let (Ok(streams), Ok(events)) = (txn.open_table(STREAMS), txn.open_table(EVENTS)) {
+        // One scan: each stream's head (version 0), then its versions.
+        let mut stream: Option<StreamCheck> = None;
         for entry in streams.iter()? {
             let (key, bytes) = entry?;
-            let (stream_type, stream_id) = key.value();
-            let stream = format!("stream `{stream_type}:{stream_id}`");
-            v.streams += 1;
-            let mut count = 0;
-            for entry in index.range((stream_type, stream_id, 1)..=(stream_type, stream_id, u64::MAX))? {
-                let (key, position) = entry?;
-                let (_, _, version) = key.value();
-                let position = position.value();
-                count += 1;
-                if version != count {
-                    v.problem(format!("{stream}: version {version} follows version {}", count - 1));
-                    count = version;
+            let (stream_type, stream_id, version) = key.value();
+            if version == HEAD {
+                if let Some(done) = stream.take() {
+                    done.finish(&mut v);
                 }
-                match events.get(position)? {
-                    None => v.problem(format!(
-                        "{stream}: version {version} points at event #{position}, which is missing"
-                    )),
-                    Some(bytes) => match super::decode_event(position, bytes.value()) {
-                        Ok(e)
-                            if (e.stream_type.as_str(), e.stream_id.as_str(), e.stream_version)
-                                == (stream_type, stream_id, version) => {}
-                        Ok(e) => v.problem(format!(
-                            "{stream}: version {version} points at event #{position}, which is `{}:{}` version {}",
-                            e.stream_type, e.stream_id, e.stream_version
-                        )),
-                        // Already reported by the log scan.
-                        Err(_) => {}
-                    },
-                }
+                v.streams += 1;
+                stream = Some(StreamCheck {
+                    name: format!("stream `{stream_type}:{stream_id}`"),
+                    key: (stream_type.to_owned(), stream_id.to_owned()),
+                    head: super::decode::<StreamHead>(STREAMS.name(), bytes.value()),
+                    count: 0,
+                });
+                continue;
             }
-            match super::decode::<StreamHead>(STREAMS.name(), bytes.value()) {
-                Ok(stored) if stored.version == count => {}
-                Ok(stored) => v.problem(format!(
-                    "{stream}: its head says version {}, its events end at version {count}",
-                    stored.version
+            let Some(current) = stream
+                .as_mut()
+                .filter(|s| s.key.0 == stream_type && s.key.1 == stream_id)
+            else {
+                v.problem(format!(
+                    "stream `{stream_type}:{stream_id}` has version {version} in the index but no head"
+                ));
+                continue;
+            };
+            let name = &current.name;
+            current.count += 1;
+            if version != current.count {
+                v.problem(format!(
+                    "{name}: version {version} follows version {}",
+                    current.count - 1
+                ));
+                current.count = version;
+            }
+            let position = match super::index_position(bytes.value()) {
+                Ok(position) => position,
+                Err(err) => {
+                    v.problem(format!("{name}: version {version}: {err}"));
+                    continue;
+                }
+            };
+            match events.get(position)? {
+                None => v.problem(format!(
+                    "{name}: version {version} points at event #{position}, which is missing"
                 )),
-                Err(err) => v.problem(format!("{stream}: {err}")),
+                Some(bytes) => match super::decode_event(position, bytes.value()) {
+                    Ok(e)
+                        if (e.stream_type.as_str(), e.stream_id.as_str(), e.stream_version)
+                            == (stream_type, stream_id, version) => {}
+                    Ok(e) => v.problem(format!(
+                        "{name}: version {version} points at event #{position}, which is `{}:{}` version {}",
+                        e.stream_type, e.stream_id, e.stream_version
+                    )),
+                    // Already reported by the log scan.
+                    Err(_) => {}
+                },
             }
         }
+        if let Some(done) = stream.take() {
+            done.finish(&mut v);
+        }
     }
-    if let Ok(checkpoints) = txn.open_table(CHECKPOINTS) {
-        for entry in checkpoints.iter()? {
-            let (name, checkpoint) = entry?;
+    if let Ok(meta) = txn.open_table(META) {
+        let checkpoints = meta.range(META_CHECKPOINT..)?;
+        for entry in checkpoints {
+            let (key, checkpoint) = entry?;
+            let Some(name) = key.value().strip_prefix(META_CHECKPOINT) else {
+                break;
+            };
             v.checkpoints += 1;
             if checkpoint.value() > head {
                 v.problem(format!(
-                    "the checkpoint of `{}` is #{}, past the log head #{head}",
-                    name.value(),
+                    "the checkpoint of `{name}` is #{}, past the log head #{head}",
                     checkpoint.value()
                 ));
             }
@@ -146,4 +167,27 @@ pub(super) fn verify(db: &super::ReadDb) -> Result<Verification, StoreError> {
         }
     }
     Ok(v)
+}
+
+/// One stream as the scan goes: its head and how many versions followed.
+struct StreamCheck {
+    name: String,
+    key: (String, String),
+    head: Result<StreamHead, StoreError>,
+    count: u64,
+}
+
+impl StreamCheck {
+    /// The head must say the version its events end at.
+    fn finish(self, v: &mut Verification) {
+        let StreamCheck { name, head, count, .. } = self;
+        match head {
+            Ok(stored) if stored.version == count => {}
+            Ok(stored) => v.problem(format!(
+                "{name}: its head says version {}, its events end at version {count}",
+                stored.version
+            )),
+            Err(err) => v.problem(format!("{name}: {err}")),
+        }
+    }
 }
