@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, StoreError};
-use crate::pipeline::{Options, Settled, Submission};
+use crate::pipeline::{Options, Parked, RefreshReport, Settled, Skipped, Submission};
 use crate::plugin::PluginRecord;
+use crate::read_model::ReadModels;
 use crate::runtime::{Compiled, Runtime, Swap};
 use crate::sandbox::Sandbox;
 use crate::store::LogReader;
@@ -88,6 +89,7 @@ pub struct Engine {
 pub struct EngineHandle {
     requests: mpsc::Sender<Request>,
     log: LogReader,
+    read_models: ReadModels,
     head: watch::Receiver<u64>,
     sandbox: Arc<Sandbox>,
     stats: Arc<EngineStats>,
@@ -133,11 +135,12 @@ impl Engine {
                     }
                 };
                 let log = runtime.pipeline_ref().store().reader();
+                let read_models = runtime.pipeline_ref().read_models().committed();
                 let head = log.head().unwrap_or(0);
                 let (head_tx, head_rx) = watch::channel(head);
                 let stats = Arc::new(EngineStats::default());
                 let sandbox = runtime.sandbox().clone();
-                let _ = ready.send(Ok((log, head_rx, sandbox, stats.clone())));
+                let _ = ready.send(Ok((log, read_models, head_rx, sandbox, stats.clone())));
                 Writer {
                     runtime,
                     inbox,
@@ -152,11 +155,12 @@ impl Engine {
                 context: "cannot start the writer thread".into(),
                 source,
             })?;
-        let (log, head, sandbox, stats) = opened.recv().map_err(|_| Error::EngineStopped)??;
+        let (log, read_models, head, sandbox, stats) = opened.recv().map_err(|_| Error::EngineStopped)??;
         Ok(Engine {
             handle: EngineHandle {
                 requests,
                 log,
+                read_models,
                 head,
                 sandbox,
                 stats,
@@ -291,9 +295,63 @@ impl EngineHandle {
         .await?
     }
 
+    /// Replay the stateful process manager `name`'s history into a fresh
+    /// state (see [`crate::Pipeline::refresh`]), on the writer between two
+    /// batches; `progress` is told (events done, events in all).
+    ///
+    /// # Errors
+    ///
+    /// Not a stateful process manager; a storage error; the engine stopped.
+    pub async fn refresh(
+        &self,
+        name: &str,
+        mut progress: impl FnMut(u64, u64) + Send + 'static,
+    ) -> Result<RefreshReport, Error> {
+        let name = name.to_owned();
+        self.with_runtime(move |runtime| runtime.pipeline().refresh(&name, &mut progress))
+            .await?
+    }
+
+    /// Events parked after their handler failed every attempt, by id.
+    ///
+    /// # Errors
+    ///
+    /// A storage error; the engine stopped.
+    pub async fn parked(&self) -> Result<Vec<(u64, Parked)>, Error> {
+        Ok(self.with_runtime(|runtime| runtime.pipeline_ref().parked()).await??)
+    }
+
+    /// Call parked event `id`'s handler again and run what it dispatches;
+    /// `Some(new id)` when it failed and was parked again.
+    ///
+    /// # Errors
+    ///
+    /// An unknown id; a storage error; the engine stopped.
+    pub async fn retry_parked(&self, id: u64) -> Result<Option<u64>, Error> {
+        self.with_runtime(move |runtime| runtime.pipeline().retry_parked(id))
+            .await?
+    }
+
+    /// Drop parked event `id`, recording that `by` skipped it.
+    ///
+    /// # Errors
+    ///
+    /// An unknown id; a storage error; the engine stopped.
+    pub async fn skip_parked(&self, id: u64, by: &str) -> Result<Skipped, Error> {
+        let by = by.to_owned();
+        self.with_runtime(move |runtime| runtime.pipeline().skip_parked(id, &by))
+            .await?
+    }
+
     /// The log, for reads that never wait for the writer.
     pub fn log(&self) -> &LogReader {
         &self.log
+    }
+
+    /// The read models, for queries that never wait for the writer: they
+    /// read the last commit ([`ReadModels::committed`]).
+    pub fn read_models(&self) -> &ReadModels {
+        &self.read_models
     }
 
     /// The committed head of the log; changes after every commit that

@@ -45,7 +45,13 @@ struct Inner {
 #[derive(Clone)]
 pub struct ReadModels {
     inner: Arc<Mutex<Inner>>,
+    /// Queries see only what is committed, never the current batch's
+    /// writes (see [`ReadModels::committed`]).
+    committed: bool,
 }
+
+/// Nothing written in a batch, for queries that look past the overlay.
+static NO_OVERLAY: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
 
 impl ReadModels {
     pub(crate) fn new(view: Arc<dyn DocumentView>) -> Self {
@@ -55,7 +61,30 @@ impl ReadModels {
                 collections: HashMap::new(),
                 overlay: BTreeMap::new(),
             })),
+            committed: false,
         }
+    }
+
+    /// The same read models as other threads should see them: queries read
+    /// the last commit through the store's read view and never a batch in
+    /// progress, so they need not wait for the writer.
+    pub fn committed(&self) -> ReadModels {
+        ReadModels {
+            inner: self.inner.clone(),
+            committed: true,
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), String> {
+        match self.committed {
+            true => Err("read models seen from outside the writer cannot be written".into()),
+            false => Ok(()),
+        }
+    }
+
+    /// The batch's writes this handle's queries see.
+    fn overlay<'a>(&self, inner: &'a Inner) -> &'a BTreeMap<(String, String), Option<String>> {
+        if self.committed { &NO_OVERLAY } else { &inner.overlay }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -116,7 +145,7 @@ impl ReadModels {
     pub fn get(&self, collection: &str, id: &str) -> Result<Option<String>, QueryError> {
         let inner = self.lock();
         inner.owned(collection)?;
-        if let Some(doc) = inner.overlay.get(&(collection.to_owned(), id.to_owned())) {
+        if let Some(doc) = self.overlay(&inner).get(&(collection.to_owned(), id.to_owned())) {
             return Ok(doc.clone());
         }
         let mut doc = None;
@@ -163,7 +192,7 @@ impl ReadModels {
             })
             .map_err(query_store)?;
         // The batch's writes win over the last commit.
-        for ((c, id), doc) in inner.overlay.range((collection.to_owned(), String::new())..) {
+        for ((c, id), doc) in self.overlay(&inner).range((collection.to_owned(), String::new())..) {
             if c != collection {
                 break;
             }
@@ -192,8 +221,8 @@ impl ReadModels {
         let inner = self.lock();
         inner.owned(collection)?;
         let after = after.unwrap_or("");
-        let overlaid: Vec<_> = inner
-            .overlay
+        let overlaid: Vec<_> = self
+            .overlay(&inner)
             .range((collection.to_owned(), after.to_owned())..)
             .take_while(|((c, _), _)| c == collection)
             .filter(|((_, id), _)| id.as_str() > after)
@@ -227,6 +256,7 @@ impl ReadModels {
     ///
     /// A collection `owner` does not own; a body that is not a JSON object.
     pub fn put(&self, owner: &str, collection: &str, id: &str, body: &str) -> Result<(), String> {
+        self.check_writable()?;
         let mut inner = self.lock();
         inner.check_owner(owner, collection)?;
         let value: Value =
@@ -246,6 +276,7 @@ impl ReadModels {
     ///
     /// A collection `owner` does not own.
     pub fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String> {
+        self.check_writable()?;
         let mut inner = self.lock();
         inner.check_owner(owner, collection)?;
         inner.overlay.insert((collection.to_owned(), id.to_owned()), None);

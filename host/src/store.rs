@@ -813,11 +813,9 @@ mod tests {
         assert_eq!(store.read(|tx| tx.head()).unwrap(), 0);
     }
 
-    #[test]
-    fn a_schema_1_file_is_sealed_when_opened_and_reads_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cascade.redb");
-        let event = Event {
+    /// `users:u1`'s first event, as an older file would hold it.
+    fn first_event() -> Event {
+        Event {
             position: 1,
             name: "UserCreated".into(),
             stream_type: "users".into(),
@@ -829,7 +827,14 @@ mod tests {
             causation_id: "c1".into(),
             correlation_id: "c1".into(),
             created_at: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn a_schema_1_file_is_sealed_when_opened_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cascade.redb");
+        let event = first_event();
         {
             // What the first version wrote: records without checksums.
             let store = Store::open(&path).unwrap();
@@ -857,19 +862,7 @@ mod tests {
     fn a_schema_2_file_gets_its_stream_tables_merged_and_reads_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cascade.redb");
-        let event = Event {
-            position: 1,
-            name: "UserCreated".into(),
-            stream_type: "users".into(),
-            stream_id: "u1".into(),
-            stream_version: 1,
-            payload: r#"{"name":"Ada"}"#.into(),
-            metadata: "{}".into(),
-            actor_id: None,
-            causation_id: "c1".into(),
-            correlation_id: "c1".into(),
-            created_at: 0,
-        };
+        let event = first_event();
         let head = StreamHead {
             version: 1,
             state: Some(br#"{"name":"Ada"}"#.to_vec()),

@@ -200,3 +200,57 @@ fn a_redeployed_projection_that_indexes_another_field_finds_existing_documents_b
     let mut host = host.reopen(cascade::Options::default());
     assert_eq!(by_name(&mut host).unwrap().len(), 1);
 }
+
+#[test]
+fn an_engine_handle_queries_the_last_commit_beside_the_writer_and_cannot_write() {
+    let data = tempfile::tempdir().unwrap();
+    let engine = cascade::Engine::start(
+        data.path(),
+        cascade::Options::default(),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let handle = engine.handle();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        for plugin in [plugins::GROUP, plugins::PROJECT, plugins::GROUPS, plugins::PROJECTS] {
+            handle
+                .with_runtime(move |runtime| runtime.add_plugin(std::path::Path::new(plugin)).map(drop))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        for (stream, id, args) in [
+            ("group", "g1", r#"{"name":"Engineering"}"#),
+            ("project", "p1", r#"{"name":"Cascade","groupId":"g1"}"#),
+            ("project", "p2", r#"{"name":"Other","groupId":"g2"}"#),
+        ] {
+            let settled = handle
+                .execute(cascade::Command::new(stream, id, "create", args))
+                .await
+                .unwrap();
+            assert!(settled.is_ok(), "{:?}", settled.failures);
+        }
+    });
+    let read_models = handle.read_models().clone();
+    // From another thread, without a call to the writer.
+    let (group, found, page) = std::thread::spawn(move || {
+        (
+            read_models.get("groups", "g1").unwrap(),
+            read_models.find("projects", "groupId", r#""g1""#).unwrap(),
+            read_models.list("projects", None, 10).unwrap(),
+        )
+    })
+    .join()
+    .unwrap();
+    let group: Value = serde_json::from_str(&group.expect("g1 is committed")).unwrap();
+    assert_eq!(group["name"], "Engineering");
+    assert_eq!(found.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["p1"]);
+    assert_eq!(page.0.len(), 2);
+    assert!(page.1.is_none());
+    let refused = handle
+        .read_models()
+        .put("projects", "projects", "p9", "{}")
+        .unwrap_err();
+    assert!(refused.contains("cannot be written"), "{refused}");
+    engine.shutdown();
+}

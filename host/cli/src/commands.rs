@@ -222,13 +222,11 @@ pub async fn execute(
             bar.set_message(name.clone());
             let progress = bar.clone();
             let report = engine
-                .with_runtime(move |runtime| {
-                    runtime.pipeline().refresh(&name, &mut |done, total| {
-                        progress.set_length(total);
-                        progress.set_position(done);
-                    })
+                .refresh(&name, move |done, total| {
+                    progress.set_length(total);
+                    progress.set_position(done);
                 })
-                .await??;
+                .await?;
             bar.finish_and_clear();
             print_reports(out, &[report], json)
         }
@@ -253,12 +251,17 @@ pub async fn execute(
             filter,
             json,
         } => {
-            let read_models = engine
-                .with_runtime(|runtime| runtime.pipeline_ref().read_models().clone())
-                .await?;
-            let documents = match (id, filter) {
+            // Queries read the last commit, beside the writer.
+            let read_models = engine.read_models();
+            let print = |out: &mut (dyn Write + Send), documents: Vec<(String, String)>| {
+                documents.into_iter().try_for_each(|(id, body)| match json {
+                    true => writeln!(out, "{body}"),
+                    false => writeln!(out, "{id}  {body}"),
+                })
+            };
+            match (id, filter) {
                 (Some(id), _) => match read_models.get(&collection, &id)? {
-                    Some(body) => vec![(id, body)],
+                    Some(body) => print(out, vec![(id, body)])?,
                     None => anyhow::bail!("collection `{collection}` has no document `{id}`"),
                 },
                 (None, Some(filter)) => {
@@ -270,32 +273,25 @@ pub async fn execute(
                         Ok(_) => value.to_owned(),
                         Err(_) => Value::String(value.to_owned()).to_string(),
                     };
-                    read_models.find(&collection, field, &value)?
+                    print(out, read_models.find(&collection, field, &value)?)?;
                 }
+                // Page by page: memory stays flat.
                 (None, None) => {
-                    let mut all = Vec::new();
                     let mut after = None;
                     loop {
                         let (page, next) = read_models.list(&collection, after.as_deref(), 1000)?;
-                        all.extend(page);
+                        print(out, page)?;
                         match next {
                             Some(next) => after = Some(next),
-                            None => break all,
+                            None => break,
                         }
                     }
-                }
-            };
-            for (id, body) in documents {
-                if json {
-                    writeln!(out, "{body}")?;
-                } else {
-                    writeln!(out, "{id}  {body}")?;
                 }
             }
             Ok(0)
         }
         Action::Parked { action: None, json } => {
-            let parked = engine.with_runtime(|runtime| runtime.pipeline_ref().parked()).await??;
+            let parked = engine.parked().await?;
             if json {
                 let list: Vec<Value> = parked.iter().map(|(id, p)| p.to_json(*id)).collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
@@ -313,16 +309,13 @@ pub async fn execute(
         Action::Parked {
             action: Some(ParkedAction::Retry { id }),
             ..
-        } => match engine
-            .with_runtime(move |runtime| runtime.pipeline().retry_parked(id))
-            .await??
-        {
+        } => match engine.retry_parked(id).await? {
             None => {
                 writeln!(out, "parked #{id} succeeded and is no longer parked")?;
                 Ok(0)
             }
             Some(again) => {
-                let parked = engine.with_runtime(|runtime| runtime.pipeline_ref().parked()).await??;
+                let parked = engine.parked().await?;
                 let message = parked
                     .iter()
                     .find(|(i, _)| *i == again)
@@ -336,10 +329,7 @@ pub async fn execute(
             ..
         } => {
             let by = operator(by);
-            let operator = by.clone();
-            let skipped = engine
-                .with_runtime(move |runtime| runtime.pipeline().skip_parked(id, &operator))
-                .await??;
+            let skipped = engine.skip_parked(id, &by).await?;
             writeln!(
                 out,
                 "skipped parked #{id} ({} {} #{}), recorded as skipped by {by}",

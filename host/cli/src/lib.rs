@@ -77,8 +77,8 @@ pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
     };
     let engine = Engine::start_on_demand(&cli.data, options, lock_timeout(cli.lock_timeout)?)
         .with_context(|| format!("cannot open data directory `{}`", cli.data.display()))?;
+    // No I/O or timer driver: the handle's answers come over channels.
     let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
         .build()
         .context("cannot start the async runtime")?
         .block_on(execute(action, &engine.handle(), &cwd, out));

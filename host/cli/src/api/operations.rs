@@ -4,6 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -23,10 +24,7 @@ pub(super) async fn pm_refresh(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let report = state
-        .engine
-        .with_runtime(move |runtime| runtime.pipeline().refresh(&name, &mut |_, _| {}))
-        .await??;
+    let report = state.engine.refresh(&name, |_, _| {}).await?;
     Ok(Json(report.to_json()))
 }
 
@@ -47,25 +45,31 @@ pub(super) async fn read_collection(
     Query(query): Query<ReadQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
-    let (documents, next) = state
-        .engine
-        .with_runtime(move |runtime| -> Result<_, ApiError> {
-            let read_models = runtime.pipeline_ref().read_models();
-            match &query.filter {
-                Some(filter) => {
-                    let (field, value) = filter.split_once('=').ok_or_else(|| {
-                        ApiError::bad_request(format!("where `{filter}` must be FIELD=VALUE, e.g. groupId=g1"))
-                    })?;
-                    let value = match serde_json::from_str::<Value>(value) {
-                        Ok(_) => value.to_owned(),
-                        Err(_) => Value::String(value.to_owned()).to_string(),
-                    };
-                    Ok((read_models.find(&collection, field, &value)?, None))
-                }
-                None => Ok(read_models.list(&collection, query.after.as_deref(), limit)?),
+    // The read view: the last commit, read beside the writer.
+    let read_models = state.engine.read_models().clone();
+    let (documents, next) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        match &query.filter {
+            Some(filter) => {
+                let (field, value) = filter.split_once('=').ok_or_else(|| {
+                    ApiError::bad_request(format!("where `{filter}` must be FIELD=VALUE, e.g. groupId=g1"))
+                })?;
+                let value = match serde_json::from_str::<Value>(value) {
+                    Ok(_) => value.to_owned(),
+                    Err(_) => Value::String(value.to_owned()).to_string(),
+                };
+                Ok((read_models.find(&collection, field, &value)?, None))
             }
-        })
-        .await??;
+            None => Ok(read_models.list(&collection, query.after.as_deref(), limit)?),
+        }
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the read failed: {e}"),
+        )
+    })??;
     let documents: Vec<Value> = documents
         .into_iter()
         .map(|(id, body)| json!({ "id": id, "document": serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body)) }))
@@ -78,14 +82,11 @@ pub(super) async fn read_document(
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (collection_name, id_name) = (collection.clone(), id.clone());
-    let body = state
-        .engine
-        .with_runtime(move |runtime| runtime.pipeline_ref().read_models().get(&collection, &id))
-        .await??;
+    let body = state.engine.read_models().get(&collection, &id)?;
     match body {
         Some(body) => Ok(Json(serde_json::from_str(&body).unwrap_or(Value::String(body)))),
         None => Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
             "unknown_document",
             format!("collection `{collection_name}` has no document `{id_name}`"),
         )),
@@ -93,18 +94,12 @@ pub(super) async fn read_document(
 }
 
 pub(super) async fn parked(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let parked = state
-        .engine
-        .with_runtime(|runtime| runtime.pipeline_ref().parked())
-        .await??;
+    let parked = state.engine.parked().await?;
     Ok(Json(parked.iter().map(|(id, p)| p.to_json(*id)).collect()))
 }
 
 pub(super) async fn retry_parked(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
-    let again = state
-        .engine
-        .with_runtime(move |runtime| runtime.pipeline().retry_parked(id))
-        .await??;
+    let again = state.engine.retry_parked(id).await?;
     Ok(Json(match again {
         None => json!({ "id": id, "status": "succeeded" }),
         Some(again) => json!({ "id": id, "status": "parked-again", "parkedAs": again }),
@@ -122,10 +117,7 @@ pub(super) async fn skip_parked(
     Query(query): Query<SkipQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let by = query.by.unwrap_or_else(|| "http".into());
-    let skipped = state
-        .engine
-        .with_runtime(move |runtime| runtime.pipeline().skip_parked(id, &by))
-        .await??;
+    let skipped = state.engine.skip_parked(id, &by).await?;
     Ok(Json(serde_json::to_value(skipped).expect("skipped records serialize")))
 }
 
