@@ -278,6 +278,26 @@ impl EngineHandle {
         })
         .await
         .map_err(|_| Error::EngineStopped)??;
+        self.install(compiled, swap).await
+    }
+
+    /// [`EngineHandle::deploy`] for a component file and the manifest beside
+    /// it (`NAME.toml`), as [`Runtime::add_plugin_with`] reads them.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineHandle::deploy`]; the file cannot be read.
+    pub async fn deploy_file(&self, file: &Path, swap: Swap) -> Result<Deployed, Error> {
+        let sandbox = self.sandbox.clone();
+        let file = file.to_owned();
+        let compiled = tokio::task::spawn_blocking(move || Compiled::from_file(&sandbox, &file))
+            .await
+            .map_err(|_| Error::EngineStopped)??;
+        self.install(compiled, swap).await
+    }
+
+    /// Swap a compiled plugin in on the writer, between two batches.
+    async fn install(&self, compiled: Compiled, swap: Swap) -> Result<Deployed, Error> {
         let stats = self.stats.clone();
         self.with_runtime(move |runtime| {
             let started = Instant::now();

@@ -36,9 +36,8 @@ pub async fn execute(
                     state,
                     ..Swap::default()
                 };
-                let record = engine
-                    .with_runtime(move |runtime| runtime.add_plugin_with(&file, &swap))
-                    .await??;
+                // Compiled off the writer: a server goes on meanwhile.
+                let record = engine.deploy_file(&file, swap).await?.record;
                 writeln!(out, "added {} `{}` ({})", record.kind, record.name, &record.hash[..12])?;
             }
             Ok(0)
