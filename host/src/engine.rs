@@ -271,14 +271,12 @@ impl EngineHandle {
         (manifest, start_from): (crate::manifest::Manifest, crate::manifest::StartFrom),
         swap: Swap,
     ) -> Result<Deployed, Error> {
-        let sandbox = self.sandbox.clone();
         let (name, source) = (name.to_owned(), source.to_owned());
-        let compiled = tokio::task::spawn_blocking(move || {
-            Compiled::new(&sandbox, &name, &source, bytes, manifest).map(|c| c.starting_from(start_from))
-        })
+        self.compile_and_install(
+            move |sandbox| Compiled::new(sandbox, &name, &source, bytes, manifest).map(|c| c.starting_from(start_from)),
+            swap,
+        )
         .await
-        .map_err(|_| Error::EngineStopped)??;
-        self.install(compiled, swap).await
     }
 
     /// [`EngineHandle::deploy`] for a component file and the manifest beside
@@ -288,16 +286,24 @@ impl EngineHandle {
     ///
     /// As [`EngineHandle::deploy`]; the file cannot be read.
     pub async fn deploy_file(&self, file: &Path, swap: Swap) -> Result<Deployed, Error> {
-        let sandbox = self.sandbox.clone();
         let file = file.to_owned();
-        let compiled = tokio::task::spawn_blocking(move || Compiled::from_file(&sandbox, &file))
+        self.compile_and_install(move |sandbox| Compiled::from_file(sandbox, &file), swap)
             .await
-            .map_err(|_| Error::EngineStopped)??;
-        self.install(compiled, swap).await
     }
 
-    /// Swap a compiled plugin in on the writer, between two batches.
-    async fn install(&self, compiled: Compiled, swap: Swap) -> Result<Deployed, Error> {
+    /// Compile on a blocking thread, then swap the plugin in on the writer
+    /// between two batches; every deploy that does not take effect, a
+    /// failed compile included, counts as refused.
+    async fn compile_and_install(
+        &self,
+        compile: impl FnOnce(&Sandbox) -> Result<Compiled, Error> + Send + 'static,
+        swap: Swap,
+    ) -> Result<Deployed, Error> {
+        let sandbox = self.sandbox.clone();
+        let compiled = tokio::task::spawn_blocking(move || compile(&sandbox))
+            .await
+            .map_err(|_| Error::EngineStopped)?
+            .inspect_err(|_| self.stats.record_swap(false, Duration::ZERO))?;
         let stats = self.stats.clone();
         self.with_runtime(move |runtime| {
             let started = Instant::now();

@@ -33,13 +33,13 @@ pub use exit::{EXIT_BUSY, EXIT_STORAGE, Exit, exit_status};
 /// Anything that makes the exit status 2 (or [`exit_status`]); the caller
 /// prints it.
 pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
+    let options = Options {
+        max_causation_depth: cli.max_causation_depth,
+        cache_mib: cli.cache_mib,
+        cascade_budget: cli.cascade_budget,
+        ..Options::default()
+    };
     if let Action::Serve(args) = cli.command {
-        let options = Options {
-            max_causation_depth: cli.max_causation_depth,
-            cache_mib: cli.cache_mib,
-            cascade_budget: cli.cascade_budget,
-            ..Options::default()
-        };
         return api::serve(&cli.data, options, lock_timeout(cli.lock_timeout)?, args).map(|()| 0);
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
@@ -63,9 +63,6 @@ pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
         );
     }
     let options = Options {
-        max_causation_depth: cli.max_causation_depth,
-        cache_mib: cli.cache_mib,
-        cascade_budget: cli.cascade_budget,
         load: match action {
             Action::Read { .. } => Load::Projections,
             _ if reads_only(&action) => Load::None,
@@ -73,7 +70,7 @@ pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
         },
         // Reading needs no write access, and never writes by mistake.
         read_only: reads_only(&action),
-        ..Options::default()
+        ..options
     };
     let engine = Engine::start_on_demand(&cli.data, options, lock_timeout(cli.lock_timeout)?)
         .with_context(|| format!("cannot open data directory `{}`", cli.data.display()))?;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::AppState;
-use cascade::{Compiled, Swap};
+use cascade::Swap;
 
 const POLL: Duration = Duration::from_millis(250);
 
@@ -67,43 +67,27 @@ fn scan(folder: &Path) -> Vec<(PathBuf, Fingerprint)> {
 /// Deploy `file` unless it is what already runs; report either way.
 async fn deploy(state: &AppState, file: &Path) {
     let engine = &state.engine;
-    let sandbox = engine.sandbox().clone();
-    let path = file.to_owned();
-    let compiled = match tokio::task::spawn_blocking(move || Compiled::from_file(&sandbox, &path)).await {
-        Ok(Ok(compiled)) => compiled,
-        Ok(Err(err)) => {
-            engine.stats().record_swap(false, Duration::ZERO);
-            return refused(file, &err.to_string());
+    if let Ok(bytes) = std::fs::read(file) {
+        let hash = cascade::content_hash(&bytes);
+        let running = engine
+            .with_runtime(move |runtime| runtime.plugins().map(|all| all.iter().any(|p| p.hash == hash)))
+            .await;
+        if let Ok(Ok(true)) = running {
+            return;
         }
-        Err(err) => return refused(file, &err.to_string()),
-    };
-    let (name, hash) = (compiled.name().to_owned(), compiled.hash().to_owned());
+    }
     let swap = Swap {
         by: format!("watch {}", file.display()),
         ..Swap::default()
     };
-    let stats = engine.clone();
-    let result = engine
-        .with_runtime(move |runtime| {
-            if runtime.active_version(&name).is_some_and(|v| v.hash == hash) {
-                return Ok(None);
-            }
-            let started = std::time::Instant::now();
-            let result = runtime.install(compiled, &swap);
-            stats.stats().record_swap(result.is_ok(), started.elapsed());
-            result.map(Some)
-        })
-        .await;
-    match result {
-        Ok(Ok(Some(record))) => eprintln!(
+    match engine.deploy_file(file, swap).await {
+        Ok(deployed) => eprintln!(
             "cascade serve: deployed {} `{}` ({}) from `{}`",
-            record.kind,
-            record.name,
-            &record.hash[..12],
+            deployed.record.kind,
+            deployed.record.name,
+            &deployed.record.hash[..12],
             file.display()
         ),
-        Ok(Ok(None)) => {}
-        Ok(Err(err)) => refused(file, &err.to_string()),
         Err(err) => refused(file, &err.to_string()),
     }
 }
