@@ -66,6 +66,13 @@ fn main() {
     let built = variants.join("wasm32-wasip2/release");
     add("user-counter-by-two", built.join("user_counter.wasm"), None);
     add("projects-by-name", built.join("projects.wasm"), None);
+    // The fixed build of the `flaky` fixture, deployed before `parked retry`.
+    build(
+        &root.join("tests/fixtures/Cargo.toml"),
+        &variants,
+        &["-p", "fixture-flaky", "--features", "fixture-flaky/fixed"],
+    );
+    add("fixture-flaky-fixed", built.join("fixture_flaky.wasm"), None);
     // Python and JavaScript guests: every `*-py` / `*-js` folder holds one
     // module, built by its SDK's tool with the pinned toolchain
     // (scripts/python-toolchain.sh, scripts/js-toolchain.sh).

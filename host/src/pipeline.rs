@@ -28,7 +28,7 @@
 //! `operations.rs` (operator actions: stop, start, remove, cancel, parked
 //! events, state reset) and `refresh.rs` (replaying history).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -43,6 +43,7 @@ pub use crate::records::{CascadeRecord, Cause, CommandRecord, Parked, Skipped, S
 use crate::store::{EventLog, Progress, Storage, Store, WorkQueue};
 
 mod batch;
+mod call;
 mod intake;
 mod listeners;
 mod operations;
@@ -214,6 +215,9 @@ struct Slot {
     listener: Box<dyn Listener>,
     /// The last position this listener has seen.
     checkpoint: u64,
+    /// See [`Progress::after_pending`]: the position after `checkpoint`
+    /// whose `on-` handler ran and whose `after-` handler has not.
+    after_pending: Option<u64>,
     /// Whether it handled an event in the current batch (its state, if it
     /// has one, must be saved with the commit).
     dirty: bool,
@@ -234,11 +238,10 @@ struct Slot {
 #[derive(Clone, Copy, Debug)]
 struct Backoff {
     until: Instant,
-    /// The event it resumes at: it has handled everything before.
+    /// The event it resumes at: it has handled everything before (and, if
+    /// [`Slot::after_pending`] names it, its `on-` handler of this one).
     position: u64,
-    /// The handler to call first at `position` (`None`: all of them), and
-    /// which attempt that call is.
-    handler: Option<usize>,
+    /// Which attempt the first call at `position` is.
     attempt: u32,
 }
 
@@ -249,7 +252,6 @@ impl Backoff {
         (!stopped && checkpoint < pipeline_position).then(|| Backoff {
             until: Instant::now(),
             position: checkpoint + 1,
-            handler: None,
             attempt: 1,
         })
     }
@@ -319,6 +321,8 @@ pub struct Pipeline<S: Storage = Store> {
     routes: HashMap<String, Route>,
     options: Options,
     trace: Vec<TraceEntry>,
+    /// Cascades submitted with [`Submission::trace`], until collected.
+    traced: HashSet<String>,
     logs: Vec<LogLine>,
 }
 
@@ -333,6 +337,7 @@ impl<S: Storage> Pipeline<S> {
             routes: HashMap::new(),
             options,
             trace: Vec::new(),
+            traced: HashSet::new(),
             logs: Vec::new(),
         }
     }
@@ -439,6 +444,7 @@ impl<S: Storage> Pipeline<S> {
             Some((record, _)) if record.outstanding > 0 => return Ok(None),
             Some(found) => found,
         };
+        self.traced.remove(correlation_id);
         let (trace, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.trace)
             .into_iter()
             .partition(|t| t.correlation_id == correlation_id);
@@ -532,7 +538,7 @@ impl<S: Storage> Pipeline<S> {
             // Submissions wait in memory like dispatched commands: stored
             // only if the batch ends before they run (a lone command is
             // queued and run in one commit without touching the queue).
-            let (ids, admitted) = admit(tx, &mut batch.next_seq, submissions)?;
+            let (ids, admitted) = admit(tx, &mut batch.next_seq, batch.traced, submissions)?;
             for (seq, queued) in admitted {
                 batch.cascades.insert(queued.correlation_id.clone(), new_cascade());
                 batch.dispatched.push_back((seq, queued));
@@ -557,10 +563,21 @@ impl<S: Storage> Pipeline<S> {
             }
             if done > 0 {
                 tx.set_pipeline_position(position)?;
-                for slot in batch.slots.iter().filter(|s| !s.stopped) {
+                for slot in batch.slots.iter_mut().filter(|s| !s.stopped) {
+                    let name = slot.listener.name();
                     match slot.backoff {
-                        None if slot.checkpoint < position => tx.set_checkpoint(slot.listener.name(), position)?,
-                        Some(b) => tx.set_checkpoint(slot.listener.name(), b.position - 1)?,
+                        None if slot.checkpoint < position => {
+                            tx.set_checkpoint(name, position)?;
+                            if slot.after_pending.take().is_some() {
+                                tx.set_after_pending(name, None)?;
+                            }
+                        }
+                        // Where it resumes, durably: a restart must not call
+                        // again an `on-` handler whose effects are committed.
+                        Some(b) => {
+                            tx.set_checkpoint(name, b.position - 1)?;
+                            tx.set_after_pending(name, slot.after_pending)?;
+                        }
                         None => {}
                     }
                 }
@@ -578,16 +595,24 @@ impl<S: Storage> Pipeline<S> {
         Ok((ids, done))
     }
 
+    /// After a panic in an operation on the pipeline: memory back to the
+    /// last commit (read-model writes, listeners' checkpoints and states).
+    pub(crate) fn reload_committed(&mut self) {
+        self.read_models.discard();
+        let _ = self.reload_states();
+    }
+
     /// Return every listener to what is committed: checkpoint, stopped flag
     /// and, for a stateful one, its state blob.
     fn reload_states(&mut self) -> Result<(), Error> {
         let position = self.store.read(|tx| tx.pipeline_position())?;
         for slot in self.slots.iter_mut() {
             let name = slot.listener.name().to_owned();
-            let (checkpoint, stopped) = self
-                .store
-                .read(|tx| Ok::<_, StoreError>((tx.checkpoint(&name)?, tx.is_stopped(&name)?)))?;
+            let (checkpoint, after_pending, stopped) = self.store.read(|tx| {
+                Ok::<_, StoreError>((tx.checkpoint(&name)?, tx.after_pending(&name)?, tx.is_stopped(&name)?))
+            })?;
             slot.checkpoint = checkpoint.unwrap_or(slot.checkpoint);
+            slot.after_pending = after_pending;
             slot.stopped = stopped;
             slot.dirty = false;
             slot.backoff = Backoff::behind(stopped, slot.checkpoint, position);

@@ -85,6 +85,9 @@ pub struct Submission {
     /// This cascade's budget of events and commands, instead of the
     /// dispatching plugin's manifest or [`Options::cascade_budget`].
     pub cascade_budget: Option<usize>,
+    /// Record every handler call of this cascade for its settled answer
+    /// (`Settled::trace`), whatever the pipeline's `Options::trace`.
+    pub trace: bool,
 }
 
 impl From<(Command, Option<u64>)> for Submission {
@@ -94,6 +97,7 @@ impl From<(Command, Option<u64>)> for Submission {
             expected_version,
             idempotency_key: None,
             cascade_budget: None,
+            trace: false,
         }
     }
 }

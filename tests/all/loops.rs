@@ -161,6 +161,7 @@ fn the_budget_is_the_commands_else_the_plugins_manifest_else_the_hosts() {
         expected_version: None,
         idempotency_key: None,
         cascade_budget: Some(50),
+        trace: false,
     };
     let pipeline = host.runtime.pipeline();
     let id = pipeline.submit_all([submission]).unwrap().remove(0);

@@ -2,17 +2,16 @@
 //! commands through their aggregates inside one write transaction.
 
 use super::listeners::handlers_by_event;
-use super::{Backoff, LogLine, Outcome, Pipeline, RETRY_BACKOFF, Route, Slot, TraceEntry};
+use super::{LogLine, Pipeline, Route, Slot, TraceEntry};
 use crate::aggregate::Aggregates;
-use crate::error::{CascadeBudgetError, CausationDepthError, Error, Failure, HandlerFailure, PluginError, StoreError};
+use crate::error::{Error, PluginError, StoreError};
 use crate::event::{Envelope, Event};
 use crate::host_api::Effects;
-use crate::listener::{Context, HandlerError};
-use crate::manifest::Policy;
+use crate::listener::Phase;
 use crate::read_model::ReadModels;
-use crate::records::{CascadeRecord, Cause, CommandRecord, Parked, QueuedCommand};
+use crate::records::{CascadeRecord, CommandRecord, QueuedCommand};
 use crate::store::{Storage, UnitOfWork, WorkQueue};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 impl<S: Storage> Pipeline<S> {
@@ -36,13 +35,16 @@ impl<S: Storage> Pipeline<S> {
             routes,
             options,
             trace,
+            traced,
             logs,
         } = self;
         let mut batch = Batch {
             aggregates,
             slots,
             routes,
-            trace: options.trace.then_some(trace),
+            trace,
+            trace_all: options.trace,
+            traced,
             logs,
             cascades: HashMap::new(),
             effects: Effects::default(),
@@ -100,7 +102,11 @@ pub(super) struct Batch<'a> {
     pub(super) aggregates: &'a mut Aggregates,
     pub(super) slots: &'a mut [Slot],
     pub(super) routes: &'a HashMap<String, Route>,
-    pub(super) trace: Option<&'a mut Vec<TraceEntry>>,
+    pub(super) trace: &'a mut Vec<TraceEntry>,
+    /// Trace every call ([`super::Options::trace`]), or only the calls of
+    /// the cascades in `traced`.
+    pub(super) trace_all: bool,
+    pub(super) traced: &'a mut HashSet<String>,
     pub(super) logs: &'a mut Vec<LogLine>,
     /// Cascade records touched in this batch, written once at the end.
     pub(super) cascades: HashMap<String, CascadeRecord>,
@@ -146,6 +152,7 @@ impl Batch<'_> {
         for slot in self.slots.iter().filter(|s| s.stopped) {
             tx.set_stopped(slot.listener.name(), true)?;
             tx.set_checkpoint(slot.listener.name(), slot.checkpoint)?;
+            tx.set_after_pending(slot.listener.name(), slot.after_pending)?;
         }
         // State blobs commit with the checkpoints that cover them.
         for slot in self.slots.iter_mut().filter(|s| s.dirty && s.listener.is_stateful()) {
@@ -230,20 +237,22 @@ impl Batch<'_> {
                 continue;
             };
             self.slots[slot].backoff = None;
-            let by_event = handlers_by_event(self.slots[slot].listener.as_ref());
+            let listener = self.slots[slot].listener.as_ref();
+            let by_event = handlers_by_event(listener);
+            let phases: Vec<Phase> = listener.handlers().iter().map(|h| h.phase).collect();
             for position in backoff.position..=through {
                 let event = tx.logged_event(position)?;
                 let routed = by_event.get(&event.name).map_or(&[][..], Vec::as_slice);
-                let (mut handlers, mut attempt) = (routed, 1);
-                // At the event it waited at: from the handler that failed,
-                // as its next attempt.
-                if position == backoff.position
-                    && let Some(failed) = backoff.handler
-                {
-                    handlers = &routed[routed.iter().position(|&h| h == failed).unwrap_or(routed.len())..];
-                    attempt = backoff.attempt;
-                }
-                for &handler in handlers {
+                // At the event it waited at, the call that failed is the
+                // next attempt; an `on-` handler that already ran is not
+                // called again.
+                let mut attempt = if position == backoff.position {
+                    backoff.attempt
+                } else {
+                    1
+                };
+                let after_only = self.slots[slot].after_pending == Some(position);
+                for &handler in routed.iter().filter(|&&h| !after_only || phases[h] == Phase::After) {
                     self.call(tx, slot, handler, &event, attempt)?;
                     attempt = 1;
                     if self.slots[slot].stopped || self.slots[slot].backoff.is_some() {
@@ -263,7 +272,6 @@ impl Batch<'_> {
                     self.release(tx, slot, position + 1, through)?;
                     break;
                 }
-                self.slots[slot].checkpoint = position;
             }
         }
         Ok(done)
@@ -286,200 +294,6 @@ impl Batch<'_> {
             }
         }
         Ok(())
-    }
-
-    /// Call one handler for one live event, as call number `attempt` for
-    /// it; a failing call is retried with backoff up to the listener's
-    /// attempts, then the event is parked for it (or the listener stopped).
-    /// With `defer_retries` the retry waits on a timer: the listener goes
-    /// into [`Backoff`] and this returns at once. Returns the parked id when
-    /// it failed for good.
-    pub(super) fn call(
-        &mut self,
-        tx: &mut impl UnitOfWork,
-        slot: usize,
-        handler: usize,
-        event: &Event,
-        attempt: u32,
-    ) -> Result<Option<u64>, StoreError> {
-        let max_depth = self.max_depth;
-        let started = self.trace.is_some().then(Instant::now);
-        self.slots[slot].dirty = true;
-        let on_error = self.slots[slot].listener.on_error();
-        let attempts = on_error.attempts.max(1);
-        let mut attempt = attempt;
-        // The pause before the next attempt, when that waits on a timer.
-        let mut deferred = None;
-        let result = loop {
-            self.slots[slot].calls += 1;
-            let call_started = Instant::now();
-            let result = self.slots[slot]
-                .listener
-                .handle(handler, event, Context::default(), &mut self.effects);
-            self.slots[slot].stats[handler].record(call_started.elapsed(), result.is_err());
-            match result {
-                Err(HandlerError::Failed(_)) if attempt < attempts => {
-                    // A failed call is atomic: what it dispatched is dropped.
-                    self.effects.commands.clear();
-                    let pause = RETRY_BACKOFF * 2u32.pow(attempt - 1);
-                    if self.defer_retries {
-                        deferred = Some(pause);
-                        break result;
-                    }
-                    std::thread::sleep(pause);
-                    attempt += 1;
-                }
-                result => break result,
-            }
-        };
-        let listener = &self.slots[slot].listener;
-        let plugin = || listener.name().to_owned();
-        let failure = match result {
-            Ok(()) => None,
-            Err(HandlerError::Failed(message)) => Some(message),
-            Err(HandlerError::SkipRefreshing) => {
-                Some("returned `skip-refreshing` outside a refresh; only a refresh may skip an event".to_owned())
-            }
-        };
-        let export = || listener.handlers()[handler].export_name();
-        if let (Some(started), Some(trace)) = (started, self.trace.as_deref_mut()) {
-            trace.push(TraceEntry {
-                correlation_id: event.correlation_id.clone(),
-                plugin: plugin(),
-                handler: export(),
-                event: event.name.clone(),
-                position: event.position,
-                outcome: failure.clone().map_or(Outcome::Ok, Outcome::Failed),
-                duration: started.elapsed(),
-            });
-        }
-        let failure = failure.map(|message| HandlerFailure {
-            plugin: plugin(),
-            handler: export(),
-            event: event.name.clone(),
-            position: event.position,
-            message,
-            parked: None,
-            stopped: false,
-        });
-        // Drained, not taken: the buffers keep their capacity for the next call.
-        self.logs
-            .extend(self.effects.logs.drain(..).map(|(level, message)| LogLine {
-                correlation_id: event.correlation_id.clone(),
-                plugin: plugin(),
-                level,
-                message,
-            }));
-        if let Some(pause) = deferred {
-            // Called again once the pause is over; until then the listener
-            // waits and the others go on.
-            self.effects.commands.clear();
-            self.slots[slot].backoff = Some(Backoff {
-                until: Instant::now() + pause,
-                position: event.position,
-                handler: Some(handler),
-                attempt: attempt + 1,
-            });
-            return Ok(None);
-        }
-        if let Some(mut failure) = failure {
-            // A failed handler is atomic: what it dispatched is dropped.
-            self.effects.commands.clear();
-            if on_error.policy == Policy::Stop {
-                // The listener stops before this event; starting it again
-                // resumes here.
-                self.slots[slot].stopped = true;
-                self.slots[slot].checkpoint = event.position - 1;
-                failure.stopped = true;
-                self.cascade(tx, &event.correlation_id)?
-                    .failures
-                    .push(Failure::Handler(failure));
-                return Ok(None);
-            }
-            // Otherwise the event is parked for this listener, to retry or skip later.
-            let id = tx.park(
-                self.repark_as.take(),
-                &Parked {
-                    plugin: failure.plugin.clone(),
-                    handler: failure.handler.clone(),
-                    event: event.name.clone(),
-                    position: event.position,
-                    correlation_id: event.correlation_id.clone(),
-                    message: failure.message.clone(),
-                    attempts: attempt,
-                    parked_at: crate::store::now_millis(),
-                },
-            )?;
-            failure.parked = Some(id);
-            self.cascade(tx, &event.correlation_id)?
-                .failures
-                .push(Failure::Handler(failure));
-            return Ok(Some(id));
-        }
-        if self.effects.commands.is_empty() {
-            return Ok(None);
-        }
-        let plugin = self.slots[slot].listener.name().to_owned();
-        let mut chain = causation_chain(&event.metadata);
-        chain.push(format!("{plugin}/{}", event.name));
-        if chain.len() > max_depth {
-            self.effects.commands.clear();
-            let failure = Failure::CausationDepth(CausationDepthError { max: max_depth, chain });
-            self.cascade(tx, &event.correlation_id)?.failures.push(failure);
-            return Ok(None);
-        }
-        // A cascade that would outgrow its budget fails, and stops growing.
-        // The budget is the command's, else the dispatching plugin's, else
-        // the host's.
-        let count = self.effects.commands.len();
-        let max = match self.cascade_budget_of(tx, &event.correlation_id)? {
-            Some(max) => max,
-            None => self.slots[slot]
-                .listener
-                .cascade_budget()
-                .unwrap_or(self.cascade_budget),
-        };
-        let record = self.cascade(tx, &event.correlation_id)?;
-        // Each queued command counts twice: itself and the event it will
-        // likely append, so the cascade stops at its budget, not past it.
-        let size = record.events.len() + record.commands.len() + 2 * record.outstanding as usize;
-        if size + 2 * count > max {
-            if !record.failures.iter().any(|f| matches!(f, Failure::CascadeBudget(_))) {
-                record.failures.push(Failure::CascadeBudget(CascadeBudgetError {
-                    max,
-                    plugin,
-                    dropped: count,
-                }));
-            }
-            self.effects.commands.clear();
-            return Ok(None);
-        }
-        record.outstanding += count as u64;
-        let cause = Cause {
-            plugin,
-            event: event.name.clone(),
-            stream_type: event.stream_type.clone(),
-            stream_id: event.stream_id.clone(),
-            payload: event.payload.clone(),
-            chain,
-        };
-        for mut command in self.effects.commands.drain(..) {
-            if command.actor_id.is_none() {
-                command.actor_id.clone_from(&event.actor_id);
-            }
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let queued = QueuedCommand {
-                id: format!("c{seq}"),
-                command,
-                correlation_id: event.correlation_id.clone(),
-                causation_id: Some(event.id()),
-                cause: Some(cause.clone()),
-                expected_version: None,
-            };
-            self.dispatched.push_back((seq, queued));
-        }
-        Ok(None)
     }
 
     pub(super) fn execute_command(

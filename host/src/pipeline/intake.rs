@@ -5,6 +5,7 @@ use crate::error::{Error, StoreError};
 use crate::event::Command;
 use crate::records::{CascadeRecord, QueuedCommand, Submission};
 use crate::store::{Storage, UnitOfWork, WorkQueue};
+use std::collections::HashSet;
 
 impl<S: Storage> Pipeline<S> {
     /// Queue `command` from outside as the first command of a new cascade and
@@ -36,9 +37,10 @@ impl<S: Storage> Pipeline<S> {
         for submission in &submissions {
             self.aggregates.check(&submission.command)?;
         }
+        let traced = &mut self.traced;
         Ok(self.store.write(|tx| {
             let mut seq = tx.next_command_seq()?;
-            let (ids, admitted) = admit(tx, &mut seq, submissions)?;
+            let (ids, admitted) = admit(tx, &mut seq, traced, submissions)?;
             for (seq, queued) in admitted {
                 tx.enqueue(seq, &queued)?;
                 tx.put_cascade(&queued.correlation_id, &new_cascade())?;
@@ -78,10 +80,11 @@ pub(super) type Sequenced = Vec<(u64, QueuedCommand)>;
 /// them): returns every submission's correlation id and the new commands
 /// with their sequence numbers, for the caller to queue with a
 /// [`new_cascade`] record each. A known idempotency key admits nothing and
-/// yields the first cascade's id.
+/// yields the first cascade's id. Cascades to trace join `traced`.
 pub(super) fn admit(
     tx: &mut impl UnitOfWork,
     seq: &mut u64,
+    traced: &mut HashSet<String>,
     submissions: Vec<Submission>,
 ) -> Result<(Vec<String>, Sequenced), StoreError> {
     let mut ids = Vec::with_capacity(submissions.len());
@@ -99,6 +102,9 @@ pub(super) fn admit(
         }
         if let Some(budget) = submission.cascade_budget {
             tx.put_cascade_budget(&id, budget as u64)?;
+        }
+        if submission.trace {
+            traced.insert(id.clone());
         }
         let queued = QueuedCommand {
             id: id.clone(),

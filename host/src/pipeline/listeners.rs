@@ -63,14 +63,21 @@ impl<S: Storage> Pipeline<S> {
         let read_models = &self.read_models;
         // Only a changed index declaration writes here: loading the plugins
         // of a data directory commits nothing.
-        let (checkpoint, new, state, stopped, pipeline_position) = self.store.write_if(|tx| {
+        let (checkpoint, after_pending, new, state, stopped, pipeline_position) = self.store.write_if(|tx| {
             let reindexed = read_models.sync_indexes(tx, &name)?;
             let (checkpoint, new) = match tx.checkpoint(&name)? {
                 Some(checkpoint) => (checkpoint, false),
                 None => (tx.head()?, true),
             };
             let stopped = tx.is_stopped(&name)?;
-            let found = (checkpoint, new, tx.pm_state(&name)?, stopped, tx.pipeline_position()?);
+            let found = (
+                checkpoint,
+                tx.after_pending(&name)?,
+                new,
+                tx.pm_state(&name)?,
+                stopped,
+                tx.pipeline_position()?,
+            );
             Ok::<_, StoreError>((found, reindexed))
         })?;
         if listener.is_stateful() {
@@ -100,6 +107,7 @@ impl<S: Storage> Pipeline<S> {
         let slot = Slot {
             listener,
             checkpoint,
+            after_pending,
             dirty: false,
             calls: 0,
             stopped,

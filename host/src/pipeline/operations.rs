@@ -5,6 +5,7 @@ use super::Pipeline;
 use super::listeners::{handlers_by_event, routes};
 use crate::error::{Error, Failure, PluginError, StoreError};
 use crate::event::Command;
+use crate::listener::Phase;
 use crate::records::{Parked, Skipped};
 use crate::store::{EventLog, Progress, Storage, WorkQueue};
 
@@ -137,7 +138,9 @@ impl<S: Storage> Pipeline<S> {
             return Ok(0);
         }
         self.slots[index].stopped = false;
-        let by_event = handlers_by_event(self.slots[index].listener.as_ref());
+        let listener = self.slots[index].listener.as_ref();
+        let by_event = handlers_by_event(listener);
+        let phases: Vec<Phase> = listener.handlers().iter().map(|h| h.phase).collect();
         let handled = self.in_batch(|batch, tx| {
             tx.set_stopped(name, false)?;
             let through = tx.pipeline_position()?;
@@ -145,8 +148,10 @@ impl<S: Storage> Pipeline<S> {
             while batch.slots[index].checkpoint < through && !batch.slots[index].stopped {
                 let position = batch.slots[index].checkpoint + 1;
                 let event = tx.logged_event(position)?;
+                // Stopped at an `after-` handler: its `on-` handler ran.
+                let after_only = batch.slots[index].after_pending.take() == Some(position);
                 for &handler in by_event.get(&event.name).map_or(&[][..], Vec::as_slice) {
-                    if !batch.slots[index].stopped {
+                    if !batch.slots[index].stopped && (!after_only || phases[handler] == Phase::After) {
                         batch.call(tx, index, handler, &event, 1)?;
                     }
                 }
@@ -156,6 +161,7 @@ impl<S: Storage> Pipeline<S> {
                 }
             }
             tx.set_checkpoint(name, batch.slots[index].checkpoint)?;
+            tx.set_after_pending(name, batch.slots[index].after_pending)?;
             Ok((handled, true))
         })?;
         self.run_until_idle()?;

@@ -11,7 +11,8 @@
 //! so the saved state is exactly the one a live run over the same events
 //! reached; the failures are reported, and the state is saved all the same.
 
-use crate::store::{Backend, Documents, EventLog, Progress, Storage};
+use crate::store::{Backend, Documents, EventLog, Progress, Storage, WorkQueue};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -38,6 +39,9 @@ pub struct RefreshReport {
     pub calls: u64,
     /// Events a handler skipped with `skip-refreshing`.
     pub skipped: u64,
+    /// Calls not replayed because they are parked, or were skipped by an
+    /// operator: they were never applied live either.
+    pub parked: u64,
     /// Commands dispatched during the replay, dropped.
     pub dropped_commands: u64,
     /// Handlers that failed during the replay.
@@ -76,6 +80,8 @@ impl<S: Storage> Pipeline<S> {
     /// failing `load-state`/`save-state`, a storage error.
     pub fn refresh(&mut self, name: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<RefreshReport, Error> {
         let index = self.stateful_slot(name)?;
+        // The refreshed state covers every event: nothing waits to retry.
+        self.end_backoff(index)?;
         let through = self.store.read(|tx| tx.pipeline_position())?;
         let slot = &mut self.slots[index];
         let started = Instant::now();
@@ -87,9 +93,11 @@ impl<S: Storage> Pipeline<S> {
         })?;
         self.store.write(|tx| {
             tx.put_pm_state(name, &state)?;
+            tx.set_after_pending(name, None)?;
             tx.set_checkpoint(name, through)
         })?;
         slot.checkpoint = through;
+        slot.after_pending = None;
         report.state = state;
         report.elapsed = started.elapsed();
         Ok(report)
@@ -119,6 +127,7 @@ impl<S: Storage> Pipeline<S> {
     /// Clear a projection's collections and replay the log into them. The
     /// read-model writes of each chunk commit in one transaction.
     fn rebuild_projection(&mut self, index: usize, progress: &mut dyn FnMut(u64, u64)) -> Result<RefreshReport, Error> {
+        self.end_backoff(index)?;
         let name = self.slots[index].listener.name().to_owned();
         let collections = self.read_models.owned_by(&name);
         let through = self.store.write(|tx| {
@@ -132,8 +141,12 @@ impl<S: Storage> Pipeline<S> {
         let store = &self.store;
         let mut flush = || store.write(|tx| read_models.flush(tx));
         let mut report = replay(store, &mut self.slots[index], through, progress, &mut flush)?;
-        self.store.write(|tx| tx.set_checkpoint(&name, through))?;
+        self.store.write(|tx| {
+            tx.set_after_pending(&name, None)?;
+            tx.set_checkpoint(&name, through)
+        })?;
         self.slots[index].checkpoint = through;
+        self.slots[index].after_pending = None;
         report.elapsed = started.elapsed();
         Ok(report)
     }
@@ -179,12 +192,26 @@ fn replay(
         })?;
     }
     let by_event = super::listeners::handlers_by_event(listener.as_ref());
+    // Calls that failed for good live, and were parked or skipped, are left
+    // out: live, a failed call is atomic, so its effect is in no state.
+    let not_applied: HashSet<(String, u64)> = store.read(|tx| {
+        let parked = tx.parked()?.into_iter().map(|(_, p)| p);
+        let skipped = tx.skipped()?.into_iter().map(|(_, s)| s.parked);
+        Ok::<_, StoreError>(
+            parked
+                .chain(skipped)
+                .filter(|p| p.plugin == name)
+                .map(|p| (p.handler, p.position))
+                .collect(),
+        )
+    })?;
     let mut report = RefreshReport {
         listener: name.clone(),
         through,
         events: 0,
         calls: 0,
         skipped: 0,
+        parked: 0,
         dropped_commands: 0,
         failures: Vec::new(),
         state: Vec::new(),
@@ -205,6 +232,12 @@ fn replay(
             };
             report.events += 1;
             for &handler in handlers {
+                if !not_applied.is_empty()
+                    && not_applied.contains(&(listener.handlers()[handler].export_name(), event.position))
+                {
+                    report.parked += 1;
+                    continue;
+                }
                 report.calls += 1;
                 slot.calls += 1;
                 let result = listener.handle(handler, event, ctx, &mut effects);

@@ -28,6 +28,7 @@ pub struct MemoryTx {
     parked: BTreeMap<u64, Parked>,
     skipped: BTreeMap<u64, Skipped>,
     checkpoints: BTreeMap<String, u64>,
+    after_pending: BTreeMap<String, u64>,
     pm_states: BTreeMap<String, Vec<u8>>,
     stopped: BTreeSet<String>,
     stop_reasons: BTreeMap<String, String>,
@@ -216,6 +217,10 @@ impl WorkQueue for MemoryTx {
         self.skipped.insert(id, skipped.clone());
         Ok(())
     }
+
+    fn skipped(&self) -> Result<Vec<(u64, Skipped)>, StoreError> {
+        Ok(self.skipped.iter().map(|(id, s)| (*id, s.clone())).collect())
+    }
 }
 
 impl Progress for MemoryTx {
@@ -234,6 +239,18 @@ impl Progress for MemoryTx {
 
     fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError> {
         self.checkpoints.insert(listener.to_owned(), position);
+        Ok(())
+    }
+
+    fn after_pending(&self, listener: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.after_pending.get(listener).copied())
+    }
+
+    fn set_after_pending(&mut self, listener: &str, position: Option<u64>) -> Result<(), StoreError> {
+        match position {
+            Some(position) => self.after_pending.insert(listener.to_owned(), position),
+            None => self.after_pending.remove(listener),
+        };
         Ok(())
     }
 
@@ -292,6 +309,7 @@ impl Registry for MemoryTx {
         self.plugins.remove(name);
         self.active.remove(name);
         self.checkpoints.remove(name);
+        self.after_pending.remove(name);
         self.pm_states.remove(name);
         self.stopped.remove(name);
         self.stop_reasons.remove(name);

@@ -4,7 +4,7 @@
 use redb::TableHandle;
 
 use super::traits::Progress;
-use super::{META_PIPELINE, PM_STATES, Tx, checkpoint_key, sealed};
+use super::{META_PIPELINE, PM_STATES, Tx, after_pending_key, checkpoint_key, sealed};
 use crate::error::StoreError;
 
 impl Progress for Tx<'_> {
@@ -27,6 +27,23 @@ impl Progress for Tx<'_> {
 
     fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError> {
         self.meta.write()?.insert(checkpoint_key(listener).as_str(), position)?;
+        Ok(())
+    }
+
+    fn after_pending(&self, listener: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .meta
+            .read()?
+            .get(after_pending_key(listener).as_str())?
+            .map(|v| v.value()))
+    }
+
+    fn set_after_pending(&mut self, listener: &str, position: Option<u64>) -> Result<(), StoreError> {
+        let key = after_pending_key(listener);
+        match position {
+            Some(position) => self.meta.write()?.insert(key.as_str(), position)?,
+            None => self.meta.write()?.remove(key.as_str())?,
+        };
         Ok(())
     }
 

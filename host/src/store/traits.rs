@@ -236,6 +236,13 @@ pub trait WorkQueue {
     ///
     /// A storage error.
     fn put_skipped(&mut self, id: u64, skipped: &Skipped) -> Result<(), StoreError>;
+
+    /// Every skipped parked event, oldest first, with its parked id.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn skipped(&self) -> Result<Vec<(u64, Skipped)>, StoreError>;
 }
 
 /// Where each listener is: the pipeline position, checkpoints, state blobs,
@@ -268,6 +275,23 @@ pub trait Progress {
     ///
     /// A storage error.
     fn set_checkpoint(&mut self, listener: &str, position: u64) -> Result<(), StoreError>;
+
+    /// The position whose `after-` handler the listener has yet to call
+    /// though its `on-` handler ran (it failed or stopped in between): it
+    /// resumes there with the `after-` handler alone, so the `on-` handler,
+    /// whose effects are in the state and the queue, never runs twice.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn after_pending(&self, listener: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Record (or, with `None`, clear) [`Progress::after_pending`].
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn set_after_pending(&mut self, listener: &str, position: Option<u64>) -> Result<(), StoreError>;
 
     /// The state blob of a stateful process manager, as of its checkpoint.
     ///

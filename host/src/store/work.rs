@@ -4,7 +4,7 @@
 use redb::TableHandle;
 
 use super::traits::WorkQueue;
-use super::{CASCADES, COMMAND_QUEUE, META_NEXT_COMMAND, META_NEXT_PARKED, PARKED, Tx, decode, encode};
+use super::{CASCADES, COMMAND_QUEUE, META_NEXT_COMMAND, META_NEXT_PARKED, PARKED, SKIPPED, Tx, decode, encode};
 use crate::error::StoreError;
 use crate::records::{CascadeRecord, Parked, QueuedCommand, Skipped};
 
@@ -121,5 +121,14 @@ impl WorkQueue for Tx<'_> {
     fn put_skipped(&mut self, id: u64, skipped: &Skipped) -> Result<(), StoreError> {
         self.skipped.write()?.insert(id, encode(skipped).as_slice())?;
         Ok(())
+    }
+
+    fn skipped(&self) -> Result<Vec<(u64, Skipped)>, StoreError> {
+        let mut all = Vec::new();
+        for entry in self.skipped.read()?.iter()? {
+            let (id, bytes) = entry?;
+            all.push((id.value(), decode(SKIPPED.name(), bytes.value())?));
+        }
+        Ok(all)
     }
 }
