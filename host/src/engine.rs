@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, StoreError};
-use crate::pipeline::{Options, Parked, RefreshReport, Settled, Skipped, Submission};
+use crate::pipeline::{Options, Settled, Submission};
 use crate::plugin::PluginRecord;
 use crate::read_model::ReadModels;
 use crate::runtime::{Compiled, Runtime, Swap};
 use crate::sandbox::Sandbox;
 use crate::store::LogReader;
+
+mod operations;
 
 /// Where the writer answers a submission with its correlation ids.
 type SubmitReply = oneshot::Sender<Result<Vec<String>, Error>>;
@@ -251,9 +253,18 @@ impl EngineHandle {
     ) -> Result<R, Error> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Call(Box::new(move |runtime| {
-            let _ = reply.send(f(runtime));
+            // A panic fails this call alone: the writer rolls its memory
+            // back to the last commit and goes on.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *runtime)));
+            let answer = result.map_err(|panic| {
+                runtime.pipeline().reload_committed();
+                Error::Panicked {
+                    message: crate::text::panic_message(panic.as_ref()).to_owned(),
+                }
+            });
+            let _ = reply.send(answer);
         })))?;
-        answer.await.map_err(|_| Error::EngineStopped)
+        answer.await.map_err(|_| Error::EngineStopped)?
     }
 
     /// Compile `bytes` off the writer thread, then validate and swap the
@@ -319,54 +330,6 @@ impl EngineHandle {
             })
         })
         .await?
-    }
-
-    /// Replay the stateful process manager `name`'s history into a fresh
-    /// state (see [`crate::Pipeline::refresh`]), on the writer between two
-    /// batches; `progress` is told (events done, events in all).
-    ///
-    /// # Errors
-    ///
-    /// Not a stateful process manager; a storage error; the engine stopped.
-    pub async fn refresh(
-        &self,
-        name: &str,
-        mut progress: impl FnMut(u64, u64) + Send + 'static,
-    ) -> Result<RefreshReport, Error> {
-        let name = name.to_owned();
-        self.with_runtime(move |runtime| runtime.pipeline().refresh(&name, &mut progress))
-            .await?
-    }
-
-    /// Events parked after their handler failed every attempt, by id.
-    ///
-    /// # Errors
-    ///
-    /// A storage error; the engine stopped.
-    pub async fn parked(&self) -> Result<Vec<(u64, Parked)>, Error> {
-        Ok(self.with_runtime(|runtime| runtime.pipeline_ref().parked()).await??)
-    }
-
-    /// Call parked event `id`'s handler again and run what it dispatches;
-    /// `Some(new id)` when it failed and was parked again.
-    ///
-    /// # Errors
-    ///
-    /// An unknown id; a storage error; the engine stopped.
-    pub async fn retry_parked(&self, id: u64) -> Result<Option<u64>, Error> {
-        self.with_runtime(move |runtime| runtime.pipeline().retry_parked(id))
-            .await?
-    }
-
-    /// Drop parked event `id`, recording that `by` skipped it.
-    ///
-    /// # Errors
-    ///
-    /// An unknown id; a storage error; the engine stopped.
-    pub async fn skip_parked(&self, id: u64, by: &str) -> Result<Skipped, Error> {
-        let by = by.to_owned();
-        self.with_runtime(move |runtime| runtime.pipeline().skip_parked(id, &by))
-            .await?
     }
 
     /// The log, for reads that never wait for the writer.
@@ -523,13 +486,13 @@ impl Writer {
             Err(err) => {
                 // The batch rolled back, submissions included: everyone
                 // involved learns why rather than hanging.
-                let message = err.to_string();
+                let shared = Arc::new(err);
                 for (_, reply) in valid {
-                    let _ = reply.send(Err(Error::Pipeline(message.clone())));
+                    let _ = reply.send(Err(Error::Batch(shared.clone())));
                 }
                 for (_, replies) in self.waiting.drain() {
                     for reply in replies {
-                        let _ = reply.send(Err(Error::Pipeline(message.clone())));
+                        let _ = reply.send(Err(Error::Batch(shared.clone())));
                     }
                 }
                 false
@@ -563,7 +526,11 @@ impl Writer {
                 // Each caller gets the answer (logs and trace go to the first).
                 let answer = match self.runtime.pipeline().settled(&id) {
                     Ok(Some(settled)) => Ok(settled),
-                    Ok(None) => Err(Error::Pipeline(format!("cascade `{id}` is not settled"))),
+                    Ok(None) => Err(StoreError::Corrupt {
+                        table: "cascades",
+                        message: format!("cascade `{id}` is settled and has outstanding work"),
+                    }
+                    .into()),
                     Err(err) => Err(err),
                 };
                 let _ = reply.send(answer);

@@ -196,9 +196,14 @@ pub struct CascadeBudgetError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// redb reported an error.
-    #[error("storage error: {0}")]
-    Redb(#[from] redb::Error),
+    /// The storage engine (redb) failed: its message, on one line. The
+    /// store converts its engine's errors into this, so no other layer
+    /// names the engine.
+    #[error("storage error: {message}")]
+    Backend {
+        /// What the engine said.
+        message: String,
+    },
     /// The file was written by a newer Cascade.
     #[error("data file `{path}` has schema version {found}, this build supports up to {supported}; upgrade cascade")]
     NewerSchema {
@@ -242,6 +247,16 @@ pub enum StoreError {
         /// The file.
         path: String,
     },
+    /// The file was not closed cleanly (a crash) and needs the repair that
+    /// only a writable open makes ([`crate::Store::repair`]).
+    #[error(
+        "data file `{path}` was not closed cleanly (the process writing it was killed) and needs a repair, \
+         which a command that only reads cannot make here: run `cascade verify` where the data directory is writable"
+    )]
+    NeedsRepair {
+        /// The file.
+        path: String,
+    },
     /// A write on a data file opened read-only (by a command that only reads).
     #[error("the data file is open read-only (for a command that only reads) and this would write to it")]
     ReadOnly,
@@ -259,23 +274,6 @@ pub enum StoreError {
         detail: String,
     },
 }
-
-macro_rules! redb_errors {
-    ($($ty:ty),*) => {$(
-        impl From<$ty> for StoreError {
-            fn from(err: $ty) -> Self {
-                StoreError::Redb(err.into())
-            }
-        }
-    )*};
-}
-redb_errors!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 /// A component that cannot be registered. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
@@ -483,9 +481,18 @@ pub enum Error {
     /// The engine's writer thread has stopped (the host is shutting down).
     #[error("the engine has stopped; the host is shutting down or could not open its data directory")]
     EngineStopped,
-    /// A step of the writer failed and rolled back; it is redone.
+    /// The writer's batch this request was part of failed and rolled back:
+    /// every caller in it gets the same error (shared, so its kind, e.g. a
+    /// storage failure, is kept).
     #[error("the pipeline failed and rolled back its batch: {0}")]
-    Pipeline(String),
+    Batch(std::sync::Arc<Error>),
+    /// An operation run on the writer ([`crate::EngineHandle::with_runtime`])
+    /// panicked; the writer returned to the last commit and goes on.
+    #[error("the operation panicked on the writer thread ({message}); nothing of it was committed")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
     /// Reading a plugin file or the data directory failed.
     #[error("{context}: {source}")]
     Io {
@@ -496,9 +503,13 @@ pub enum Error {
     },
 }
 
-impl From<redb::Error> for Error {
-    fn from(err: redb::Error) -> Self {
-        Error::Store(err.into())
+impl Error {
+    /// The error itself, through any [`Error::Batch`] that shares it.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Batch(inner) => inner.root(),
+            other => other,
+        }
     }
 }
 

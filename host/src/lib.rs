@@ -124,7 +124,10 @@ pub use pipeline::{
     CascadeRecord, Cause, CommandRecord, DURATION_BUCKETS, HandlerStats, ListenerStats, Load, LogLine, Options,
     Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped, Submission, TraceEntry, state_json,
 };
-pub use plugin::{CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord, PluginVersion};
+pub use plugin::{
+    CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord, PluginVersion,
+    name_from_path as plugin_name_from_path,
+};
 pub use read_model::{Collection, ReadModels};
 pub use records::content_hash;
 pub use runtime::{
@@ -135,4 +138,4 @@ pub use store::{
     Backend, DEFAULT_CACHE_MIB, DocumentView, Documents, EventLog, LogReader, MemoryStore, Progress, Registry,
     SCHEMA_VERSION, Storage, Store, Tx, UnitOfWork, Verification, WorkQueue,
 };
-pub use text::one_line;
+pub use text::{one_line, panic_message};

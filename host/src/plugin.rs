@@ -27,7 +27,7 @@ mod checks;
 mod listener;
 
 pub use aggregate::WasmAggregate;
-pub(crate) use checks::{check_imports, inspect};
+pub(crate) use checks::{check_imports, exports_state, inspect};
 pub use listener::WasmListener;
 
 /// The version of `cascade:runtime` this host speaks, as a literal for
@@ -86,7 +86,7 @@ fn instantiate_error(plugin: &str, err: anyhow::Error) -> PluginError {
 }
 
 /// Read the name a process manager gets from its file: `welcome.wasm` → `welcome`.
-pub(crate) fn name_from_path(path: &std::path::Path) -> String {
+pub fn name_from_path(path: &std::path::Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().replace('_', "-"))
         .unwrap_or_else(|| "plugin".into())

@@ -322,7 +322,18 @@ impl Runtime {
         let plugins = self.plugins()?;
         match plugins.iter().find(|p| p.name == name) {
             Some(p) if p.kind == PluginKind::ProcessManager => {
-                Ok(self.pipeline.store().read(|tx| tx.pm_state(name))?)
+                let (state, component) = self
+                    .pipeline
+                    .store()
+                    .read(|tx| Ok::<_, StoreError>((tx.pm_state(name)?, tx.component(&p.hash)?)))?;
+                // No state yet, or none ever: say which, as `pm refresh` does.
+                match (state, component) {
+                    (Some(state), _) => Ok(Some(state)),
+                    (None, Some(bytes)) if !crate::plugin::exports_state(&bytes) => {
+                        Err(PluginError::Stateless { name: name.to_owned() }.into())
+                    }
+                    (None, _) => Ok(None),
+                }
             }
             Some(_) => Err(PluginError::Stateless { name: name.to_owned() }.into()),
             None => Err(PluginError::UnknownListener {
@@ -528,11 +539,19 @@ impl Runtime {
     /// when this engine can load it, else compiled again from its bytes.
     fn stored_component(&self, record: &PluginRecord) -> Result<Component, Error> {
         let key = self.sandbox.artifact_key(&record.hash);
-        let (artifact, bytes) = self
-            .pipeline
-            .store()
-            .read(|tx| Ok::<_, StoreError>((tx.artifact(&key)?, tx.component(&record.hash)?)))?;
-        if let Some(component) = artifact.and_then(|a| self.sandbox.deserialize(&a).ok()) {
+        let (artifact, bytes) = self.pipeline.store().read(|tx| {
+            // A damaged artifact is compiled again from the component
+            // (and replaced); `verify` reports it.
+            let artifact = match tx.artifact(&key) {
+                Err(StoreError::Checksum { .. }) => None,
+                other => other?,
+            };
+            Ok::<_, StoreError>((artifact, tx.component(&record.hash)?))
+        })?;
+        // SAFETY: artifacts are written only by `Component::serialize`
+        // below, into the host's own file, keyed by engine compatibility,
+        // and come back only if their checksum matches.
+        if let Some(component) = artifact.and_then(|a| unsafe { self.sandbox.deserialize(&a) }.ok()) {
             return Ok(component);
         }
         let bytes = bytes.ok_or_else(|| StoreError::Corrupt {

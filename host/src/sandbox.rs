@@ -577,12 +577,17 @@ impl Sandbox {
 
     /// Load an artifact made by [`Component::serialize`] with this engine.
     ///
+    /// # Safety
+    ///
+    /// `artifact` runs as native code: it must be bytes this engine's
+    /// `Component::serialize` produced, read back unchanged (the store
+    /// checks each artifact's checksum before handing it out).
+    ///
     /// # Errors
     ///
     /// The artifact is not compatible with this engine.
-    pub fn deserialize(&self, artifact: &[u8]) -> anyhow::Result<Component> {
-        // SAFETY: artifacts are only ever written by `Component::serialize`
-        // into the host's own redb file, keyed by engine compatibility.
+    pub(crate) unsafe fn deserialize(&self, artifact: &[u8]) -> anyhow::Result<Component> {
+        // SAFETY: the caller's contract above.
         Ok(unsafe { Component::deserialize(&self.engine, artifact) }?)
     }
 }
@@ -614,16 +619,49 @@ mod tests {
         component.finish()
     }
 
+    /// No collections: the sandbox sees read models only through
+    /// [`DocumentAccess`], so its tests need no store.
+    struct NoDocuments;
+
+    impl DocumentAccess for NoDocuments {
+        fn get(&self, collection: &str, _: &str) -> Result<Option<String>, QueryError> {
+            Err(QueryError::Invalid(format!("no collection `{collection}`")))
+        }
+
+        fn find(&self, collection: &str, _: &str, _: &str) -> Result<Vec<(String, String)>, QueryError> {
+            Err(QueryError::Invalid(format!("no collection `{collection}`")))
+        }
+
+        fn list(
+            &self,
+            collection: &str,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<(Vec<(String, String)>, Option<String>), QueryError> {
+            Err(QueryError::Invalid(format!("no collection `{collection}`")))
+        }
+
+        fn put(&self, _: &str, collection: &str, _: &str, _: &str) -> Result<(), String> {
+            Err(format!("no collection `{collection}`"))
+        }
+
+        fn delete(&self, _: &str, collection: &str, _: &str) -> Result<(), String> {
+            Err(format!("no collection `{collection}`"))
+        }
+    }
+
+    fn env() -> PluginEnv {
+        PluginEnv {
+            read_models: Arc::new(NoDocuments),
+            manifest: Manifest::default(),
+            aggregates: Default::default(),
+        }
+    }
+
     #[test]
     fn the_memory_cap_counts_every_memory_of_an_instance_together() {
         let sandbox = Sandbox::new(true).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(&dir.path().join("m.redb")).unwrap();
-        let env = PluginEnv {
-            read_models: Arc::new(crate::read_model::ReadModels::new(Arc::new(store.clone()))),
-            manifest: Manifest::default(),
-            aggregates: Default::default(),
-        };
+        let env = env();
         let start = |count: usize, mib: u64| {
             let component = sandbox.compile(&component_with_memories(count, mib)).unwrap();
             let mut store = sandbox.new_store("hog", &env);
@@ -656,13 +694,7 @@ mod tests {
 
     #[test]
     fn the_envelope_is_only_given_for_the_event_of_the_current_call() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(&dir.path().join("e.redb")).unwrap();
-        let env = PluginEnv {
-            read_models: Arc::new(crate::read_model::ReadModels::new(Arc::new(store.clone()))),
-            manifest: Manifest::default(),
-            aggregates: Default::default(),
-        };
+        let env = env();
         let mut state = HostState::new("probe", &env);
         use event_envelope::Host;
         assert!(state.get(0).is_none(), "no call yet");

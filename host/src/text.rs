@@ -6,6 +6,15 @@ pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The message a panic carried.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}
+
 /// `` `a`, `b` `` for messages; `none` when empty.
 pub fn quoted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     let list: Vec<String> = items.into_iter().map(|i| format!("`{i}`")).collect();

@@ -396,3 +396,25 @@ fn queued_work_is_listed_by_cascade_and_a_cascade_can_be_cancelled() {
     assert!(!events.contains("\"u1\""), "{events}");
     assert!(events.contains("\"u2\"") && events.contains("\"u3\""), "{events}");
 }
+
+/// `pm state` and `pm refresh` say the same of a stateless process manager
+/// that has handled events: it keeps no state.
+#[test]
+fn pm_state_and_pm_refresh_both_say_a_stateless_process_manager_keeps_no_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _) = cli(
+        dir.path(),
+        &["plugin", "add", plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME],
+    );
+    assert_eq!(status, 0);
+    let (status, _) = cli(dir.path(), &["exec", "users", "u1", "create", r#"{"name":"Ada"}"#]);
+    assert_eq!(status, 0);
+    for action in ["state", "refresh"] {
+        let (status, message) = cli(dir.path(), &["pm", action, "welcome"]);
+        assert_eq!(status, 2, "pm {action}: {message}");
+        assert!(
+            message.contains("process manager `welcome` is stateless"),
+            "pm {action}: {message}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //!
 //! - `cascade`: commands, phases, checkpoints, causation and settling;
 //! - `restart`: dropping the host mid-cascade and crash recovery;
+//! - `exactly_once`: a stateful process manager's state under failures, restarts and kills, against a model;
 //! - `bad_input`: every kind of bad input gets a clear error and stores nothing;
 //! - `stateful`: state blobs, refresh, rebuild, redeploys, order fulfilment;
 //! - `loops`: InfiniteLoopError and the causation depth limit;
@@ -12,12 +13,15 @@
 //! - `sandbox`: hostile plugins: time and memory limits, traps, refused imports;
 //! - `fuzz`: property tests over component bytes and JSON command args;
 //! - `cli`: the `cascade` command line, driven in-process;
+//! - `engine`: the engine handle as an embedding program uses it;
 //! - `server`: a real `cascade serve` process over HTTP, and the CLI as its client;
 //! - `scaffold`: `cascade new` in each language, built and run by its own test.
 
 mod bad_input;
 mod cascade;
 mod cli;
+mod engine;
+mod exactly_once;
 mod fuzz;
 mod guests;
 mod integrity;

@@ -5,10 +5,11 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use cascade::ServerInfo;
+use anyhow::Context as _;
+use cascade::{Manifest, PluginRecord, ServerInfo, SwapState};
 
 use crate::api::{CliAnswer, CliRequest};
-use crate::args::Action;
+use crate::args::{Action, PluginAction};
 use crate::exit::Exit;
 
 /// A server that holds a data directory and answers.
@@ -39,14 +40,87 @@ impl Server {
     /// The server could not be reached, refused the token, or the command
     /// failed there ([`Exit`] carries its status and message).
     pub fn run(&self, action: &Action, cwd: &Path, out: &mut dyn Write) -> anyhow::Result<u8> {
+        // The server may not see the client's files: plugins travel as bytes.
+        if let Action::Plugin(PluginAction::Add { files, state }) = action {
+            for file in files {
+                let record = self.upload(&cwd.join(file), *state)?;
+                writeln!(out, "{}", crate::commands::added_line(&record))?;
+            }
+            return Ok(0);
+        }
         let body = serde_json::to_vec(&CliRequest {
             action: action.clone(),
             cwd: cwd.to_owned(),
         })?;
-        let mut request = self
-            .agent
-            .post(format!("http://{}/cli", self.info.address))
-            .header("content-type", "application/json");
+        let text = self.send("POST", "/cli", "application/json", &body)?;
+        let answer: CliAnswer = serde_json::from_str(&text)?;
+        out.write_all(answer.stdout.as_bytes())?;
+        match answer.error {
+            Some(message) => Err(Exit {
+                status: answer.status,
+                message,
+            }
+            .into()),
+            None => Ok(answer.status),
+        }
+    }
+
+    /// Deploy the component `file` and the manifest beside it
+    /// (`PUT /plugins/{name}`, as a form), named as `plugin add` names it.
+    fn upload(&self, file: &Path, state: SwapState) -> anyhow::Result<PluginRecord> {
+        let component = std::fs::read(file).with_context(|| format!("cannot read plugin `{}`", file.display()))?;
+        let manifest_file = file.with_extension("toml");
+        // No manifest: the defaults, as embedded (not the active version's).
+        let manifest = match std::fs::read_to_string(&manifest_file) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => anyhow::bail!("cannot read manifest `{}`: {err}", manifest_file.display()),
+        };
+        let name = Manifest::parse_with_placement(&manifest)
+            .ok()
+            .and_then(|(_, placement)| placement.name)
+            .unwrap_or_else(|| cascade::plugin_name_from_path(file));
+        // A boundary that cannot occur in the parts: the component's own hash.
+        let boundary = format!("cascade-{}", cascade::content_hash(&component));
+        let mut body = Vec::with_capacity(component.len() + manifest.len() + 512);
+        for (part, content_type, bytes) in [
+            ("component", "application/wasm", &component[..]),
+            ("manifest", "application/toml", manifest.as_bytes()),
+        ] {
+            write!(
+                body,
+                "--{boundary}\r\ncontent-disposition: form-data; name=\"{part}\"; filename=\"{part}\"\r\n\
+                 content-type: {content_type}\r\n\r\n"
+            )?;
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        write!(body, "--{boundary}--\r\n")?;
+        let state = serde_json::to_value(state)?;
+        let path = format!(
+            "/plugins/{name}?state={}&by={}",
+            state.as_str().unwrap_or("carry"),
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        );
+        let text = self.send(
+            "PUT",
+            &path,
+            &format!("multipart/form-data; boundary={boundary}"),
+            &body,
+        )?;
+        let answer: serde_json::Value = serde_json::from_str(&text)?;
+        Ok(serde_json::from_value(answer["plugin"].clone())?)
+    }
+
+    /// `METHOD path` with the token, waiting as long as the server works;
+    /// the body of a success, an error naming the server's message else.
+    fn send(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<String> {
+        let url = format!("http://{}{path}", self.info.address);
+        let mut request = match method {
+            "PUT" => self.agent.put(url),
+            _ => self.agent.post(url),
+        }
+        .header("content-type", content_type);
         if let Some(file) = &self.info.token_file {
             let token = std::fs::read_to_string(file)
                 .map_err(|e| anyhow::anyhow!("cannot read the server's token file `{}`: {e}", file.display()))?;
@@ -57,7 +131,7 @@ impl Server {
             .config()
             .timeout_global(None)
             .build()
-            .send(&body[..])
+            .send(body)
             .map_err(|e| anyhow::anyhow!("cannot reach the server on http://{}: {e}", self.info.address))?;
         let status = response.status();
         let text = response.body_mut().with_config().limit(u64::MAX).read_to_string()?;
@@ -71,15 +145,6 @@ impl Server {
                 self.info.address
             );
         }
-        let answer: CliAnswer = serde_json::from_str(&text)?;
-        out.write_all(answer.stdout.as_bytes())?;
-        match answer.error {
-            Some(message) => Err(Exit {
-                status: answer.status,
-                message,
-            }
-            .into()),
-            None => Ok(answer.status),
-        }
+        Ok(text)
     }
 }

@@ -38,12 +38,12 @@ pub async fn execute(
                 };
                 // Compiled off the writer: a server goes on meanwhile.
                 let record = engine.deploy_file(&file, swap).await?.record;
-                writeln!(out, "added {} `{}` ({})", record.kind, record.name, &record.hash[..12])?;
+                writeln!(out, "{}", added_line(&record))?;
             }
             Ok(0)
         }
         Action::Plugin(PluginAction::Versions { name, json }) => {
-            let (versions, active) = engine.with_runtime(move |runtime| runtime.versions(&name)).await??;
+            let (versions, active) = engine.versions(&name).await?;
             if json {
                 let list: Vec<Value> = versions
                     .iter()
@@ -62,7 +62,7 @@ pub async fn execute(
                     out,
                     "{mark} v{:<4} {}  {}  by {}  {}",
                     v.version,
-                    &v.hash[..12],
+                    short_hash(&v.hash),
                     v.deployed_at,
                     escape(&v.deployed_by),
                     escape(&v.source)
@@ -75,20 +75,17 @@ pub async fn execute(
                 state,
                 ..Swap::default()
             };
-            let target = name.clone();
-            let version = engine
-                .with_runtime(move |runtime| runtime.rollback(&target, &swap))
-                .await??;
+            let version = engine.rollback(&name, swap).await?;
             writeln!(
                 out,
                 "rolled `{name}` back to v{} ({})",
                 version.version,
-                &version.hash[..12]
+                short_hash(&version.hash)
             )?;
             Ok(0)
         }
         Action::Plugin(PluginAction::List { json }) => {
-            let statuses = engine.with_runtime(|runtime| runtime.statuses()).await??;
+            let statuses = engine.statuses().await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&statuses)?)?;
                 return Ok(0);
@@ -101,7 +98,7 @@ pub async fn execute(
                     escape(&p.name),
                     p.kind,
                     s.version,
-                    &p.hash[..12],
+                    short_hash(&p.hash),
                     escape(&p.source)
                 );
                 if let Some(l) = &s.listener {
@@ -128,30 +125,17 @@ pub async fn execute(
         }
         Action::Plugin(PluginAction::Stop { name, by }) => {
             let by = operator(by);
-            let target = name.clone();
-            engine
-                .with_runtime(move |runtime| runtime.stop_plugin(&target, &by))
-                .await??;
+            engine.stop_plugin(&name, &by).await?;
             writeln!(out, "`{name}` stopped; `cascade plugin start {name}` resumes it")?;
             Ok(0)
         }
         Action::Plugin(PluginAction::Remove { name }) => {
-            let record = engine
-                .with_runtime(move |runtime| runtime.remove_plugin(&name))
-                .await??;
+            let record = engine.remove_plugin(&name).await?;
             writeln!(out, "removed {} `{}`", record.kind, record.name)?;
             Ok(0)
         }
         Action::Plugin(PluginAction::Start { name }) => {
-            let target = name.clone();
-            let (handled, stopped_at) = engine
-                .with_runtime(move |runtime| {
-                    let handled = runtime.pipeline().start_listener(&target)?;
-                    let stopped = runtime.pipeline_ref().stopped();
-                    let at = stopped.iter().find(|(n, _)| *n == target).map(|(_, at)| *at);
-                    Ok::<_, cascade::Error>((handled, at))
-                })
-                .await??;
+            let (handled, stopped_at) = engine.start_plugin(&name).await?;
             match stopped_at {
                 Some(at) => {
                     writeln!(
@@ -186,16 +170,12 @@ pub async fn execute(
             };
             let mut command = Command::new(&stream_type, &stream_id, &command, &args);
             command.actor_id = actor;
-            if trace {
-                engine
-                    .with_runtime(|runtime| runtime.pipeline().set_trace(true))
-                    .await?;
-            }
             let submission = Submission {
                 command,
                 expected_version: expect_version,
                 idempotency_key,
                 cascade_budget: budget,
+                trace,
             };
             let settled = engine.execute(submission).await?;
             if json {
@@ -206,8 +186,7 @@ pub async fn execute(
             Ok(if settled.is_ok() { 0 } else { 1 })
         }
         Action::Pm(PmAction::State { name }) => {
-            let target = name.clone();
-            match engine.with_runtime(move |runtime| runtime.pm_state(&target)).await?? {
+            match engine.pm_state(&name).await? {
                 None => writeln!(out, "`{name}` has no state yet (it has not handled an event)")?,
                 Some(blob) => match serde_json::from_slice::<Value>(&blob) {
                     Ok(json) => writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?,
@@ -233,14 +212,12 @@ pub async fn execute(
             let bar = progress_bar();
             let progress = bar.clone();
             let reports = engine
-                .with_runtime(move |runtime| {
-                    runtime.pipeline().rebuild(&mut |name, done, total| {
-                        progress.set_message(name.to_owned());
-                        progress.set_length(total);
-                        progress.set_position(done);
-                    })
+                .rebuild(move |name, done, total| {
+                    progress.set_message(name.to_owned());
+                    progress.set_length(total);
+                    progress.set_position(done);
                 })
-                .await??;
+                .await?;
             bar.finish_and_clear();
             print_reports(out, &reports, json)
         }
@@ -337,7 +314,7 @@ pub async fn execute(
             Ok(0)
         }
         Action::Queue { action: None, json } => {
-            let queue = engine.with_runtime(|runtime| runtime.pipeline_ref().queue()).await??;
+            let queue = engine.queue().await?;
             if json {
                 let list: Vec<Value> = queue
                     .iter()
@@ -361,10 +338,7 @@ pub async fn execute(
             ..
         } => {
             let by = operator(by);
-            let (id, operator) = (correlation_id.clone(), by.clone());
-            let dropped = engine
-                .with_runtime(move |runtime| runtime.pipeline().cancel(&id, &operator))
-                .await??;
+            let dropped = engine.cancel(&correlation_id, &by).await?;
             writeln!(
                 out,
                 "cancelled cascade {correlation_id}: {dropped} queued command(s) dropped, recorded as by {by}"
@@ -372,25 +346,7 @@ pub async fn execute(
             Ok(0)
         }
         Action::Verify { json } => {
-            // A damaged page can make redb panic: that is a finding too.
-            let found = engine
-                .with_runtime(|runtime| {
-                    let store = runtime.pipeline_ref().store();
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.verify()))
-                })
-                .await?;
-            let verification = match found {
-                Ok(verification) => verification?,
-                Err(panic) => {
-                    let message = crate::panic_message(panic.as_ref());
-                    let mut v = cascade::Verification::default();
-                    v.problems.push(format!(
-                        "the file's structure is damaged: redb failed reading it: {}",
-                        cascade::one_line(message)
-                    ));
-                    v
-                }
-            };
+            let verification = engine.verify().await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&verification)?)?;
             } else {
@@ -407,8 +363,8 @@ pub async fn execute(
                 };
                 writeln!(
                     out,
-                    "verified {} event(s), {} stream(s), {} checkpoint(s), {} state blob(s): {summary}",
-                    v.events, v.streams, v.checkpoints, v.states
+                    "verified {} event(s), {} stream(s), {} checkpoint(s), {} state blob(s), {} artifact(s): {summary}",
+                    v.events, v.streams, v.checkpoints, v.states, v.artifacts
                 )?;
             }
             Ok(if verification.is_ok() { 0 } else { EXIT_STORAGE })
@@ -483,12 +439,14 @@ fn print_reports(out: &mut (dyn Write + Send), reports: &[RefreshReport], json: 
             writeln!(
                 out,
                 "refreshed `{}` through position {}: {} event(s) replayed, {} call(s), {} skipped, \
-                 {} dispatched command(s) dropped, {} failure(s), in {:.2?} ({rate:.0} events/s scanned)",
+                 {} parked or skipped call(s) left out, {} dispatched command(s) dropped, {} failure(s), \
+                 in {:.2?} ({rate:.0} events/s scanned)",
                 r.listener,
                 r.through,
                 r.events,
                 r.calls,
                 r.skipped,
+                r.parked,
                 r.dropped_commands,
                 r.failures.len(),
                 r.elapsed
@@ -597,4 +555,14 @@ pub(crate) fn escape(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// What `plugin add` prints for each plugin, embedded or through a server.
+pub(crate) fn added_line(record: &cascade::PluginRecord) -> String {
+    format!("added {} `{}` ({})", record.kind, record.name, short_hash(&record.hash))
+}
+
+/// The first twelve characters of a content hash (all of a shorter one).
+pub(crate) fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }

@@ -32,20 +32,42 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
     if let Some(exit) = err.downcast_ref::<Exit>() {
         return exit.status;
     }
-    let store = match err.downcast_ref::<Error>() {
+    let store = match err.downcast_ref::<Error>().map(Error::root) {
         Some(Error::Store(store)) => Some(store),
         _ => err.downcast_ref::<StoreError>(),
     };
     match store {
         Some(StoreError::Busy { .. }) => EXIT_BUSY,
         Some(
-            StoreError::Redb(_)
+            StoreError::Backend { .. }
             | StoreError::Corrupt { .. }
             | StoreError::Checksum { .. }
             | StoreError::NotADataFile { .. }
             | StoreError::NotWritable { .. }
+            | StoreError::NeedsRepair { .. }
             | StoreError::ReadOnly,
         ) => EXIT_STORAGE,
         _ => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A storage failure in the writer's batch reaches every caller in it
+    /// as a storage failure (exit 4), however many share it.
+    #[test]
+    fn a_storage_failure_shared_by_a_batch_is_still_a_storage_failure() {
+        let shared = std::sync::Arc::new(Error::Store(StoreError::ReadOnly));
+        let err = anyhow::Error::from(Error::Batch(shared));
+        assert_eq!(exit_status(&err), EXIT_STORAGE);
+        assert!(
+            err.to_string()
+                .starts_with("the pipeline failed and rolled back its batch: "),
+            "{err}"
+        );
+        let err = anyhow::Error::from(Error::Batch(std::sync::Arc::new(Error::EngineStopped)));
+        assert_eq!(exit_status(&err), 2);
     }
 }

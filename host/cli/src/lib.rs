@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cascade::{DATA_FILE, Engine, Load, Options};
+use cascade::{DATA_FILE, Engine, Load, Options, StoreError};
 
 pub mod api;
 mod args;
@@ -72,8 +72,21 @@ pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
         read_only: reads_only(&action),
         ..options
     };
-    let engine = Engine::start_on_demand(&cli.data, options, lock_timeout(cli.lock_timeout)?)
-        .with_context(|| format!("cannot open data directory `{}`", cli.data.display()))?;
+    let lock_timeout = lock_timeout(cli.lock_timeout)?;
+    let engine = match Engine::start_on_demand(&cli.data, options.clone(), lock_timeout) {
+        // After a crash an operator's first move is to look: a reading
+        // command repairs the file when it can take it, then reads.
+        Err(cascade::Error::Store(StoreError::NeedsRepair { .. })) => {
+            cascade::Store::repair(&cli.data.join(DATA_FILE))
+                .with_context(|| format!("cannot repair data directory `{}`", cli.data.display()))?;
+            eprintln!(
+                "cascade: the data file was not closed cleanly (a writer was killed); repaired it, nothing committed is lost"
+            );
+            Engine::start_on_demand(&cli.data, options, lock_timeout)
+        }
+        other => other,
+    }
+    .with_context(|| format!("cannot open data directory `{}`", cli.data.display()))?;
     // No I/O or timer driver: the handle's answers come over channels.
     let result = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -89,14 +102,7 @@ fn lock_timeout(seconds: f64) -> anyhow::Result<Duration> {
         .map_err(|_| anyhow::anyhow!("--lock-timeout `{seconds}` is not a number of seconds"))
 }
 
-/// The message a panic carried.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("no message")
-}
+pub use cascade::panic_message;
 
 /// JSON args from a file, or stdin for `-`.
 fn read_args(file: &Path, cwd: &Path) -> anyhow::Result<String> {

@@ -226,6 +226,31 @@ pub(crate) fn check_imports(plugin: &str, source: &str, bytes: &[u8]) -> Result<
     })
 }
 
+/// Whether the component in `bytes` exports `save-state`: a stateful
+/// process manager, read without compiling it. Bytes that do not parse
+/// export nothing.
+pub(crate) fn exports_state(bytes: &[u8]) -> bool {
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload {
+            Err(_) => return false,
+            Ok(wasmparser::Payload::ModuleSection { .. } | wasmparser::Payload::ComponentSection { .. }) => depth += 1,
+            Ok(wasmparser::Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(wasmparser::Payload::ComponentExportSection(section)) if depth == 0 => {
+                if section
+                    .into_iter()
+                    .flatten()
+                    .any(|export| export.name.name == super::SAVE_STATE)
+                {
+                    return true;
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    false
+}
+
 /// A short WIT-like rendering of a type, for signature messages.
 pub(super) fn describe(ty: &Type) -> String {
     match ty {

@@ -1,6 +1,5 @@
 //! `POST /commands` and `GET /cascades/{correlation_id}`.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -70,12 +69,6 @@ pub(super) async fn submit(
     };
     let mut command = Command::new(&body.stream_type, &body.stream_id, &body.command, &args);
     command.actor_id = body.actor;
-    if body.trace && !state.tracing.swap(true, Ordering::Relaxed) {
-        state
-            .engine
-            .with_runtime(|runtime| runtime.pipeline().set_trace(true))
-            .await?;
-    }
     let correlation_id = state
         .engine
         .submit(Submission {
@@ -83,6 +76,7 @@ pub(super) async fn submit(
             expected_version: body.expect_version,
             idempotency_key: body.idempotency_key,
             cascade_budget: body.cascade_budget,
+            trace: body.trace,
         })
         .await?;
     if query.wait == Some(false) {

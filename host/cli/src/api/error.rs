@@ -46,7 +46,7 @@ impl IntoResponse for ApiError {
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         let message = err.to_string();
-        let (status, code) = match &err {
+        let (status, code) = match err.root() {
             Error::Command(command) => match &command.reason {
                 CommandFailure::UnknownAggregate { .. } => (StatusCode::NOT_FOUND, "unknown_aggregate"),
                 CommandFailure::UnknownCommand { .. } => (StatusCode::NOT_FOUND, "unknown_command"),

@@ -86,7 +86,8 @@ pub(super) async fn live(
         .transpose()?;
     let head = state.engine.head();
     let from = match (resume, query.from) {
-        (Some(last), _) => last + 1,
+        // The largest position resumes past every event there will be.
+        (Some(last), _) => last.saturating_add(1),
         (None, Some(from)) => from.max(1),
         (None, None) => *head.borrow() + 1,
     };

@@ -15,13 +15,8 @@ use super::{ApiError, AppState};
 use cascade::{DURATION_BUCKETS, ListenerStats};
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let (listeners, parked) = state
-        .engine
-        .with_runtime(|runtime| {
-            let pipeline = runtime.pipeline_ref();
-            (pipeline.listener_stats(), pipeline.parked().map(|p| p.len()))
-        })
-        .await?;
+    let listeners = state.engine.listener_stats().await?;
+    let parked = state.engine.parked().await.map(|p| p.len());
     let log = state.engine.log();
     let head = log.head()?;
     let queued = log.queued_commands()?;

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -60,8 +59,6 @@ pub(crate) struct AppState {
     token: Option<Arc<str>>,
     /// Turns true when the server starts shutting down; live tails end.
     shutdown: watch::Receiver<bool>,
-    /// Set once a caller asks for a trace: tracing then stays on.
-    tracing: Arc<AtomicBool>,
     /// The request body limit, in bytes.
     max_body: usize,
 }
@@ -109,7 +106,6 @@ async fn run(dir: &Path, engine: &Engine, token: Option<Arc<str>>, args: ServeAr
         engine: engine.handle(),
         token,
         shutdown,
-        tracing: Arc::new(AtomicBool::new(false)),
         max_body: args.max_body_mib.saturating_mul(1 << 20),
     };
     if let Some(folder) = &args.watch {

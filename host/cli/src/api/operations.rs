@@ -13,10 +13,7 @@ use crate::args::Action;
 use cascade::state_json;
 
 pub(super) async fn pm_state(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let blob = state
-        .engine
-        .with_runtime(move |runtime| runtime.pm_state(&name))
-        .await??;
+    let blob = state.engine.pm_state(&name).await?;
     Ok(Json(json!({ "state": blob.as_deref().map(state_json) })))
 }
 

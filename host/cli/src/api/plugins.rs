@@ -16,7 +16,7 @@ use cascade::{Manifest, StartFrom};
 use cascade::{Swap, SwapState};
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let statuses = state.engine.with_runtime(|runtime| runtime.statuses()).await??;
+    let statuses = state.engine.statuses().await?;
     Ok(Json(serde_json::to_value(statuses).expect("statuses serialize")))
 }
 
@@ -64,14 +64,7 @@ pub(super) async fn deploy(
     }
     let manifest = match manifest {
         Some(manifest) => manifest,
-        None => {
-            let name = name.clone();
-            let manifest = state
-                .engine
-                .with_runtime(move |runtime| active_manifest(runtime, &name))
-                .await?;
-            (manifest, StartFrom::Now)
-        }
+        None => (state.engine.active_manifest(&name).await?, StartFrom::Now),
     };
     let swap = Swap {
         by: query.by.unwrap_or_else(|| "http".into()),
@@ -85,7 +78,7 @@ pub(super) async fn deploy(
         record.kind,
         record.name,
         deployed.version,
-        &record.hash[..12],
+        crate::commands::short_hash(&record.hash),
         deployed.position,
         deployed.held
     );
@@ -135,16 +128,8 @@ async fn read_form(mut form: Multipart) -> Result<(Vec<u8>, Option<(Manifest, St
     Ok((component, manifest))
 }
 
-/// The manifest of the active version of `name`, the defaults for a new name.
-fn active_manifest(runtime: &mut cascade::Runtime, name: &str) -> Manifest {
-    runtime.active_version(name).map(|v| v.manifest).unwrap_or_default()
-}
-
 pub(super) async fn versions(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let (versions, active) = state
-        .engine
-        .with_runtime(move |runtime| runtime.versions(&name))
-        .await??;
+    let (versions, active) = state.engine.versions(&name).await?;
     Ok(Json(json!({ "active": active, "versions": versions })))
 }
 
@@ -157,15 +142,6 @@ pub(super) async fn rollback(
         by: query.by.unwrap_or_else(|| "http".into()),
         state: query.state.unwrap_or_default(),
     };
-    let stats = state.engine.clone();
-    let version = state
-        .engine
-        .with_runtime(move |runtime| {
-            let started = std::time::Instant::now();
-            let result = runtime.rollback(&name, &swap);
-            stats.stats().record_swap(result.is_ok(), started.elapsed());
-            result
-        })
-        .await??;
+    let version = state.engine.rollback(&name, swap).await?;
     Ok(Json(json!({ "active": version.version, "version": version })))
 }

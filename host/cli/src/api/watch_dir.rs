@@ -69,10 +69,9 @@ async fn deploy(state: &AppState, file: &Path) {
     let engine = &state.engine;
     if let Ok(bytes) = std::fs::read(file) {
         let hash = cascade::content_hash(&bytes);
-        let running = engine
-            .with_runtime(move |runtime| runtime.plugins().map(|all| all.iter().any(|p| p.hash == hash)))
-            .await;
-        if let Ok(Ok(true)) = running {
+        if let Ok(plugins) = engine.plugins().await
+            && plugins.iter().any(|p| p.hash == hash)
+        {
             return;
         }
     }
@@ -85,7 +84,7 @@ async fn deploy(state: &AppState, file: &Path) {
             "cascade serve: deployed {} `{}` ({}) from `{}`",
             deployed.record.kind,
             deployed.record.name,
-            &deployed.record.hash[..12],
+            crate::commands::short_hash(&deployed.record.hash),
             file.display()
         ),
         Err(err) => refused(file, &err.to_string()),

@@ -1,0 +1,72 @@
+//! The engine handle as an embedding program uses it: named operations on
+//! the writer, an operation that panics fails alone, and a trace asked for
+//! by one submission stays that submission's.
+
+use cascade::{Command, Engine, Error, Options, Submission};
+use cascade_tests::plugins;
+
+fn engine_with(plugins: &[&'static str]) -> (tempfile::TempDir, Engine, tokio::runtime::Runtime) {
+    let data = tempfile::tempdir().unwrap();
+    let engine = Engine::start(data.path(), Options::default(), std::time::Duration::from_secs(5)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let handle = engine.handle();
+    rt.block_on(async {
+        for plugin in plugins {
+            let swap = cascade::Swap::default();
+            handle.deploy_file(std::path::Path::new(plugin), swap).await.unwrap();
+        }
+    });
+    (data, engine, rt)
+}
+
+fn create(name: &str) -> Command {
+    Command::new(
+        "users",
+        name,
+        "create",
+        &serde_json::json!({ "name": name }).to_string(),
+    )
+}
+
+#[test]
+fn an_operation_that_panics_fails_alone_and_the_writer_goes_on() {
+    let (_data, engine, rt) = engine_with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
+    let handle = engine.handle();
+    rt.block_on(async {
+        let panicked = handle
+            .with_runtime(|_| -> u32 { panic!("an embedding program's bug") })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&panicked, Error::Panicked { message } if message.contains("an embedding program's bug")),
+            "{panicked}"
+        );
+        let settled = handle.execute(create("u1")).await.unwrap();
+        assert!(settled.is_ok(), "{:?}", settled.failures);
+        assert_eq!(settled.events.len(), 2, "users and the account welcome opens");
+        let statuses = handle.statuses().await.unwrap();
+        assert_eq!(statuses.len(), 3);
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn a_trace_asked_for_by_one_submission_is_recorded_for_its_cascade_alone() {
+    let (_data, engine, rt) = engine_with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
+    let handle = engine.handle();
+    rt.block_on(async {
+        let traced = handle
+            .execute(Submission {
+                trace: true,
+                ..Submission::from(create("u1"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(traced.trace.len(), 1, "welcome's on-user-created: {:?}", traced.trace);
+        assert_eq!(traced.trace[0].handler, "on-user-created");
+        // Tracing did not stay on for everyone after it.
+        let plain = handle.execute(create("u2")).await.unwrap();
+        assert!(plain.trace.is_empty(), "{:?}", plain.trace);
+    });
+    engine.shutdown();
+}
