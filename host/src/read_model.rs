@@ -12,7 +12,7 @@
 //! indexed top-level field present in a document.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use serde_json::Value;
 
@@ -34,33 +34,41 @@ struct Owned {
     indexes: Vec<String>,
 }
 
-struct Inner {
+/// What every handle shares. Each part has its own lock so that a query of
+/// the last commit takes none the writer holds while it flushes a batch.
+struct Shared {
     view: Arc<dyn DocumentView>,
-    collections: HashMap<String, Owned>,
-    /// This batch's writes: `Some(document)` put, `None` deleted.
-    overlay: BTreeMap<(String, String), Option<String>>,
+    /// Who owns which collection: written only when a projection is
+    /// registered.
+    collections: RwLock<Catalog>,
+    /// This batch's writes: `Some(document)` put, `None` deleted. Only the
+    /// writer's handle touches it.
+    overlay: Mutex<Overlay>,
 }
+
+type Catalog = HashMap<String, Owned>;
+type Overlay = BTreeMap<(String, String), Option<String>>;
 
 /// The read models of one data directory; cheap to clone (one shared handle).
 #[derive(Clone)]
 pub struct ReadModels {
-    inner: Arc<Mutex<Inner>>,
+    shared: Arc<Shared>,
     /// Queries see only what is committed, never the current batch's
     /// writes (see [`ReadModels::committed`]).
     committed: bool,
 }
 
 /// Nothing written in a batch, for queries that look past the overlay.
-static NO_OVERLAY: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+static NO_OVERLAY: Overlay = BTreeMap::new();
 
 impl ReadModels {
     pub(crate) fn new(view: Arc<dyn DocumentView>) -> Self {
         ReadModels {
-            inner: Arc::new(Mutex::new(Inner {
+            shared: Arc::new(Shared {
                 view,
-                collections: HashMap::new(),
-                overlay: BTreeMap::new(),
-            })),
+                collections: RwLock::new(HashMap::new()),
+                overlay: Mutex::new(BTreeMap::new()),
+            }),
             committed: false,
         }
     }
@@ -70,7 +78,7 @@ impl ReadModels {
     /// progress, so they need not wait for the writer.
     pub fn committed(&self) -> ReadModels {
         ReadModels {
-            inner: self.inner.clone(),
+            shared: self.shared.clone(),
             committed: true,
         }
     }
@@ -82,15 +90,30 @@ impl ReadModels {
         }
     }
 
-    /// The batch's writes this handle's queries see.
-    fn overlay<'a>(&self, inner: &'a Inner) -> &'a BTreeMap<(String, String), Option<String>> {
-        if self.committed { &NO_OVERLAY } else { &inner.overlay }
+    /// Run `f` on the batch's writes this handle's queries see: none for a
+    /// handle of the last commit, which so never waits for the writer.
+    fn with_overlay<R>(&self, f: impl FnOnce(&Overlay) -> R) -> R {
+        if self.committed {
+            f(&NO_OVERLAY)
+        } else {
+            f(&self.overlay())
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves no partial update behind
-        // (every method mutates in one step), so a poisoned lock is usable.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    // A panic while holding a lock leaves no partial update behind (every
+    // method mutates in one step), so a poisoned lock is usable.
+    fn overlay(&self) -> MutexGuard<'_, Overlay> {
+        self.shared
+            .overlay
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.shared
+            .collections
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Make `owner` the owner of `collections`, replacing what it declared before.
@@ -99,9 +122,13 @@ impl ReadModels {
     ///
     /// A collection another projection already owns.
     pub(crate) fn declare(&self, owner: &str, collections: &[Collection]) -> Result<(), PluginError> {
-        let mut inner = self.lock();
+        let mut catalog = self
+            .shared
+            .collections
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for c in collections {
-            if let Some(existing) = inner.collections.get(&c.name)
+            if let Some(existing) = catalog.get(&c.name)
                 && existing.owner != owner
             {
                 return Err(PluginError::InvalidAggregate {
@@ -113,22 +140,21 @@ impl ReadModels {
                 });
             }
         }
-        inner.collections.retain(|_, o| o.owner != owner);
+        catalog.retain(|_, o| o.owner != owner);
         for c in collections {
             let owned = Owned {
                 owner: owner.to_owned(),
                 indexes: c.indexes.clone(),
             };
-            inner.collections.insert(c.name.clone(), owned);
+            catalog.insert(c.name.clone(), owned);
         }
         Ok(())
     }
 
     /// The collections `owner` declared.
     pub(crate) fn owned_by(&self, owner: &str) -> Vec<String> {
-        let inner = self.lock();
-        let mut names: Vec<String> = inner
-            .collections
+        let mut names: Vec<String> = self
+            .catalog()
             .iter()
             .filter(|(_, o)| o.owner == owner)
             .map(|(name, _)| name.clone())
@@ -143,13 +169,13 @@ impl ReadModels {
     ///
     /// An unknown collection; a storage error.
     pub fn get(&self, collection: &str, id: &str) -> Result<Option<String>, QueryError> {
-        let inner = self.lock();
-        inner.owned(collection)?;
-        if let Some(doc) = self.overlay(&inner).get(&(collection.to_owned(), id.to_owned())) {
-            return Ok(doc.clone());
+        owned(&self.catalog(), collection)?;
+        let key = (collection.to_owned(), id.to_owned());
+        if let Some(doc) = self.with_overlay(|overlay| overlay.get(&key).cloned()) {
+            return Ok(doc);
         }
         let mut doc = None;
-        inner
+        self.shared
             .view
             .with_documents(&mut |docs| {
                 doc = docs.rm_doc(collection, id)?;
@@ -167,20 +193,22 @@ impl ReadModels {
     /// An unknown collection, a field that is not indexed, a `value` that is
     /// not JSON; a storage error.
     pub fn find(&self, collection: &str, field: &str, value: &str) -> Result<Vec<Document>, QueryError> {
-        let inner = self.lock();
-        let owned = inner.owned(collection)?;
-        if !owned.indexes.iter().any(|i| i == field) {
-            return Err(QueryError::NotIndexed {
-                collection: collection.to_owned(),
-                field: field.to_owned(),
-                indexes: crate::text::quoted_list(owned.indexes.iter().map(String::as_str)),
-            });
+        {
+            let catalog = self.catalog();
+            let owned = owned(&catalog, collection)?;
+            if !owned.indexes.iter().any(|i| i == field) {
+                return Err(QueryError::NotIndexed {
+                    collection: collection.to_owned(),
+                    field: field.to_owned(),
+                    indexes: crate::text::quoted_list(owned.indexes.iter().map(String::as_str)),
+                });
+            }
         }
         let value: Value = serde_json::from_str(value)
             .map_err(|e| QueryError::Invalid(format!("find value `{value}` is not JSON: {e}")))?;
         let key = value.to_string();
         let mut found = BTreeMap::new();
-        inner
+        self.shared
             .view
             .with_documents(&mut |docs| {
                 for id in docs.rm_find(collection, field, &key)? {
@@ -192,17 +220,19 @@ impl ReadModels {
             })
             .map_err(query_store)?;
         // The batch's writes win over the last commit.
-        for ((c, id), doc) in self.overlay(&inner).range((collection.to_owned(), String::new())..) {
-            if c != collection {
-                break;
+        self.with_overlay(|overlay| {
+            for ((c, id), doc) in overlay.range((collection.to_owned(), String::new())..) {
+                if c != collection {
+                    break;
+                }
+                found.remove(id);
+                if let Some(doc) = doc
+                    && field_key(doc, field).as_deref() == Some(key.as_str())
+                {
+                    found.insert(id.clone(), doc.clone());
+                }
             }
-            found.remove(id);
-            if let Some(doc) = doc
-                && field_key(doc, field).as_deref() == Some(key.as_str())
-            {
-                found.insert(id.clone(), doc.clone());
-            }
-        }
+        });
         Ok(found.into_iter().collect())
     }
 
@@ -218,30 +248,31 @@ impl ReadModels {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Document>, Option<String>), QueryError> {
-        let inner = self.lock();
-        inner.owned(collection)?;
+        owned(&self.catalog(), collection)?;
         let after = after.unwrap_or("");
-        let overlaid: Vec<_> = self
-            .overlay(&inner)
-            .range((collection.to_owned(), after.to_owned())..)
-            .take_while(|((c, _), _)| c == collection)
-            .filter(|((_, id), _)| id.as_str() > after)
-            .collect();
+        let overlaid: Vec<(String, Option<String>)> = self.with_overlay(|overlay| {
+            overlay
+                .range((collection.to_owned(), after.to_owned())..)
+                .take_while(|((c, _), _)| c == collection)
+                .filter(|((_, id), _)| id.as_str() > after)
+                .map(|((_, id), doc)| (id.clone(), doc.clone()))
+                .collect()
+        });
         // Enough committed candidates that deletions in the overlay cannot
         // leave the page short while more documents exist.
         let wanted = limit + overlaid.len() + 1;
         let mut page = BTreeMap::new();
-        inner
+        self.shared
             .view
             .with_documents(&mut |docs| {
                 page.extend(docs.rm_page(collection, after, wanted)?);
                 Ok(())
             })
             .map_err(query_store)?;
-        for ((_, id), doc) in overlaid {
+        for (id, doc) in overlaid {
             match doc {
-                Some(doc) => page.insert(id.clone(), doc.clone()),
-                None => page.remove(id),
+                Some(doc) => page.insert(id, doc),
+                None => page.remove(&id),
             };
         }
         let more = page.len() > limit;
@@ -257,15 +288,13 @@ impl ReadModels {
     /// A collection `owner` does not own; a body that is not a JSON object.
     pub fn put(&self, owner: &str, collection: &str, id: &str, body: &str) -> Result<(), String> {
         self.check_writable()?;
-        let mut inner = self.lock();
-        inner.check_owner(owner, collection)?;
+        check_owner(&self.catalog(), owner, collection)?;
         let value: Value =
             serde_json::from_str(body).map_err(|e| format!("document `{id}` for `{collection}` is not JSON: {e}"))?;
         if !value.is_object() {
             return Err(format!("document `{id}` for `{collection}` must be a JSON object"));
         }
-        inner
-            .overlay
+        self.overlay()
             .insert((collection.to_owned(), id.to_owned()), Some(value.to_string()));
         Ok(())
     }
@@ -277,22 +306,17 @@ impl ReadModels {
     /// A collection `owner` does not own.
     pub fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String> {
         self.check_writable()?;
-        let mut inner = self.lock();
-        inner.check_owner(owner, collection)?;
-        inner.overlay.insert((collection.to_owned(), id.to_owned()), None);
+        check_owner(&self.catalog(), owner, collection)?;
+        self.overlay().insert((collection.to_owned(), id.to_owned()), None);
         Ok(())
     }
 
     /// Write the batch's overlay into `tx`, maintaining the indexes.
     pub(crate) fn flush(&self, tx: &mut impl Documents) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let overlay = std::mem::take(&mut inner.overlay);
+        let overlay = std::mem::take(&mut *self.overlay());
+        let catalog = self.catalog();
         for ((collection, id), doc) in overlay {
-            let indexes = inner
-                .collections
-                .get(&collection)
-                .map(|o| o.indexes.as_slice())
-                .unwrap_or(&[]);
+            let indexes = catalog.get(&collection).map(|o| o.indexes.as_slice()).unwrap_or(&[]);
             if let Some(old) = tx.rm_doc(&collection, &id)? {
                 for field in indexes {
                     if let Some(key) = field_key(&old, field) {
@@ -324,9 +348,8 @@ impl ReadModels {
     ///
     /// A storage error.
     pub(crate) fn sync_indexes(&self, tx: &mut impl Documents, owner: &str) -> Result<bool, StoreError> {
-        let inner = self.lock();
         let mut wrote = false;
-        for (collection, owned) in inner.collections.iter().filter(|(_, o)| o.owner == owner) {
+        for (collection, owned) in self.catalog().iter().filter(|(_, o)| o.owner == owner) {
             let mut declared = owned.indexes.clone();
             declared.sort();
             if tx.rm_indexed(collection)?.as_ref() == Some(&declared) {
@@ -348,7 +371,7 @@ impl ReadModels {
 
     /// Forget the batch's writes (it rolled back).
     pub(crate) fn discard(&self) {
-        self.lock().overlay.clear();
+        self.overlay().clear();
     }
 }
 
@@ -380,29 +403,27 @@ impl DocumentAccess for ReadModels {
     }
 }
 
-impl Inner {
-    fn owned(&self, collection: &str) -> Result<&Owned, QueryError> {
-        self.collections.get(collection).ok_or_else(|| {
-            let mut names: Vec<&str> = self.collections.keys().map(String::as_str).collect();
-            names.sort_unstable();
-            QueryError::UnknownCollection {
-                collection: collection.to_owned(),
-                known: crate::text::quoted_list(names),
-            }
-        })
-    }
-
-    fn check_owner(&self, owner: &str, collection: &str) -> Result<(), String> {
-        match self.collections.get(collection) {
-            Some(o) if o.owner == owner => Ok(()),
-            Some(o) => Err(format!(
-                "`{owner}` cannot write collection `{collection}`: it belongs to projection `{}`",
-                o.owner
-            )),
-            None => Err(format!(
-                "`{owner}` cannot write collection `{collection}`: no projection declares it"
-            )),
+fn owned<'a>(catalog: &'a Catalog, collection: &str) -> Result<&'a Owned, QueryError> {
+    catalog.get(collection).ok_or_else(|| {
+        let mut names: Vec<&str> = catalog.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        QueryError::UnknownCollection {
+            collection: collection.to_owned(),
+            known: crate::text::quoted_list(names),
         }
+    })
+}
+
+fn check_owner(catalog: &Catalog, owner: &str, collection: &str) -> Result<(), String> {
+    match catalog.get(collection) {
+        Some(o) if o.owner == owner => Ok(()),
+        Some(o) => Err(format!(
+            "`{owner}` cannot write collection `{collection}`: it belongs to projection `{}`",
+            o.owner
+        )),
+        None => Err(format!(
+            "`{owner}` cannot write collection `{collection}`: no projection declares it"
+        )),
     }
 }
 
@@ -457,6 +478,30 @@ mod tests {
         store.write(|tx| rm.flush(tx)).unwrap();
         assert!(rm.find("projects", "groupId", r#""g1""#).unwrap().is_empty());
         assert_eq!(ids(rm.list("projects", None, 10).unwrap().0), ["p1"]);
+    }
+
+    /// A query of the last commit takes no lock the writer holds while it
+    /// writes or flushes a batch.
+    #[test]
+    fn a_query_of_the_last_commit_does_not_wait_for_a_batch_in_flight() {
+        let (_dir, store, rm) = read_models();
+        rm.put("projects", "projects", "p1", r#"{"groupId":"g1"}"#).unwrap();
+        store.write(|tx| rm.flush(tx)).unwrap();
+        let committed = rm.committed();
+        // The writer in the middle of a batch: its overlay is held.
+        let _writing = rm.overlay();
+        let (answer, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let doc = committed.get("projects", "p1").unwrap();
+            let found = committed.find("projects", "groupId", r#""g1""#).unwrap();
+            let page = committed.list("projects", None, 10).unwrap();
+            let _ = answer.send((doc, found.len(), page.0.len()));
+        });
+        let (doc, found, listed) = answered
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the query answered while the batch was in flight");
+        assert_eq!(doc.as_deref(), Some(r#"{"groupId":"g1"}"#));
+        assert_eq!((found, listed), (1, 1));
     }
 
     #[test]

@@ -66,7 +66,9 @@ pub const DEFAULT_CACHE_MIB: usize = 64;
 /// older one is upgraded when opened. 2: events and state blobs carry
 /// checksums. 3: stream heads and the stream index share one table, and
 /// checkpoints live in `meta` (a command's commit touches two tables fewer).
-pub const SCHEMA_VERSION: u64 = 3;
+/// 4: stream heads (with the aggregate state) and precompiled artifacts
+/// carry checksums too.
+pub const SCHEMA_VERSION: u64 = 4;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -116,6 +118,15 @@ const META_CHECKPOINT: &str = "checkpoint/";
 /// The `meta` key of `listener`'s checkpoint.
 fn checkpoint_key(listener: &str) -> String {
     format!("{META_CHECKPOINT}{listener}")
+}
+
+/// A listener's [`Progress::after_pending`] is `meta["after-pending/<name>"]`,
+/// present only while it is set.
+const META_AFTER_PENDING: &str = "after-pending/";
+
+/// The `meta` key of `listener`'s pending `after-` handler.
+fn after_pending_key(listener: &str) -> String {
+    format!("{META_AFTER_PENDING}{listener}")
 }
 
 /// A stream index entry's position.
@@ -241,6 +252,9 @@ impl Store {
                 if found.is_some_and(|found| found < 3) {
                     tx.merge_stream_tables()?;
                 }
+                if found.is_some_and(|found| found < 4) {
+                    tx.seal_heads_and_artifacts()?;
+                }
                 tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 Ok::<_, StoreError>(())
             })?;
@@ -266,6 +280,11 @@ impl Store {
         let db = match Database::builder().set_cache_size(cache_bytes).open_read_only(path) {
             Ok(db) => std::sync::Arc::new(db),
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(busy(path)),
+            Err(redb::DatabaseError::RepairAborted) => {
+                return Err(StoreError::NeedsRepair {
+                    path: path.display().to_string(),
+                });
+            }
             Err(err) => return Err(err.into()),
         };
         let store = Store { db, writer: None };
@@ -281,6 +300,17 @@ impl Store {
             });
         }
         Ok(store)
+    }
+
+    /// Repair the file at `path` after a crash: a writable open does it, and
+    /// closes it again. A reader that met [`StoreError::NeedsRepair`] calls
+    /// this, then opens read-only again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`]: busy, not writable, not a data file.
+    pub fn repair(path: &Path) -> Result<(), StoreError> {
+        Store::open_with_cache(path, 1 << 20).map(drop)
     }
 
     /// Whether writes are refused ([`Store::open_read_only`]).
@@ -336,8 +366,7 @@ impl Store {
             };
         };
         let mut txn = writer.begin_write().map_err(StoreError::from)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Redb(e.into()))?;
+        txn.set_durability(Durability::Immediate).map_err(StoreError::from)?;
         let result = {
             let mut tx = Tx::open(lazy::Txn::Write(&txn))?;
             f(&mut tx)
@@ -661,6 +690,22 @@ fn decode_event(position: u64, stored: &[u8]) -> Result<Event, StoreError> {
     Ok(event)
 }
 
+/// A stream head as stored, sealed with a checksum of it and its stream.
+fn encode_head(stream_type: &str, stream_id: &str, head: &StreamHead) -> Vec<u8> {
+    sealed::seal(&head_key(stream_type, stream_id), encode(head))
+}
+
+/// A stream's head, if its checksum holds.
+fn decode_head(stream_type: &str, stream_id: &str, stored: &[u8]) -> Result<StreamHead, StoreError> {
+    let what = || format!("the head of stream `{stream_type}:{stream_id}`");
+    let body = sealed::unseal(STREAMS.name(), what, &head_key(stream_type, stream_id), stored)?;
+    decode(STREAMS.name(), body)
+}
+
+fn head_key(stream_type: &str, stream_id: &str) -> Vec<u8> {
+    [stream_type.as_bytes(), b"\0", stream_id.as_bytes()].concat()
+}
+
 fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         table,
@@ -720,9 +765,40 @@ pub(crate) fn now_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// redb's errors as the store's: a storage error with redb's message, on
+/// one line, said once (no `source`, so a printed chain does not repeat it).
+macro_rules! from_redb {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for StoreError {
+            fn from(err: $ty) -> Self {
+                StoreError::Backend {
+                    message: crate::text::one_line(&err.to_string()),
+                }
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A redb error says its cause once, however the chain is printed.
+    #[test]
+    fn a_redb_error_names_its_cause_once() {
+        let err = anyhow::Error::from(crate::error::Error::Store(StoreError::from(redb::Error::RepairAborted)));
+        let text = format!("{err:#}");
+        assert_eq!(text.to_lowercase().matches("repair aborted").count(), 1, "{text}");
+    }
     use crate::error::ConcurrencyError;
     use crate::event::{Envelope, NewEvent};
 
@@ -907,6 +983,71 @@ mod tests {
             assert!(!tables.iter().any(|t| t == old), "`{old}` is still there: {tables:?}");
         }
         assert_eq!(tables.len(), TABLE_COUNT, "{tables:?}");
+    }
+
+    #[test]
+    fn a_schema_3_file_gets_its_heads_and_artifacts_sealed_and_verify_then_catches_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cascade.redb");
+        let head = StreamHead {
+            version: 1,
+            state: Some(br#"{"created":true}"#.to_vec()),
+        };
+        let artifact = Packed::new(b"\x7fELF native code");
+        {
+            // What schema 3 wrote: heads and artifacts without checksums.
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|tx| {
+                    tx.meta.write()?.insert(META_SCHEMA, 3)?;
+                    tx.events.write()?.insert(1, encode_event(&first_event()).as_slice())?;
+                    tx.streams
+                        .write()?
+                        .insert(("users", "u1", HEAD), encode(&head).as_slice())?;
+                    tx.streams
+                        .write()?
+                        .insert(("users", "u1", 1), 1u64.to_le_bytes().as_slice())?;
+                    tx.artifacts.write()?.insert("h1-engine", artifact.as_bytes())?;
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let (stored_head, stored_artifact) = store
+            .read(|tx| Ok::<_, StoreError>((tx.stream("users", "u1")?, tx.artifact("h1-engine")?)))
+            .unwrap();
+        assert_eq!(stored_head, head);
+        assert_eq!(stored_artifact.as_deref(), Some(b"\x7fELF native code".as_slice()));
+        let verification = store.verify().unwrap();
+        assert!(verification.is_ok(), "{:?}", verification.problems);
+        assert_eq!((verification.streams, verification.artifacts), (1, 1));
+
+        // A changed aggregate state or artifact is named, never used.
+        store
+            .write(|tx| {
+                let mut changed = encode_head("users", "u1", &head);
+                changed[3] ^= 1;
+                tx.streams.write()?.insert(("users", "u1", HEAD), changed.as_slice())?;
+                let mut changed = sealed::seal(b"h1-engine", artifact.as_bytes().to_vec());
+                changed[5] ^= 1;
+                tx.artifacts.write()?.insert("h1-engine", changed.as_slice())?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let head_err = store.read(|tx| tx.stream("users", "u1")).unwrap_err();
+        assert!(matches!(head_err, StoreError::Checksum { .. }), "{head_err}");
+        let artifact_err = store.read(|tx| tx.artifact("h1-engine")).unwrap_err();
+        assert!(matches!(artifact_err, StoreError::Checksum { .. }), "{artifact_err}");
+        let problems = store.verify().unwrap().problems;
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("the head of stream `users:u1`")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("artifact `h1-engine`")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -49,7 +49,9 @@ fn a_changed_event_is_never_served_and_verify_names_it() {
     let (status, clean, _) = cascade_process(data.path(), &["verify"]);
     assert_eq!(status, 0, "{clean}");
     assert!(
-        clean.contains("verified 80 event(s), 80 stream(s), 2 checkpoint(s), 1 state blob(s): no problem found"),
+        clean.contains(
+            "verified 80 event(s), 80 stream(s), 2 checkpoint(s), 1 state blob(s), 4 artifact(s): no problem found"
+        ),
         "{clean}"
     );
 

@@ -599,3 +599,37 @@ fn a_second_embedded_process_waits_for_the_lock_then_says_what_holds_it() {
     let (status, _, err) = cascade_process(dir.path(), &["events"]);
     assert_eq!(status, 0, "{err}");
 }
+
+/// After a `kill -9` of the writer an operator's first move is to look:
+/// every reading command works on the file that needs redb's repair; the
+/// first repairs it (saying so once, on one line) and nothing committed is
+/// lost.
+#[test]
+fn after_kill_9_every_reading_command_works_and_the_first_repairs_the_file() {
+    let dir = data_dir();
+    let server = ServerProcess::start(dir.path(), &[]);
+    for i in 0..20 {
+        assert_eq!(server.create_user(&format!("u{i}")).status, 200);
+    }
+    server.kill9();
+    let reads: [&[&str]; 7] = [
+        &["events", "--json"],
+        &["plugin", "list"],
+        &["plugin", "versions", "welcome"],
+        &["pm", "state", "user-counter"],
+        &["parked"],
+        &["queue"],
+        &["verify"],
+    ];
+    for (i, args) in reads.iter().enumerate() {
+        let (status, out, err) = cascade_process(dir.path(), args);
+        assert_eq!(status, 0, "{args:?}: {out}{err}");
+        assert!(!err.contains("repair aborted"), "{args:?}: {err}");
+        let repaired = err.lines().filter(|l| l.contains("repaired")).count();
+        assert_eq!(repaired, usize::from(i == 0), "{args:?}: {err}");
+        if args[0] == "events" {
+            // One JSON event per line: users and their accounts.
+            assert_eq!(out.lines().count(), 40, "every committed event is there");
+        }
+    }
+}

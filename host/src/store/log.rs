@@ -4,7 +4,7 @@
 use redb::TableHandle;
 
 use super::traits::EventLog;
-use super::{EVENTS, HEAD, STREAMS, StreamHead, Tx, decode, decode_event, encode, encode_event, stamped};
+use super::{EVENTS, HEAD, StreamHead, Tx, decode_event, decode_head, encode_event, encode_head, stamped};
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 
@@ -44,7 +44,7 @@ impl EventLog for Tx<'_> {
 
     fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {
         match self.streams.read()?.get((stream_type, stream_id, HEAD))? {
-            Some(bytes) => decode(STREAMS.name(), bytes.value()),
+            Some(bytes) => decode_head(stream_type, stream_id, bytes.value()),
             None => Ok(StreamHead::default()),
         }
     }
@@ -74,9 +74,10 @@ impl EventLog for Tx<'_> {
                 version: last.stream_version,
                 state,
             };
-            self.streams
-                .write()?
-                .insert((stream_type, stream_id, HEAD), encode(&head).as_slice())?;
+            self.streams.write()?.insert(
+                (stream_type, stream_id, HEAD),
+                encode_head(stream_type, stream_id, &head).as_slice(),
+            )?;
         }
         Ok(appended)
     }

@@ -5,7 +5,8 @@ use redb::TableHandle;
 
 use super::traits::Registry;
 use super::{
-    ARTIFACTS, COMPONENTS, PLUGIN_VERSIONS, PLUGINS, Packed, Tx, artifact_hash, decode, encode, packed, to_forget,
+    ARTIFACTS, COMPONENTS, PLUGIN_VERSIONS, PLUGINS, Packed, Tx, artifact_hash, decode, encode, packed, sealed,
+    to_forget,
 };
 use crate::error::StoreError;
 use crate::records::{PluginRecord, PluginVersion};
@@ -31,6 +32,7 @@ impl Registry for Tx<'_> {
         self.plugins.write()?.remove(name)?;
         self.plugin_active.write()?.remove(name)?;
         self.meta.write()?.remove(super::checkpoint_key(name).as_str())?;
+        self.meta.write()?.remove(super::after_pending_key(name).as_str())?;
         self.pm_states.write()?.remove(name)?;
         self.stopped.write()?.remove(name)?;
         self.stop_reasons.write()?.remove(name)?;
@@ -51,12 +53,26 @@ impl Registry for Tx<'_> {
 
     fn artifact(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let stored = self.artifacts.read()?.get(key)?;
-        stored.map(|v| packed::unpack(ARTIFACTS.name(), v.value())).transpose()
+        stored
+            .map(|v| {
+                // Native code: only ever run what was stored, unchanged.
+                let what = || format!("artifact `{key}`");
+                let body = sealed::unseal(ARTIFACTS.name(), what, key.as_bytes(), v.value())?;
+                packed::unpack(ARTIFACTS.name(), body)
+            })
+            .transpose()
     }
 
     fn put_artifact(&mut self, key: &str, bytes: &Packed) -> Result<(), StoreError> {
-        if self.artifacts.read()?.get(key)?.is_none() {
-            self.artifacts.write()?.insert(key, bytes.as_bytes())?;
+        // A damaged one is replaced; an intact one is the same bytes.
+        let intact = self
+            .artifacts
+            .read()?
+            .get(key)?
+            .is_some_and(|v| sealed::unseal(ARTIFACTS.name(), String::new, key.as_bytes(), v.value()).is_ok());
+        if !intact {
+            let sealed = sealed::seal(key.as_bytes(), bytes.as_bytes().to_vec());
+            self.artifacts.write()?.insert(key, sealed.as_slice())?;
         }
         Ok(())
     }

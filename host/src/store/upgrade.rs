@@ -3,7 +3,7 @@
 
 use redb::{ReadableTable, TableDefinition, TableHandle};
 
-use super::{EVENTS, HEAD, Tx, decode, encode_event, lazy};
+use super::{EVENTS, HEAD, STREAMS, StreamHead, Tx, decode, encode_event, encode_head, lazy, sealed};
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::store::traits::Progress;
@@ -33,6 +33,36 @@ impl Tx<'_> {
         }
         for (name, blob) in states {
             self.put_pm_state(&name, &blob)?;
+        }
+        Ok(())
+    }
+
+    /// Upgrade a schema-1, -2 or -3 file: seal every stream head and
+    /// precompiled artifact with its checksum.
+    pub(super) fn seal_heads_and_artifacts(&mut self) -> Result<(), StoreError> {
+        let mut heads = Vec::new();
+        for entry in self.streams.read()?.iter()? {
+            let (key, bytes) = entry?;
+            let (stream_type, stream_id, version) = key.value();
+            if version == HEAD {
+                heads.push((stream_type.to_owned(), stream_id.to_owned(), bytes.value().to_vec()));
+            }
+        }
+        for (stream_type, stream_id, bytes) in heads {
+            let head: StreamHead = decode(STREAMS.name(), &bytes)?;
+            let sealed = encode_head(&stream_type, &stream_id, &head);
+            self.streams
+                .write()?
+                .insert((stream_type.as_str(), stream_id.as_str(), HEAD), sealed.as_slice())?;
+        }
+        let mut artifacts = Vec::new();
+        for entry in self.artifacts.read()?.iter()? {
+            let (key, bytes) = entry?;
+            artifacts.push((key.value().to_owned(), bytes.value().to_vec()));
+        }
+        for (key, bytes) in artifacts {
+            let sealed = sealed::seal(key.as_bytes(), bytes);
+            self.artifacts.write()?.insert(key.as_str(), sealed.as_slice())?;
         }
         Ok(())
     }

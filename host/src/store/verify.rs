@@ -3,7 +3,7 @@
 
 use redb::{ReadableTable, TableHandle};
 
-use super::{EVENTS, HEAD, META, META_CHECKPOINT, META_PIPELINE, PM_STATES, STREAMS, StreamHead};
+use super::{ARTIFACTS, EVENTS, HEAD, META, META_CHECKPOINT, META_PIPELINE, PM_STATES, STREAMS, StreamHead};
 use crate::error::StoreError;
 
 /// Problems listed one by one; past this many they are only counted.
@@ -21,6 +21,8 @@ pub struct Verification {
     pub checkpoints: u64,
     /// State blobs whose checksum was checked.
     pub states: u64,
+    /// Precompiled artifacts whose checksum was checked.
+    pub artifacts: u64,
     /// Every problem, one line each (the first thousand).
     pub problems: Vec<String>,
     /// Problems past the listed ones.
@@ -81,7 +83,7 @@ pub(super) fn verify(db: &super::ReadDb) -> Result<Verification, StoreError> {
                 stream = Some(StreamCheck {
                     name: format!("stream `{stream_type}:{stream_id}`"),
                     key: (stream_type.to_owned(), stream_id.to_owned()),
-                    head: super::decode::<StreamHead>(STREAMS.name(), bytes.value()),
+                    head: super::decode_head(stream_type, stream_id, bytes.value()),
                     count: 0,
                 });
                 continue;
@@ -162,6 +164,16 @@ pub(super) fn verify(db: &super::ReadDb) -> Result<Verification, StoreError> {
             v.states += 1;
             let what = || format!("the state of `{}`", name.value());
             if let Err(err) = super::sealed::unseal(PM_STATES.name(), what, name.value().as_bytes(), blob.value()) {
+                v.problem(err.to_string());
+            }
+        }
+    }
+    if let Ok(artifacts) = txn.open_table(ARTIFACTS) {
+        for entry in artifacts.iter()? {
+            let (key, blob) = entry?;
+            v.artifacts += 1;
+            let what = || format!("artifact `{}`", key.value());
+            if let Err(err) = super::sealed::unseal(ARTIFACTS.name(), what, key.value().as_bytes(), blob.value()) {
                 v.problem(err.to_string());
             }
         }
