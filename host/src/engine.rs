@@ -30,12 +30,18 @@ mod operations;
 /// Where the writer answers a submission with its correlation ids.
 type SubmitReply = oneshot::Sender<Result<Vec<String>, Error>>;
 
+/// Where the writer answers a caller waiting for a cascade.
+type SettledReply = oneshot::Sender<Result<Settled, Error>>;
+
 /// Work for the writer thread.
 enum Request {
     /// Queue commands; answer with their correlation ids.
     Submit(Vec<Submission>, SubmitReply),
+    /// Queue a command and answer once its cascade has settled: one
+    /// hand-over each way for a caller that waits.
+    Execute(Submission, SettledReply),
     /// Answer once this cascade has settled.
-    Settled(String, oneshot::Sender<Result<Settled, Error>>),
+    Settled(String, SettledReply),
     /// Run this on the runtime between two steps.
     Call(Box<dyn FnOnce(&mut Runtime) + Send>),
     /// Finish the current step, answer what can be answered, and stop.
@@ -229,8 +235,9 @@ impl EngineHandle {
     ///
     /// As [`EngineHandle::submit`] and [`EngineHandle::settled`].
     pub async fn execute(&self, submission: impl Into<Submission>) -> Result<Settled, Error> {
-        let id = self.submit(submission.into()).await?;
-        self.settled(&id).await
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Execute(submission.into(), reply))?;
+        answer.await.map_err(|_| Error::EngineStopped)?
     }
 
     /// Whether the cascade `correlation_id` has settled, without waiting.
@@ -385,14 +392,32 @@ struct Writer {
     head: watch::Sender<u64>,
     stats: Arc<EngineStats>,
     /// Callers waiting for a cascade to settle, by correlation id.
-    waiting: HashMap<String, Vec<oneshot::Sender<Result<Settled, Error>>>>,
+    waiting: HashMap<String, Vec<SettledReply>>,
     /// Whether the pipeline runs by itself (a server), or only for
     /// submissions and waiting callers (see [`Engine::start_on_demand`]).
     live: bool,
 }
 
+/// What arrived since the last step and waits for it.
+#[derive(Default)]
+struct Arrived {
+    submits: Vec<(Vec<Submission>, SubmitReply)>,
+    executes: Vec<(Submission, SettledReply)>,
+    /// Callers to answer once their cascade settled: those of `executes`
+    /// join once the step named their cascades.
+    waiters: Vec<(String, SettledReply)>,
+}
+
+impl Arrived {
+    fn has_commands(&self) -> bool {
+        !self.submits.is_empty() || !self.executes.is_empty()
+    }
+}
+
 impl Writer {
     fn run(mut self) {
+        // From now on the pipeline names the cascades each commit settled.
+        self.runtime.pipeline().take_settled();
         // Work queued before a restart resumes at once.
         let mut busy = self.live;
         loop {
@@ -413,7 +438,7 @@ impl Writer {
                 }
             };
             let mut stop = false;
-            let mut submits = Vec::new();
+            let mut arrived = Arrived::default();
             let inbox = &self.inbox;
             let requests: Vec<Request> = first
                 .into_iter()
@@ -421,23 +446,24 @@ impl Writer {
                 .collect();
             for request in requests {
                 match request {
-                    Request::Submit(submissions, reply) => submits.push((submissions, reply)),
-                    Request::Settled(id, reply) => self.waiting.entry(id).or_default().push(reply),
+                    Request::Submit(submissions, reply) => arrived.submits.push((submissions, reply)),
+                    Request::Execute(submission, reply) => arrived.executes.push((submission, reply)),
+                    Request::Settled(id, reply) => arrived.waiters.push((id, reply)),
                     Request::Call(call) => {
                         // Keep arrival order: commands submitted before the
                         // call are committed before it runs.
-                        if !submits.is_empty() {
-                            self.step(&mut submits);
+                        if arrived.has_commands() {
+                            self.step(&mut arrived);
                         }
                         call(&mut self.runtime);
                     }
                     Request::Stop => stop = true,
                 }
             }
-            let wanted = self.live || busy || !submits.is_empty() || !self.waiting.is_empty();
-            busy = wanted && self.step(&mut submits);
+            let wanted = self.live || busy || arrived.has_commands() || !self.waiting.is_empty();
+            busy = wanted && self.step(&mut arrived);
             self.publish_head();
-            self.answer_settled();
+            self.answer_settled(arrived.waiters);
             if stop {
                 self.answer_stopped();
                 return;
@@ -448,29 +474,43 @@ impl Writer {
     /// One group commit that first queues every pending submission, so
     /// concurrent callers share it and a lone caller pays one commit for its
     /// command and its first batch. Invalid commands are answered alone
-    /// first: one caller's typo fails only its own. Returns whether there
-    /// was any work.
-    fn step(&mut self, submits: &mut Vec<(Vec<Submission>, SubmitReply)>) -> bool {
-        let mut valid = Vec::with_capacity(submits.len());
-        for (submissions, reply) in submits.drain(..) {
-            let aggregates = self.runtime.pipeline_ref().aggregates();
+    /// first: one caller's typo fails only its own. Returns whether work may
+    /// be left (the batch was full): a batch that ran out of work leaves the
+    /// writer idle instead of opening a write transaction to find nothing.
+    fn step(&mut self, arrived: &mut Arrived) -> bool {
+        let aggregates = self.runtime.pipeline_ref().aggregates();
+        let mut submits = Vec::with_capacity(arrived.submits.len());
+        for (submissions, reply) in arrived.submits.drain(..) {
             match submissions.iter().try_for_each(|s| aggregates.check(&s.command)) {
-                Ok(()) => valid.push((submissions, reply)),
+                Ok(()) => submits.push((submissions, reply)),
                 Err(err) => {
                     let _ = reply.send(Err(err.into()));
                 }
             }
         }
-        let counts: Vec<usize> = valid.iter().map(|(s, _)| s.len()).collect();
-        let all: Vec<Submission> = valid.iter_mut().flat_map(|(s, _)| s.drain(..)).collect();
+        let mut executes = Vec::with_capacity(arrived.executes.len());
+        for (submission, reply) in arrived.executes.drain(..) {
+            match aggregates.check(&submission.command) {
+                Ok(()) => executes.push((submission, reply)),
+                Err(err) => {
+                    let _ = reply.send(Err(err.into()));
+                }
+            }
+        }
+        let counts: Vec<usize> = submits.iter().map(|(s, _)| s.len()).collect();
+        let mut all: Vec<Submission> = submits.iter_mut().flat_map(|(s, _)| s.drain(..)).collect();
+        all.extend(executes.iter().map(|(s, _)| s.clone()));
         let submitted = all.len() as u64;
         let started = Instant::now();
         match self.runtime.pipeline().step_with(all) {
             Ok((ids, units)) => {
                 let mut ids = ids.into_iter();
-                for ((_, reply), count) in valid.into_iter().zip(counts) {
+                for ((_, reply), count) in submits.into_iter().zip(counts) {
                     let _ = reply.send(Ok(ids.by_ref().take(count).collect()));
                 }
+                arrived
+                    .waiters
+                    .extend(ids.zip(executes).map(|(id, (_, reply))| (id, reply)));
                 let stats = &self.stats;
                 stats.submitted.fetch_add(submitted, Ordering::Relaxed);
                 if units > 0 {
@@ -481,13 +521,16 @@ impl Writer {
                         .step_micros
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
-                units > 0
+                units >= self.runtime.pipeline_ref().batch_size()
             }
             Err(err) => {
                 // The batch rolled back, submissions included: everyone
                 // involved learns why rather than hanging.
                 let shared = Arc::new(err);
-                for (_, reply) in valid {
+                for (_, reply) in submits {
+                    let _ = reply.send(Err(Error::Batch(shared.clone())));
+                }
+                for (_, reply) in executes {
                     let _ = reply.send(Err(Error::Batch(shared.clone())));
                 }
                 for (_, replies) in self.waiting.drain() {
@@ -508,33 +551,43 @@ impl Writer {
         }
     }
 
-    /// Answer every waiter whose cascade has settled.
-    fn answer_settled(&mut self) {
-        if self.waiting.is_empty() {
-            return;
-        }
-        let reader = self.runtime.pipeline_ref().store().reader();
-        let done = match reader.settled_of(self.waiting.keys().map(String::as_str)) {
-            Ok(done) => done,
-            Err(_) => return,
-        };
-        for id in done {
-            let Some(replies) = self.waiting.remove(&id) else {
-                continue;
-            };
-            for reply in replies {
-                // Each caller gets the answer (logs and trace go to the first).
-                let answer = match self.runtime.pipeline().settled(&id) {
-                    Ok(Some(settled)) => Ok(settled),
-                    Ok(None) => Err(StoreError::Corrupt {
-                        table: "cascades",
-                        message: format!("cascade `{id}` is settled and has outstanding work"),
-                    }
-                    .into()),
-                    Err(err) => Err(err),
-                };
-                let _ = reply.send(answer);
+    /// Answer the callers whose cascades settled in the commits since the
+    /// last answer: work proportional to the cascades that finished, not to
+    /// the callers waiting. A caller new since then is answered at once if
+    /// its cascade settled before, else it waits.
+    fn answer_settled(&mut self, new: Vec<(String, SettledReply)>) {
+        let settled = self.runtime.pipeline().take_settled();
+        for id in &settled {
+            if let Some(replies) = self.waiting.remove(id) {
+                for reply in replies {
+                    let _ = reply.send(self.answer(id));
+                }
             }
+        }
+        for (id, reply) in new {
+            let answer = match self.runtime.pipeline().settled(&id) {
+                Ok(Some(settled)) => Ok(settled),
+                Ok(None) => {
+                    self.waiting.entry(id).or_default().push(reply);
+                    continue;
+                }
+                Err(err) => Err(err),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// The answer for a cascade that settled. Each caller gets it (logs and
+    /// trace go to the first).
+    fn answer(&mut self, id: &str) -> Result<Settled, Error> {
+        match self.runtime.pipeline().settled(id) {
+            Ok(Some(settled)) => Ok(settled),
+            Ok(None) => Err(StoreError::Corrupt {
+                table: "cascades",
+                message: format!("cascade `{id}` is settled and has outstanding work"),
+            }
+            .into()),
+            Err(err) => Err(err),
         }
     }
 

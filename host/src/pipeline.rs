@@ -323,6 +323,9 @@ pub struct Pipeline<S: Storage = Store> {
     trace: Vec<TraceEntry>,
     /// Cascades submitted with [`Submission::trace`], until collected.
     traced: HashSet<String>,
+    /// Cascades that settled in commits since [`Pipeline::take_settled`];
+    /// kept only once someone takes them.
+    settled: Option<Vec<String>>,
     logs: Vec<LogLine>,
 }
 
@@ -338,6 +341,7 @@ impl<S: Storage> Pipeline<S> {
             options,
             trace: Vec::new(),
             traced: HashSet::new(),
+            settled: None,
             logs: Vec::new(),
         }
     }
@@ -414,6 +418,20 @@ impl<S: Storage> Pipeline<S> {
                 done => total += done,
             }
         }
+    }
+
+    /// The cascades that settled in the commits since the last call (a
+    /// cascade touched again after it settled, e.g. by a parked retry, is
+    /// named again): what waiting callers need, without asking the store
+    /// about each of them. The pipeline keeps these names from the first
+    /// call on, so one that nobody asks does not collect them.
+    pub fn take_settled(&mut self) -> Vec<String> {
+        self.settled.replace(Vec::new()).unwrap_or_default()
+    }
+
+    /// Units of work (events or commands) per group commit.
+    pub fn batch_size(&self) -> usize {
+        self.options.batch_size.max(1)
     }
 
     /// The settled answer of a cascade, or `None` while work is outstanding.

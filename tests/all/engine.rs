@@ -70,3 +70,38 @@ fn a_trace_asked_for_by_one_submission_is_recorded_for_its_cascade_alone() {
     });
     engine.shutdown();
 }
+
+/// Callers are answered from the cascades each commit settled: many at
+/// once, one for a cascade that settled long before (a repeated
+/// idempotency key), and one that asks after the fact.
+#[test]
+fn every_waiter_is_answered_however_many_and_whenever_it_asks() {
+    let (_data, engine, rt) = engine_with(&[plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME]);
+    let handle = engine.handle();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..500)
+            .map(|i| {
+                let handle = handle.clone();
+                tokio::spawn(async move { handle.execute(create(&format!("u{i}"))).await.unwrap() })
+            })
+            .collect();
+        for task in tasks {
+            let settled = task.await.unwrap();
+            assert!(settled.is_ok(), "{:?}", settled.failures);
+            assert_eq!(settled.events.len(), 2);
+        }
+        let keyed = || Submission {
+            idempotency_key: Some("once".into()),
+            ..Submission::from(create("keyed"))
+        };
+        let first = handle.execute(keyed()).await.unwrap();
+        let again = handle.execute(keyed()).await.unwrap();
+        assert_eq!(again.correlation_id, first.correlation_id);
+        assert_eq!(again.events.len(), 2, "the first cascade's answer, not a second run");
+        let later = handle.settled(&first.correlation_id).await.unwrap();
+        assert_eq!(later.events.len(), 2);
+        let unknown = handle.settled("c999999").await.unwrap_err();
+        assert!(matches!(unknown, Error::UnknownCascade { .. }), "{unknown}");
+    });
+    engine.shutdown();
+}

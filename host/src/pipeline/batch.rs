@@ -36,6 +36,7 @@ impl<S: Storage> Pipeline<S> {
             options,
             trace,
             traced,
+            settled: kept,
             logs,
         } = self;
         let mut batch = Batch {
@@ -57,6 +58,7 @@ impl<S: Storage> Pipeline<S> {
             cascade_budget: options.cascade_budget,
             budgets: HashMap::new(),
             defer_retries: false,
+            settled: kept.is_some().then(Vec::new),
         };
         // A batch that did nothing is rolled back: no commit, no fsync.
         let written = store.write_if(|tx| {
@@ -67,6 +69,7 @@ impl<S: Storage> Pipeline<S> {
             }
             Ok::<_, Error>((result, changed))
         });
+        let settled = std::mem::take(&mut batch.settled);
         drop(batch);
         let result = match written {
             Ok(result) => result,
@@ -82,6 +85,9 @@ impl<S: Storage> Pipeline<S> {
         };
         for slot in self.slots.iter_mut() {
             slot.dirty = false;
+        }
+        if let (Some(kept), Some(settled)) = (&mut self.settled, settled) {
+            kept.extend(settled);
         }
         keep_newest(&mut self.logs, self.options.retained_lines);
         keep_newest(&mut self.trace, self.options.retained_lines);
@@ -134,6 +140,9 @@ pub(super) struct Batch<'a> {
     /// [`Backoff`]) instead of sleeping in the transaction. Off for operator
     /// actions (`parked retry`, `plugin start`), which retry in place.
     pub(super) defer_retries: bool,
+    /// Cascades with nothing outstanding as this batch commits, when the
+    /// pipeline keeps them ([`Pipeline::take_settled`]).
+    pub(super) settled: Option<Vec<String>>,
 }
 
 impl Batch<'_> {
@@ -147,6 +156,11 @@ impl Batch<'_> {
         read_models.flush(tx)?;
         for (correlation_id, record) in &self.cascades {
             tx.put_cascade(correlation_id, record)?;
+            if record.outstanding == 0
+                && let Some(settled) = &mut self.settled
+            {
+                settled.push(correlation_id.clone());
+            }
         }
         // A listener its policy stopped keeps the checkpoint before the failure.
         for slot in self.slots.iter().filter(|s| s.stopped) {

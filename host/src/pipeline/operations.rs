@@ -79,7 +79,7 @@ impl<S: Storage> Pipeline<S> {
     ///
     /// An unknown cascade; a storage error.
     pub fn cancel(&mut self, correlation_id: &str, by: &str) -> Result<u64, Error> {
-        self.store.write(|tx| {
+        let (dropped, settled) = self.store.write(|tx| {
             let mut record = tx.cascade(correlation_id)?.ok_or_else(|| Error::UnknownCascade {
                 correlation_id: correlation_id.to_owned(),
             })?;
@@ -97,8 +97,12 @@ impl<S: Storage> Pipeline<S> {
                 dropped,
             });
             tx.put_cascade(correlation_id, &record)?;
-            Ok(dropped)
-        })
+            Ok::<_, Error>((dropped, record.outstanding == 0))
+        })?;
+        if settled && let Some(kept) = &mut self.settled {
+            kept.push(correlation_id.to_owned());
+        }
+        Ok(dropped)
     }
 
     /// Take listener `name` out of the pipeline (the caller unregisters it).
