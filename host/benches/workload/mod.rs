@@ -43,6 +43,7 @@ pub fn wasm(dir: &Path, options: Options) -> Runtime {
 }
 
 /// A pipeline in `dir` with the same three as native Rust.
+#[allow(dead_code)]
 pub fn native(dir: &Path, options: Options) -> Pipeline {
     let store = Store::open(&dir.join(cascade::DATA_FILE)).unwrap();
     let mut pipeline = Pipeline::new(store, options);
