@@ -27,6 +27,29 @@ use crate::store::LogReader;
 
 mod operations;
 
+/// Send `answer` to every caller: logs and trace go to the first, the
+/// others get the rest of it; an error to each.
+fn send_to_all(replies: Vec<SettledReply>, answer: Result<Settled, Error>) {
+    let shared = answer.map_err(Arc::new);
+    let mut replies = replies.into_iter();
+    let Some(first) = replies.next() else { return };
+    for reply in replies {
+        let answer = match &shared {
+            Ok(settled) => Ok(Settled {
+                trace: Vec::new(),
+                logs: Vec::new(),
+                ..settled.clone()
+            }),
+            Err(err) => Err(Error::Batch(err.clone())),
+        };
+        let _ = reply.send(answer);
+    }
+    let _ = first.send(shared.map_err(|err| Arc::try_unwrap(err).unwrap_or_else(Error::Batch)));
+}
+
+/// How long an idle writer looks for the next request before it sleeps.
+const IDLE_SPIN: Duration = Duration::from_micros(100);
+
 /// Where the writer answers a submission with its correlation ids.
 type SubmitReply = oneshot::Sender<Result<Vec<String>, Error>>;
 
@@ -432,9 +455,9 @@ impl Writer {
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
             } else {
-                match self.inbox.recv() {
-                    Ok(request) => Some(request),
-                    Err(_) => return,
+                match self.next_request() {
+                    Some(request) => Some(request),
+                    None => return,
                 }
             };
             let mut stop = false;
@@ -469,6 +492,23 @@ impl Writer {
                 return;
             }
         }
+    }
+
+    /// The next request, waiting for it; `None` once every handle is gone.
+    /// A caller that just got its answer often sends the next request
+    /// within microseconds: the writer looks for it a little while before
+    /// it sleeps, since waking a sleeping thread costs tens of
+    /// microseconds on a virtual machine.
+    fn next_request(&self) -> Option<Request> {
+        let until = Instant::now() + IDLE_SPIN;
+        while Instant::now() < until {
+            match self.inbox.try_recv() {
+                Ok(request) => return Some(request),
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+                Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+            }
+        }
+        self.inbox.recv().ok()
     }
 
     /// One group commit that first queues every pending submission, so
@@ -553,41 +593,48 @@ impl Writer {
 
     /// Answer the callers whose cascades settled in the commits since the
     /// last answer: work proportional to the cascades that finished, not to
-    /// the callers waiting. A caller new since then is answered at once if
-    /// its cascade settled before, else it waits.
+    /// the callers waiting, read in one transaction. A caller new since then
+    /// is answered at once if its cascade settled before, else it waits.
     fn answer_settled(&mut self, new: Vec<(String, SettledReply)>) {
-        let settled = self.runtime.pipeline().take_settled();
-        for id in &settled {
-            if let Some(replies) = self.waiting.remove(id) {
-                for reply in replies {
-                    let _ = reply.send(self.answer(id));
-                }
-            }
+        let mut replies: Vec<(String, Vec<SettledReply>)> = self
+            .runtime
+            .pipeline()
+            .take_settled()
+            .into_iter()
+            .filter_map(|id| self.waiting.remove(&id).map(|r| (id, r)))
+            .collect();
+        let known = replies.len();
+        replies.extend(new.into_iter().map(|(id, reply)| (id, vec![reply])));
+        if replies.is_empty() {
+            return;
         }
-        for (id, reply) in new {
-            let answer = match self.runtime.pipeline().settled(&id) {
+        let ids: Vec<&str> = replies.iter().map(|(id, _)| id.as_str()).collect();
+        let answers = match self.runtime.pipeline().settled_all(&ids) {
+            Ok(answers) => answers,
+            Err(err) => {
+                let shared = Arc::new(err);
+                for reply in replies.into_iter().flat_map(|(_, r)| r) {
+                    let _ = reply.send(Err(Error::Batch(shared.clone())));
+                }
+                return;
+            }
+        };
+        for (i, ((id, replies), answer)) in replies.into_iter().zip(answers).enumerate() {
+            let answer = match answer {
                 Ok(Some(settled)) => Ok(settled),
+                // Those it woke for had settled: the store must agree.
+                Ok(None) if i < known => Err(StoreError::Corrupt {
+                    table: "cascades",
+                    message: format!("cascade `{id}` is settled and has outstanding work"),
+                }
+                .into()),
                 Ok(None) => {
-                    self.waiting.entry(id).or_default().push(reply);
+                    self.waiting.entry(id).or_default().extend(replies);
                     continue;
                 }
                 Err(err) => Err(err),
             };
-            let _ = reply.send(answer);
-        }
-    }
-
-    /// The answer for a cascade that settled. Each caller gets it (logs and
-    /// trace go to the first).
-    fn answer(&mut self, id: &str) -> Result<Settled, Error> {
-        match self.runtime.pipeline().settled(id) {
-            Ok(Some(settled)) => Ok(settled),
-            Ok(None) => Err(StoreError::Corrupt {
-                table: "cascades",
-                message: format!("cascade `{id}` is settled and has outstanding work"),
-            }
-            .into()),
-            Err(err) => Err(err),
+            send_to_all(replies, answer);
         }
     }
 

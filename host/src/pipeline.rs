@@ -257,6 +257,17 @@ impl Backoff {
     }
 }
 
+/// The items of `lines` that are `mine`, taken out; the common case, none,
+/// moves nothing.
+fn take_lines<T>(lines: &mut Vec<T>, mine: impl Fn(&T) -> bool) -> Vec<T> {
+    if !lines.iter().any(&mine) {
+        return Vec::new();
+    }
+    let (taken, rest) = std::mem::take(lines).into_iter().partition(mine);
+    *lines = rest;
+    taken
+}
+
 /// Upper bounds, in seconds, of the buckets of [`HandlerStats::buckets`].
 pub const DURATION_BUCKETS: [f64; 8] = [1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, f64::INFINITY];
 
@@ -441,44 +452,61 @@ impl<S: Storage> Pipeline<S> {
     ///
     /// A storage error; an unknown correlation id.
     pub fn settled(&mut self, correlation_id: &str) -> Result<Option<Settled>, Error> {
+        self.settled_all(&[correlation_id])
+            .map(|mut answers| answers.pop().expect("one answer per id"))?
+    }
+
+    /// [`Pipeline::settled`] for many cascades, read in one transaction:
+    /// an answer per id, in order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error (an unknown id is its own answer's error).
+    pub fn settled_all(&mut self, ids: &[&str]) -> Result<Vec<Result<Option<Settled>, Error>>, Error> {
         // A read transaction: no write lock, nothing to abort.
-        let (record, events) = match self.store.read(|tx| {
-            let Some(record) = tx.cascade(correlation_id)? else {
-                return Ok::<_, StoreError>(None);
-            };
-            let mut events = Vec::new();
-            if record.outstanding == 0 {
-                for &position in &record.events {
-                    events.extend(tx.event(position)?);
+        let found = self.store.read(|tx| {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                let record = tx.cascade(id)?;
+                let mut events = Vec::new();
+                if let Some(record) = record.as_ref().filter(|r| r.outstanding == 0) {
+                    for &position in &record.events {
+                        events.extend(tx.event(position)?);
+                    }
                 }
+                found.push(record.map(|record| (record, events)));
             }
-            Ok(Some((record, events)))
-        })? {
-            None => {
-                return Err(Error::UnknownCascade {
-                    correlation_id: correlation_id.to_owned(),
-                });
-            }
-            Some((record, _)) if record.outstanding > 0 => return Ok(None),
-            Some(found) => found,
-        };
-        self.traced.remove(correlation_id);
-        let (trace, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.trace)
-            .into_iter()
-            .partition(|t| t.correlation_id == correlation_id);
-        self.trace = rest;
-        let (logs, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.logs)
-            .into_iter()
-            .partition(|l| l.correlation_id == correlation_id);
-        self.logs = rest;
-        Ok(Some(Settled {
-            correlation_id: correlation_id.to_owned(),
-            events,
-            commands: record.commands,
-            failures: record.failures,
-            trace,
-            logs,
-        }))
+            Ok::<_, StoreError>(found)
+        })?;
+        Ok(ids
+            .iter()
+            .zip(found)
+            .map(|(&id, found)| match found {
+                None => Err(Error::UnknownCascade {
+                    correlation_id: id.to_owned(),
+                }),
+                Some((record, _)) if record.outstanding > 0 => Ok(None),
+                Some((record, events)) => {
+                    let (trace, logs) = self.collect_lines(id);
+                    Ok(Some(Settled {
+                        correlation_id: id.to_owned(),
+                        events,
+                        commands: record.commands,
+                        failures: record.failures,
+                        trace,
+                        logs,
+                    }))
+                }
+            })
+            .collect())
+    }
+
+    /// The trace entries and log lines of cascade `id`, handed over once.
+    fn collect_lines(&mut self, id: &str) -> (Vec<TraceEntry>, Vec<LogLine>) {
+        self.traced.remove(id);
+        let trace = take_lines(&mut self.trace, |t| t.correlation_id == id);
+        let logs = take_lines(&mut self.logs, |l| l.correlation_id == id);
+        (trace, logs)
     }
 
     /// One group commit: up to `batch_size` units of work in one redb
