@@ -460,7 +460,7 @@ impl Writer {
                     None => return,
                 }
             };
-            let mut stop = false;
+            let (mut stop, mut more) = (false, false);
             let mut arrived = Arrived::default();
             let inbox = &self.inbox;
             let requests: Vec<Request> = first
@@ -476,14 +476,19 @@ impl Writer {
                         // Keep arrival order: commands submitted before the
                         // call are committed before it runs.
                         if arrived.has_commands() {
-                            self.step(&mut arrived);
+                            more |= self.step(&mut arrived);
                         }
                         call(&mut self.runtime);
                     }
                     Request::Stop => stop = true,
                 }
             }
-            let wanted = self.live || busy || arrived.has_commands() || !self.waiting.is_empty();
+            let wanted = self.live
+                || busy
+                || more
+                || arrived.has_commands()
+                || !arrived.waiters.is_empty()
+                || !self.waiting.is_empty();
             busy = wanted && self.step(&mut arrived);
             self.publish_head();
             self.answer_settled(arrived.waiters);
@@ -603,7 +608,6 @@ impl Writer {
             .into_iter()
             .filter_map(|id| self.waiting.remove(&id).map(|r| (id, r)))
             .collect();
-        let known = replies.len();
         replies.extend(new.into_iter().map(|(id, reply)| (id, vec![reply])));
         if replies.is_empty() {
             return;
@@ -619,15 +623,11 @@ impl Writer {
                 return;
             }
         };
-        for (i, ((id, replies), answer)) in replies.into_iter().zip(answers).enumerate() {
+        for ((id, replies), answer) in replies.into_iter().zip(answers) {
             let answer = match answer {
                 Ok(Some(settled)) => Ok(settled),
-                // Those it woke for had settled: the store must agree.
-                Ok(None) if i < known => Err(StoreError::Corrupt {
-                    table: "cascades",
-                    message: format!("cascade `{id}` is settled and has outstanding work"),
-                }
-                .into()),
+                // Not settled (yet, or again: an operator action after it
+                // settled dispatched more): it waits.
                 Ok(None) => {
                     self.waiting.entry(id).or_default().extend(replies);
                     continue;

@@ -584,7 +584,9 @@ impl<S: Storage> Pipeline<S> {
             // Submissions wait in memory like dispatched commands: stored
             // only if the batch ends before they run (a lone command is
             // queued and run in one commit without touching the queue).
-            let (ids, admitted) = admit(tx, &mut batch.next_seq, batch.traced, submissions)?;
+            let (ids, admitted, traced) = admit(tx, &mut batch.next_seq, submissions)?;
+            batch.traced.extend(traced.iter().cloned());
+            batch.traced_now.extend(traced);
             for (seq, queued) in admitted {
                 batch.cascades.insert(queued.correlation_id.clone(), new_cascade());
                 batch.dispatched.push_back((seq, queued));
@@ -607,7 +609,11 @@ impl<S: Storage> Pipeline<S> {
                 }
                 done += 1;
             }
-            if done > 0 {
+            // A handler that ran is work even when its event is not done (an
+            // `on-` handler ran, the `after-` one waits to retry): its effect
+            // and where the listener resumes commit together.
+            let changed = done > 0 || !ids.is_empty() || batch.slots.iter().any(|s| s.dirty);
+            if changed {
                 tx.set_pipeline_position(position)?;
                 for slot in batch.slots.iter_mut().filter(|s| !s.stopped) {
                     let name = slot.listener.name();
@@ -628,7 +634,6 @@ impl<S: Storage> Pipeline<S> {
                     }
                 }
             }
-            let changed = done > 0 || !ids.is_empty();
             Ok(((ids, done, position), changed))
         })?;
         // Only after the commit: memory follows what is durable.

@@ -105,3 +105,31 @@ fn every_waiter_is_answered_however_many_and_whenever_it_asks() {
     });
     engine.shutdown();
 }
+
+/// An engine that runs the pipeline only on demand (the command line's)
+/// runs queued work for a caller that only waits for it.
+#[test]
+fn an_on_demand_engine_runs_queued_work_for_a_caller_that_only_waits() {
+    let data = tempfile::tempdir().unwrap();
+    let id = {
+        let mut runtime = cascade::Runtime::open(data.path(), Options::default()).unwrap();
+        for plugin in [plugins::USERS, plugins::ACCOUNTS, plugins::WELCOME] {
+            runtime.add_plugin(std::path::Path::new(plugin)).unwrap();
+        }
+        // Queued, not run: as a host that went away would leave it.
+        runtime.pipeline().submit(create("u1"), None).unwrap()
+    };
+    let engine = Engine::start_on_demand(data.path(), Options::default(), std::time::Duration::from_secs(5)).unwrap();
+    let handle = engine.handle();
+    let (answer, answered) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let _ = answer.send(rt.block_on(handle.settled(&id)).map(|s| s.events.len()));
+    });
+    let events = answered
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the waiting caller is answered")
+        .unwrap();
+    assert_eq!(events, 2);
+    engine.shutdown();
+}

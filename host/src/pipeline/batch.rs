@@ -59,6 +59,7 @@ impl<S: Storage> Pipeline<S> {
             budgets: HashMap::new(),
             defer_retries: false,
             settled: kept.is_some().then(Vec::new),
+            traced_now: Vec::new(),
         };
         // A batch that did nothing is rolled back: no commit, no fsync.
         let written = store.write_if(|tx| {
@@ -70,6 +71,7 @@ impl<S: Storage> Pipeline<S> {
             Ok::<_, Error>((result, changed))
         });
         let settled = std::mem::take(&mut batch.settled);
+        let traced_now = std::mem::take(&mut batch.traced_now);
         drop(batch);
         let result = match written {
             Ok(result) => result,
@@ -77,6 +79,10 @@ impl<S: Storage> Pipeline<S> {
                 // Rolled back: read models, stateful listeners and the
                 // batch's log lines and trace return to the committed state.
                 self.logs.truncate(logs_before);
+                // Their ids are given out again.
+                for id in &traced_now {
+                    self.traced.remove(id);
+                }
                 self.trace.truncate(trace_before);
                 self.read_models.discard();
                 self.reload_states()?;
@@ -143,6 +149,9 @@ pub(super) struct Batch<'a> {
     /// Cascades with nothing outstanding as this batch commits, when the
     /// pipeline keeps them ([`Pipeline::take_settled`]).
     pub(super) settled: Option<Vec<String>>,
+    /// Cascades this batch admitted with a trace asked for: forgotten if it
+    /// rolls back.
+    pub(super) traced_now: Vec<String>,
 }
 
 impl Batch<'_> {

@@ -5,7 +5,6 @@ use crate::error::{Error, StoreError};
 use crate::event::Command;
 use crate::records::{CascadeRecord, QueuedCommand, Submission};
 use crate::store::{Storage, UnitOfWork, WorkQueue};
-use std::collections::HashSet;
 
 impl<S: Storage> Pipeline<S> {
     /// Queue `command` from outside as the first command of a new cascade and
@@ -37,17 +36,19 @@ impl<S: Storage> Pipeline<S> {
         for submission in &submissions {
             self.aggregates.check(&submission.command)?;
         }
-        let traced = &mut self.traced;
-        Ok(self.store.write(|tx| {
+        let (ids, traced) = self.store.write(|tx| {
             let mut seq = tx.next_command_seq()?;
-            let (ids, admitted) = admit(tx, &mut seq, traced, submissions)?;
+            let (ids, admitted, traced) = admit(tx, &mut seq, submissions)?;
             for (seq, queued) in admitted {
                 tx.enqueue(seq, &queued)?;
                 tx.put_cascade(&queued.correlation_id, &new_cascade())?;
             }
             tx.set_next_command_seq(seq)?;
-            Ok::<_, StoreError>(ids)
-        })?)
+            Ok::<_, StoreError>((ids, traced))
+        })?;
+        // Only once committed: a rolled-back id is given out again.
+        self.traced.extend(traced);
+        Ok(ids)
     }
 
     /// Submit `command` and run the loop until its cascade has settled.
@@ -80,13 +81,14 @@ pub(super) type Sequenced = Vec<(u64, QueuedCommand)>;
 /// them): returns every submission's correlation id and the new commands
 /// with their sequence numbers, for the caller to queue with a
 /// [`new_cascade`] record each. A known idempotency key admits nothing and
-/// yields the first cascade's id. Cascades to trace join `traced`.
+/// yields the first cascade's id. Also returns the ids of the new cascades
+/// to trace.
 pub(super) fn admit(
     tx: &mut impl UnitOfWork,
     seq: &mut u64,
-    traced: &mut HashSet<String>,
     submissions: Vec<Submission>,
-) -> Result<(Vec<String>, Sequenced), StoreError> {
+) -> Result<(Vec<String>, Sequenced, Vec<String>), StoreError> {
+    let mut traced = Vec::new();
     let mut ids = Vec::with_capacity(submissions.len());
     let mut admitted = Vec::with_capacity(submissions.len());
     for submission in submissions {
@@ -104,7 +106,7 @@ pub(super) fn admit(
             tx.put_cascade_budget(&id, budget as u64)?;
         }
         if submission.trace {
-            traced.insert(id.clone());
+            traced.push(id.clone());
         }
         let queued = QueuedCommand {
             id: id.clone(),
@@ -118,7 +120,7 @@ pub(super) fn admit(
         *seq += 1;
         ids.push(id);
     }
-    Ok((ids, admitted))
+    Ok((ids, admitted, traced))
 }
 
 /// The record of a cascade just submitted: its first command outstanding.

@@ -80,24 +80,26 @@ impl<S: Storage> Pipeline<S> {
     /// failing `load-state`/`save-state`, a storage error.
     pub fn refresh(&mut self, name: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<RefreshReport, Error> {
         let index = self.stateful_slot(name)?;
-        // The refreshed state covers every event: nothing waits to retry.
-        self.end_backoff(index)?;
         let through = self.store.read(|tx| tx.pipeline_position())?;
         let slot = &mut self.slots[index];
         let started = Instant::now();
-        let mut report = replay(&self.store, slot, through, progress, &mut || Ok(()))?;
-        let state = slot.listener.save_state().map_err(|message| PluginError::State {
-            plugin: name.to_owned(),
-            action: "save",
-            message,
-        })?;
-        self.store.write(|tx| {
-            tx.put_pm_state(name, &state)?;
-            tx.set_after_pending(name, None)?;
-            tx.set_checkpoint(name, through)
-        })?;
-        slot.checkpoint = through;
-        slot.after_pending = None;
+        let replayed = replay(&self.store, slot, through, progress, &mut || Ok(())).and_then(|report| {
+            let state = slot.listener.save_state().map_err(|message| PluginError::State {
+                plugin: name.to_owned(),
+                action: "save",
+                message,
+            })?;
+            Ok((report, state))
+        });
+        let (mut report, state) = match replayed {
+            Ok(replayed) => replayed,
+            Err(err) => {
+                // Nothing was stored: the listener goes on as it was.
+                self.reload_states()?;
+                return Err(err);
+            }
+        };
+        self.finish_replay(index, through, Some(&state))?;
         report.state = state;
         report.elapsed = started.elapsed();
         Ok(report)
@@ -127,7 +129,6 @@ impl<S: Storage> Pipeline<S> {
     /// Clear a projection's collections and replay the log into them. The
     /// read-model writes of each chunk commit in one transaction.
     fn rebuild_projection(&mut self, index: usize, progress: &mut dyn FnMut(u64, u64)) -> Result<RefreshReport, Error> {
-        self.end_backoff(index)?;
         let name = self.slots[index].listener.name().to_owned();
         let collections = self.read_models.owned_by(&name);
         let through = self.store.write(|tx| {
@@ -140,15 +141,40 @@ impl<S: Storage> Pipeline<S> {
         let read_models = self.read_models.clone();
         let store = &self.store;
         let mut flush = || store.write(|tx| read_models.flush(tx));
-        let mut report = replay(store, &mut self.slots[index], through, progress, &mut flush)?;
-        self.store.write(|tx| {
-            tx.set_after_pending(&name, None)?;
-            tx.set_checkpoint(&name, through)
-        })?;
-        self.slots[index].checkpoint = through;
-        self.slots[index].after_pending = None;
+        let mut report = match replay(store, &mut self.slots[index], through, progress, &mut flush) {
+            Ok(report) => report,
+            Err(err) => {
+                self.read_models.discard();
+                self.reload_states()?;
+                return Err(err);
+            }
+        };
+        self.finish_replay(index, through, None)?;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// A replay through `through` is done: in one commit, listener `index`
+    /// stands at `through` with its new `state` (if it keeps one), and the
+    /// cascades of the events it was waiting to retry stop waiting for it
+    /// (the replay covered them).
+    fn finish_replay(&mut self, index: usize, through: u64, state: Option<&[u8]>) -> Result<(), Error> {
+        self.in_batch(|batch, tx| {
+            if let Some(backoff) = batch.slots[index].backoff.take() {
+                batch.release(tx, index, backoff.position, through)?;
+            }
+            let name = batch.slots[index].listener.name();
+            if let Some(state) = state {
+                tx.put_pm_state(name, state)?;
+            }
+            tx.set_after_pending(name, None)?;
+            tx.set_checkpoint(name, through)?;
+            Ok(((), true))
+        })?;
+        let slot = &mut self.slots[index];
+        slot.checkpoint = through;
+        slot.after_pending = None;
+        Ok(())
     }
 
     /// The committed state blob of the stateful process manager `name`
