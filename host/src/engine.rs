@@ -56,13 +56,22 @@ type SubmitReply = oneshot::Sender<Result<Vec<String>, Error>>;
 /// Where the writer answers a caller waiting for a cascade.
 type SettledReply = oneshot::Sender<Result<Settled, Error>>;
 
+/// A command to queue and a caller waiting for its cascade.
+struct Execution {
+    submission: Submission,
+    reply: SettledReply,
+    /// Told the correlation id as soon as the command is queued, for a
+    /// caller that may stop waiting before the cascade settled.
+    id: Option<oneshot::Sender<String>>,
+}
+
 /// Work for the writer thread.
 enum Request {
     /// Queue commands; answer with their correlation ids.
     Submit(Vec<Submission>, SubmitReply),
     /// Queue a command and answer once its cascade has settled: one
     /// hand-over each way for a caller that waits.
-    Execute(Submission, SettledReply),
+    Execute(Execution),
     /// Answer once this cascade has settled.
     Settled(String, SettledReply),
     /// Run this on the runtime between two steps.
@@ -259,8 +268,41 @@ impl EngineHandle {
     /// As [`EngineHandle::submit`] and [`EngineHandle::settled`].
     pub async fn execute(&self, submission: impl Into<Submission>) -> Result<Settled, Error> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Execute(submission.into(), reply))?;
+        self.send(Request::Execute(Execution {
+            submission: submission.into(),
+            reply,
+            id: None,
+        }))?;
         answer.await.map_err(|_| Error::EngineStopped)?
+    }
+
+    /// [`EngineHandle::execute`] that stops waiting after `wait`: then it
+    /// answers `Err(correlation id)` and the cascade goes on. One hand-over
+    /// each way when it settles in time (`POST /commands`).
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineHandle::execute`]. Needs tokio's time driver.
+    pub async fn execute_within(
+        &self,
+        submission: impl Into<Submission>,
+        wait: Duration,
+    ) -> Result<Result<Settled, String>, Error> {
+        let (reply, mut answer) = oneshot::channel();
+        let (id_reply, id) = oneshot::channel();
+        self.send(Request::Execute(Execution {
+            submission: submission.into(),
+            reply,
+            id: Some(id_reply),
+        }))?;
+        match tokio::time::timeout(wait, &mut answer).await {
+            Ok(answer) => answer.map_err(|_| Error::EngineStopped)?.map(Ok),
+            Err(_) => match id.await {
+                Ok(id) => Ok(Err(id)),
+                // Never queued: the answer says why.
+                Err(_) => answer.await.map_err(|_| Error::EngineStopped)?.map(Ok),
+            },
+        }
     }
 
     /// Whether the cascade `correlation_id` has settled, without waiting.
@@ -425,7 +467,7 @@ struct Writer {
 #[derive(Default)]
 struct Arrived {
     submits: Vec<(Vec<Submission>, SubmitReply)>,
-    executes: Vec<(Submission, SettledReply)>,
+    executes: Vec<Execution>,
     /// Callers to answer once their cascade settled: those of `executes`
     /// join once the step named their cascades.
     waiters: Vec<(String, SettledReply)>,
@@ -470,7 +512,7 @@ impl Writer {
             for request in requests {
                 match request {
                     Request::Submit(submissions, reply) => arrived.submits.push((submissions, reply)),
-                    Request::Execute(submission, reply) => arrived.executes.push((submission, reply)),
+                    Request::Execute(execution) => arrived.executes.push(execution),
                     Request::Settled(id, reply) => arrived.waiters.push((id, reply)),
                     Request::Call(call) => {
                         // Keep arrival order: commands submitted before the
@@ -534,17 +576,17 @@ impl Writer {
             }
         }
         let mut executes = Vec::with_capacity(arrived.executes.len());
-        for (submission, reply) in arrived.executes.drain(..) {
-            match aggregates.check(&submission.command) {
-                Ok(()) => executes.push((submission, reply)),
+        for execution in arrived.executes.drain(..) {
+            match aggregates.check(&execution.submission.command) {
+                Ok(()) => executes.push(execution),
                 Err(err) => {
-                    let _ = reply.send(Err(err.into()));
+                    let _ = execution.reply.send(Err(err.into()));
                 }
             }
         }
         let counts: Vec<usize> = submits.iter().map(|(s, _)| s.len()).collect();
         let mut all: Vec<Submission> = submits.iter_mut().flat_map(|(s, _)| s.drain(..)).collect();
-        all.extend(executes.iter().map(|(s, _)| s.clone()));
+        all.extend(executes.iter().map(|e| e.submission.clone()));
         let submitted = all.len() as u64;
         let started = Instant::now();
         match self.runtime.pipeline().step_with(all) {
@@ -553,9 +595,12 @@ impl Writer {
                 for ((_, reply), count) in submits.into_iter().zip(counts) {
                     let _ = reply.send(Ok(ids.by_ref().take(count).collect()));
                 }
-                arrived
-                    .waiters
-                    .extend(ids.zip(executes).map(|(id, (_, reply))| (id, reply)));
+                for (id, execution) in ids.zip(executes) {
+                    if let Some(tell) = execution.id {
+                        let _ = tell.send(id.clone());
+                    }
+                    arrived.waiters.push((id, execution.reply));
+                }
                 let stats = &self.stats;
                 stats.submitted.fetch_add(submitted, Ordering::Relaxed);
                 if units > 0 {
@@ -575,8 +620,8 @@ impl Writer {
                 for (_, reply) in submits {
                     let _ = reply.send(Err(Error::Batch(shared.clone())));
                 }
-                for (_, reply) in executes {
-                    let _ = reply.send(Err(Error::Batch(shared.clone())));
+                for execution in executes {
+                    let _ = execution.reply.send(Err(Error::Batch(shared.clone())));
                 }
                 for (_, replies) in self.waiting.drain() {
                     for reply in replies {

@@ -441,3 +441,30 @@ fn a_restart_while_an_after_handler_waits_to_retry_does_not_call_the_on_handler_
         json!({ "created": 1, "afterSeen": [] })
     );
 }
+
+/// `POST /commands` that stops waiting answers 202 with the cascade's id;
+/// the cascade goes on (here: an `after-` handler retried on a timer, at
+/// least 30 ms) and settles once, parked once.
+#[test]
+fn a_command_that_outlasts_its_timeout_is_pending_and_then_settles_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = tempfile::tempdir().unwrap();
+    let flaky = flaky_plugin(plugin_dir.path(), plugins::FIXTURE_FLAKY, Policy::RetryThenPark);
+    let (status, out, err) = cascade_process(dir.path(), &["plugin", "add", plugins::USERS, &flaky]);
+    assert_eq!(status, 0, "{out}{err}");
+    let server = ServerProcess::start(dir.path(), &[]);
+    let name = "slow-after-fail";
+    let answer = server.post(
+        "/commands?timeout=0.005",
+        &json!({ "stream_type": "users", "stream_id": name, "command": "create", "args": { "name": name } }),
+    );
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert_eq!(answer.body["status"], "pending");
+    let id = answer.body["correlationId"].as_str().unwrap().to_owned();
+    let settled = server.get(&format!("/cascades/{id}?timeout=30"));
+    assert_eq!(settled.status, 200, "{:?}", settled.body);
+    assert_eq!(settled.body["failures"].as_array().map(Vec::len), Some(1));
+    assert_eq!(server.get("/parked").body.as_array().map(Vec::len), Some(1));
+    let state = server.get(&format!("/pm/{FLAKY}/state"));
+    assert_eq!(state.body["state"], json!({ "created": 1, "afterSeen": [] }));
+}

@@ -69,20 +69,21 @@ pub(super) async fn submit(
     };
     let mut command = Command::new(&body.stream_type, &body.stream_id, &body.command, &args);
     command.actor_id = body.actor;
-    let correlation_id = state
-        .engine
-        .submit(Submission {
-            command,
-            expected_version: body.expect_version,
-            idempotency_key: body.idempotency_key,
-            cascade_budget: body.cascade_budget,
-            trace: body.trace,
-        })
-        .await?;
+    let submission = Submission {
+        command,
+        expected_version: body.expect_version,
+        idempotency_key: body.idempotency_key,
+        cascade_budget: body.cascade_budget,
+        trace: body.trace,
+    };
     if query.wait == Some(false) {
-        return Ok(pending(&correlation_id));
+        return Ok(pending(&state.engine.submit(submission).await?));
     }
-    answer(&state, &correlation_id, Some(timeout(query.timeout)?), body.trace).await
+    // Queued and awaited in one request to the writer.
+    match state.engine.execute_within(submission, timeout(query.timeout)?).await? {
+        Ok(settled) => Ok(settled_response(settled, body.trace)),
+        Err(correlation_id) => Ok(pending(&correlation_id)),
+    }
 }
 
 pub(super) async fn cascade(
