@@ -1,13 +1,12 @@
 //! One group commit: the [`Batch`] that runs events through both phases and
 //! commands through their aggregates inside one write transaction.
 
-use super::listeners::handlers_by_event;
+use super::listeners::{handlers_by_event, resumed};
 use super::{LogLine, Pipeline, Route, Slot, TraceEntry};
 use crate::aggregate::Aggregates;
 use crate::error::{Error, PluginError, StoreError};
 use crate::event::{Envelope, Event};
 use crate::host_api::Effects;
-use crate::listener::Phase;
 use crate::read_model::ReadModels;
 use crate::records::{CascadeRecord, CommandRecord, QueuedCommand};
 use crate::store::{Storage, UnitOfWork, WorkQueue};
@@ -260,9 +259,7 @@ impl Batch<'_> {
                 continue;
             };
             self.slots[slot].backoff = None;
-            let listener = self.slots[slot].listener.as_ref();
-            let by_event = handlers_by_event(listener);
-            let phases: Vec<Phase> = listener.handlers().iter().map(|h| h.phase).collect();
+            let by_event = handlers_by_event(self.slots[slot].listener.as_ref());
             for position in backoff.position..=through {
                 let event = tx.logged_event(position)?;
                 let routed = by_event.get(&event.name).map_or(&[][..], Vec::as_slice);
@@ -275,7 +272,7 @@ impl Batch<'_> {
                     1
                 };
                 let after_only = self.slots[slot].after_pending == Some(position);
-                for &handler in routed.iter().filter(|&&h| !after_only || phases[h] == Phase::After) {
+                for &handler in resumed(self.slots[slot].listener.as_ref(), routed, after_only) {
                     self.call(tx, slot, handler, &event, attempt)?;
                     attempt = 1;
                     if self.slots[slot].stopped || self.slots[slot].backoff.is_some() {

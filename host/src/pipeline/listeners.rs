@@ -197,6 +197,20 @@ pub(super) fn handlers_by_event(listener: &dyn Listener) -> HashMap<String, Vec<
     by_event
 }
 
+/// `routed` (an event's handlers, `on-` first, as [`handlers_by_event`]
+/// sorts them), or with `after_only` (its `on-` handler already ran: see
+/// `Slot::after_pending`) its `after-` handler alone.
+pub(super) fn resumed<'a>(listener: &dyn Listener, routed: &'a [usize], after_only: bool) -> &'a [usize] {
+    if !after_only {
+        return routed;
+    }
+    let first_after = routed
+        .iter()
+        .position(|&h| listener.handlers()[h].phase == Phase::After)
+        .unwrap_or(routed.len());
+    &routed[first_after..]
+}
+
 pub(super) fn routes(slots: &[Slot]) -> HashMap<String, Route> {
     let mut routes: HashMap<String, Route> = HashMap::new();
     for (slot_index, slot) in slots.iter().enumerate() {

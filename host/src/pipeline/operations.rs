@@ -2,10 +2,9 @@
 //! cancelling, parked events retried or skipped, a state reset.
 
 use super::Pipeline;
-use super::listeners::{handlers_by_event, routes};
+use super::listeners::{handlers_by_event, resumed, routes};
 use crate::error::{Error, Failure, PluginError, StoreError};
 use crate::event::Command;
-use crate::listener::Phase;
 use crate::records::{Parked, Skipped};
 use crate::store::{EventLog, Progress, Storage, WorkQueue};
 
@@ -142,9 +141,7 @@ impl<S: Storage> Pipeline<S> {
             return Ok(0);
         }
         self.slots[index].stopped = false;
-        let listener = self.slots[index].listener.as_ref();
-        let by_event = handlers_by_event(listener);
-        let phases: Vec<Phase> = listener.handlers().iter().map(|h| h.phase).collect();
+        let by_event = handlers_by_event(self.slots[index].listener.as_ref());
         let handled = self.in_batch(|batch, tx| {
             tx.set_stopped(name, false)?;
             let through = tx.pipeline_position()?;
@@ -154,8 +151,9 @@ impl<S: Storage> Pipeline<S> {
                 let event = tx.logged_event(position)?;
                 // Stopped at an `after-` handler: its `on-` handler ran.
                 let after_only = batch.slots[index].after_pending.take() == Some(position);
-                for &handler in by_event.get(&event.name).map_or(&[][..], Vec::as_slice) {
-                    if !batch.slots[index].stopped && (!after_only || phases[handler] == Phase::After) {
+                let routed = by_event.get(&event.name).map_or(&[][..], Vec::as_slice);
+                for &handler in resumed(batch.slots[index].listener.as_ref(), routed, after_only) {
+                    if !batch.slots[index].stopped {
                         batch.call(tx, index, handler, &event, 1)?;
                     }
                 }

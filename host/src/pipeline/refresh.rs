@@ -220,14 +220,16 @@ fn replay(
     let by_event = super::listeners::handlers_by_event(listener.as_ref());
     // Calls that failed for good live, and were parked or skipped, are left
     // out: live, a failed call is atomic, so its effect is in no state.
-    let not_applied: HashSet<(String, u64)> = store.read(|tx| {
+    // By handler index: no export name is built per replayed call.
+    let exports: Vec<String> = listener.handlers().iter().map(|h| h.export_name()).collect();
+    let not_applied: HashSet<(usize, u64)> = store.read(|tx| {
         let parked = tx.parked()?.into_iter().map(|(_, p)| p);
         let skipped = tx.skipped()?.into_iter().map(|(_, s)| s.parked);
         Ok::<_, StoreError>(
             parked
                 .chain(skipped)
                 .filter(|p| p.plugin == name)
-                .map(|p| (p.handler, p.position))
+                .filter_map(|p| Some((exports.iter().position(|e| *e == p.handler)?, p.position)))
                 .collect(),
         )
     })?;
@@ -258,9 +260,7 @@ fn replay(
             };
             report.events += 1;
             for &handler in handlers {
-                if !not_applied.is_empty()
-                    && not_applied.contains(&(listener.handlers()[handler].export_name(), event.position))
-                {
+                if !not_applied.is_empty() && not_applied.contains(&(handler, event.position)) {
                     report.parked += 1;
                     continue;
                 }

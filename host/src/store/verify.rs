@@ -158,27 +158,32 @@ pub(super) fn verify(db: &super::ReadDb) -> Result<Verification, StoreError> {
             ));
         }
     }
-    if let Ok(states) = txn.open_table(PM_STATES) {
-        for entry in states.iter()? {
-            let (name, blob) = entry?;
-            v.states += 1;
-            let what = || format!("the state of `{}`", name.value());
-            if let Err(err) = super::sealed::unseal(PM_STATES.name(), what, name.value().as_bytes(), blob.value()) {
-                v.problem(err.to_string());
-            }
-        }
-    }
-    if let Ok(artifacts) = txn.open_table(ARTIFACTS) {
-        for entry in artifacts.iter()? {
-            let (key, blob) = entry?;
-            v.artifacts += 1;
-            let what = || format!("artifact `{}`", key.value());
-            if let Err(err) = super::sealed::unseal(ARTIFACTS.name(), what, key.value().as_bytes(), blob.value()) {
-                v.problem(err.to_string());
-            }
-        }
-    }
+    v.states = check_sealed(&txn, &PM_STATES, |name| format!("the state of `{name}`"), &mut v)?;
+    v.artifacts = check_sealed(&txn, &ARTIFACTS, |key| format!("artifact `{key}`"), &mut v)?;
     Ok(v)
+}
+
+/// Check the checksum of every record of `table` (sealed with its key);
+/// returns how many there are.
+fn check_sealed(
+    txn: &redb::ReadTransaction,
+    table: &'static redb::TableDefinition<'static, &'static str, &'static [u8]>,
+    what: fn(&str) -> String,
+    v: &mut Verification,
+) -> Result<u64, StoreError> {
+    let Ok(records) = txn.open_table(*table) else {
+        return Ok(0);
+    };
+    let mut count = 0;
+    for entry in records.iter()? {
+        let (key, blob) = entry?;
+        count += 1;
+        let key = key.value();
+        if let Err(err) = super::sealed::unseal(table.name(), || what(key), key.as_bytes(), blob.value()) {
+            v.problem(err.to_string());
+        }
+    }
+    Ok(count)
 }
 
 /// One stream as the scan goes: its head and how many versions followed.
