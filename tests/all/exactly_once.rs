@@ -468,3 +468,102 @@ fn a_command_that_outlasts_its_timeout_is_pending_and_then_settles_once() {
     let state = server.get(&format!("/pm/{FLAKY}/state"));
     assert_eq!(state.body["state"], json!({ "created": 1, "afterSeen": [] }));
 }
+
+/// The same property through a real `cascade serve`, killed (-9) and
+/// restarted where the embedded one reopens; fixes, retries, skips and
+/// starts go through the command line and HTTP. Fewer cases: each step is a
+/// process or a request.
+#[test]
+fn through_cascade_serve_killed_at_random_the_state_equals_the_model_at_every_step() {
+    for policy in [Policy::Park, Policy::RetryThenPark, Policy::Stop] {
+        let mut runner = TestRunner::new(Config {
+            cases: 8,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&steps(), |steps| serve_case(policy, &steps))
+            .unwrap_or_else(|e| panic!("{policy:?}: {e}"));
+    }
+}
+
+fn serve_case(policy: Policy, steps: &[Step]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = tempfile::tempdir().unwrap();
+    let flaky = flaky_plugin(plugin_dir.path(), plugins::FIXTURE_FLAKY, policy);
+    let (status, out, err) = cascade_process(dir.path(), &["plugin", "add", plugins::USERS, &flaky]);
+    prop_assert_eq!(status, 0, "{}{}", out, err);
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let mut model = Model::default();
+    for (i, step) in steps.iter().enumerate() {
+        match step {
+            Step::Create(fault) => {
+                let name = format!("u{i}-{}", fault.suffix());
+                let answer = server.post(
+                    "/commands",
+                    &json!({ "stream_type": "users", "stream_id": name, "command": "create", "args": { "name": name } }),
+                );
+                prop_assert_eq!(answer.status, 200, "{:?}", answer.body);
+                let position = answer.body["events"][0]["position"].as_u64().unwrap();
+                model.handle(policy, position, &name, *fault);
+            }
+            Step::Reopen => {
+                server.kill9();
+                server = ServerProcess::start(dir.path(), &[]);
+            }
+            Step::Fix { skip_some } => {
+                let fixed = flaky_plugin(plugin_dir.path(), plugins::FIXTURE_FLAKY_FIXED, policy);
+                let (status, out, err) = cascade_process(dir.path(), &["plugin", "add", &fixed]);
+                prop_assert_eq!(status, 0, "{}{}", out, err);
+                model.fixed = true;
+                let entries = server.get("/parked").body.as_array().cloned().unwrap_or_default();
+                for (n, entry) in entries.iter().enumerate() {
+                    let (handler, position) = (entry["handler"].as_str().unwrap(), entry["position"].as_u64().unwrap());
+                    let name = model
+                        .parked
+                        .iter()
+                        .find(|(h, p, _)| *h == handler && *p == position)
+                        .map(|(_, _, name)| name.clone())
+                        .expect("every parked entry is in the model");
+                    model.parked.retain(|(h, p, _)| !(*h == handler && *p == position));
+                    let id = entry["id"].as_u64().unwrap();
+                    if *skip_some && n % 2 == 0 {
+                        prop_assert_eq!(
+                            server.post(&format!("/parked/{id}/skip?by=test"), &json!({})).status,
+                            200
+                        );
+                    } else {
+                        let retried = server.post(&format!("/parked/{id}/retry"), &json!({}));
+                        prop_assert_eq!(&retried.body["status"], "succeeded", "{:?}", retried.body);
+                        let phase = if handler == Phase::On.export() {
+                            Phase::On
+                        } else {
+                            Phase::After
+                        };
+                        model.apply(phase, &name);
+                    }
+                }
+                let (status, out, err) = cascade_process(dir.path(), &["plugin", "start", FLAKY]);
+                prop_assert_eq!(status, 0, "{}{}", out, err);
+                model.start(policy);
+            }
+        }
+        let state = server.get(&format!("/pm/{FLAKY}/state")).body["state"].clone();
+        let live = if state.is_null() {
+            json!({ "created": 0, "afterSeen": [] })
+        } else {
+            normalized(state)
+        };
+        prop_assert_eq!(live, model.state(), "after step {} ({:?})", i, step);
+        let parked = server.get("/parked").body.as_array().map(Vec::len).unwrap_or(0);
+        prop_assert_eq!(parked, model.parked.len(), "parked after step {} ({:?})", i, step);
+    }
+    if !model.stopped {
+        let live = server.get(&format!("/pm/{FLAKY}/state")).body["state"].clone();
+        let refreshed = server.post(&format!("/pm/{FLAKY}/refresh"), &json!({}));
+        if !live.is_null() {
+            prop_assert_eq!(normalized(refreshed.body["state"].clone()), normalized(live));
+        }
+    }
+    Ok(())
+}

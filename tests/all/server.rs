@@ -608,10 +608,31 @@ fn a_second_embedded_process_waits_for_the_lock_then_says_what_holds_it() {
 fn after_kill_9_every_reading_command_works_and_the_first_repairs_the_file() {
     let dir = data_dir();
     let server = ServerProcess::start(dir.path(), &[]);
-    for i in 0..20 {
-        assert_eq!(server.create_user(&format!("u{i}")).status, 200);
-    }
-    server.kill9();
+    // Killed mid-cascade: a client is still sending commands.
+    let answered = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let mut answered = 0;
+            for i in 0..10_000 {
+                let body = json!({
+                    "stream_type": "users", "stream_id": format!("u{i}"), "command": "create", "args": {"name": "x"}
+                });
+                match server.try_send("POST", "/commands", "application/json", body.to_string().into_bytes()) {
+                    Ok(answer) if answer.status == 200 => answered += 1,
+                    _ => break,
+                }
+            }
+            answered
+        });
+        while server.get("/events?limit=1&from=40").body["events"] == json!([]) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid_of(&server.data).to_string()])
+            .status()
+            .unwrap();
+        client.join().unwrap()
+    });
+    drop(server);
     let reads: [&[&str]; 7] = [
         &["events", "--json"],
         &["plugin", "list"],
@@ -628,8 +649,8 @@ fn after_kill_9_every_reading_command_works_and_the_first_repairs_the_file() {
         let repaired = err.lines().filter(|l| l.contains("repaired")).count();
         assert_eq!(repaired, usize::from(i == 0), "{args:?}: {err}");
         if args[0] == "events" {
-            // One JSON event per line: users and their accounts.
-            assert_eq!(out.lines().count(), 40, "every committed event is there");
+            // One JSON event per line: every answered user and its account.
+            assert!(out.lines().count() >= 2 * answered, "{answered} answered: {out}");
         }
     }
 }
