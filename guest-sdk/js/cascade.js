@@ -4,9 +4,14 @@
 //
 // Process managers and projections: every exported function `on<Event>` or `after<Event>` handles that event
 // (`onUserCreated` handles `UserCreated`). A stateless handler takes
-// `(event, ctx)`; a module that exports `initialState()` is stateful, and its
-// handlers take `(state, event, ctx)` and change `state` in place; the host
-// persists it as JSON with the plugin's checkpoint. A projection also
+// `(event, ctx)`; a module that exports `initialState()` is stateful (per
+// instance), and its handlers take `(state, event, ctx)` and change `state`
+// in place: the state of the instance the event belongs to, which the host
+// persists as JSON with the plugin's checkpoint. `instances()` may return
+// rules (`byStreamId`, `byCorrelationId`, `byPayloadField`, `single`) saying
+// which instance each event belongs to (default: its stream id). A handler
+// can `complete()` its instance and `scheduleAfter` a timer, which comes back
+// to `onTimerFired`. A projection also
 // exports `collections()` and writes with `put`/`delete`. An aggregate exports
 // NAME, COMMANDS, EVENTS (event name to JSON Schema), `handle(state, streamId,
 // command, args)` returning a list of `event(...)` (or throwing `Rejected`),
@@ -25,6 +30,13 @@ import {
   find as hostFind,
   put as hostPut,
   remove as hostDelete,
+  instanceId as hostInstanceId,
+  instanceState,
+  setInstanceState,
+  completeInstance,
+  scheduleTimer,
+  cancelTimer as hostCancelTimer,
+  configGet,
 } from './host.js';
 
 /** Thrown by `skipRefreshing(ctx)` to skip an event during a refresh. */
@@ -38,6 +50,9 @@ export class QueryError extends Error {}
 
 /** A read-model write the host refused (collection not declared, body not an object). */
 export class WriteError extends Error {}
+
+/** The host refused a timer (no instances, a name or payload out of bounds). */
+export class TimerError extends Error {}
 
 /** Thrown by an aggregate's `handle` to reject a command; the message is the reason. */
 export class Rejected extends Error {}
@@ -132,6 +147,61 @@ export function remove(collection, id) {
   }
 }
 
+const rule = (event, key, starts) => ({ event, key, starts: starts !== false });
+
+/** `event` belongs to the instance named by its stream id (`*`: every event). */
+export const byStreamId = (event, { starts } = {}) => rule(event, { tag: 'stream-id' }, starts);
+
+/** `event` belongs to the instance named by its correlation id. */
+export const byCorrelationId = (event, { starts } = {}) => rule(event, { tag: 'correlation-id' }, starts);
+
+/** `event` belongs to the instance named by its payload's top-level `field`. */
+export const byPayloadField = (event, field, { starts } = {}) =>
+  rule(event, { tag: 'payload-field', val: field }, starts);
+
+/** `event` belongs to the one instance `singleton` (`single('*')`: every event). */
+export const single = (event, { starts } = {}) => rule(event, { tag: 'single' }, starts);
+
+/** The id of the instance the current handler call belongs to. */
+export function instanceId() {
+  return hostInstanceId();
+}
+
+/** Complete the current instance: its state and timers go with this call. */
+export function complete() {
+  completeInstance();
+}
+
+/** Schedule timer `name` of the current instance `millis` after the handled
+ * event's time; it comes back as `TimerFired` to `onTimerFired`. */
+export function scheduleAfter(name, millis, payload = {}) {
+  schedule(name, { tag: 'after', val: BigInt(millis) }, payload);
+}
+
+/** Schedule timer `name` at `at` (milliseconds since the Unix epoch). */
+export function scheduleAt(name, at, payload = {}) {
+  schedule(name, { tag: 'at', val: BigInt(at) }, payload);
+}
+
+function schedule(name, due, payload) {
+  try {
+    scheduleTimer(name, due, JSON.stringify(payload));
+  } catch (e) {
+    throw new TimerError(String(payloadOf(e)));
+  }
+}
+
+/** Cancel timer `name` of the current instance; a missing one is fine. */
+export function cancelTimer(name) {
+  hostCancelTimer(name);
+}
+
+/** The manifest's `[config]` value `key`, or `fallback` when it is not set. */
+export function config(key, fallback = undefined) {
+  const value = configGet(key);
+  return value === undefined || value === null ? fallback : JSON.parse(value);
+}
+
 /** An event an aggregate's `handle` decides on: its name and payload. */
 export function event(name, payload) {
   return { name, payload };
@@ -144,14 +214,20 @@ export function log(level, message) {
 
 // What the generated component glue calls; not for plugin code.
 
-let state;
-
-export function __handle(handler, rawEvent, rawCtx, stateful) {
+// With `plugin` (a stateful one): the handler gets the state of the call's
+// instance, handed back to the host when it changed.
+export function __handle(handler, rawEvent, rawCtx, plugin = undefined) {
   try {
     const event = new Event(rawEvent);
     const ctx = { refreshing: rawCtx.refreshing };
-    if (stateful) handler(state, event, ctx);
-    else handler(event, ctx);
+    if (plugin) {
+      const stored = instanceState();
+      const before = stored === undefined || stored === null ? undefined : new TextDecoder().decode(stored);
+      const state = before === undefined ? plugin.initialState() : JSON.parse(before);
+      handler(state, event, ctx);
+      const after = JSON.stringify(state);
+      if (after !== before) setInstanceState(new TextEncoder().encode(after));
+    } else handler(event, ctx);
   } catch (e) {
     if (e instanceof SkipRefreshing) throw { payload: { tag: 'skip-refreshing' } };
     throw { payload: { tag: 'failed', val: describeFailure(e) } };
@@ -193,10 +269,6 @@ export function __decide(plugin, blob, streamId, command, args) {
   }
 }
 
-export function __loadState(plugin, blob) {
-  state = blob === undefined || blob === null ? plugin.initialState() : JSON.parse(new TextDecoder().decode(blob));
-}
-
-export function __saveState() {
-  return new TextEncoder().encode(JSON.stringify(state));
+export function __instances(plugin) {
+  return plugin.instances ? [...plugin.instances()] : [];
 }

@@ -5,8 +5,8 @@
 
 Tells the kind from the module's top-level functions: ``handle`` and
 ``apply`` make an aggregate, ``collections`` a projection, otherwise
-``on_<event>`` / ``after_<event>`` handlers make a process manager (stateful
-when it defines ``initial_state``). Writes the plugin's WIT world the way
+``on_<event>`` / ``after_<event>`` handlers make a process manager (stateful,
+per instance, when it defines ``initial_state``). Writes the plugin's WIT world the way
 the Rust SDK's macros do, generates the glue between the world and the
 module, and runs componentize-py (pinned in requirements.txt). The manifest
 (``PLUGIN.toml``, or ``cascade.toml`` beside the module) is copied beside the
@@ -130,16 +130,13 @@ def glue(module, plugin):
     for name in plugin.handlers:
         lines += [
             f"    def {name}(self, event, ctx):",
-            f"        cascade._handle(plugin.{name}, event, ctx, {stateful})",
+            f"        cascade._handle(plugin.{name}, event, ctx{', plugin' if stateful else ''})",
             "",
         ]
     if stateful:
         lines += [
-            "    def save_state(self):",
-            "        return cascade._save_state()",
-            "",
-            "    def load_state(self, state):",
-            "        cascade._load_state(plugin, state)",
+            "    def instances(self):",
+            "        return cascade._instances(plugin)",
             "",
         ]
     if plugin.kind == "projection":

@@ -19,6 +19,12 @@
 //! }
 //! ```
 //!
+//! `#[process_manager(state = T)]` makes a per-instance (stateful) process
+//! manager: each handler takes `&mut T`, the state of the instance its event
+//! belongs to (by default the event's stream id; see [`InstanceRule`]), and
+//! may [`complete`] the instance or [`schedule_after`] a timer for it, which
+//! comes back as `on_timer_fired` ([`FiredTimer`]).
+//!
 //! An aggregate implements [`Aggregate`] and is exported with
 //! [`export_aggregate!`].
 
@@ -39,6 +45,7 @@ mod bindings {
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use bindings::cascade::runtime::instance_types::{InstanceKey, InstanceRule};
 pub use bindings::cascade::runtime::log::Level;
 pub use bindings::cascade::runtime::projection_types::Collection;
 pub use bindings::cascade::runtime::types::{Command, Context, Envelope, Event, HandlerError};
@@ -122,6 +129,126 @@ pub fn skip_refreshing(ctx: &Context) -> HandlerResult {
     } else {
         Ok(())
     }
+}
+
+impl InstanceRule {
+    /// `event` belongs to the instance named by its stream id.
+    pub fn by_stream_id(event: &str) -> Self {
+        Self::new(event, InstanceKey::StreamId)
+    }
+
+    /// `event` belongs to the instance named by its correlation id.
+    pub fn by_correlation_id(event: &str) -> Self {
+        Self::new(event, InstanceKey::CorrelationId)
+    }
+
+    /// `event` belongs to the instance named by its payload's top-level
+    /// `field` (a string or a number), e.g. `orderId`.
+    pub fn by_payload_field(event: &str, field: &str) -> Self {
+        Self::new(event, InstanceKey::PayloadField(field.to_owned()))
+    }
+
+    /// `event` belongs to the one instance `singleton`.
+    pub fn single(event: &str) -> Self {
+        Self::new(event, InstanceKey::Single)
+    }
+
+    /// The event does not start an instance: for one that does not exist
+    /// (never started, or completed) it is ignored.
+    pub fn no_start(mut self) -> Self {
+        self.starts = false;
+        self
+    }
+
+    fn new(event: &str, key: InstanceKey) -> Self {
+        InstanceRule {
+            event: event.to_owned(),
+            key,
+            starts: true,
+        }
+    }
+}
+
+/// The id of the instance the current handler call belongs to.
+pub fn instance_id() -> String {
+    bindings::cascade::runtime::instance::id()
+}
+
+/// Complete the current instance: when the call succeeds, its state is
+/// deleted and its timers cancelled, and later events for it are ignored
+/// unless their rule lets them start a new one.
+pub fn complete() {
+    bindings::cascade::runtime::instance::complete();
+}
+
+/// Schedule timer `name` of the current instance `millis` after the
+/// handled event's time, with `payload`; it replaces a pending one of the
+/// same name and comes back as `TimerFired` to `on_timer_fired`.
+///
+/// # Errors
+///
+/// The host's reason: no instances, a name or payload out of bounds.
+pub fn schedule_after(name: &str, millis: u64, payload: impl Serialize) -> HandlerResult {
+    schedule(name, bindings::cascade::runtime::timers::Due::After(millis), payload)
+}
+
+/// Schedule timer `name` of the current instance at `at` (milliseconds
+/// since the Unix epoch), as [`schedule_after`].
+///
+/// # Errors
+///
+/// As [`schedule_after`].
+pub fn schedule_at(name: &str, at: u64, payload: impl Serialize) -> HandlerResult {
+    schedule(name, bindings::cascade::runtime::timers::Due::At(at), payload)
+}
+
+fn schedule(name: &str, due: bindings::cascade::runtime::timers::Due, payload: impl Serialize) -> HandlerResult {
+    let payload = serde_json::to_string(&payload)?;
+    bindings::cascade::runtime::timers::schedule(name, due, &payload).map_err(HandlerError::Failed)
+}
+
+/// Cancel timer `name` of the current instance; a missing one is fine.
+pub fn cancel_timer(name: &str) {
+    bindings::cascade::runtime::timers::cancel(name);
+}
+
+/// A fired timer, as `on_timer_fired` receives it in the event's payload.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct FiredTimer {
+    /// The timer's name.
+    pub timer: String,
+    /// The instance that scheduled it.
+    pub instance: String,
+    /// When it was due, in milliseconds since the Unix epoch.
+    pub due: u64,
+    /// What it was scheduled with.
+    pub payload: serde_json::Value,
+}
+
+impl Event {
+    /// The timer a `TimerFired` event is about.
+    ///
+    /// # Errors
+    ///
+    /// A [`HandlerError::Failed`] when this is not a `TimerFired` event.
+    pub fn timer(&self) -> Result<FiredTimer, HandlerError> {
+        self.payload()
+    }
+}
+
+/// The plugin's configuration value `key` (its manifest's `[config]`
+/// table), deserialized into `T`; `None` when it is not set.
+///
+/// # Errors
+///
+/// A value that does not fit `T`.
+pub fn config<T: DeserializeOwned>(key: &str) -> Result<Option<T>, HandlerError> {
+    bindings::cascade::runtime::config::get(key)
+        .map(|json| {
+            serde_json::from_str(&json)
+                .map_err(|e| HandlerError::Failed(format!("config `{key}` does not fit the type: {e}")))
+        })
+        .transpose()
 }
 
 /// Log `message` at `level`; the host tags it with the plugin's name.
@@ -289,49 +416,33 @@ pub mod __private {
 
     pub mod wit {
         pub use crate::bindings::cascade::runtime::{
-            commands, event_envelope, log, projection_types, read_model_writer, read_models, types,
+            commands, config, event_envelope, instance, instance_types, log, projection_types, read_model_writer,
+            read_models, timers, types,
         };
     }
 
     use super::{Aggregate, HandlerResult};
     use serde::Serialize;
     use serde::de::DeserializeOwned;
-    use std::cell::RefCell;
 
-    /// The state of a stateful process manager. Components are
-    /// single-threaded, so a `RefCell` in a static is sound.
-    pub struct StateCell<T>(RefCell<Option<T>>);
-
-    // SAFETY: wasm32-wasip2 components run on one thread.
-    unsafe impl<T> Sync for StateCell<T> {}
-
-    impl<T> StateCell<T> {
-        #[allow(clippy::new_without_default)]
-        pub const fn new() -> Self {
-            StateCell(RefCell::new(None))
+    /// Call `f` with the state of the current instance (its `Default` for
+    /// a new one) and hand the host the state it leaves, when it changed.
+    pub fn with_state<T: Default + Serialize + DeserializeOwned>(
+        f: impl FnOnce(&mut T) -> HandlerResult,
+    ) -> HandlerResult {
+        let stored = wit::instance::state();
+        let mut state: T = match &stored {
+            None => T::default(),
+            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
+                crate::HandlerError::Failed(format!("the stored state does not fit the state type: {e}"))
+            })?,
+        };
+        f(&mut state)?;
+        let bytes = serde_json::to_vec(&state)?;
+        if stored.as_deref() != Some(bytes.as_slice()) {
+            wit::instance::set_state(&bytes);
         }
-    }
-
-    pub fn with_state<T: Default>(cell: &StateCell<T>, f: impl FnOnce(&mut T) -> HandlerResult) -> HandlerResult {
-        let mut slot = cell.0.borrow_mut();
-        f(slot.get_or_insert_with(T::default))
-    }
-
-    pub fn save_state<T: Default + Serialize>(cell: &StateCell<T>) -> Vec<u8> {
-        let mut slot = cell.0.borrow_mut();
-        serde_json::to_vec(slot.get_or_insert_with(T::default)).expect("process manager state serializes to JSON")
-    }
-
-    pub fn load_state<T: DeserializeOwned>(cell: &StateCell<T>, state: Option<Vec<u8>>) {
-        // A blob that no longer fits the state type traps: the host reports
-        // it and keeps the previous version running.
-        // `load-state` cannot return an error in the contract: the panic
-        // message is what the host reports.
-        let state = state.map(|bytes| {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|e| panic!("the stored state does not fit the state type: {e}"))
-        });
-        *cell.0.borrow_mut() = state;
+        Ok(())
     }
 
     pub fn describe<A: Aggregate>() -> (String, Vec<(String, String)>, Vec<String>) {

@@ -109,7 +109,7 @@ fn main() {
     for _ in 0..rounds {
         for (i, (_, suffix)) in LANGS.iter().enumerate() {
             let name = format!("user-counter{suffix}");
-            let report = runtime.pipeline().refresh(&name, &mut |_, _| {}).unwrap();
+            let report = runtime.pipeline().refresh(&name, None, &mut |_, _| {}).unwrap();
             assert_eq!(report.calls, events);
             times[i].push(report.elapsed);
         }

@@ -54,9 +54,14 @@ fn fill(store: &Store, count: u64) {
 }
 
 fn refresh(pipeline: &mut Pipeline, events: u64) -> Duration {
-    let report = pipeline.refresh("user-counter", &mut |_, _| {}).unwrap();
+    let report = pipeline.refresh("user-counter", None, &mut |_, _| {}).unwrap();
     assert_eq!(report.events, events);
-    let state: serde_json::Value = serde_json::from_slice(&report.state).unwrap();
+    let state = pipeline
+        .instance_state("user-counter", cascade::SINGLETON)
+        .unwrap()
+        .and_then(|i| i.state)
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
     assert_eq!(state["usersCreated"], events);
     report.elapsed
 }

@@ -50,7 +50,10 @@ fn counter_runtime(dir: &Path, plugins: &Path, events: u64, epoch_interruption: 
 
 /// Time of one refresh of `user-counter`, per event.
 fn refresh_per_call(runtime: &mut Runtime, events: u64) -> Duration {
-    let report = runtime.pipeline().refresh("user-counter", &mut |_, _| {}).unwrap();
+    let report = runtime
+        .pipeline()
+        .refresh("user-counter", None, &mut |_, _| {})
+        .unwrap();
     report.elapsed / events as u32
 }
 

@@ -111,6 +111,21 @@ impl Aggregates {
                 "stream type `{name}` must be non-empty and contain no `:`"
             )));
         }
+        if name == crate::instance::TIMER_STREAM {
+            return Err(invalid(format!(
+                "stream type `{name}` is the host's own (its streams hold fired timers); choose another name"
+            )));
+        }
+        if let Some(reserved) = description
+            .events
+            .iter()
+            .find(|e| e.name == crate::instance::TIMER_FIRED)
+        {
+            return Err(invalid(format!(
+                "event name `{}` is the host's own (a fired timer); choose another name",
+                reserved.name
+            )));
+        }
         let mut schemas = HashMap::new();
         for event in &description.events {
             if !is_pascal_case(&event.name) {

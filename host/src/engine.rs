@@ -486,12 +486,12 @@ impl Writer {
         // Work queued before a restart resumes at once.
         let mut busy = self.live;
         loop {
-            // Idle: sleep until a request arrives, or until a listener in
-            // backoff may retry. Busy: take what is there.
+            // Idle: sleep until a request arrives, until a listener in
+            // backoff may retry, or until a timer is due. Busy: take what is there.
             let first = if busy {
                 self.inbox.try_recv().ok()
-            } else if let Some(retry) = self.runtime.pipeline_ref().next_retry() {
-                match self.inbox.recv_timeout(retry.saturating_duration_since(Instant::now())) {
+            } else if let Some(wake) = self.wake_at() {
+                match self.inbox.recv_timeout(wake.saturating_duration_since(Instant::now())) {
                     Ok(request) => Some(request),
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -539,6 +539,21 @@ impl Writer {
                 return;
             }
         }
+    }
+
+    /// When an idle writer must step without a request: a listener in
+    /// backoff may retry, or (a live writer) the next timer is due.
+    fn wake_at(&mut self) -> Option<Instant> {
+        let retry = self.runtime.pipeline_ref().next_retry();
+        let timer = match self.live {
+            // A timer it cannot read is looked for again at the next step.
+            true => self.runtime.pipeline().next_timer().ok().flatten().map(|due| {
+                let wait = due.saturating_sub(crate::clock::now_millis());
+                Instant::now() + Duration::from_millis(wait)
+            }),
+            false => None,
+        };
+        retry.into_iter().chain(timer).min()
     }
 
     /// The next request, waiting for it; `None` once every handle is gone.

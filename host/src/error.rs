@@ -414,16 +414,6 @@ pub enum PluginError {
         /// The process manager.
         name: String,
     },
-    /// A redeployed build cannot read the state the running one saved.
-    #[error(
-        "the new build of `{plugin}` cannot read the stored state: {message}; the old build keeps running. Redeploy with `--state refresh` (rebuild the state from history) or `--state reset` (start empty), or make the new state type read the old one (e.g. `#[serde(default)]` on added fields)"
-    )]
-    IncompatibleState {
-        /// The process manager.
-        plugin: String,
-        /// What `load-state` said.
-        message: String,
-    },
     /// A plugin added under a name a plugin of another kind has.
     #[error(
         "cannot add {new} `{name}`: a {existing} has that name; give the plugin another name (`name = \"...\"` in its manifest, or rename the file)"
@@ -435,16 +425,6 @@ pub enum PluginError {
         existing: String,
         /// What was added.
         new: String,
-    },
-    /// `save-state` or `load-state` failed.
-    #[error("process manager `{plugin}` failed to {action} its state: {message}")]
-    State {
-        /// The process manager.
-        plugin: String,
-        /// `save` or `load`.
-        action: &'static str,
-        /// What went wrong.
-        message: String,
     },
     /// wasmtime refused to instantiate or call the component.
     #[error("plugin `{plugin}` could not be loaded: {message}")]
@@ -493,6 +473,9 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+    /// The test clock was asked to move while the host runs on the wall clock.
+    #[error("the clock can only be moved when the host was started with the test clock (CASCADE_TEST_CLOCK=MS)")]
+    NoTestClock,
     /// Reading a plugin file or the data directory failed.
     #[error("{context}: {source}")]
     Io {

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::error::QueryError;
 use crate::event::Command;
+use crate::instance::InstanceCall;
 
 /// Log levels a guest can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -30,6 +31,9 @@ pub struct Effects {
     pub commands: Vec<Command>,
     /// Log lines, in order.
     pub logs: Vec<(Level, String)>,
+    /// For a per-instance process manager: the instance the call works on,
+    /// set by the caller before the call and changed by it.
+    pub instance: Option<InstanceCall>,
 }
 
 /// A document id and its JSON text.

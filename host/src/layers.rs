@@ -5,7 +5,9 @@
 const LAYERS: &[(&str, &[&str], &[&str])] = &[
     (
         "types",
-        &["error", "event", "host_api", "manifest", "records", "text"],
+        &[
+            "clock", "error", "event", "host_api", "instance", "manifest", "records", "text",
+        ],
         &[],
     ),
     ("store", &["store"], &["types"]),

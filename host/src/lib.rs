@@ -93,10 +93,12 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+pub mod clock;
 mod engine;
 mod error;
 mod event;
 mod host_api;
+mod instance;
 #[cfg(test)]
 mod layers;
 mod listener;
@@ -118,20 +120,26 @@ pub use error::{
 };
 pub use event::{Command, Envelope, Event, NewEvent};
 pub use host_api::{AggregateNames, Document, DocumentAccess, Effects, Level};
+pub use instance::{
+    InstanceCall, InstanceKey, InstanceRule, InstanceRules, SINGLETON, TIMER_FIRED, TIMER_STREAM, TimerFired,
+    TimerRequest,
+};
 pub use listener::{Context, Handler, HandlerError, Listener, Phase};
 pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError, Placement, Policy, StartFrom};
 pub use pipeline::{
-    CascadeRecord, Cause, CommandRecord, DURATION_BUCKETS, HandlerStats, ListenerStats, Load, LogLine, Options,
-    Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped, Submission, TraceEntry, state_json,
+    CascadeRecord, Cause, CommandRecord, DURATION_BUCKETS, HandlerStats, LATENESS_BUCKETS, ListenerStats, Load,
+    LogLine, Options, Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped, Submission, TimerStats, TraceEntry,
+    state_json,
 };
 pub use plugin::{
     CONTRACT_VERSION, HANDLER_SIGNATURE, PluginKind, PluginRecord, PluginVersion,
     name_from_path as plugin_name_from_path,
 };
 pub use read_model::{Collection, ReadModels};
-pub use records::content_hash;
+pub use records::{InstanceRecord, Timer, content_hash};
 pub use runtime::{
-    Compiled, DATA_FILE, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, SERVER_FILE, ServerInfo, Swap, SwapState,
+    Compiled, DATA_FILE, InstanceSummary, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, SERVER_FILE,
+    ServerInfo, Swap, SwapState,
 };
 pub use sandbox::{Limits, Sandbox};
 pub use store::{

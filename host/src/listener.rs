@@ -9,6 +9,7 @@ use heck::ToKebabCase;
 
 use crate::event::Event;
 use crate::host_api::Effects;
+use crate::instance::InstanceRules;
 
 /// When a handler runs for an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -122,28 +123,10 @@ pub trait Listener: Send {
         None
     }
 
-    /// Whether the host persists a state blob for this listener (a stateful
-    /// process manager). The other state methods are only called when true.
-    fn is_stateful(&self) -> bool {
-        false
-    }
-
-    /// The current state, to be stored with the checkpoint.
-    ///
-    /// # Errors
-    ///
-    /// The state could not be produced (for WASM: the guest trapped).
-    fn save_state(&mut self) -> Result<Vec<u8>, String> {
-        Ok(Vec::new())
-    }
-
-    /// Replace the state with `state`; `None` is the initial state.
-    ///
-    /// # Errors
-    ///
-    /// The blob does not fit (for WASM: the guest trapped).
-    fn load_state(&mut self, state: Option<&[u8]>) -> Result<(), String> {
-        let _ = state;
-        Ok(())
+    /// For a per-instance process manager: which instance each event
+    /// belongs to. The pipeline then hands each call its instance
+    /// ([`Effects::instance`]) and stores what the call did to it.
+    fn instance_rules(&self) -> Option<&InstanceRules> {
+        None
     }
 }

@@ -22,6 +22,9 @@
 //! [on-error]
 //! attempts = 3           # calls of a failing handler per event
 //! policy = "park"        # then park the event and go on, or "stop" the plugin
+//!
+//! [config]
+//! deadline-ms = 1800000  # any values; the plugin reads them with `config.get`
 //! ```
 
 use std::time::Duration;
@@ -41,6 +44,10 @@ pub struct Manifest {
     /// What happens when a handler fails.
     #[serde(default)]
     pub on_error: OnError,
+    /// The `[config]` table: key → value as JSON text, for `config.get`.
+    /// Kept as text so that the stored record needs no self-describing format.
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
 }
 
 /// What the plugin may do.
@@ -193,7 +200,19 @@ impl Manifest {
                 .try_into()
                 .map_err(|_| "`start-from` must be \"now\" or \"origin\"".to_owned())?,
         };
-        let manifest: Manifest = toml::Value::Table(table).try_into().map_err(one_line)?;
+        let config = match table.remove("config") {
+            None => Default::default(),
+            Some(toml::Value::Table(config)) => config
+                .into_iter()
+                .map(|(key, value)| {
+                    let json = serde_json::to_string(&value).expect("TOML values are JSON values");
+                    (key, json)
+                })
+                .collect(),
+            Some(other) => return Err(format!("`config` must be a table, found `{other}`")),
+        };
+        let mut manifest: Manifest = toml::Value::Table(table).try_into().map_err(one_line)?;
+        manifest.config = config;
         if manifest.on_error.attempts == 0 {
             return Err("`on-error.attempts` must be at least 1".into());
         }
@@ -256,6 +275,15 @@ mod tests {
         assert!(!manifest.may_dispatch("accounts", "close"));
         assert!(manifest.may_dispatch("shipping", "shipOrder"));
         assert_eq!(manifest.limits().time_budget, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn config_values_are_kept_as_json_text() {
+        let manifest = Manifest::parse("[config]\ndeadline-ms = 1800000\nname = \"x\"\n").unwrap();
+        assert_eq!(manifest.config["deadline-ms"], "1800000");
+        assert_eq!(manifest.config["name"], "\"x\"");
+        let err = Manifest::parse("config = 3\n").unwrap_err();
+        assert!(err.starts_with("`config` must be a table"), "{err}");
     }
 
     #[test]

@@ -34,16 +34,17 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::aggregate::Aggregates;
-use crate::error::{Error, Failure, PluginError, StoreError};
+use crate::error::{Error, Failure, StoreError};
 use crate::event::Event;
 use crate::host_api::Level;
 use crate::listener::Listener;
 use crate::read_model::ReadModels;
 pub use crate::records::{CascadeRecord, Cause, CommandRecord, Parked, Skipped, Submission};
-use crate::store::{EventLog, Progress, Storage, Store, WorkQueue};
+use crate::store::{EventLog, Instances, Progress, Storage, Store, WorkQueue};
 
 mod batch;
 mod call;
+mod instances;
 mod intake;
 mod listeners;
 mod operations;
@@ -51,6 +52,7 @@ mod refresh;
 
 use intake::{admit, new_cascade};
 
+pub use instances::{LATENESS_BUCKETS, TimerStats};
 pub use refresh::{RefreshReport, state_json};
 
 /// Tuning of the pipeline.
@@ -218,8 +220,8 @@ struct Slot {
     /// See [`Progress::after_pending`]: the position after `checkpoint`
     /// whose `on-` handler ran and whose `after-` handler has not.
     after_pending: Option<u64>,
-    /// Whether it handled an event in the current batch (its state, if it
-    /// has one, must be saved with the commit).
+    /// Whether it handled an event in the current batch (where it resumes
+    /// must commit with what the call did).
     dirty: bool,
     /// Handler calls since the pipeline was opened (live and replayed).
     calls: u64,
@@ -338,6 +340,11 @@ pub struct Pipeline<S: Storage = Store> {
     /// kept only once someone takes them.
     settled: Option<Vec<String>>,
     logs: Vec<LogLine>,
+    /// When the earliest pending timer is due (`Some(None)`: none is
+    /// pending), so that a step only looks at the timers when one is due;
+    /// `None` until read from the store again.
+    next_timer: Option<Option<u64>>,
+    timer_stats: TimerStats,
 }
 
 impl<S: Storage> Pipeline<S> {
@@ -354,7 +361,14 @@ impl<S: Storage> Pipeline<S> {
             traced: HashSet::new(),
             settled: None,
             logs: Vec::new(),
+            next_timer: None,
+            timer_stats: TimerStats::default(),
         }
+    }
+
+    /// Timers fired since the pipeline was opened, and how late.
+    pub fn timer_stats(&self) -> &TimerStats {
+        &self.timer_stats
     }
 
     /// The store.
@@ -519,32 +533,6 @@ impl<S: Storage> Pipeline<S> {
         self.step_with(Vec::new()).map(|(_, done)| done)
     }
 
-    /// [`Pipeline::step`] that first queues `submissions` in the same
-    /// transaction, so a lone caller pays one commit for its command and its
-    /// cascade's first batch. Returns their correlation ids (as
-    /// [`Pipeline::submit_all`]) and the units done. The commands must have
-    /// passed [`Aggregates::check`].
-    ///
-    /// # Errors
-    ///
-    /// A storage error; the transaction is rolled back, submissions included.
-    pub fn step_with(&mut self, submissions: Vec<Submission>) -> Result<(Vec<String>, usize), Error> {
-        loop {
-            match self.step_once(submissions.clone()) {
-                // One plugin's state could not be saved: the batch rolled
-                // back; stop that plugin alone and redo the batch without it.
-                Err(Error::Plugin(PluginError::State {
-                    plugin,
-                    action: "save",
-                    message,
-                })) if self.slots.iter().any(|s| s.listener.name() == plugin && !s.stopped) => {
-                    self.stop_listener(&plugin, &format!("its state could not be saved: {message}"))?;
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// A listener waiting to retry no longer will (it is stopped or
     /// removed): the cascades of the events it had yet to handle stop
     /// waiting for it.
@@ -562,6 +550,22 @@ impl<S: Storage> Pipeline<S> {
         Ok(())
     }
 
+    /// When the next pending timer is due, in milliseconds since the Unix
+    /// epoch by [`crate::clock`]: a step at or after it fires it.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn next_timer(&mut self) -> Result<Option<u64>, StoreError> {
+        if let Some(next) = self.next_timer {
+            return Ok(next);
+        }
+        let next = self.store.read(|tx| tx.due_timers(u64::MAX, None, 1))?;
+        let next = next.first().map(|t| t.due);
+        self.next_timer = Some(next);
+        Ok(next)
+    }
+
     /// When the next listener in backoff may call its failed handler again.
     pub fn next_retry(&self) -> Option<Instant> {
         self.slots.iter().filter_map(|s| s.backoff.map(|b| b.until)).min()
@@ -577,8 +581,19 @@ impl<S: Storage> Pipeline<S> {
         true
     }
 
-    fn step_once(&mut self, submissions: Vec<Submission>) -> Result<(Vec<String>, usize), Error> {
+    /// [`Pipeline::step`] that first queues `submissions` in the same
+    /// transaction, so a lone caller pays one commit for its command and its
+    /// cascade's first batch. Returns their correlation ids (as
+    /// [`Pipeline::submit_all`]) and the units done. The commands must have
+    /// passed [`Aggregates::check`].
+    ///
+    /// # Errors
+    ///
+    /// A storage error; the transaction is rolled back, submissions included.
+    pub fn step_with(&mut self, submissions: Vec<Submission>) -> Result<(Vec<String>, usize), Error> {
         let budget = self.options.batch_size.max(1);
+        let now = crate::clock::now_millis();
+        let timers_due = self.next_timer()?.is_some_and(|due| due <= now);
         let (ids, done, position) = self.in_batch(|batch, tx| {
             batch.defer_retries = true;
             // Submissions wait in memory like dispatched commands: stored
@@ -591,6 +606,11 @@ impl<S: Storage> Pipeline<S> {
                 batch.cascades.insert(queued.correlation_id.clone(), new_cascade());
                 batch.dispatched.push_back((seq, queued));
             }
+            // Due timers join the log first, as `TimerFired` events.
+            let fired = match timers_due {
+                true => batch.fire_due_timers(tx, now, budget)?,
+                false => 0,
+            };
             let mut position = tx.pipeline_position()?;
             let mut done = batch.retry_waiting(tx, position)?;
             while done < budget {
@@ -612,7 +632,7 @@ impl<S: Storage> Pipeline<S> {
             // A handler that ran is work even when its event is not done (an
             // `on-` handler ran, the `after-` one waits to retry): its effect
             // and where the listener resumes commit together.
-            let changed = done > 0 || !ids.is_empty() || batch.slots.iter().any(|s| s.dirty);
+            let changed = done > 0 || fired > 0 || !ids.is_empty() || batch.slots.iter().any(|s| s.dirty);
             if changed {
                 tx.set_pipeline_position(position)?;
                 for slot in batch.slots.iter_mut().filter(|s| !s.stopped) {
@@ -653,8 +673,8 @@ impl<S: Storage> Pipeline<S> {
         let _ = self.reload_states();
     }
 
-    /// Return every listener to what is committed: checkpoint, stopped flag
-    /// and, for a stateful one, its state blob.
+    /// Return every listener to what is committed: checkpoint and stopped
+    /// flag (instances live in the store, so they never need it).
     fn reload_states(&mut self) -> Result<(), Error> {
         let position = self.store.read(|tx| tx.pipeline_position())?;
         for slot in self.slots.iter_mut() {
@@ -667,18 +687,6 @@ impl<S: Storage> Pipeline<S> {
             slot.stopped = stopped;
             slot.dirty = false;
             slot.backoff = Backoff::behind(stopped, slot.checkpoint, position);
-        }
-        let mut broken = Vec::new();
-        for slot in self.slots.iter_mut().filter(|s| s.listener.is_stateful() && !s.stopped) {
-            let name = slot.listener.name().to_owned();
-            let state = self.store.read(|tx| tx.pm_state(&name))?;
-            if let Err(message) = slot.listener.load_state(state.as_deref()) {
-                broken.push((name, message));
-            }
-        }
-        // A plugin that cannot load its own state stops; the others go on.
-        for (name, message) in broken {
-            self.stop_listener(&name, &format!("it cannot load its stored state: {message}"))?;
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ use wasmtime::component::InstancePre;
 use crate::error::PluginError;
 use crate::listener::Handler;
 pub use crate::records::{PluginKind, PluginRecord, PluginVersion};
+use crate::sandbox::bindings::cascade::runtime::instance_types as wit_instance;
 use crate::sandbox::bindings::cascade::runtime::projection_types as wit_projection;
 use crate::sandbox::bindings::cascade::runtime::types as wit;
 use crate::sandbox::bindings::exports::cascade::runtime::aggregate as wit_aggregate;
@@ -27,7 +28,7 @@ mod checks;
 mod listener;
 
 pub use aggregate::WasmAggregate;
-pub(crate) use checks::{check_imports, exports_state, inspect};
+pub(crate) use checks::{check_imports, exports_instances, inspect};
 pub use listener::WasmListener;
 
 /// The version of `cascade:runtime` this host speaks, as a literal for
@@ -44,10 +45,9 @@ const AGGREGATE_EXPORT: &str = concat!("cascade:runtime/aggregate@", contract_ve
 /// The one signature every handler export has.
 pub const HANDLER_SIGNATURE: &str = "func(event: event, ctx: context) -> result<_, handler-error>";
 
-const SAVE_STATE: &str = "save-state";
-const LOAD_STATE: &str = "load-state";
-const SAVE_STATE_SIGNATURE: &str = "func() -> list<u8>";
-const LOAD_STATE_SIGNATURE: &str = "func(state: option<list<u8>>)";
+/// The export that makes a process manager per-instance (stateful).
+const INSTANCES: &str = "instances";
+const INSTANCES_SIGNATURE: &str = "func() -> list<instance-rule>";
 
 /// The export that makes a component a projection.
 const COLLECTIONS: &str = "collections";

@@ -224,3 +224,27 @@ pub fn content_hash(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// One instance of a per-instance process manager, as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// Its state as last set; `None` until a handler sets one.
+    pub state: Option<Vec<u8>>,
+    /// Position of the last event a handler handled for it.
+    pub last_position: u64,
+}
+
+/// A pending timer of an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    /// The process manager.
+    pub plugin: String,
+    /// Its instance.
+    pub instance: String,
+    /// The timer's name within the instance.
+    pub name: String,
+    /// When it is due, in milliseconds since the Unix epoch.
+    pub due: u64,
+    /// JSON text it was scheduled with.
+    pub payload: String,
+}

@@ -2,7 +2,7 @@
 //! pipeline, and the plugin registry that reloads every registered plugin
 //! when the directory is opened again.
 
-use crate::store::{Progress, Registry};
+use crate::store::{Instances, Progress, Registry};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use crate::error::{Error, PluginError, StoreError};
 use crate::manifest::{Manifest, StartFrom};
 use crate::pipeline::{Load, Options, Pipeline};
 use crate::plugin::{self, PluginKind, PluginRecord, PluginVersion, Shape, WasmAggregate, WasmListener};
+use crate::records::{InstanceRecord, Timer};
 use crate::sandbox::{PluginEnv, Sandbox};
 use crate::store::{Packed, Store, Tx};
 
@@ -73,7 +74,7 @@ impl Runtime {
         for record in aggregates.iter().chain(&listeners) {
             let loaded = runtime
                 .stored_component(record)
-                .and_then(|component| runtime.register(&record.name, &component, &record.manifest, true))
+                .and_then(|component| runtime.register(&record.name, &component, &record.manifest))
                 .and_then(|(name, _, first)| match first {
                     // Stored without a checkpoint: it starts at the head.
                     Some(checkpoint) if !read_only => Ok(runtime
@@ -212,7 +213,7 @@ impl Runtime {
             (true, StartFrom::Origin) => SwapState::Refresh,
             _ => swap.state,
         };
-        let (name, kind, first) = self.register(&name, &component, &manifest, state == SwapState::Carry)?;
+        let (name, kind, first) = self.register(&name, &component, &manifest)?;
         let key = self.sandbox.artifact_key(&hash);
         let record = self.pipeline.store().write(|tx| {
             let order = existing_order(tx, &name)?;
@@ -272,7 +273,9 @@ impl Runtime {
                     _ => Some((
                         tx.checkpoint(&record.name)?.unwrap_or(0),
                         tx.is_stopped(&record.name)?,
-                        tx.pm_state(&record.name)?.map(|blob| blob.len() as u64),
+                        (record.kind == PluginKind::ProcessManager)
+                            .then(|| tx.instance_count(&record.name))
+                            .transpose()?,
                     )),
                 };
                 let stopped_because = tx.stop_reason(&record.name)?;
@@ -283,7 +286,7 @@ impl Runtime {
         let statuses = stored
             .into_iter()
             .map(|(record, version, place, stopped_because)| {
-                let listener = place.map(|(checkpoint, stopped, state_bytes)| {
+                let listener = place.map(|(checkpoint, stopped, instances)| {
                     let live = stats.iter().find(|l| l.name == record.name);
                     let handlers = live.map(|l| &l.handlers[..]).unwrap_or_default();
                     ListenerStatus {
@@ -293,7 +296,7 @@ impl Runtime {
                         calls: handlers.iter().map(|h| h.calls).sum(),
                         failures: handlers.iter().map(|h| h.failures).sum(),
                         parked: parked.iter().filter(|(_, p)| p.plugin == record.name).count() as u64,
-                        state_bytes,
+                        instances,
                         memory_bytes: live.and_then(|l| l.memory_bytes),
                     }
                 });
@@ -308,31 +311,24 @@ impl Runtime {
         Ok(statuses)
     }
 
-    /// The stored state blob of process manager `name` (`None` before it
-    /// handled anything). Works on a runtime that loaded no plugin.
-    ///
-    /// # Errors
-    ///
-    /// No process manager has this name; a loaded one is stateless; a
-    /// storage error.
-    pub fn pm_state(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    /// Check that `name` is a per-instance process manager, loaded or not
+    /// (a runtime that loaded no plugin reads its component's exports).
+    fn check_stateful(&self, name: &str) -> Result<(), Error> {
         if self.pipeline.listener_names().iter().any(|n| n == name) {
-            return self.pipeline.pm_state(name);
+            return match self.pipeline.is_stateful(name) {
+                true => Ok(()),
+                false => Err(PluginError::Stateless { name: name.to_owned() }.into()),
+            };
         }
         let plugins = self.plugins()?;
         match plugins.iter().find(|p| p.name == name) {
             Some(p) if p.kind == PluginKind::ProcessManager => {
-                let (state, component) = self
-                    .pipeline
-                    .store()
-                    .read(|tx| Ok::<_, StoreError>((tx.pm_state(name)?, tx.component(&p.hash)?)))?;
-                // No state yet, or none ever: say which, as `pm refresh` does.
-                match (state, component) {
-                    (Some(state), _) => Ok(Some(state)),
-                    (None, Some(bytes)) if !crate::plugin::exports_state(&bytes) => {
+                let component = self.pipeline.store().read(|tx| tx.component(&p.hash))?;
+                match component {
+                    Some(bytes) if !plugin::exports_instances(&bytes) => {
                         Err(PluginError::Stateless { name: name.to_owned() }.into())
                     }
-                    (None, _) => Ok(None),
+                    _ => Ok(()),
                 }
             }
             Some(_) => Err(PluginError::Stateless { name: name.to_owned() }.into()),
@@ -347,6 +343,64 @@ impl Runtime {
             }
             .into()),
         }
+    }
+
+    /// Up to `limit` instances of the per-instance process manager `name`
+    /// with ids after `after`, in id order. Works on a runtime that loaded
+    /// no plugin.
+    ///
+    /// # Errors
+    ///
+    /// No process manager has this name, or it has no instances; a storage
+    /// error.
+    pub fn instances(&self, name: &str, after: Option<&str>, limit: usize) -> Result<Vec<InstanceSummary>, Error> {
+        self.check_stateful(name)?;
+        let found = self.pipeline.store().read(|tx| {
+            let mut found = Vec::new();
+            for (id, record) in tx.instances(name, after, limit)? {
+                let timers = tx.timers_of(name, Some(&id))?.len() as u64;
+                found.push(InstanceSummary {
+                    state_bytes: record.state.as_ref().map_or(0, |s| s.len() as u64),
+                    last_position: record.last_position,
+                    timers,
+                    id,
+                });
+            }
+            Ok::<_, StoreError>(found)
+        })?;
+        Ok(found)
+    }
+
+    /// Instance `id` of the per-instance process manager `name` and its
+    /// pending timers (`None`: no such instance). Works on a runtime that
+    /// loaded no plugin.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::instances`].
+    pub fn instance(&self, name: &str, id: &str) -> Result<Option<(InstanceRecord, Vec<Timer>)>, Error> {
+        self.check_stateful(name)?;
+        let found = self.pipeline.store().read(|tx| {
+            let Some(record) = tx.instance(name, id)? else {
+                return Ok::<_, StoreError>(None);
+            };
+            Ok(Some((record, tx.timers_of(name, Some(id))?)))
+        })?;
+        Ok(found)
+    }
+
+    /// Up to `limit` pending timers of every plugin, in due order, after
+    /// `after`; and how many are pending in all.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn timers(&self, after: Option<&Timer>, limit: usize) -> Result<(Vec<Timer>, u64), Error> {
+        let found = self
+            .pipeline
+            .store()
+            .read(|tx| Ok::<_, StoreError>((tx.due_timers(u64::MAX, after, limit)?, tx.pending_timers()?)))?;
+        Ok(found)
     }
 
     /// Stop plugin `name` by hand (e.g. while it misbehaves): it gets no
@@ -442,7 +496,7 @@ impl Runtime {
             manifest: target.manifest.clone(),
         };
         let component = self.stored_component(&record)?;
-        let (_, _, first) = self.register(name, &component, &target.manifest, swap.state == SwapState::Carry)?;
+        let (_, _, first) = self.register(name, &component, &target.manifest)?;
         self.pipeline.store().write(|tx| {
             if let Some(checkpoint) = first {
                 tx.set_checkpoint(name, checkpoint)?;
@@ -464,7 +518,7 @@ impl Runtime {
         match state {
             SwapState::Carry => {}
             SwapState::Refresh if stateful => {
-                self.pipeline.refresh(&record.name, &mut |_, _| {})?;
+                self.pipeline.refresh(&record.name, None, &mut |_, _| {})?;
             }
             SwapState::Reset if stateful => self.pipeline.reset_state(&record.name)?,
             SwapState::Refresh | SwapState::Reset => {}
@@ -479,13 +533,13 @@ impl Runtime {
 
     /// Classify `component`, instantiate it and register it with the
     /// pipeline, refusing a name a plugin of another kind has. A replaced
-    /// stateful process manager loads the stored state when `carry_state`.
+    /// process manager keeps its instances (the caller refreshes or resets
+    /// them next, as the swap says).
     fn register(
         &mut self,
         name: &str,
         component: &Component,
         manifest: &Manifest,
-        carry_state: bool,
     ) -> Result<(String, PluginKind, Option<u64>), Error> {
         let env = PluginEnv {
             read_models: Arc::new(self.pipeline.read_models().clone()),
@@ -513,9 +567,7 @@ impl Runtime {
                 };
                 self.check_kind(name, kind)?;
                 let listener = WasmListener::new(self.sandbox.clone(), name, component, shape, &env)?;
-                let first = self
-                    .pipeline
-                    .register_listener_deferred(Box::new(listener), carry_state)?;
+                let first = self.pipeline.register_listener_deferred(Box::new(listener))?;
                 Ok((name.to_owned(), kind, first))
             }
         }
@@ -603,11 +655,25 @@ pub struct ListenerStatus {
     pub failures: u64,
     /// Events parked for it.
     pub parked: u64,
-    /// Size of its stored state blob (stateful process managers).
-    pub state_bytes: Option<u64>,
+    /// Its live instances (process managers).
+    pub instances: Option<u64>,
     /// Memory of its sandbox instance, when this runtime has it loaded (a
     /// server does; a CLI command that runs no handler loads none).
     pub memory_bytes: Option<u64>,
+}
+
+/// One instance of a per-instance process manager, as listed.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSummary {
+    /// The instance id.
+    pub id: String,
+    /// Bytes of its state.
+    pub state_bytes: u64,
+    /// Its pending timers.
+    pub timers: u64,
+    /// Position of the last event that changed it.
+    pub last_position: u64,
 }
 
 /// A component compiled (off the writer thread, if you like) and ready to

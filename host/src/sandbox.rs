@@ -5,7 +5,8 @@
 //! it, but with no preopened directories, no environment, no arguments and no
 //! network; stdio goes nowhere. What a guest can do is what the Cascade
 //! imports offer: queue commands, query read models, write its own read
-//! models (projections), log.
+//! models (projections), keep its instance's state and timers, read its
+//! configuration, log. Its wall clock says the handled event's time.
 //!
 //! Every call runs under a time budget (epoch interruption: a ticker thread
 //! advances the engine's epoch every [`TICK`]) and a memory cap; a guest that
@@ -13,7 +14,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -22,6 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::event::{Command, Envelope, Event};
 use crate::host_api::{AggregateNames, DocumentAccess, Effects, Level};
+use crate::instance::{InstanceCall, MAX_TIMER_NAME_BYTES, MAX_TIMER_PAYLOAD_BYTES, TimerRequest};
 use crate::text::one_line;
 
 mod clock;
@@ -36,7 +38,8 @@ pub(crate) mod bindings {
 }
 
 use bindings::cascade::runtime::{
-    commands, event_envelope, log, projection_types, read_model_writer, read_models, types,
+    commands, config, event_envelope, instance, instance_types, log, projection_types, read_model_writer, read_models,
+    timers, types,
 };
 
 use crate::error::QueryError;
@@ -118,6 +121,12 @@ pub struct HostState {
     /// and its envelope, for `event-envelope.get`.
     current_position: u64,
     current_envelope: Envelope,
+    /// The current call's instance (per-instance process managers only).
+    instance: Option<InstanceCall>,
+    /// The handler's time, milliseconds since the Unix epoch: what the
+    /// guest's wall clock says (the event's `created-at`, so a refresh sees
+    /// the time the live call saw).
+    call_time: Arc<AtomicU64>,
     /// Commands dispatched during the current call.
     pub(crate) dispatched: Vec<Command>,
     /// Lines logged during the current call.
@@ -144,6 +153,7 @@ impl HostState {
         let limits = env.manifest.limits();
         let (stdout, stderr) = (output::Output::default(), output::Output::default());
         let clock_origin = std::time::Instant::now();
+        let call_time = Arc::new(AtomicU64::new(crate::clock::now_millis()));
         HostState {
             // The builder's defaults grant nothing: no preopens, no env, no
             // args, no sockets; stdout and stderr go to the host's log.
@@ -156,7 +166,10 @@ impl HostState {
                 .allow_udp(false)
                 .allow_ip_name_lookup(false)
                 .monotonic_clock(clock::GuestClock(clock_origin))
+                .wall_clock(clock::CallTime(call_time.clone()))
                 .build(),
+            call_time,
+            instance: None,
             clock_origin,
             call_deadline: clock_origin,
             stdout,
@@ -205,6 +218,7 @@ impl HostState {
             return;
         };
         self.current_position = event.position;
+        self.call_time.store(event.created_at, Ordering::Relaxed);
         let envelope = &mut self.current_envelope;
         envelope.metadata.clone_from(&event.metadata);
         envelope.actor_id.clone_from(&event.actor_id);
@@ -212,10 +226,16 @@ impl HostState {
         envelope.correlation_id.clone_from(&event.correlation_id);
     }
 
+    /// Give the next call its instance (`None`: the process manager has none).
+    pub(crate) fn set_instance(&mut self, instance: Option<InstanceCall>) {
+        self.instance = instance;
+    }
+
     /// Move what the last call produced into `effects`: dispatched commands
-    /// and logs (guest stdout/stderr lines, notes of dropped output); returns
-    /// the first limit the call broke.
+    /// and logs (guest stdout/stderr lines, notes of dropped output), and
+    /// its instance as the call left it; returns the first limit it broke.
     pub(crate) fn move_call_effects(&mut self, effects: &mut Effects) -> Option<String> {
+        effects.instance = self.instance.take();
         // Appended, not taken: these buffers keep their capacity.
         effects.commands.append(&mut self.dispatched);
         effects.logs.append(&mut self.logs);
@@ -411,6 +431,104 @@ impl commands::Host for HostState {
 }
 
 impl projection_types::Host for HostState {}
+
+impl instance_types::Host for HostState {}
+
+impl HostState {
+    /// The current call's instance, or why there is none.
+    fn current_instance(&mut self) -> Result<&mut InstanceCall, String> {
+        if self.instance.is_none() {
+            return Err(format!(
+                "`{}` has no instances: a process manager that keeps state or timers exports \
+                 `instances` (the SDKs' stateful process manager does)",
+                self.plugin
+            ));
+        }
+        Ok(self.instance.as_mut().expect("checked above"))
+    }
+}
+
+impl instance::Host for HostState {
+    fn id(&mut self) -> String {
+        self.instance.as_ref().map(|i| i.id.clone()).unwrap_or_default()
+    }
+
+    fn state(&mut self) -> Option<Vec<u8>> {
+        self.instance.as_ref().and_then(|i| i.state.clone())
+    }
+
+    fn set_state(&mut self, state: Vec<u8>) {
+        let max = self.limits.max_state_bytes;
+        if state.len() > max {
+            let message = format!(
+                "state of {} bytes exceeds the limit of {max} bytes per instance",
+                state.len()
+            );
+            self.refuse(message);
+            return;
+        }
+        match self.current_instance() {
+            Ok(instance) => {
+                instance.state = Some(state);
+                instance.state_set = true;
+            }
+            Err(message) => {
+                self.refuse(message);
+            }
+        }
+    }
+
+    fn complete(&mut self) {
+        match self.current_instance() {
+            Ok(instance) => instance.completed = true,
+            Err(message) => {
+                self.refuse(message);
+            }
+        }
+    }
+}
+
+impl timers::Host for HostState {
+    fn schedule(&mut self, name: String, due: timers::Due, payload: String) -> Result<(), String> {
+        if name.is_empty() || name.len() > MAX_TIMER_NAME_BYTES || name.chars().any(char::is_control) {
+            return Err(format!(
+                "timer name `{}` must be 1 to {MAX_TIMER_NAME_BYTES} bytes without control characters",
+                one_line(&name)
+            ));
+        }
+        if payload.len() > MAX_TIMER_PAYLOAD_BYTES {
+            return Err(format!(
+                "payload of timer `{name}` is {} bytes; the limit is {MAX_TIMER_PAYLOAD_BYTES}",
+                payload.len()
+            ));
+        }
+        if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&payload) {
+            return Err(format!("payload of timer `{name}` is not valid JSON: {err}"));
+        }
+        let instance = self.current_instance()?;
+        let due = match due {
+            timers::Due::At(at) => at,
+            timers::Due::After(ms) => instance.now.saturating_add(ms),
+        };
+        instance.timers.push(TimerRequest::Schedule { name, due, payload });
+        Ok(())
+    }
+
+    fn cancel(&mut self, name: String) {
+        match self.current_instance() {
+            Ok(instance) => instance.timers.push(TimerRequest::Cancel { name }),
+            Err(message) => {
+                self.refuse(message);
+            }
+        }
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.manifest.config.get(&key).cloned()
+    }
+}
 
 fn query_error(err: QueryError) -> read_models::QueryError {
     match err {

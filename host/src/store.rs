@@ -42,6 +42,7 @@ use crate::event::{Envelope, Event, NewEvent};
 use crate::records::{CascadeRecord, PluginVersion};
 
 pub mod conformance;
+mod instances;
 mod lazy;
 mod log;
 mod memory;
@@ -56,7 +57,9 @@ mod verify;
 mod work;
 pub use memory::MemoryStore;
 pub use packed::Packed;
-pub use traits::{Backend, DocumentView, Documents, EventLog, Progress, Registry, Storage, UnitOfWork, WorkQueue};
+pub use traits::{
+    Backend, DocumentView, Documents, EventLog, Instances, Progress, Registry, Storage, UnitOfWork, WorkQueue,
+};
 pub use verify::Verification;
 
 /// The page cache a data file gets unless told otherwise, in MiB.
@@ -67,8 +70,9 @@ pub const DEFAULT_CACHE_MIB: usize = 64;
 /// checksums. 3: stream heads and the stream index share one table, and
 /// checkpoints live in `meta` (a command's commit touches two tables fewer).
 /// 4: stream heads (with the aggregate state) and precompiled artifacts
-/// carry checksums too.
-pub const SCHEMA_VERSION: u64 = 4;
+/// carry checksums too. 5: one state per process-manager instance, timers,
+/// and a plugin's manifest keeps its `[config]`.
+pub const SCHEMA_VERSION: u64 = 5;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -78,7 +82,15 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const STREAMS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("stream_index");
 /// Where in [`STREAMS`] a stream's head is: before its first version.
 const HEAD: u64 = 0;
-const PM_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("pm_states");
+/// Schema 4's state blobs, one per process manager: dropped by the upgrade
+/// to 5, where state is per instance and rebuilt by a refresh.
+const PM_STATES_4: TableDefinition<&str, &[u8]> = TableDefinition::new("pm_states");
+/// Instances of process managers: `plugin\0id` → sealed [`InstanceRecord`].
+const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
+/// Pending timers by due time: (due, `plugin\0instance\0name`) → payload.
+const TIMERS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("timers");
+/// Pending timers by name: `plugin\0instance\0name` → due.
+const TIMER_DUE: TableDefinition<&str, u64> = TableDefinition::new("timer_due");
 const PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("parked");
 /// Stopped listeners, by name.
 const STOPPED: TableDefinition<&str, ()> = TableDefinition::new("stopped");
@@ -154,7 +166,7 @@ pub(crate) type ReadDb = dyn ReadableDatabase + Send + Sync;
 
 /// How many tables a complete data file has: the events and every table
 /// [`Tx::create_tables`] creates (a unit test keeps the two in step).
-const TABLE_COUNT: usize = 20;
+const TABLE_COUNT: usize = 22;
 
 /// The schema version of the file behind `db`, if it has one, and whether
 /// every table is in it.
@@ -254,6 +266,9 @@ impl Store {
                 }
                 if found.is_some_and(|found| found < 4) {
                     tx.seal_heads_and_artifacts()?;
+                }
+                if found.is_some_and(|found| found < 5) {
+                    tx.per_instance_state()?;
                 }
                 tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 Ok::<_, StoreError>(())
@@ -589,7 +604,9 @@ pub struct Tx<'t> {
     meta: lazy::Lazy<'t, &'static str, u64>,
     events: lazy::Lazy<'t, u64, Bytes>,
     streams: lazy::Lazy<'t, (&'static str, &'static str, u64), Bytes>,
-    pm_states: lazy::Lazy<'t, &'static str, Bytes>,
+    instances: lazy::Lazy<'t, &'static str, Bytes>,
+    timers: lazy::Lazy<'t, (u64, &'static str), Bytes>,
+    timer_due: lazy::Lazy<'t, &'static str, u64>,
     parked: lazy::Lazy<'t, u64, Bytes>,
     stopped: lazy::Lazy<'t, &'static str, ()>,
     skipped: lazy::Lazy<'t, u64, Bytes>,
@@ -618,7 +635,9 @@ impl<'t> Tx<'t> {
             meta: lazy::Lazy::new(txn, META),
             events: lazy::Lazy::new(txn, EVENTS),
             streams: lazy::Lazy::new(txn, STREAMS),
-            pm_states: lazy::Lazy::new(txn, PM_STATES),
+            instances: lazy::Lazy::new(txn, INSTANCES),
+            timers: lazy::Lazy::new(txn, TIMERS),
+            timer_due: lazy::Lazy::new(txn, TIMER_DUE),
             parked: lazy::Lazy::new(txn, PARKED),
             stopped: lazy::Lazy::new(txn, STOPPED),
             skipped: lazy::Lazy::new(txn, SKIPPED),
@@ -645,7 +664,9 @@ impl<'t> Tx<'t> {
         self.meta.write()?;
         self.events.write()?;
         self.streams.write()?;
-        self.pm_states.write()?;
+        self.instances.write()?;
+        self.timers.write()?;
+        self.timer_due.write()?;
         self.parked.write()?;
         self.stopped.write()?;
         self.skipped.write()?;
@@ -760,9 +781,7 @@ pub(crate) fn artifact_hash(key: &str) -> &str {
 }
 
 pub(crate) fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::clock::now_millis()
 }
 
 /// redb's errors as the store's: a storage error with redb's message, on
@@ -918,15 +937,12 @@ mod tests {
                 .write(|tx| {
                     tx.meta.write()?.insert(META_SCHEMA, 1)?;
                     tx.events.write()?.insert(1, encode(&event).as_slice())?;
-                    tx.pm_states.write()?.insert("counter", br#"{"n":1}"#.as_slice())?;
                     Ok::<_, StoreError>(())
                 })
                 .unwrap();
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.read_log(1, 10).unwrap(), [event]);
-        let state = store.read(|tx| tx.pm_state("counter")).unwrap();
-        assert_eq!(state.as_deref(), Some(br#"{"n":1}"#.as_slice()));
         assert!(store.verify().unwrap().is_ok());
         let schema = store
             .read(|tx| Ok::<_, StoreError>(tx.meta.read()?.get(META_SCHEMA)?.map(|v| v.value())))
@@ -1117,7 +1133,11 @@ mod tests {
             .write(|tx| {
                 tx.append("users", "u1", 0, &[created("a")], &envelope(), None)?
                     .unwrap();
-                tx.put_pm_state("counter", b"{}")
+                let record = crate::records::InstanceRecord {
+                    state: Some(b"{}".to_vec()),
+                    last_position: 1,
+                };
+                tx.put_instance("counter", "singleton", &record)
             })
             .unwrap();
         drop(store);
@@ -1128,7 +1148,11 @@ mod tests {
         assert!(reader.is_read_only());
         assert_eq!(reader.read_log(1, 10).unwrap().len(), 1);
         assert_eq!(
-            other.read(|tx| tx.pm_state("counter")).unwrap().as_deref(),
+            other
+                .read(|tx| tx.instance("counter", "singleton"))
+                .unwrap()
+                .and_then(|i| i.state)
+                .as_deref(),
             Some(b"{}".as_slice())
         );
         assert!(reader.verify().unwrap().is_ok());

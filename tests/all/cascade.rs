@@ -1,6 +1,6 @@
 //! A command's cascade through aggregates and process managers.
 
-use cascade::{Command, Context, Effects, Event, Handler, HandlerError, Level, Listener, Options, Outcome};
+use cascade::{Command, Options, Outcome};
 use cascade_tests::{TestHost, only_command_error, only_handler_failure, plugins};
 
 #[test]
@@ -242,65 +242,4 @@ fn group_commit_gives_the_same_log_whatever_the_batch_size() {
     assert_eq!(one_at_a_time.len(), 40);
     assert_eq!(run(7), one_at_a_time);
     assert_eq!(run(1000), one_at_a_time);
-}
-
-/// A native listener that logs every `UserCreated`; its first `save_state`
-/// fails, which rolls the whole batch back.
-struct FailsFirstSave {
-    handlers: Vec<Handler>,
-    saves: u32,
-}
-
-impl Listener for FailsFirstSave {
-    fn name(&self) -> &str {
-        "fails-first-save"
-    }
-
-    fn handlers(&self) -> &[Handler] {
-        &self.handlers
-    }
-
-    fn handle(&mut self, _: usize, event: &Event, _: Context, effects: &mut Effects) -> Result<(), HandlerError> {
-        effects.logs.push((Level::Info, format!("saw {}", event.stream_id)));
-        Ok(())
-    }
-
-    fn is_stateful(&self) -> bool {
-        true
-    }
-
-    fn save_state(&mut self) -> Result<Vec<u8>, String> {
-        self.saves += 1;
-        match self.saves {
-            1 => Err("disk full".into()),
-            _ => Ok(b"{}".to_vec()),
-        }
-    }
-}
-
-#[test]
-fn a_rolled_back_batch_leaves_no_log_lines_behind_for_its_redo() {
-    let mut host = TestHost::with(&[plugins::USERS]);
-    let pipeline = host.runtime.pipeline();
-    let listener = FailsFirstSave {
-        handlers: vec![Handler::on("UserCreated")],
-        saves: 0,
-    };
-    pipeline.register_listener(Box::new(listener)).unwrap();
-    let id = pipeline
-        .submit(Command::new("users", "u1", "create", r#"{"name":"Ada"}"#), None)
-        .unwrap();
-
-    // The failed save rolls the batch back; the plugin is stopped for it and
-    // the batch is redone without it.
-    pipeline.run_until_idle().unwrap();
-    let settled = pipeline.run_until_settled(&id).unwrap();
-
-    let lines: Vec<&str> = settled.logs.iter().map(|l| l.message.as_str()).collect();
-    assert_eq!(lines, Vec::<&str>::new(), "the rolled-back attempt's line is gone");
-    assert_eq!(settled.events.len(), 1);
-    assert_eq!(
-        host.runtime.pipeline_ref().stopped(),
-        [("fails-first-save".to_owned(), 0)]
-    );
 }

@@ -52,7 +52,13 @@ const JAVASCRIPT: Lang = Lang {
 };
 
 fn state(host: &mut TestHost, name: &str) -> Value {
-    let blob = host.runtime.pipeline().pm_state(name).unwrap().expect("a stored state");
+    let blob = host
+        .runtime
+        .pipeline()
+        .instance_state(name, cascade::SINGLETON)
+        .unwrap()
+        .and_then(|i| i.state)
+        .expect("a stored state");
     serde_json::from_slice(&blob).unwrap()
 }
 
@@ -93,15 +99,28 @@ fn order_fulfillment_ships_once_and_not_again_on_refresh(lang: &Lang) {
     let shipped = |host: &mut TestHost| host.log_names().iter().filter(|n| *n == "OrderShipped").count();
     assert_eq!(shipped(&mut host), 2);
 
-    let before = state(&mut host, &name);
-    let report = host.runtime.pipeline().refresh(&name, &mut |_, _| {}).unwrap();
+    // One instance per order; the shipped ones completed.
+    let instances = |host: &mut TestHost| {
+        let list = host.runtime.instances(&name, None, 10).unwrap();
+        list.iter()
+            .map(|i| {
+                let state = host.runtime.instance(&name, &i.id).unwrap().unwrap().0.state.unwrap();
+                (i.id.clone(), serde_json::from_slice::<Value>(&state).unwrap())
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = instances(&mut host);
+    assert_eq!(
+        before,
+        [(
+            "o3".to_owned(),
+            json!({"paymentReceived": true, "inventoryReserved": false})
+        )]
+    );
+    let report = host.runtime.pipeline().refresh(&name, None, &mut |_, _| {}).unwrap();
     assert_eq!(report.dropped_commands, 2, "the two shipments, dropped");
     assert_eq!(shipped(&mut host), 2);
-    assert_eq!(state(&mut host, &name), before);
-    assert_eq!(
-        before["orders"]["o3"],
-        json!({"paymentReceived": true, "inventoryReserved": false})
-    );
+    assert_eq!(instances(&mut host), before);
 }
 
 fn user_counter_keeps_the_same_state_as_the_rust_one(lang: &Lang) {
@@ -113,7 +132,7 @@ fn user_counter_keeps_the_same_state_as_the_rust_one(lang: &Lang) {
     host.exec("users", "u1", "update", r#"{"age":3}"#);
     assert_eq!(state(&mut host, &name), json!({"usersCreated": 4}));
     assert_eq!(state(&mut host, &name), state(&mut host, "user-counter"));
-    host.runtime.pipeline().refresh(&name, &mut |_, _| {}).unwrap();
+    host.runtime.pipeline().refresh(&name, None, &mut |_, _| {}).unwrap();
     assert_eq!(state(&mut host, &name), json!({"usersCreated": 4}));
     // After a restart it carries on from its stored state.
     let mut host = host.reopen(cascade::Options::default());

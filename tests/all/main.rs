@@ -5,7 +5,8 @@
 //! - `restart`: dropping the host mid-cascade and crash recovery;
 //! - `exactly_once`: a stateful process manager's state under failures, restarts and kills, against a model;
 //! - `bad_input`: every kind of bad input gets a clear error and stores nothing;
-//! - `stateful`: state blobs, refresh, rebuild, redeploys, order fulfilment;
+//! - `stateful`: per-instance state, refresh, rebuild, redeploys, order fulfilment;
+//! - `timers`: instances and durable timers on the test clock, kill -9 while they fire;
 //! - `loops`: InfiniteLoopError and the causation depth limit;
 //! - `guests`: the same process managers in Python and JavaScript;
 //! - `read_models`: projections, read-model queries, the cascade delete by query;
@@ -33,3 +34,4 @@ mod scaffold;
 mod server;
 mod stateful;
 mod stores;
+mod timers;

@@ -64,7 +64,13 @@ fn misbehave(name: &str, handler: &str) -> HandlerFailure {
             "AccountOpened"
         ]
     );
-    let blob = host.runtime.pipeline().pm_state("user-counter").unwrap().unwrap();
+    let blob = host
+        .runtime
+        .pipeline()
+        .instance_state("user-counter", cascade::SINGLETON)
+        .unwrap()
+        .and_then(|i| i.state)
+        .unwrap();
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&blob).unwrap(),
         json!({"usersCreated": 3})
@@ -234,7 +240,11 @@ fn a_trap_in_a_stateful_process_manager_keeps_what_the_batch_had_applied() {
     pipeline.submit_all(commands).unwrap();
     pipeline.run_until_idle().unwrap();
 
-    let blob = pipeline.pm_state("fixture-fragile-counter").unwrap().unwrap();
+    let blob = pipeline
+        .instance_state("fixture-fragile-counter", cascade::SINGLETON)
+        .unwrap()
+        .and_then(|i| i.state)
+        .unwrap();
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&blob).unwrap(),
         json!({"users": 2})
@@ -477,110 +487,50 @@ fn the_stop_policy_stops_the_plugin_and_start_resumes_it_from_its_checkpoint() {
     assert_eq!(host.log_names().iter().filter(|n| *n == "AccountOpened").count(), 3);
 }
 
-fn stopped_because(host: &TestHost, name: &str) -> Option<String> {
-    let statuses = host.runtime.statuses().unwrap();
-    statuses
-        .into_iter()
-        .find(|s| s.record.name == name)
-        .unwrap()
-        .stopped_because
-}
-
-/// A stateful process manager whose stored state no longer loads stops
-/// alone when the data directory opens; the directory opens and the other
-/// plugins process every event.
+/// A per-instance process manager whose own state breaks it fails its own
+/// calls alone: a stored state that no longer deserializes, one that cannot
+/// be serialized, one over the 16 MiB limit, one whose reading sleeps past
+/// the time budget. Each failed call is parked naming why and stores
+/// nothing; every other plugin handles every event, and the directory opens.
 #[test]
-fn a_plugin_whose_state_does_not_load_stops_alone_and_the_directory_opens() {
-    let mut host = TestHost::with(&[
-        plugins::USERS,
-        plugins::ACCOUNTS,
-        plugins::WELCOME,
-        plugins::FIXTURE_BROKEN_STATE,
-    ]);
-    assert!(user(&mut host, "u1", "poison-load").is_ok());
+fn a_plugin_whose_state_breaks_fails_its_own_calls_alone() {
+    for (poison, reason) in [
+        ("poison-load", "poisoned on purpose"),
+        ("poison-save", "key must be a string"),
+        ("poison-big", "exceeds the limit of 16777216"),
+        ("poison-sleep", "time budget"),
+    ] {
+        let mut host = TestHost::with(&[
+            plugins::USERS,
+            plugins::ACCOUNTS,
+            plugins::WELCOME,
+            plugins::FIXTURE_BROKEN_STATE,
+        ]);
+        let first = user(&mut host, "u1", poison);
+        let second = user(&mut host, "u2", "Ada");
 
-    let mut host = host.reopen(cascade::Options::default());
-
-    let reason = stopped_because(&host, "fixture-broken-state").expect("stopped");
-    assert!(reason.starts_with("it no longer loads:"), "{reason}");
-    assert!(reason.contains("poisoned on purpose"), "{reason}");
-    assert!(user(&mut host, "u2", "Ada").is_ok());
-    assert_eq!(
-        host.log_names(),
-        ["UserCreated", "AccountOpened", "UserCreated", "AccountOpened"]
-    );
-}
-
-/// A state that cannot be saved stops that plugin; the batch is redone
-/// without it, so everyone else's work commits.
-#[test]
-fn a_plugin_whose_state_does_not_save_stops_alone_and_the_batch_goes_on() {
-    let mut host = TestHost::with(&[
-        plugins::USERS,
-        plugins::ACCOUNTS,
-        plugins::WELCOME,
-        plugins::FIXTURE_BROKEN_STATE,
-    ]);
-    assert!(user(&mut host, "u0", "calm").is_ok());
-
-    let settled = user(&mut host, "u1", "poison-save");
-
-    assert_eq!(settled.events.len(), 2, "{:?}", settled.failures);
-    let reason = stopped_because(&host, "fixture-broken-state").expect("stopped");
-    assert!(reason.starts_with("its state could not be saved:"), "{reason}");
-    assert!(user(&mut host, "u2", "Ada").is_ok());
-    assert_eq!(host.log_names().len(), 6);
-    // It kept its last saved state and checkpoint: one user, before u1.
-    let state = host
-        .runtime
-        .pipeline()
-        .pm_state("fixture-broken-state")
-        .unwrap()
-        .unwrap();
-    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
-    assert_eq!(state["users"], 1);
-}
-
-/// A state blob over the 16 MiB limit is a failure of that plugin alone:
-/// it stops, the batch commits for everyone else.
-#[test]
-fn a_state_over_the_limit_stops_that_plugin_alone() {
-    let mut host = TestHost::with(&[
-        plugins::USERS,
-        plugins::ACCOUNTS,
-        plugins::WELCOME,
-        plugins::FIXTURE_BROKEN_STATE,
-    ]);
-
-    let settled = user(&mut host, "u1", "poison-big");
-
-    assert_eq!(settled.events.len(), 2, "{:?}", settled.failures);
-    let reason = stopped_because(&host, "fixture-broken-state").expect("stopped");
-    assert!(reason.starts_with("its state could not be saved:"), "{reason}");
-    assert!(reason.contains("exceeds the limit of 16777216"), "{reason}");
-    assert!(user(&mut host, "u2", "Ada").is_ok());
-    assert_eq!(host.log_names().len(), 4);
-}
-
-/// A `load-state` that sleeps is stopped at its time budget when the
-/// directory opens: the plugin stops, naming why, the others go on.
-#[test]
-fn a_load_state_that_sleeps_stops_that_plugin_alone_and_the_directory_opens() {
-    let mut host = TestHost::with(&[
-        plugins::USERS,
-        plugins::ACCOUNTS,
-        plugins::WELCOME,
-        plugins::FIXTURE_BROKEN_STATE,
-    ]);
-    assert!(user(&mut host, "u1", "poison-sleep").is_ok());
-
-    let mut host = host.reopen(cascade::Options::default());
-
-    let reason = stopped_because(&host, "fixture-broken-state").expect("stopped");
-    assert!(reason.starts_with("it no longer loads:"), "{reason}");
-    assert!(reason.contains("time budget"), "{reason}");
-    assert!(user(&mut host, "u2", "Ada").is_ok());
-    assert_eq!(host.log_names().len(), 4);
+        let failures: Vec<String> = first
+            .failures
+            .iter()
+            .chain(&second.failures)
+            .map(|f| f.to_string())
+            .collect();
+        assert_eq!(failures.len(), 1, "{poison}: {failures:?}");
+        assert!(failures[0].contains("fixture-broken-state"), "{poison}: {failures:?}");
+        assert!(failures[0].contains(reason), "{poison}: {failures:?}");
+        let mut host = host.reopen(cascade::Options::default());
+        let third = user(&mut host, "u3", "Bob");
+        assert_eq!(
+            host.log_names().iter().filter(|n| *n == "AccountOpened").count(),
+            3,
+            "{poison}: welcome handled every user"
+        );
+        assert!(third.failures.len() <= 1, "{poison}: {:?}", third.failures);
+        assert_eq!(
+            host.runtime.pipeline().parked().unwrap().len(),
+            1 + third.failures.len()
+        );
+    }
 }
 
 /// A host where `failing` (given `attempts`) failed on the first user's

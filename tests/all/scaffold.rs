@@ -67,7 +67,7 @@ fn every_language_scaffold_builds_and_passes_its_own_test() {
     std::fs::write(&module, source.replace("+= 1", "+= 2")).unwrap();
     let (passed, out) = run_test(&parent.path().join("user-tally"), &target);
     assert!(!passed, "{out}");
-    assert!(out.contains(r#"FAIL: expected `"usersCreated": 2`"#), "{out}");
+    assert!(out.contains(r#"FAIL: expected `"updates": 1`"#), "{out}");
 
     // A shape no kind has is refused by the build, naming it, before any
     // compile: here a projection with a phase-2 handler.

@@ -6,12 +6,18 @@ use cascade_tests::{TestHost, only_handler_failure, plugins};
 use serde_json::{Value, json};
 
 fn state(host: &mut TestHost, name: &str) -> Value {
-    let blob = host.runtime.pipeline().pm_state(name).unwrap().expect("a stored state");
+    let blob = host
+        .runtime
+        .pipeline()
+        .instance_state(name, cascade::SINGLETON)
+        .unwrap()
+        .and_then(|i| i.state)
+        .expect("a stored state");
     serde_json::from_slice(&blob).unwrap()
 }
 
 fn refresh(host: &mut TestHost, name: &str) -> RefreshReport {
-    host.runtime.pipeline().refresh(name, &mut |_, _| {}).unwrap()
+    host.runtime.pipeline().refresh(name, None, &mut |_, _| {}).unwrap()
 }
 
 fn user_counter_host() -> TestHost {
@@ -133,17 +139,27 @@ fn after_handlers_run_during_a_refresh_and_their_commands_are_dropped() {
     let mut host = order_host();
     host.exec("payment", "o1", "succeed", r#"{"amount":10}"#);
     host.exec("inventory", "o1", "reserve", r#"{"items":["book"]}"#);
+    host.exec("payment", "o2", "succeed", r#"{"amount":10}"#);
     assert_eq!(shipped(&mut host), 1);
 
     let report = refresh(&mut host, "order-fulfillment");
 
-    // on- and after- handlers of both events ran; after-inventory-reserved
-    // dispatched shipOrder again, which was dropped.
-    assert_eq!((report.events, report.calls, report.dropped_commands), (2, 4, 1));
+    // on- and after- handlers of the three events ran; after-inventory-reserved
+    // dispatched shipOrder again, which was dropped, and completed o1 again.
+    assert_eq!((report.events, report.calls, report.dropped_commands), (3, 6, 1));
+    assert_eq!(report.instances, 1, "o1 shipped and completed; o2 waits");
     assert_eq!(shipped(&mut host), 1, "a refresh never re-issues commands");
+    let instances = host.runtime.instances("order-fulfillment", None, 10).unwrap();
+    assert_eq!(instances.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["o2"]);
+    let o2 = host
+        .runtime
+        .instance("order-fulfillment", "o2")
+        .unwrap()
+        .and_then(|(i, _)| i.state)
+        .unwrap();
     assert_eq!(
-        state(&mut host, "order-fulfillment"),
-        json!({"orders": {"o1": {"paymentReceived": true, "inventoryReserved": true}}})
+        serde_json::from_slice::<Value>(&o2).unwrap(),
+        json!({"paymentReceived": true, "inventoryReserved": false})
     );
 }
 
@@ -219,7 +235,7 @@ fn a_refresh_over_100k_events_finishes_and_its_progress_reaches_the_total() {
 
     let mut last = (0, 0);
     let report = pipeline
-        .refresh("user-counter", &mut |done, total| last = (done, total))
+        .refresh("user-counter", None, &mut |done, total| last = (done, total))
         .unwrap();
 
     assert_eq!(report.through, 100_000);
@@ -232,12 +248,12 @@ fn a_refresh_over_100k_events_finishes_and_its_progress_reaches_the_total() {
 fn refreshing_a_stateless_or_unknown_process_manager_is_a_clear_error() {
     let mut host = user_counter_host();
     let pipeline = host.runtime.pipeline();
-    let err = pipeline.refresh("welcome", &mut |_, _| {}).unwrap_err();
+    let err = pipeline.refresh("welcome", None, &mut |_, _| {}).unwrap_err();
     assert_eq!(
         err.to_string(),
         "process manager `welcome` is stateless: it has no state to show or refresh"
     );
-    let err = pipeline.refresh("nobody", &mut |_, _| {}).unwrap_err();
+    let err = pipeline.refresh("nobody", None, &mut |_, _| {}).unwrap_err();
     assert_eq!(
         err.to_string(),
         "no process manager `nobody` is registered (registered: `welcome`, `user-counter`)"

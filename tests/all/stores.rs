@@ -43,10 +43,17 @@ fn run<S: Storage>(store: S) -> Outcome {
     for id in &ids {
         assert!(pipeline.settled(id).unwrap().expect("settled").is_ok());
     }
-    let state =
-        |p: &Pipeline<S>| -> Value { serde_json::from_slice(&p.pm_state("user-counter").unwrap().unwrap()).unwrap() };
+    let state = |p: &Pipeline<S>| -> Value {
+        serde_json::from_slice(
+            &p.instance_state("user-counter", cascade::SINGLETON)
+                .unwrap()
+                .and_then(|i| i.state)
+                .unwrap(),
+        )
+        .unwrap()
+    };
     let counter = state(&pipeline);
-    pipeline.refresh("user-counter", &mut |_, _| {}).unwrap();
+    pipeline.refresh("user-counter", None, &mut |_, _| {}).unwrap();
     let log = pipeline
         .store()
         .read(|tx| tx.events(1, usize::MAX))

@@ -111,7 +111,13 @@ pub fn cascade_bin() -> std::path::PathBuf {
 /// Run the real `cascade` binary with `args` on `data`; returns the exit
 /// status, stdout and stderr.
 pub fn cascade_process(data: &Path, args: &[&str]) -> (i32, String, String) {
+    cascade_process_env(data, args, &[])
+}
+
+/// [`cascade_process`] with environment variables set (e.g. the test clock).
+pub fn cascade_process_env(data: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     let output = std::process::Command::new(cascade_bin())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .arg("--data")
         .arg(data)
         .args(args)
@@ -149,8 +155,15 @@ impl ServerProcess {
     /// Start `cascade serve` on `data` with `extra` arguments and wait until
     /// it answers `/healthz` (at most 60 s).
     pub fn start(data: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_env(data, extra, &[])
+    }
+
+    /// [`ServerProcess::start`] with environment variables set (e.g. the
+    /// test clock).
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, String)]) -> ServerProcess {
         let _ = std::fs::remove_file(data.join("server.json"));
         let child = std::process::Command::new(cascade_bin())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("--data")
             .arg(data)
             .args(["serve", "--listen", "127.0.0.1:0"])

@@ -34,9 +34,12 @@ fn wit_version() -> &'static str {
 /// snake case, e.g. `on_user_created` for `UserCreated`) and have the
 /// signature `fn(Event, Context) -> HandlerResult`.
 ///
-/// `#[process_manager(state = T)]` makes a stateful process manager: `T`
-/// implements `Default`, `Serialize` and `Deserialize`, each handler takes
-/// `&mut T` first, and the host persists `T` (as JSON) with the checkpoint.
+/// `#[process_manager(state = T)]` makes a per-instance (stateful) process
+/// manager: `T` implements `Default`, `Serialize` and `Deserialize`, each
+/// handler takes `&mut T` first, the state of its event's instance, and the
+/// host persists each instance's `T` (as JSON) with the checkpoint. An
+/// `fn instances() -> Vec<InstanceRule>` in the block says which instance
+/// each event belongs to (default: its stream id, and it may start one).
 #[proc_macro_attribute]
 pub fn process_manager(attr: TokenStream, item: TokenStream) -> TokenStream {
     let state = match parse_state_attr(attr.into()) {
@@ -111,7 +114,10 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
         ));
     }
     let ty = self_ident(&block.self_ty)?;
-    let state_cell = format_ident!("__CASCADE_STATE_{}", ty.to_string().to_uppercase());
+    let declares_instances = block
+        .items
+        .iter()
+        .any(|item| matches!(item, ImplItem::Fn(f) if f.sig.ident == "instances"));
     let mut wit_exports = String::new();
     let mut forwards = Vec::new();
     for item in &block.items {
@@ -119,6 +125,9 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
         let name = &func.sig.ident;
         let text = name.to_string();
         if projection && text == "collections" {
+            continue;
+        }
+        if state.is_some() && text == "instances" {
             continue;
         }
         if projection && text.starts_with("after_") {
@@ -143,7 +152,7 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
         let call = match state {
             None => quote!(#ty::#name(event, ctx)),
             Some(_) => {
-                quote!(::cascade_sdk::__private::with_state(&super::#state_cell, |state| #ty::#name(state, event, ctx)))
+                quote!(::cascade_sdk::__private::with_state(|state| #ty::#name(state, event, ctx)))
             }
         };
         forwards.push(quote! {
@@ -182,7 +191,27 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
             "projection-types",
             "log",
         ]),
-        _ => shared_interfaces(&["types", "event-envelope", "commands", "read-models", "log"]),
+        Kind::Stateless => shared_interfaces(&[
+            "types",
+            "event-envelope",
+            "commands",
+            "read-models",
+            "log",
+            "instance",
+            "timers",
+            "config",
+        ]),
+        Kind::Stateful(_) => shared_interfaces(&[
+            "types",
+            "event-envelope",
+            "commands",
+            "read-models",
+            "log",
+            "instance",
+            "timers",
+            "config",
+            "instance-types",
+        ]),
     };
     let collections = match kind {
         Kind::Projection => quote! {
@@ -192,26 +221,20 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
         },
         _ => quote!(),
     };
-    let (state_static, state_exports) = match state {
-        None => (quote!(), quote!()),
-        Some(state) => (
-            quote! {
-                #[doc(hidden)]
-                #[allow(non_upper_case_globals)]
-                static #state_cell: ::cascade_sdk::__private::StateCell<#state> = ::cascade_sdk::__private::StateCell::new();
-            },
-            quote! {
-                fn save_state() -> Vec<u8> {
-                    ::cascade_sdk::__private::save_state(&super::#state_cell)
-                }
-                fn load_state(state: Option<Vec<u8>>) {
-                    ::cascade_sdk::__private::load_state(&super::#state_cell, state)
-                }
-            },
-        ),
+    let instances = match (state, declares_instances) {
+        (None, _) => quote!(),
+        (Some(_), true) => quote! {
+            fn instances() -> Vec<::cascade_sdk::InstanceRule> {
+                #ty::instances()
+            }
+        },
+        (Some(_), false) => quote! {
+            fn instances() -> Vec<::cascade_sdk::InstanceRule> {
+                Vec::new()
+            }
+        },
     };
     Ok(quote! {
-        #state_static
         #[doc(hidden)]
         #[allow(clippy::all, unused)]
         mod #module {
@@ -225,7 +248,7 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
             use super::#ty;
             impl Guest for #ty {
                 #(#forwards)*
-                #state_exports
+                #instances
                 #collections
             }
             export!(#ty);

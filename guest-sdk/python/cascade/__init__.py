@@ -8,9 +8,14 @@ Process managers and projections: every top-level function named
 handles ``UserCreated``): ``on_`` handlers run in phase 1, ``after_``
 handlers once every listener's ``on_`` handler has finished with the event.
 A stateless handler takes ``(event, ctx)``; a module that defines
-``initial_state()`` is stateful, and its handlers take ``(state, event, ctx)``
-and change ``state`` (a dict) in place. The host persists the state as JSON
-with the plugin's checkpoint.
+``initial_state()`` is stateful (per instance), and its handlers take
+``(state, event, ctx)`` and change ``state`` (a dict) in place: the state of
+the instance the event belongs to. The host persists each instance's state
+as JSON with the plugin's checkpoint. ``instances()`` may return rules
+(:func:`by_stream_id`, :func:`by_correlation_id`, :func:`by_payload_field`,
+:func:`single`) saying which instance each event belongs to; by default its
+stream id. A handler can :func:`complete` its instance and
+:func:`schedule_after` a timer, which comes back to ``on_timer_fired``.
 
 Build a module into a component with ``cascade_build.py`` (see
 ``docs/python.md``)::
@@ -57,8 +62,23 @@ read_model_writer = _bound("read_model_writer")
 projection_types = _bound("projection_types")
 types = _bound("types")
 _log = _bound("log")
+_instance = _bound("instance")
+_timers = _bound("timers")
+_config = _bound("config")
+_instance_types = _bound("instance_types")
 
 __all__ = [
+    "by_correlation_id",
+    "by_payload_field",
+    "by_stream_id",
+    "cancel_timer",
+    "complete",
+    "config",
+    "instance_id",
+    "schedule_after",
+    "schedule_at",
+    "single",
+    "TimerError",
     "Context",
     "DispatchError",
     "Event",
@@ -96,6 +116,10 @@ class QueryError(Exception):
 
 class WriteError(Exception):
     """The host refused a read-model write (collection not declared, body not an object)."""
+
+
+class TimerError(Exception):
+    """The host refused a timer (no instances, a name or payload out of bounds)."""
 
 
 class Rejected(Exception):
@@ -219,6 +243,74 @@ def delete(collection, id):
         raise WriteError(refused.value) from None
 
 
+def _rule(event, key, starts):
+    _only(_instance_types, "instance rules", "stateful process managers (define initial_state)")
+    return _instance_types.InstanceRule(event, key, bool(starts))
+
+
+def by_stream_id(event, starts=True):
+    """``event`` belongs to the instance named by its stream id (``*``: every event)."""
+    return _rule(event, _instance_types.InstanceKey_StreamId(), starts)
+
+
+def by_correlation_id(event, starts=True):
+    """``event`` belongs to the instance named by its correlation id."""
+    return _rule(event, _instance_types.InstanceKey_CorrelationId(), starts)
+
+
+def by_payload_field(event, field, starts=True):
+    """``event`` belongs to the instance named by its payload's top-level ``field``."""
+    return _rule(event, _instance_types.InstanceKey_PayloadField(field), starts)
+
+
+def single(event, starts=True):
+    """``event`` belongs to the one instance ``singleton`` (``single("*")``: every event)."""
+    return _rule(event, _instance_types.InstanceKey_Single(), starts)
+
+
+def instance_id():
+    """The id of the instance the current handler call belongs to."""
+    return _only(_instance, "instance_id", "process managers").id()
+
+
+def complete():
+    """Complete the current instance: its state and timers go with this call."""
+    _only(_instance, "complete", "process managers").complete()
+
+
+def schedule_after(name, millis, payload=None):
+    """Schedule timer ``name`` of the current instance ``millis`` after the
+    handled event's time; it comes back as ``TimerFired`` to ``on_timer_fired``.
+
+    Raises :class:`TimerError` when the host refuses it.
+    """
+    _schedule(name, _timers.Due_After(int(millis)), payload)
+
+
+def schedule_at(name, at, payload=None):
+    """Schedule timer ``name`` at ``at`` (milliseconds since the Unix epoch)."""
+    _schedule(name, _timers.Due_At(int(at)), payload)
+
+
+def _schedule(name, due, payload):
+    _only(_timers, "timers", "process managers")
+    try:
+        _timers.schedule(name, due, json.dumps(payload if payload is not None else {}))
+    except Err as refused:
+        raise TimerError(refused.value) from None
+
+
+def cancel_timer(name):
+    """Cancel timer ``name`` of the current instance; a missing one is fine."""
+    _only(_timers, "cancel_timer", "process managers").cancel(name)
+
+
+def config(key, default=None):
+    """The manifest's ``[config]`` value ``key``, or ``default`` when it is not set."""
+    value = _only(_config, "config", "process managers").get(key)
+    return default if value is None else json.loads(value)
+
+
 def event(name, payload):
     """An event an aggregate's ``handle`` decides on: its name and payload (a dict)."""
     return (name, payload)
@@ -255,8 +347,6 @@ def error(message):
 
 # What the generated component glue calls; not for plugin code.
 
-_state = None
-
 
 def _describe_failure(exc):
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -268,11 +358,18 @@ def _failure(exc):
     return types.HandlerError_Failed(_describe_failure(exc))
 
 
-def _handle(handler, raw_event, raw_ctx, stateful):
+def _handle(handler, raw_event, raw_ctx, module=None):
+    """Call ``handler``; with ``module`` (a stateful plugin), with the state
+    of the call's instance, handed back to the host when it changed."""
     try:
         event, ctx = Event(raw_event), Context(raw_ctx)
-        if stateful:
-            handler(_state, event, ctx)
+        if module is not None:
+            stored = _instance.state()
+            state = json.loads(stored) if stored is not None else module.initial_state()
+            handler(state, event, ctx)
+            blob = json.dumps(state, separators=(",", ":")).encode()
+            if blob != stored:
+                _instance.set_state(blob)
         else:
             handler(event, ctx)
     except SkipRefreshing:
@@ -281,13 +378,8 @@ def _handle(handler, raw_event, raw_ctx, stateful):
         raise Err(_failure(exc))
 
 
-def _load_state(module, blob):
-    global _state
-    _state = json.loads(blob) if blob is not None else module.initial_state()
-
-
-def _save_state():
-    return json.dumps(_state, separators=(",", ":")).encode()
+def _instances(module):
+    return list(module.instances()) if hasattr(module, "instances") else []
 
 
 def _collections(module):

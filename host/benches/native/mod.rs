@@ -3,7 +3,7 @@
 //! same schemas; only the sandbox boundary is missing.
 
 use cascade::{Aggregate, AggregateDescription, Context, Decision, Effects, Event, EventDeclaration, Handler};
-use cascade::{Command, HandlerError, Listener, NewEvent};
+use cascade::{Command, HandlerError, InstanceKey, InstanceRule, InstanceRules, Listener, NewEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -163,17 +163,21 @@ struct Count {
     users_created: u64,
 }
 
-/// `plugins/user-counter`, natively: a stateful listener.
+/// `plugins/user-counter`, natively: a stateful listener with one instance.
 pub struct UserCounter {
     handlers: Vec<Handler>,
-    count: Count,
+    rules: InstanceRules,
 }
 
 impl UserCounter {
     pub fn new() -> Self {
         UserCounter {
             handlers: vec![Handler::on("UserCreated"), Handler::on("UserUpdated")],
-            count: Count::default(),
+            rules: InstanceRules::new(vec![InstanceRule {
+                event: "*".into(),
+                key: InstanceKey::Single,
+                starts: true,
+            }]),
         }
     }
 }
@@ -187,22 +191,18 @@ impl Listener for UserCounter {
         &self.handlers
     }
 
-    fn handle(&mut self, _: usize, _: &Event, _: Context, _: &mut Effects) -> Result<(), HandlerError> {
-        self.count.users_created += 1;
+    fn handle(&mut self, _: usize, _: &Event, _: Context, effects: &mut Effects) -> Result<(), HandlerError> {
+        let failed = |e: String| HandlerError::Failed(e);
+        let instance = effects.instance.as_mut().ok_or_else(|| failed("no instance".into()))?;
+        let mut count: Count = load(instance.state.as_deref()).map_err(|e| failed(e.to_string()))?;
+        count.users_created += 1;
+        instance.state = Some(serde_json::to_vec(&count).map_err(|e| failed(e.to_string()))?);
+        instance.state_set = true;
         Ok(())
     }
 
-    fn is_stateful(&self) -> bool {
-        true
-    }
-
-    fn save_state(&mut self) -> Result<Vec<u8>, String> {
-        serde_json::to_vec(&self.count).map_err(|e| e.to_string())
-    }
-
-    fn load_state(&mut self, state: Option<&[u8]>) -> Result<(), String> {
-        self.count = load(state).map_err(|e| e.to_string())?;
-        Ok(())
+    fn instance_rules(&self) -> Option<&InstanceRules> {
+        Some(&self.rules)
     }
 }
 

@@ -93,9 +93,21 @@ pub enum Action {
         #[arg(long)]
         trace: bool,
     },
-    /// Inspect and refresh process managers.
+    /// Inspect and refresh process managers and their instances.
     #[command(subcommand)]
     Pm(PmAction),
+    /// Pending timers of every process manager, in due order.
+    Timers {
+        /// Timers per page.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The test clock (tests and demos): see `CASCADE_TEST_CLOCK` in the README.
+    #[command(subcommand)]
+    Clock(ClockAction),
     /// Replay every projection into empty read models and refresh every
     /// stateful process manager; stateless process managers are not called.
     Rebuild {
@@ -160,20 +172,57 @@ pub enum Action {
 /// `cascade pm ...`
 #[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
 pub enum PmAction {
-    /// Print a stateful process manager's committed state (pretty JSON, or
-    /// size and hash when the blob is not JSON).
+    /// List a per-instance process manager's instances, in id order: id,
+    /// state size, pending timers, the last event that changed it.
+    Instances {
+        /// The process manager.
+        name: String,
+        /// Start after this instance id (the last one of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        /// Instances per page.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one instance's committed state (pretty JSON, or size and hash
+    /// when it is not JSON) and its pending timers.
     State {
         /// The process manager.
         name: String,
+        /// The instance (`cascade pm instances NAME` lists them); default
+        /// `singleton`, the one instance of a single-instance process manager.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// Rebuild a stateful process manager's state by replaying every event it
-    /// handles with `refreshing = true`; commands it dispatches are dropped.
+    /// Rebuild a per-instance process manager's instances and timers by
+    /// replaying every event it handles with `refreshing = true`; commands
+    /// it dispatches are dropped and no timer fires.
     Refresh {
         /// The process manager.
         name: String,
+        /// Only this instance: its events, up to the checkpoint.
+        #[arg(long)]
+        instance: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `cascade clock ...`
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum ClockAction {
+    /// Move the test clock forward (a host started with
+    /// `CASCADE_TEST_CLOCK=MS`) and fire the timers that became due.
+    Advance {
+        /// Milliseconds.
+        millis: u64,
     },
 }
 

@@ -10,7 +10,8 @@ use cascade::{
 };
 use serde_json::{Value, json};
 
-use crate::args::{Action, ParkedAction, PluginAction, PmAction, QueueAction};
+use crate::api::timer_json;
+use crate::args::{Action, ClockAction, ParkedAction, PluginAction, PmAction, QueueAction};
 use crate::exit::EXIT_STORAGE;
 
 /// Run one action through the engine's handle, writing to `out`; relative
@@ -106,8 +107,8 @@ pub async fn execute(
                         "  checkpoint #{} (lag {}), {} call(s), {} failure(s), {} parked",
                         l.checkpoint, l.lag, l.calls, l.failures, l.parked
                     ));
-                    if let Some(bytes) = l.state_bytes {
-                        line.push_str(&format!(", state {bytes} B"));
+                    if let Some(instances) = l.instances.filter(|&n| n > 0) {
+                        line.push_str(&format!(", {instances} instance(s)"));
                     }
                     if let Some(bytes) = l.memory_bytes {
                         line.push_str(&format!(", memory {:.1} MiB", bytes as f64 / f64::from(1 << 20)));
@@ -185,22 +186,116 @@ pub async fn execute(
             }
             Ok(if settled.is_ok() { 0 } else { 1 })
         }
-        Action::Pm(PmAction::State { name }) => {
-            match engine.pm_state(&name).await? {
-                None => writeln!(out, "`{name}` has no state yet (it has not handled an event)")?,
-                Some(blob) => match serde_json::from_slice::<Value>(&blob) {
-                    Ok(json) => writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?,
-                    Err(_) => writeln!(out, "{} bytes, sha256 {}", blob.len(), cascade::content_hash(&blob))?,
-                },
+        Action::Pm(PmAction::Instances {
+            name,
+            after,
+            limit,
+            json,
+        }) => {
+            let page = engine.instances(&name, after, limit).await?;
+            if json {
+                let next = (page.len() == limit)
+                    .then(|| page.last().map(|i| i.id.clone()))
+                    .flatten();
+                let value = json!({ "instances": page, "next": next });
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+                return Ok(0);
+            }
+            if page.is_empty() {
+                writeln!(out, "`{name}` has no instances")?;
+            }
+            for i in &page {
+                writeln!(
+                    out,
+                    "{}  state {} B, {} timer(s), last changed by #{}",
+                    escape(&i.id),
+                    i.state_bytes,
+                    i.timers,
+                    i.last_position
+                )?;
+            }
+            if page.len() == limit
+                && let Some(last) = page.last()
+            {
+                writeln!(out, "more: --after {}", escape(&last.id))?;
             }
             Ok(0)
         }
-        Action::Pm(PmAction::Refresh { name, json }) => {
+        Action::Pm(PmAction::State { name, instance, json }) => {
+            // Without --instance: the one instance of a single-instance
+            // process manager.
+            let id = instance.unwrap_or_else(|| cascade::SINGLETON.to_owned());
+            let Some((record, timers)) = engine.instance(&name, &id).await? else {
+                if json {
+                    let value = json!({ "instance": id, "state": null, "timers": [] });
+                    writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+                } else {
+                    writeln!(
+                        out,
+                        "`{name}` has no state yet for instance `{id}` (never started, or completed)"
+                    )?;
+                }
+                return Ok(0);
+            };
+            let state = record.state.as_deref().map(cascade::state_json);
+            if json {
+                let value = json!({
+                    "instance": id,
+                    "state": state,
+                    "lastPosition": record.last_position,
+                    "timers": timers.iter().map(timer_json).collect::<Vec<_>>(),
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+                return Ok(0);
+            }
+            match state {
+                None => writeln!(out, "instance `{id}` of `{name}` has no state yet")?,
+                Some(state) => writeln!(out, "{}", serde_json::to_string_pretty(&state)?)?,
+            }
+            for t in &timers {
+                writeln!(out, "timer `{}` due {}", escape(&t.name), due_text(t.due))?;
+            }
+            Ok(0)
+        }
+        Action::Timers { limit, json } => {
+            let (timers, pending) = engine.timers(None, limit).await?;
+            if json {
+                let value = json!({
+                    "timers": timers.iter().map(timer_json).collect::<Vec<_>>(),
+                    "pending": pending,
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+                return Ok(0);
+            }
+            if timers.is_empty() {
+                writeln!(out, "no timers pending")?;
+            }
+            for t in &timers {
+                writeln!(
+                    out,
+                    "{}  {}/{}  `{}`",
+                    due_text(t.due),
+                    escape(&t.plugin),
+                    escape(&t.instance),
+                    escape(&t.name)
+                )?;
+            }
+            if (timers.len() as u64) < pending {
+                writeln!(out, "{} more pending (--limit)", pending - timers.len() as u64)?;
+            }
+            Ok(0)
+        }
+        Action::Clock(ClockAction::Advance { millis }) => {
+            let now = engine.advance_clock(millis).await?;
+            writeln!(out, "test clock at {now} ({})", due_text(now))?;
+            Ok(0)
+        }
+        Action::Pm(PmAction::Refresh { name, instance, json }) => {
             let bar = progress_bar();
             bar.set_message(name.clone());
             let progress = bar.clone();
             let report = engine
-                .refresh(&name, move |done, total| {
+                .refresh(&name, instance, move |done, total| {
                     progress.set_length(total);
                     progress.set_position(done);
                 })
@@ -424,6 +519,12 @@ fn progress_bar() -> indicatif::ProgressBar {
             .progress_chars("=> "),
     );
     bar
+}
+
+/// Milliseconds since the Unix epoch as UTC time, e.g. `2026-12-03T12:00:00.000Z`.
+fn due_text(millis: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 fn print_reports(out: &mut (dyn Write + Send), reports: &[RefreshReport], json: bool) -> anyhow::Result<u8> {

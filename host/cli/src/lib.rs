@@ -22,7 +22,7 @@ mod commands;
 pub mod exit;
 pub mod scaffold;
 
-pub use args::{Action, Cli, ParkedAction, PluginAction, PmAction, QueueAction};
+pub use args::{Action, Cli, ClockAction, ParkedAction, PluginAction, PmAction, QueueAction};
 pub use commands::execute;
 pub use exit::{EXIT_BUSY, EXIT_STORAGE, Exit, exit_status};
 
@@ -33,6 +33,7 @@ pub use exit::{EXIT_BUSY, EXIT_STORAGE, Exit, exit_status};
 /// Anything that makes the exit status 2 (or [`exit_status`]); the caller
 /// prints it.
 pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
+    test_clock()?;
     let options = Options {
         max_causation_depth: cli.max_causation_depth,
         cache_mib: cli.cache_mib,
@@ -97,6 +98,23 @@ pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
     result
 }
 
+/// `CASCADE_TEST_CLOCK=MS`: this process runs on a clock that stands at MS
+/// (milliseconds since the Unix epoch) until `cascade clock advance` moves it.
+fn test_clock() -> anyhow::Result<()> {
+    let Some(value) = std::env::var_os("CASCADE_TEST_CLOCK") else {
+        return Ok(());
+    };
+    let millis = value
+        .to_str()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!("CASCADE_TEST_CLOCK must be milliseconds since the Unix epoch, e.g. 1700000000000")
+        })?;
+    cascade::clock::set_test_clock(millis);
+    Ok(())
+}
+
 fn lock_timeout(seconds: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| anyhow::anyhow!("--lock-timeout `{seconds}` is not a number of seconds"))
@@ -136,7 +154,8 @@ fn reads_only(action: &Action) -> bool {
             | Action::Parked { action: None, .. }
             | Action::Queue { action: None, .. }
             | Action::Verify { .. }
-            | Action::Pm(PmAction::State { .. })
+            | Action::Pm(PmAction::State { .. } | PmAction::Instances { .. })
+            | Action::Timers { .. }
             | Action::Plugin(PluginAction::List { .. } | PluginAction::Versions { .. })
     )
 }

@@ -193,8 +193,9 @@ fn about(kind: Kind) -> &'static str {
              data directory, creates a user and checks the log line."
         }
         Kind::Stateful => {
-            "It counts every `UserCreated` of the example `users` aggregate; `test.sh` creates two users and \
-             checks `cascade pm state {{name}}`."
+            "It keeps one instance per user of the example `users` aggregate and counts the user's updates; \
+             `test.sh` creates two users, updates one and checks `cascade pm instances {{name}}` and \
+             `cascade pm state {{name}} --instance u1`."
         }
         Kind::Projection => {
             "It keeps one document per user of the example `users` aggregate in collection `{{name}}`; \
@@ -230,7 +231,9 @@ check "$out" "{{name}} saw user u1""#
         Kind::Stateful => {
             r#""$cascade" --data "$data" exec users u1 create '{"name":"Ada"}' >/dev/null
 "$cascade" --data "$data" exec users u2 create '{"name":"Grace"}' >/dev/null
-check "$("$cascade" --data "$data" pm state {{name}})" '"usersCreated": 2'"#
+"$cascade" --data "$data" exec users u1 update '{"age":37}' >/dev/null
+check "$("$cascade" --data "$data" pm instances {{name}})" 'u2  state'
+check "$("$cascade" --data "$data" pm state {{name}} --instance u1)" '"updates": 1'"#
         }
         Kind::Projection => {
             r#""$cascade" --data "$data" exec users u1 create '{"name":"Ada"}' >/dev/null

@@ -9,9 +9,10 @@ use super::EngineHandle;
 use crate::error::Error;
 use crate::event::Command;
 use crate::manifest::Manifest;
-use crate::pipeline::{ListenerStats, Parked, RefreshReport, Skipped};
+use crate::pipeline::{ListenerStats, Parked, RefreshReport, Skipped, TimerStats};
 use crate::plugin::{PluginRecord, PluginVersion};
-use crate::runtime::{PluginStatus, Runtime, Swap};
+use crate::records::{InstanceRecord, Timer};
+use crate::runtime::{InstanceSummary, PluginStatus, Runtime, Swap};
 use crate::store::Verification;
 
 impl EngineHandle {
@@ -118,31 +119,77 @@ impl EngineHandle {
         self.call(move |runtime| runtime.remove_plugin(&name)).await
     }
 
-    /// The committed state blob of the stateful process manager `name`.
+    /// Up to `limit` instances of the per-instance process manager `name`
+    /// after id `after` (see [`crate::Runtime::instances`]).
     ///
     /// # Errors
     ///
     /// An unknown or stateless process manager; a storage error; the engine
     /// stopped.
-    pub async fn pm_state(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    pub async fn instances(
+        &self,
+        name: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<InstanceSummary>, Error> {
         let name = name.to_owned();
-        self.call(move |runtime| runtime.pm_state(&name)).await
+        self.call(move |runtime| runtime.instances(&name, after.as_deref(), limit))
+            .await
     }
 
-    /// Replay the stateful process manager `name`'s history into a fresh
-    /// state (see [`crate::Pipeline::refresh`]); `progress` is told (events
-    /// done, events in all).
+    /// Instance `id` of process manager `name` with its pending timers.
     ///
     /// # Errors
     ///
-    /// Not a stateful process manager; a storage error; the engine stopped.
+    /// As [`EngineHandle::instances`].
+    pub async fn instance(&self, name: &str, id: &str) -> Result<Option<(InstanceRecord, Vec<Timer>)>, Error> {
+        let (name, id) = (name.to_owned(), id.to_owned());
+        self.call(move |runtime| runtime.instance(&name, &id)).await
+    }
+
+    /// Up to `limit` pending timers in due order after `after`, and how many
+    /// are pending in all.
+    ///
+    /// # Errors
+    ///
+    /// A storage error; the engine stopped.
+    pub async fn timers(&self, after: Option<Timer>, limit: usize) -> Result<(Vec<Timer>, u64), Error> {
+        self.call(move |runtime| runtime.timers(after.as_ref(), limit)).await
+    }
+
+    /// Move the test clock forward by `millis` ([`crate::clock`]); the writer
+    /// then fires the timers that became due. Returns the new time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoTestClock`] when the host runs on the wall clock; the
+    /// engine stopped.
+    pub async fn advance_clock(&self, millis: u64) -> Result<u64, Error> {
+        self.call(move |runtime| {
+            let now = crate::clock::advance_test_clock(millis).ok_or(Error::NoTestClock)?;
+            // An engine that runs on demand (the command line) has no loop of
+            // its own to fire them.
+            runtime.pipeline().run_until_idle()?;
+            Ok(now)
+        })
+        .await
+    }
+
+    /// Replay the per-instance process manager `name`'s history into fresh
+    /// instances, all or only `instance` (see [`crate::Pipeline::refresh`]);
+    /// `progress` is told (events done, events in all).
+    ///
+    /// # Errors
+    ///
+    /// Not a per-instance process manager; a storage error; the engine stopped.
     pub async fn refresh(
         &self,
         name: &str,
+        instance: Option<String>,
         mut progress: impl FnMut(u64, u64) + Send + 'static,
     ) -> Result<RefreshReport, Error> {
         let name = name.to_owned();
-        self.call(move |runtime| runtime.pipeline().refresh(&name, &mut progress))
+        self.call(move |runtime| runtime.pipeline().refresh(&name, instance.as_deref(), &mut progress))
             .await
     }
 
@@ -168,6 +215,20 @@ impl EngineHandle {
     /// The engine stopped.
     pub async fn listener_stats(&self) -> Result<Vec<ListenerStats>, Error> {
         self.call(|runtime| Ok(runtime.pipeline_ref().listener_stats())).await
+    }
+
+    /// Timers fired since the engine started and how late, and how many are
+    /// pending.
+    ///
+    /// # Errors
+    ///
+    /// A storage error; the engine stopped.
+    pub async fn timer_stats(&self) -> Result<(TimerStats, u64), Error> {
+        self.call(|runtime| {
+            let (_, pending) = runtime.timers(None, 0)?;
+            Ok((runtime.pipeline_ref().timer_stats().clone(), pending))
+        })
+        .await
     }
 
     /// Events parked after their handler failed every attempt, by id.

@@ -1,12 +1,14 @@
 //! One group commit: the [`Batch`] that runs events through both phases and
 //! commands through their aggregates inside one write transaction.
 
+use super::instances::TimerNote;
 use super::listeners::{handlers_by_event, resumed};
 use super::{LogLine, Pipeline, Route, Slot, TraceEntry};
 use crate::aggregate::Aggregates;
-use crate::error::{Error, PluginError, StoreError};
+use crate::error::{Error, StoreError};
 use crate::event::{Envelope, Event};
 use crate::host_api::Effects;
+use crate::instance::delivered_to;
 use crate::read_model::ReadModels;
 use crate::records::{CascadeRecord, CommandRecord, QueuedCommand};
 use crate::store::{Storage, UnitOfWork, WorkQueue};
@@ -37,6 +39,8 @@ impl<S: Storage> Pipeline<S> {
             traced,
             settled: kept,
             logs,
+            next_timer: _,
+            timer_stats: _,
         } = self;
         let mut batch = Batch {
             aggregates,
@@ -59,6 +63,7 @@ impl<S: Storage> Pipeline<S> {
             defer_retries: false,
             settled: kept.is_some().then(Vec::new),
             traced_now: Vec::new(),
+            timers: TimerNote::default(),
         };
         // A batch that did nothing is rolled back: no commit, no fsync.
         let written = store.write_if(|tx| {
@@ -71,6 +76,7 @@ impl<S: Storage> Pipeline<S> {
         });
         let settled = std::mem::take(&mut batch.settled);
         let traced_now = std::mem::take(&mut batch.traced_now);
+        let timers = std::mem::take(&mut batch.timers);
         drop(batch);
         let result = match written {
             Ok(result) => result,
@@ -84,10 +90,13 @@ impl<S: Storage> Pipeline<S> {
                 }
                 self.trace.truncate(trace_before);
                 self.read_models.discard();
+                self.next_timer = None;
                 self.reload_states()?;
                 return Err(err);
             }
         };
+        self.next_timer = timers.next(self.next_timer);
+        self.timer_stats.record(&timers.lateness);
         for slot in self.slots.iter_mut() {
             slot.dirty = false;
         }
@@ -151,6 +160,8 @@ pub(super) struct Batch<'a> {
     /// Cascades this batch admitted with a trace asked for: forgotten if it
     /// rolls back.
     pub(super) traced_now: Vec<String>,
+    /// When timers are due after this batch.
+    pub(super) timers: TimerNote,
 }
 
 impl Batch<'_> {
@@ -175,15 +186,6 @@ impl Batch<'_> {
             tx.set_stopped(slot.listener.name(), true)?;
             tx.set_checkpoint(slot.listener.name(), slot.checkpoint)?;
             tx.set_after_pending(slot.listener.name(), slot.after_pending)?;
-        }
-        // State blobs commit with the checkpoints that cover them.
-        for slot in self.slots.iter_mut().filter(|s| s.dirty && s.listener.is_stateful()) {
-            let state = slot.listener.save_state().map_err(|message| PluginError::State {
-                plugin: slot.listener.name().to_owned(),
-                action: "save",
-                message,
-            })?;
-            tx.put_pm_state(slot.listener.name(), &state)?;
         }
         Ok(())
     }
@@ -231,7 +233,11 @@ impl Batch<'_> {
         if let Some(route) = self.routes.get(&event.name) {
             for &(slot, handler) in route.on.iter().chain(&route.after) {
                 let s = &self.slots[slot];
-                if !s.stopped && s.backoff.is_none() && s.checkpoint < event.position {
+                if !s.stopped
+                    && s.backoff.is_none()
+                    && s.checkpoint < event.position
+                    && delivered_to(event, s.listener.name())
+                {
                     self.call(tx, slot, handler, event, 1)?;
                 }
             }
@@ -241,6 +247,7 @@ impl Batch<'_> {
                 .slots
                 .iter()
                 .filter(|&&slot| self.slots[slot].backoff.is_some_and(|b| b.position <= event.position))
+                .filter(|&&slot| delivered_to(event, self.slots[slot].listener.name()))
                 .count() as u64;
         }
         let cascade = self.cascade(tx, &event.correlation_id)?;
@@ -262,7 +269,10 @@ impl Batch<'_> {
             let by_event = handlers_by_event(self.slots[slot].listener.as_ref());
             for position in backoff.position..=through {
                 let event = tx.logged_event(position)?;
-                let routed = by_event.get(&event.name).map_or(&[][..], Vec::as_slice);
+                let routed = match delivered_to(&event, self.slots[slot].listener.name()) {
+                    true => by_event.get(&event.name).map_or(&[][..], Vec::as_slice),
+                    false => &[][..],
+                };
                 // At the event it waited at, the call that failed is the
                 // next attempt; an `on-` handler that already ran is not
                 // called again.
@@ -308,7 +318,9 @@ impl Batch<'_> {
     ) -> Result<(), StoreError> {
         for position in from..=through {
             let event = tx.logged_event(position)?;
-            if self.routes.get(&event.name).is_some_and(|r| r.slots.contains(&slot)) {
+            if self.routes.get(&event.name).is_some_and(|r| r.slots.contains(&slot))
+                && delivered_to(&event, self.slots[slot].listener.name())
+            {
                 let cascade = self.cascade(tx, &event.correlation_id)?;
                 cascade.outstanding = cascade.outstanding.saturating_sub(1);
             }

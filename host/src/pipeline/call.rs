@@ -6,9 +6,11 @@
 use std::time::{Duration, Instant};
 
 use super::batch::{Batch, causation_chain};
+use super::instances::{self, Begin};
 use super::{Backoff, LogLine, Outcome, RETRY_BACKOFF, TraceEntry};
 use crate::error::{CascadeBudgetError, CausationDepthError, Failure, HandlerFailure, StoreError};
 use crate::event::Event;
+use crate::instance::InstanceCall;
 use crate::listener::{Context, HandlerError, Phase};
 use crate::manifest::Policy;
 use crate::records::{Cause, Parked, QueuedCommand};
@@ -30,7 +32,16 @@ impl Batch<'_> {
         attempt: u32,
     ) -> Result<Option<u64>, StoreError> {
         self.slots[slot].dirty = true;
-        let (outcome, attempt) = self.attempt(slot, handler, event, attempt);
+        // A per-instance process manager's call gets its instance, or none
+        // is made (an event for no instance, or one it may not start).
+        let instance = match self.slots[slot].listener.instance_rules() {
+            None => None,
+            Some(rules) => match instances::begin(&*tx, rules, self.slots[slot].listener.name(), event)? {
+                Begin::Call(call) => Some(call),
+                Begin::Ignored => return Ok(None),
+            },
+        };
+        let (outcome, attempt) = self.attempt(slot, handler, event, attempt, instance.as_ref());
         let failure = match outcome {
             Attempted::Done(failure) => failure,
             Attempted::RetryAfter(pause) => {
@@ -38,20 +49,36 @@ impl Batch<'_> {
                 return Ok(None);
             }
         };
-        // A failed call is atomic: what it dispatched is dropped.
+        // A failed call is atomic: what it dispatched and what it did to its
+        // instance are dropped.
         match failure {
             Some(failure) => {
                 self.effects.commands.clear();
+                self.effects.instance = None;
                 self.fail(tx, slot, handler, event, failure, attempt)
             }
-            None => self.dispatch(tx, slot, event).map(|()| None),
+            None => {
+                if let Some(call) = self.effects.instance.take() {
+                    self.timers.scheduled_by(&call);
+                    instances::finish(tx, self.slots[slot].listener.name(), call, event.position)?;
+                }
+                self.dispatch(tx, slot, event).map(|()| None)
+            }
         }
     }
 
     /// Call the handler until it succeeds, its attempts are used up, or
-    /// (with `defer_retries`) a retry must wait; record the call. Returns
-    /// how it ended and the number of the last attempt.
-    fn attempt(&mut self, slot: usize, handler: usize, event: &Event, mut attempt: u32) -> (Attempted, u32) {
+    /// (with `defer_retries`) a retry must wait; record the call. Each
+    /// attempt starts from `instance` as stored. Returns how it ended and
+    /// the number of the last attempt.
+    fn attempt(
+        &mut self,
+        slot: usize,
+        handler: usize,
+        event: &Event,
+        mut attempt: u32,
+        instance: Option<&InstanceCall>,
+    ) -> (Attempted, u32) {
         let traced = self.trace_all || (!self.traced.is_empty() && self.traced.contains(&event.correlation_id));
         let started = traced.then(Instant::now);
         let attempts = self.slots[slot].listener.on_error().attempts.max(1);
@@ -59,6 +86,7 @@ impl Batch<'_> {
             let s = &mut self.slots[slot];
             s.calls += 1;
             let call_started = Instant::now();
+            self.effects.instance = instance.cloned();
             let result = s.listener.handle(handler, event, Context::default(), &mut self.effects);
             s.stats[handler].record(call_started.elapsed(), result.is_err());
             match result {
@@ -126,6 +154,7 @@ impl Batch<'_> {
     /// it resumes there (its `on-` handler ran).
     fn defer(&mut self, slot: usize, handler: usize, event: &Event, pause: Duration, attempt: u32) {
         self.effects.commands.clear();
+        self.effects.instance = None;
         let s = &mut self.slots[slot];
         s.backoff = Some(Backoff {
             until: Instant::now() + pause,

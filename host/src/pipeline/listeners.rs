@@ -4,6 +4,7 @@
 use super::{Backoff, HandlerStats, ListenerStats, Pipeline, Route, Slot};
 use crate::aggregate::{Aggregate, Aggregates};
 use crate::error::{Error, PluginError, StoreError};
+use crate::instance::TIMER_FIRED;
 use crate::listener::{Listener, Phase};
 use crate::store::{EventLog, Progress, Storage};
 use std::collections::HashMap;
@@ -27,35 +28,18 @@ impl<S: Storage> Pipeline<S> {
     /// [`PluginError::UnknownEvent`] when a handler names an event no
     /// aggregate declares; a storage error.
     pub fn register_listener(&mut self, listener: Box<dyn Listener>) -> Result<(), Error> {
-        self.register_listener_with(listener, true)
-    }
-
-    /// [`Pipeline::register_listener`]; with `carry_state` false a replaced
-    /// stateful listener starts from its initial state instead of loading the
-    /// stored one (the caller refreshes or resets it next).
-    ///
-    /// # Errors
-    ///
-    /// As [`Pipeline::register_listener`]; [`PluginError::IncompatibleState`]
-    /// when a redeployed build cannot load the stored state.
-    pub fn register_listener_with(&mut self, listener: Box<dyn Listener>, carry_state: bool) -> Result<(), Error> {
         let name = listener.name().to_owned();
-        if let Some(checkpoint) = self.register_listener_deferred(listener, carry_state)? {
+        if let Some(checkpoint) = self.register_listener_deferred(listener)? {
             self.store.write(|tx| tx.set_checkpoint(&name, checkpoint))?;
         }
         Ok(())
     }
 
-    /// [`Pipeline::register_listener_with`] that leaves a new listener's
+    /// [`Pipeline::register_listener`] that leaves a new listener's
     /// first checkpoint (the head) for the caller to store in its own
     /// transaction, so adding a plugin is one commit; `None` for a known one.
-    pub(crate) fn register_listener_deferred(
-        &mut self,
-        listener: Box<dyn Listener>,
-        carry_state: bool,
-    ) -> Result<Option<u64>, Error> {
+    pub(crate) fn register_listener_deferred(&mut self, listener: Box<dyn Listener>) -> Result<Option<u64>, Error> {
         validate_handlers(&self.aggregates, listener.as_ref())?;
-        let mut listener = listener;
         let name = listener.name().to_owned();
         if let Some(collections) = listener.collections() {
             self.read_models.declare(&name, collections)?;
@@ -63,7 +47,7 @@ impl<S: Storage> Pipeline<S> {
         let read_models = &self.read_models;
         // Only a changed index declaration writes here: loading the plugins
         // of a data directory commits nothing.
-        let (checkpoint, after_pending, new, state, stopped, pipeline_position) = self.store.write_if(|tx| {
+        let (checkpoint, after_pending, new, stopped, pipeline_position) = self.store.write_if(|tx| {
             let reindexed = read_models.sync_indexes(tx, &name)?;
             let (checkpoint, new) = match tx.checkpoint(&name)? {
                 Some(checkpoint) => (checkpoint, false),
@@ -74,27 +58,11 @@ impl<S: Storage> Pipeline<S> {
                 checkpoint,
                 tx.after_pending(&name)?,
                 new,
-                tx.pm_state(&name)?,
                 stopped,
                 tx.pipeline_position()?,
             );
             Ok::<_, StoreError>((found, reindexed))
         })?;
-        if listener.is_stateful() {
-            // A redeployed version carries on from the state of the old one.
-            let state = state.filter(|_| carry_state);
-            listener.load_state(state.as_deref()).map_err(|message| match &state {
-                Some(_) if self.slots.iter().any(|s| s.listener.name() == name) => PluginError::IncompatibleState {
-                    plugin: name.clone(),
-                    message,
-                },
-                _ => PluginError::State {
-                    plugin: name.clone(),
-                    action: "load",
-                    message,
-                },
-            })?;
-        }
         let stats = listener
             .handlers()
             .iter()
@@ -143,11 +111,11 @@ impl<S: Storage> Pipeline<S> {
             .collect()
     }
 
-    /// Whether `name` is a registered stateful process manager.
+    /// Whether `name` is a registered per-instance (stateful) process manager.
     pub fn is_stateful(&self, name: &str) -> bool {
         self.slots
             .iter()
-            .any(|s| s.listener.name() == name && s.listener.is_stateful())
+            .any(|s| s.listener.name() == name && s.listener.instance_rules().is_some())
     }
 
     /// The names of the registered listeners, in registration order.
@@ -171,7 +139,9 @@ impl<S: Storage> Pipeline<S> {
 
 pub(super) fn validate_handlers(aggregates: &Aggregates, listener: &dyn Listener) -> Result<(), PluginError> {
     for handler in listener.handlers() {
-        if !aggregates.declares(&handler.event) {
+        // A fired timer is the host's event, for the instances that scheduled it.
+        let timer = handler.event == TIMER_FIRED && listener.instance_rules().is_some();
+        if !timer && !aggregates.declares(&handler.event) {
             let names = aggregates.event_names();
             return Err(PluginError::UnknownEvent {
                 plugin: listener.name().to_owned(),

@@ -6,27 +6,19 @@ use super::listeners::{handlers_by_event, resumed, routes};
 use crate::error::{Error, Failure, PluginError, StoreError};
 use crate::event::Command;
 use crate::records::{Parked, Skipped};
-use crate::store::{EventLog, Progress, Storage, WorkQueue};
+use crate::store::{EventLog, Instances, Progress, Storage, WorkQueue};
 
 impl<S: Storage> Pipeline<S> {
-    /// Start the stateful process manager `name` over from its initial
-    /// state, keeping its checkpoint: it forgets what it had folded.
+    /// Start the per-instance process manager `name` over with no instances
+    /// and no timers, keeping its checkpoint: it forgets what it had folded.
     ///
     /// # Errors
     ///
-    /// An unknown or stateless listener; a failing `load-state`; a storage
-    /// error.
+    /// An unknown or stateless listener; a storage error.
     pub fn reset_state(&mut self, name: &str) -> Result<(), Error> {
-        let index = self.stateful_slot(name)?;
-        self.slots[index]
-            .listener
-            .load_state(None)
-            .map_err(|message| PluginError::State {
-                plugin: name.to_owned(),
-                action: "load",
-                message,
-            })?;
-        self.store.write(|tx| tx.remove_pm_state(name))?;
+        self.stateful_slot(name)?;
+        self.store.write(|tx| tx.remove_instances(name))?;
+        self.next_timer = None;
         Ok(())
     }
 

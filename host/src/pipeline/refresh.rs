@@ -1,26 +1,32 @@
-//! Refresh and rebuild: replaying history into stateful process managers.
+//! Refresh and rebuild: replaying history into per-instance process managers.
 //!
-//! A refresh starts the process manager from its initial state and replays,
-//! from the first event up to the pipeline's position, every event it
-//! handles: both phases, `on-` then `after-`, with `refreshing = true`.
-//! Commands dispatched meanwhile are dropped and counted, so history never
-//! re-issues commands. The new state and the checkpoint commit together.
+//! A refresh starts the process manager with no instances and no timers and
+//! replays, from the first event up to the pipeline's position, every event
+//! it handles, fired timers included: both phases, `on-` then `after-`, with
+//! `refreshing = true`. Commands dispatched meanwhile are dropped and
+//! counted, so history never re-issues commands, and a timer is never fired
+//! by a refresh: the ones it schedules that did not fire live are pending
+//! after it. The instances, timers and checkpoint commit together. A refresh
+//! of one instance replays only its events, up to the listener's checkpoint.
 //!
 //! Failures do not make a refresh inexact: a call that fails or traps is
 //! atomic, as it is live (the state returns to what it was before the call),
 //! so the saved state is exactly the one a live run over the same events
 //! reached; the failures are reported, and the state is saved all the same.
 
-use crate::store::{Backend, Documents, EventLog, Progress, Storage, WorkQueue};
+use crate::store::{Backend, Documents, EventLog, Instances, Progress, Storage, UnitOfWork, WorkQueue};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::instances::{self, Begin, Replayed};
 use super::{Pipeline, Slot};
 use crate::error::{Error, HandlerFailure, PluginError, StoreError};
 use crate::host_api::Effects;
+use crate::instance::delivered_to;
 use crate::listener::{Context, HandlerError};
+use crate::records::InstanceRecord;
 
 /// Events read from the log per read transaction while replaying.
 const CHUNK: usize = 8192;
@@ -46,8 +52,13 @@ pub struct RefreshReport {
     pub dropped_commands: u64,
     /// Handlers that failed during the replay.
     pub failures: Vec<HandlerFailure>,
-    /// The state after the replay, as stored.
-    pub state: Vec<u8>,
+    /// Instances after the replay (the one refreshed, or all).
+    pub instances: u64,
+    /// Pending timers after the replay.
+    pub timers: u64,
+    /// The refreshed instance's state after the replay, as stored (a
+    /// refresh of one instance only).
+    pub state: Option<Vec<u8>>,
     /// Wall time of the replay.
     pub elapsed: Duration,
 }
@@ -58,7 +69,7 @@ impl RefreshReport {
     /// `rebuild --json` and `POST /pm/{name}/refresh` print.
     pub fn to_json(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).expect("reports serialize");
-        value["state"] = state_json(&self.state);
+        value["state"] = self.state.as_deref().map_or(serde_json::Value::Null, state_json);
         value["elapsedMicros"] = serde_json::json!(self.elapsed.as_micros() as u64);
         value
     }
@@ -71,36 +82,52 @@ pub fn state_json(blob: &[u8]) -> serde_json::Value {
 }
 
 impl<S: Storage> Pipeline<S> {
-    /// Refresh the stateful process manager `name`. `progress` is called
-    /// with (position replayed, last position) after each chunk of the log.
+    /// Refresh the per-instance process manager `name`, every instance or
+    /// only `instance`. `progress` is called with (position replayed, last
+    /// position) after each chunk of the log.
     ///
     /// # Errors
     ///
     /// [`PluginError::UnknownListener`], [`PluginError::Stateless`], a
-    /// failing `load-state`/`save-state`, a storage error.
-    pub fn refresh(&mut self, name: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<RefreshReport, Error> {
+    /// storage error.
+    pub fn refresh(
+        &mut self,
+        name: &str,
+        instance: Option<&str>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<RefreshReport, Error> {
         let index = self.stateful_slot(name)?;
-        let through = self.store.read(|tx| tx.pipeline_position())?;
-        let slot = &mut self.slots[index];
+        // One instance is replayed as far as the listener has gone live, so
+        // that it handles the rest once, when it gets there.
+        let through = match instance {
+            Some(_) => self.slots[index].checkpoint,
+            None => self.store.read(|tx| tx.pipeline_position())?,
+        };
         let started = Instant::now();
-        let replayed = replay(&self.store, slot, through, progress, &mut || Ok(())).and_then(|report| {
-            let state = slot.listener.save_state().map_err(|message| PluginError::State {
-                plugin: name.to_owned(),
-                action: "save",
-                message,
-            })?;
-            Ok((report, state))
-        });
-        let (mut report, state) = match replayed {
-            Ok(replayed) => replayed,
+        let mut replayed = Replayed::default();
+        let slot = &mut self.slots[index];
+        let into = Some((&mut replayed, instance));
+        let mut report = match replay(&self.store, slot, through, into, progress, &mut || Ok(())) {
+            Ok(report) => report,
             Err(err) => {
                 // Nothing was stored: the listener goes on as it was.
                 self.reload_states()?;
                 return Err(err);
             }
         };
-        self.finish_replay(index, through, Some(&state))?;
-        report.state = state;
+        report.instances = replayed.instances.len() as u64;
+        report.timers = replayed.timers.len() as u64;
+        match instance {
+            Some(id) => {
+                report.state = replayed.instances.get(id).and_then(|i| i.state.clone());
+                self.store.write(|tx| {
+                    tx.remove_instance(name, id)?;
+                    store_replayed(tx, name, replayed)
+                })?;
+            }
+            None => self.finish_replay(index, through, Some(replayed))?,
+        }
+        self.next_timer = None;
         report.elapsed = started.elapsed();
         Ok(report)
     }
@@ -119,8 +146,8 @@ impl<S: Storage> Pipeline<S> {
             let mut progress = |done, total| progress(&name, done, total);
             if self.slots[index].listener.collections().is_some() {
                 reports.push(self.rebuild_projection(index, &mut progress)?);
-            } else if self.slots[index].listener.is_stateful() {
-                reports.push(self.refresh(&name, &mut progress)?);
+            } else if self.slots[index].listener.instance_rules().is_some() {
+                reports.push(self.refresh(&name, None, &mut progress)?);
             }
         }
         Ok(reports)
@@ -141,7 +168,7 @@ impl<S: Storage> Pipeline<S> {
         let read_models = self.read_models.clone();
         let store = &self.store;
         let mut flush = || store.write(|tx| read_models.flush(tx));
-        let mut report = match replay(store, &mut self.slots[index], through, progress, &mut flush) {
+        let mut report = match replay(store, &mut self.slots[index], through, None, progress, &mut flush) {
             Ok(report) => report,
             Err(err) => {
                 self.read_models.discard();
@@ -155,17 +182,18 @@ impl<S: Storage> Pipeline<S> {
     }
 
     /// A replay through `through` is done: in one commit, listener `index`
-    /// stands at `through` with its new `state` (if it keeps one), and the
-    /// cascades of the events it was waiting to retry stop waiting for it
-    /// (the replay covered them).
-    fn finish_replay(&mut self, index: usize, through: u64, state: Option<&[u8]>) -> Result<(), Error> {
+    /// stands at `through` with the instances and timers it `replayed` (if
+    /// it keeps them), and the cascades of the events it was waiting to
+    /// retry stop waiting for it (the replay covered them).
+    fn finish_replay(&mut self, index: usize, through: u64, replayed: Option<Replayed>) -> Result<(), Error> {
         self.in_batch(|batch, tx| {
             if let Some(backoff) = batch.slots[index].backoff.take() {
                 batch.release(tx, index, backoff.position, through)?;
             }
             let name = batch.slots[index].listener.name();
-            if let Some(state) = state {
-                tx.put_pm_state(name, state)?;
+            if let Some(replayed) = replayed {
+                tx.remove_instances(name)?;
+                store_replayed(tx, name, replayed)?;
             }
             tx.set_after_pending(name, None)?;
             tx.set_checkpoint(name, through)?;
@@ -177,21 +205,21 @@ impl<S: Storage> Pipeline<S> {
         Ok(())
     }
 
-    /// The committed state blob of the stateful process manager `name`
-    /// (`None` before it handled anything).
+    /// The committed state of instance `id` of the per-instance process
+    /// manager `name` (`None`: no such instance, or it has no state yet).
     ///
     /// # Errors
     ///
     /// [`PluginError::UnknownListener`], [`PluginError::Stateless`], a
     /// storage error.
-    pub fn pm_state(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    pub fn instance_state(&self, name: &str, id: &str) -> Result<Option<InstanceRecord>, Error> {
         self.stateful_slot(name)?;
-        Ok(self.store.read(|tx| tx.pm_state(name))?)
+        Ok(self.store.read(|tx| tx.instance(name, id))?)
     }
 
     pub(super) fn stateful_slot(&self, name: &str) -> Result<usize, PluginError> {
         let index = self.slot_index(name)?;
-        if !self.slots[index].listener.is_stateful() {
+        if self.slots[index].listener.instance_rules().is_none() {
             return Err(PluginError::Stateless { name: name.to_owned() });
         }
         Ok(index)
@@ -205,18 +233,13 @@ fn replay(
     store: &impl Backend,
     slot: &mut Slot,
     through: u64,
+    mut into: Option<(&mut Replayed, Option<&str>)>,
     progress: &mut dyn FnMut(u64, u64),
     after_chunk: &mut dyn FnMut() -> Result<(), StoreError>,
 ) -> Result<RefreshReport, Error> {
     let listener = &mut slot.listener;
     let name = listener.name().to_owned();
-    if listener.is_stateful() {
-        listener.load_state(None).map_err(|message| PluginError::State {
-            plugin: name.clone(),
-            action: "load",
-            message,
-        })?;
-    }
+    let rules = listener.instance_rules().cloned();
     let by_event = super::listeners::handlers_by_event(listener.as_ref());
     // Calls that failed for good live, and were parked or skipped, are left
     // out: live, a failed call is atomic, so its effect is in no state.
@@ -242,7 +265,9 @@ fn replay(
         parked: 0,
         dropped_commands: 0,
         failures: Vec::new(),
-        state: Vec::new(),
+        instances: 0,
+        timers: 0,
+        state: None,
         elapsed: Duration::ZERO,
     };
     let ctx = Context { refreshing: true };
@@ -258,11 +283,26 @@ fn replay(
             let Some(handlers) = by_event.get(&event.name) else {
                 continue;
             };
+            if !delivered_to(event, &name) {
+                continue;
+            }
+            if let (Some(rules), Some((replayed, only))) = (&rules, &mut into) {
+                if only.is_some_and(|id| rules.instance_of(event).is_none_or(|(of, _)| of != id)) {
+                    continue;
+                }
+                instances::replay_fired(replayed, &name, event)?;
+            }
             report.events += 1;
             for &handler in handlers {
                 if !not_applied.is_empty() && not_applied.contains(&(handler, event.position)) {
                     report.parked += 1;
                     continue;
+                }
+                if let (Some(rules), Some((replayed, _))) = (&rules, &into) {
+                    match instances::begin(&**replayed, rules, &name, event)? {
+                        Begin::Call(call) => effects.instance = Some(call),
+                        Begin::Ignored => continue,
+                    }
                 }
                 report.calls += 1;
                 slot.calls += 1;
@@ -270,8 +310,13 @@ fn replay(
                 report.dropped_commands += effects.commands.len() as u64;
                 effects.commands.clear();
                 effects.logs.clear();
+                let call = effects.instance.take();
                 match result {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        if let (Some(call), Some((replayed, _))) = (call, &mut into) {
+                            instances::finish(&mut **replayed, &name, call, event.position)?;
+                        }
+                    }
                     Err(HandlerError::SkipRefreshing) => {
                         report.skipped += 1;
                         break;
@@ -288,17 +333,19 @@ fn replay(
                 }
             }
         }
-        if listener.is_stateful() {
-            // A saved state is where recovery after a trap starts from: the
-            // journal of calls to re-apply stays one chunk long at most.
-            listener.save_state().map_err(|message| PluginError::State {
-                plugin: name.clone(),
-                action: "save",
-                message,
-            })?;
-        }
         after_chunk()?;
         progress(from - 1, through);
     }
     Ok(report)
+}
+
+/// Store the instances and timers a replay rebuilt.
+fn store_replayed(tx: &mut impl UnitOfWork, name: &str, replayed: Replayed) -> Result<(), StoreError> {
+    for (id, record) in &replayed.instances {
+        tx.put_instance(name, id, record)?;
+    }
+    for timer in replayed.timers.values() {
+        tx.put_timer(timer)?;
+    }
+    Ok(())
 }

@@ -6,8 +6,7 @@ use wasmtime::component::Component;
 use wasmtime::component::types::{ComponentItem, Type};
 
 use super::{
-    AGGREGATE_EXPORT, COLLECTIONS, CONTRACT_VERSION, HANDLER_SIGNATURE, LOAD_STATE, LOAD_STATE_SIGNATURE, SAVE_STATE,
-    SAVE_STATE_SIGNATURE, Shape,
+    AGGREGATE_EXPORT, COLLECTIONS, CONTRACT_VERSION, HANDLER_SIGNATURE, INSTANCES, INSTANCES_SIGNATURE, Shape,
 };
 use crate::error::PluginError;
 use crate::listener::{Handler, Phase};
@@ -17,7 +16,7 @@ use crate::sandbox::Sandbox;
 pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) -> Result<Shape, PluginError> {
     let ty = component.component_type();
     let mut handlers = Vec::new();
-    let mut state_exports = 0;
+    let mut stateful = false;
     let mut projection = false;
     for (name, item) in ty.exports(sandbox.engine()) {
         check_contract_version(plugin, name)?;
@@ -28,9 +27,9 @@ pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) ->
             projection = true;
             continue;
         }
-        if name == SAVE_STATE || name == LOAD_STATE {
-            check_state_export(plugin, name, &item.ty)?;
-            state_exports += 1;
+        if name == INSTANCES {
+            check_instances_export(plugin, &item.ty)?;
+            stateful = true;
             continue;
         }
         let (phase, event) = if let Some(rest) = name.strip_prefix("on-") {
@@ -85,55 +84,34 @@ pub(crate) fn inspect(sandbox: &Sandbox, plugin: &str, component: &Component) ->
         }
         return Ok(Shape::Projection { handlers });
     }
-    if state_exports == 1 {
-        return Err(PluginError::WrongSignature {
-            plugin: plugin.to_owned(),
-            export: "save-state/load-state".into(),
-            expected: "both `save-state` and `load-state`, or neither",
-            found: "only one of them".into(),
-        });
-    }
-    Ok(Shape::ProcessManager {
-        handlers,
-        stateful: state_exports == 2,
-    })
+    Ok(Shape::ProcessManager { handlers, stateful })
 }
 
-pub(super) fn check_state_export(plugin: &str, name: &str, item: &ComponentItem) -> Result<(), PluginError> {
-    let (expected, ok, found) = match item {
+/// `instances` takes nothing and returns a list (its records are checked
+/// when it is called, by the typed call).
+fn check_instances_export(plugin: &str, item: &ComponentItem) -> Result<(), PluginError> {
+    let found = match item {
         ComponentItem::ComponentFunc(func) => {
             let params: Vec<Type> = func.params().map(|(_, t)| t).collect();
             let results: Vec<Type> = func.results().collect();
-            let bytes = |t: &Type| matches!(t, Type::List(l) if l.ty() == Type::U8);
-            let ok = if name == SAVE_STATE {
-                params.is_empty() && matches!(results.as_slice(), [r] if bytes(r))
-            } else {
-                results.is_empty() && matches!(params.as_slice(), [Type::Option(o)] if bytes(&o.ty()))
-            };
-            let found = format!(
+            if params.is_empty() && matches!(results.as_slice(), [Type::List(_)]) {
+                return Ok(());
+            }
+            format!(
                 "func({}){}",
                 params.iter().map(describe).collect::<Vec<_>>().join(", "),
                 results
                     .iter()
                     .map(|r| format!(" -> {}", describe(r)))
                     .collect::<String>()
-            );
-            let expected = if name == SAVE_STATE {
-                SAVE_STATE_SIGNATURE
-            } else {
-                LOAD_STATE_SIGNATURE
-            };
-            (expected, ok, found)
+            )
         }
-        _ => (SAVE_STATE_SIGNATURE, false, "not a function".into()),
+        _ => "not a function".into(),
     };
-    if ok {
-        return Ok(());
-    }
     Err(PluginError::WrongSignature {
         plugin: plugin.to_owned(),
-        export: name.to_owned(),
-        expected,
+        export: INSTANCES.to_owned(),
+        expected: INSTANCES_SIGNATURE,
         found,
     })
 }
@@ -226,10 +204,10 @@ pub(crate) fn check_imports(plugin: &str, source: &str, bytes: &[u8]) -> Result<
     })
 }
 
-/// Whether the component in `bytes` exports `save-state`: a stateful
-/// process manager, read without compiling it. Bytes that do not parse
-/// export nothing.
-pub(crate) fn exports_state(bytes: &[u8]) -> bool {
+/// Whether the component in `bytes` exports `instances`: a per-instance
+/// (stateful) process manager, read without compiling it. Bytes that do
+/// not parse export nothing.
+pub(crate) fn exports_instances(bytes: &[u8]) -> bool {
     let mut depth = 0usize;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload {
@@ -240,7 +218,7 @@ pub(crate) fn exports_state(bytes: &[u8]) -> bool {
                 if section
                     .into_iter()
                     .flatten()
-                    .any(|export| export.name.name == super::SAVE_STATE)
+                    .any(|export| export.name.name == super::INSTANCES)
                 {
                     return true;
                 }

@@ -1,14 +1,18 @@
 //! A process manager or projection component: its handlers called per event,
-//! its state saved and loaded, a fresh instance after a trap.
+//! a fresh instance after a trap. The guest keeps nothing between calls that
+//! the host relies on: a per-instance process manager's state is the host's,
+//! handed to each call through the `instance` interface.
 
 use wasmtime::component::{Component, ComponentExportIndex, ComponentType, InstancePre, Lower, TypedFunc};
 
 use super::{
-    COLLECTIONS, HANDLER_SIGNATURE, LOAD_STATE, SAVE_STATE, Shape, instantiate, instantiate_error, wit, wit_projection,
+    COLLECTIONS, HANDLER_SIGNATURE, INSTANCES, INSTANCES_SIGNATURE, Shape, instantiate, instantiate_error, wit,
+    wit_instance, wit_projection,
 };
 use crate::error::PluginError;
 use crate::event::Event;
 use crate::host_api::Effects;
+use crate::instance::{InstanceKey, InstanceRule, InstanceRules};
 use crate::listener::{Context, Handler, HandlerError, Listener};
 use crate::read_model::Collection;
 use crate::sandbox::{self, HostState, PluginEnv, Sandbox};
@@ -47,24 +51,14 @@ impl<'a> GuestEvent<'a> {
 
 pub(super) type HandlerFunc<'a> = TypedFunc<(GuestEvent<'a>, wit::Context), (Result<(), wit::HandlerError>,)>;
 
-pub(super) type SaveStateFunc = TypedFunc<(), (Vec<u8>,)>;
-
-pub(super) type LoadStateFunc = TypedFunc<(Option<Vec<u8>>,), ()>;
-
 /// A process manager implemented by a component: one live instance, its
 /// handler functions typed once.
 pub struct WasmListener {
     name: String,
     handlers: Vec<Handler>,
     indices: Vec<ComponentExportIndex>,
-    /// `save-state` and `load-state`, for a stateful process manager.
-    state_indices: Option<(ComponentExportIndex, ComponentExportIndex)>,
-    /// The last state loaded or saved: what a fresh instance starts from
-    /// after a trap.
-    last_state: Option<Vec<u8>>,
-    /// Events handled since `last_state`, replayed into a fresh instance
-    /// after a trap so the state loses nothing (stateful listeners only).
-    since_last_state: Vec<(usize, Event, Context)>,
+    /// For a per-instance process manager: its rules, read once at load.
+    rules: Option<InstanceRules>,
     pre: InstancePre<HostState>,
     sandbox: std::sync::Arc<Sandbox>,
     env: PluginEnv,
@@ -78,7 +72,6 @@ pub(super) struct Live {
     instance: wasmtime::component::Instance,
     /// Type-checked once; [`handler_func`] lends each call its event's lifetime.
     funcs: Vec<HandlerFunc<'static>>,
-    state_funcs: Option<(SaveStateFunc, LoadStateFunc)>,
 }
 
 impl WasmListener {
@@ -112,22 +105,11 @@ impl WasmListener {
                     .ok_or_else(|| instantiate_error(name, anyhow::anyhow!("export `{}` vanished", h.export_name())))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let export = |export: &str| {
-            component
-                .get_export_index(None, export)
-                .ok_or_else(|| instantiate_error(name, anyhow::anyhow!("export `{export}` vanished")))
-        };
-        let state_indices = match stateful {
-            true => Some((export(SAVE_STATE)?, export(LOAD_STATE)?)),
-            false => None,
-        };
         let mut pm = WasmListener {
             name: name.to_owned(),
             handlers,
             indices,
-            state_indices,
-            last_state: None,
-            since_last_state: Vec::new(),
+            rules: None,
             pre,
             sandbox,
             env: env.clone(),
@@ -137,6 +119,9 @@ impl WasmListener {
         pm.live = Some(pm.instantiate()?);
         if projection {
             pm.collections = Some(pm.declared_collections()?);
+        }
+        if stateful {
+            pm.rules = Some(pm.declared_rules()?);
         }
         Ok(pm)
     }
@@ -157,33 +142,7 @@ impl WasmListener {
                     })?;
             funcs.push(func);
         }
-        let state_funcs = match &self.state_indices {
-            None => None,
-            Some((save, load)) => {
-                let typed = |e: wasmtime::Error| instantiate_error(&self.name, e.into());
-                let save = instance
-                    .get_typed_func::<(), (Vec<u8>,)>(&mut store, save)
-                    .map_err(typed)?;
-                let load = instance
-                    .get_typed_func::<(Option<Vec<u8>>,), ()>(&mut store, load)
-                    .map_err(typed)?;
-                if let Err(trap) = load.call(&mut store, (self.last_state.clone(),)) {
-                    let stderr = store.data_mut().take_stderr();
-                    return Err(PluginError::State {
-                        plugin: self.name.clone(),
-                        action: "load",
-                        message: sandbox::describe_trap(trap, store.data(), &stderr),
-                    });
-                }
-                Some((save, load))
-            }
-        };
-        Ok(Live {
-            store,
-            instance,
-            funcs,
-            state_funcs,
-        })
+        Ok(Live { store, instance, funcs })
     }
 
     /// Call the projection's `collections` export.
@@ -212,6 +171,39 @@ impl WasmListener {
             .collect())
     }
 
+    /// Call the process manager's `instances` export.
+    fn declared_rules(&mut self) -> Result<InstanceRules, PluginError> {
+        let name = self.name.clone();
+        let live = self.live()?;
+        let wrong = |e: wasmtime::Error| PluginError::WrongSignature {
+            plugin: name.clone(),
+            export: INSTANCES.into(),
+            expected: INSTANCES_SIGNATURE,
+            found: format!("a different type ({:#})", anyhow::Error::from(e)),
+        };
+        let func = live
+            .instance
+            .get_typed_func::<(), (Vec<wit_instance::InstanceRule>,)>(&mut live.store, INSTANCES)
+            .map_err(wrong)?;
+        let (rules,) = func
+            .call(&mut live.store, ())
+            .map_err(|e| instantiate_error(&name, anyhow::Error::from(e).context("`instances` trapped")))?;
+        let rules = rules
+            .into_iter()
+            .map(|rule| InstanceRule {
+                event: rule.event,
+                key: match rule.key {
+                    wit_instance::InstanceKey::StreamId => InstanceKey::StreamId,
+                    wit_instance::InstanceKey::CorrelationId => InstanceKey::CorrelationId,
+                    wit_instance::InstanceKey::PayloadField(field) => InstanceKey::PayloadField(field),
+                    wit_instance::InstanceKey::Single => InstanceKey::Single,
+                },
+                starts: rule.starts,
+            })
+            .collect();
+        Ok(InstanceRules::new(rules))
+    }
+
     pub(super) fn live(&mut self) -> Result<&mut Live, PluginError> {
         if self.live.is_none() {
             self.live = Some(self.instantiate()?);
@@ -231,6 +223,7 @@ pub(super) fn call_handler(
 ) -> (wasmtime::Result<Result<(), wit::HandlerError>>, Option<String>) {
     sandbox::arm(&mut live.store);
     live.store.data_mut().set_current_event(Some(event));
+    live.store.data_mut().set_instance(effects.instance.take());
     let ctx = wit::Context {
         refreshing: ctx.refreshing,
     };
@@ -243,27 +236,10 @@ pub(super) fn call_handler(
 }
 
 impl WasmListener {
-    /// After a trap: a fresh instance with the last state, and the events
-    /// handled since then applied again (their effects were already taken).
+    /// After a trap: a fresh instance at the next call. Nothing is replayed:
+    /// whatever a guest keeps between calls, the host does not rely on.
     pub(super) fn recover(&mut self) {
         self.live = None;
-        let journal = std::mem::take(&mut self.since_last_state);
-        if let Ok(live) = self.live() {
-            // Their effects were taken when they first ran.
-            let mut discarded = Effects::default();
-            for (handler, event, ctx) in &journal {
-                let _ = call_handler(live, *handler, event, *ctx, &mut discarded);
-            }
-        }
-        self.since_last_state = journal;
-    }
-}
-
-pub(super) fn state_error(plugin: &str, action: &'static str, err: wasmtime::Error) -> PluginError {
-    PluginError::State {
-        plugin: plugin.to_owned(),
-        action,
-        message: format!("{:#}", anyhow::Error::from(err)),
     }
 }
 
@@ -295,12 +271,12 @@ impl Listener for WasmListener {
         // What a failing call dispatched is dropped by the caller (the
         // pipeline), like any listener's.
         let (result, violation) = call_handler(live, handler, event, ctx, effects);
-        let outcome = match (result, violation) {
+        match (result, violation) {
             // A broken limit (a sleep past the budget, a refused dispatch)
             // is why the call trapped: say that.
             (Err(_), Some(violation)) => {
                 self.recover();
-                return Err(HandlerError::Failed(violation));
+                Err(HandlerError::Failed(violation))
             }
             (Err(trap), None) => {
                 let stderr: Vec<&str> = effects
@@ -311,7 +287,7 @@ impl Listener for WasmListener {
                     .collect();
                 let message = sandbox::describe_trap(trap, live.store.data(), &stderr.join("\n"));
                 self.recover();
-                return Err(HandlerError::Failed(message));
+                Err(HandlerError::Failed(message))
             }
             // A broken limit fails the call even if the guest ignored the error.
             (Ok(_), Some(violation)) => Err(HandlerError::Failed(violation)),
@@ -321,22 +297,11 @@ impl Listener for WasmListener {
                 sandbox::MAX_TEXT_BYTES,
             ))),
             (Ok(Err(wit::HandlerError::SkipRefreshing)), None) => Err(HandlerError::SkipRefreshing),
-        };
-        // Live and refreshing alike: a refresh must end in the state a live
-        // run over the same events reaches.
-        if self.state_indices.is_some() {
-            match outcome {
-                // A failed call is atomic for the state too: back to the last
-                // state plus the calls since, without this one.
-                Err(HandlerError::Failed(_)) => self.recover(),
-                _ => self.since_last_state.push((handler, event.clone(), ctx)),
-            }
         }
-        outcome
     }
 
-    fn is_stateful(&self) -> bool {
-        self.state_indices.is_some()
+    fn instance_rules(&self) -> Option<&InstanceRules> {
+        self.rules.as_ref()
     }
 
     fn memory_bytes(&self) -> Option<u64> {
@@ -353,43 +318,5 @@ impl Listener for WasmListener {
 
     fn cascade_budget(&self) -> Option<usize> {
         self.env.manifest.limits.cascade_budget
-    }
-
-    fn save_state(&mut self) -> Result<Vec<u8>, String> {
-        let name = self.name.clone();
-        let live = self.live().map_err(|e| e.to_string())?;
-        sandbox::arm(&mut live.store);
-        let Some((save, _)) = live.state_funcs else {
-            return Ok(Vec::new());
-        };
-        match save.call(&mut live.store, ()) {
-            Ok((state,)) => {
-                let max = live.store.data().limits().max_state_bytes;
-                if state.len() > max {
-                    return Err(format!(
-                        "state blob of {} bytes exceeds the limit of {max}",
-                        state.len()
-                    ));
-                }
-                self.last_state = Some(state.clone());
-                self.since_last_state.clear();
-                Ok(state)
-            }
-            Err(err) => {
-                self.live = None;
-                Err(state_error(&name, "save", err).to_string())
-            }
-        }
-    }
-
-    fn load_state(&mut self, state: Option<&[u8]>) -> Result<(), String> {
-        self.last_state = state.map(<[u8]>::to_vec);
-        self.since_last_state.clear();
-        // A fresh instance loads `last_state` as it starts.
-        self.live = None;
-        self.live().map(|_| ()).map_err(|e| match e {
-            PluginError::State { message, .. } => message,
-            other => other.to_string(),
-        })
     }
 }

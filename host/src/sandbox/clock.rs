@@ -1,4 +1,5 @@
-//! Sleeping guests stay inside their time budget.
+//! Guests' clocks: the wall clock is the handled event's time; sleeping
+//! guests stay inside their time budget.
 //!
 //! The epoch deadline interrupts a guest that computes past its budget, but
 //! not one blocked in the host: a `std::thread::sleep` or `time.sleep` waits
@@ -19,6 +20,21 @@ use wasmtime_wasi::clocks::HostMonotonicClock;
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use super::{HostState, TICK};
+
+/// The wall clock guests read: the handled event's `created-at` (set per
+/// call), so a handler that asks the time gets the same answer live and in a
+/// refresh.
+pub(super) struct CallTime(pub(super) std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl wasmtime_wasi::clocks::HostWallClock for CallTime {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
 
 /// The monotonic clock guests read: nanoseconds since `origin`, the same
 /// origin the shadowed `subscribe-instant` measures from.

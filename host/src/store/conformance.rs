@@ -8,12 +8,14 @@
 //! cascade::store::conformance::run(cascade::store::MemoryStore::new);
 //! ```
 
-use super::traits::{Backend, Documents, EventLog, Progress, Registry, WorkQueue};
+use super::traits::{Backend, Documents, EventLog, Instances, Progress, Registry, WorkQueue};
 use super::{Packed, StreamHead};
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{Command, Envelope, NewEvent};
 use crate::manifest::Manifest;
-use crate::records::{CascadeRecord, Parked, PluginKind, PluginRecord, PluginVersion, QueuedCommand, Skipped};
+use crate::records::{
+    CascadeRecord, InstanceRecord, Parked, PluginKind, PluginRecord, PluginVersion, QueuedCommand, Skipped, Timer,
+};
 
 /// A named check of one promise.
 type Check<B> = (&'static str, fn(&B));
@@ -24,7 +26,7 @@ type Check<B> = (&'static str, fn(&B));
 ///
 /// The first check the store fails, naming it.
 pub fn run<B: Backend>(make: impl Fn() -> B) {
-    let checks: [Check<B>; 8] = [
+    let checks: [Check<B>; 9] = [
         ("appends are gapless and versioned per stream", appends),
         ("a stale expected version writes nothing", stale_version),
         ("an Err rolls the whole unit of work back", rollback),
@@ -33,7 +35,8 @@ pub fn run<B: Backend>(make: impl Fn() -> B) {
             "cascades, idempotency keys, budgets, parked and skipped events",
             work_records,
         ),
-        ("checkpoints, state blobs and stopped listeners", progress),
+        ("checkpoints and stopped listeners", progress),
+        ("instances and their timers", instances),
         (
             "the registry keeps versions and collects what no version uses",
             registry,
@@ -274,34 +277,112 @@ fn progress<B: Backend>(store: &B) {
     read(store, |tx| {
         assert_eq!(tx.pipeline_position()?, 0);
         assert_eq!(tx.checkpoint("p")?, None);
-        assert_eq!(tx.pm_state("p")?, None);
         assert!(!tx.is_stopped("p")?);
         Ok(())
     });
     write(store, |tx| {
         tx.set_pipeline_position(4)?;
         tx.set_checkpoint("p", 3)?;
-        tx.put_pm_state("p", br#"{"n":1}"#)?;
         tx.stop_for("q", "its state would not load")?;
         tx.set_stopped("r", true)
     });
     read(store, |tx| {
         assert_eq!(tx.pipeline_position()?, 4);
         assert_eq!(tx.checkpoint("p")?, Some(3));
-        assert_eq!(tx.pm_state("p")?.as_deref(), Some(br#"{"n":1}"#.as_slice()));
         assert!(tx.is_stopped("q")? && tx.is_stopped("r")?);
         assert_eq!(tx.stop_reason("q")?.as_deref(), Some("its state would not load"));
         assert_eq!(tx.stop_reason("r")?, None, "stopped by the operator: no reason");
         Ok(())
     });
-    write(store, |tx| {
-        tx.remove_pm_state("p")?;
-        tx.set_stopped("q", false)
-    });
+    write(store, |tx| tx.set_stopped("q", false));
     read(store, |tx| {
-        assert_eq!(tx.pm_state("p")?, None);
         assert!(!tx.is_stopped("q")?);
         assert_eq!(tx.stop_reason("q")?, None, "starting clears the reason");
+        Ok(())
+    });
+}
+
+fn timer(plugin: &str, instance: &str, name: &str, due: u64) -> Timer {
+    Timer {
+        plugin: plugin.into(),
+        instance: instance.into(),
+        name: name.into(),
+        due,
+        payload: format!(r#"{{"n":"{name}"}}"#),
+    }
+}
+
+/// Instances by (plugin, id), paged; timers by due time, replaced by name,
+/// cancelled with their instance and their plugin.
+fn instances<B: Backend>(store: &B) {
+    let record = |n: u8| InstanceRecord {
+        state: Some(vec![n]),
+        last_position: u64::from(n),
+    };
+    write(store, |tx| {
+        for id in ["a", "b", "b\0x", "c"] {
+            tx.put_instance("p", id, &record(1))?;
+        }
+        tx.put_instance("p2", "a", &record(2))?;
+        tx.put_timer(&timer("p", "a", "late", 30))?;
+        tx.put_timer(&timer("p", "a", "soon", 10))?;
+        tx.put_timer(&timer("p", "b", "soon", 20))?;
+        tx.put_timer(&timer("p", "b\0x", "soon", 20))?;
+        tx.put_timer(&timer("p2", "a", "soon", 5))?;
+        // Replaces `p/a/late` at 30.
+        tx.put_timer(&timer("p", "a", "late", 40))
+    });
+    read(store, |tx| {
+        assert_eq!(tx.instance("p", "a")?, Some(record(1)));
+        assert_eq!(tx.instance("p", "z")?, None);
+        assert_eq!((tx.instance_count("p")?, tx.instance_count("p2")?), (4, 1));
+        let page = tx.instances("p", None, 2)?;
+        assert_eq!(page.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let page = tx.instances("p", Some("b"), 10)?;
+        assert_eq!(
+            page.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            ["b\0x", "c"]
+        );
+        let due: Vec<(u64, String)> = tx
+            .due_timers(u64::MAX, None, 10)?
+            .into_iter()
+            .map(|t| (t.due, format!("{}/{}/{}", t.plugin, t.instance, t.name)))
+            .collect();
+        assert_eq!(
+            due,
+            [
+                (5, "p2/a/soon".to_owned()),
+                (10, "p/a/soon".to_owned()),
+                (20, "p/b/soon".to_owned()),
+                (20, "p/b\0x/soon".to_owned()),
+                (40, "p/a/late".to_owned()),
+            ]
+        );
+        let first = tx.due_timers(20, None, 2)?;
+        let rest = tx.due_timers(20, first.last(), 10)?;
+        assert_eq!(first.len() + rest.len(), 4, "paged by the last one seen, through 20");
+        assert_eq!(tx.timers_of("p", Some("b"))?.len(), 1, "`b` is not a prefix of `b\\0x`");
+        assert_eq!(tx.timers_of("p", None)?.len(), 4);
+        assert_eq!(tx.pending_timers()?, 5);
+        Ok(())
+    });
+    write(store, |tx| {
+        assert_eq!(tx.remove_timer("p", "a", "soon")?.map(|t| t.due), Some(10));
+        assert_eq!(tx.remove_timer("p", "a", "soon")?, None, "cancelled once");
+        tx.remove_instance("p", "b")?;
+        tx.remove_instances("p2")
+    });
+    read(store, |tx| {
+        assert_eq!(tx.instance("p", "b")?, None);
+        assert_eq!(tx.instance("p2", "a")?, None);
+        assert_eq!((tx.instance_count("p")?, tx.instance_count("p2")?), (3, 0));
+        let left: Vec<String> = tx
+            .due_timers(u64::MAX, None, 10)?
+            .into_iter()
+            .map(|t| format!("{}/{}", t.instance, t.name))
+            .collect();
+        assert_eq!(left, ["b\0x/soon", "a/late"]);
+        assert_eq!(tx.timers_of("p", Some("a"))?[0].payload, r#"{"n":"late"}"#);
         Ok(())
     });
 }

@@ -7,11 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::traits::{Backend, Documents, EventLog, Progress, Registry, WorkQueue};
+use super::traits::{Backend, Documents, EventLog, Instances, Progress, Registry, WorkQueue};
 use super::{Packed, StreamHead, artifact_hash, packed, stamped, to_forget};
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
-use crate::records::{CascadeRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped};
+use crate::records::{
+    CascadeRecord, InstanceRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped, Timer,
+};
 
 /// Every table, as ordered maps.
 #[derive(Clone, Default)]
@@ -29,7 +31,10 @@ pub struct MemoryTx {
     skipped: BTreeMap<u64, Skipped>,
     checkpoints: BTreeMap<String, u64>,
     after_pending: BTreeMap<String, u64>,
-    pm_states: BTreeMap<String, Vec<u8>>,
+    instances: BTreeMap<(String, String), InstanceRecord>,
+    /// (due, plugin, instance, name) → payload, and where each name is due.
+    timers: BTreeMap<(u64, String, String, String), String>,
+    timer_due: BTreeMap<(String, String, String), u64>,
     stopped: BTreeSet<String>,
     stop_reasons: BTreeMap<String, String>,
     plugins: BTreeMap<String, PluginRecord>,
@@ -254,20 +259,6 @@ impl Progress for MemoryTx {
         Ok(())
     }
 
-    fn pm_state(&self, listener: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.pm_states.get(listener).cloned())
-    }
-
-    fn put_pm_state(&mut self, listener: &str, state: &[u8]) -> Result<(), StoreError> {
-        self.pm_states.insert(listener.to_owned(), state.to_vec());
-        Ok(())
-    }
-
-    fn remove_pm_state(&mut self, listener: &str) -> Result<(), StoreError> {
-        self.pm_states.remove(listener);
-        Ok(())
-    }
-
     fn is_stopped(&self, listener: &str) -> Result<bool, StoreError> {
         Ok(self.stopped.contains(listener))
     }
@@ -293,6 +284,114 @@ impl Progress for MemoryTx {
     }
 }
 
+impl Instances for MemoryTx {
+    fn instance(&self, plugin: &str, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        Ok(self.instances.get(&(plugin.to_owned(), id.to_owned())).cloned())
+    }
+
+    fn put_instance(&mut self, plugin: &str, id: &str, record: &InstanceRecord) -> Result<(), StoreError> {
+        self.instances
+            .insert((plugin.to_owned(), id.to_owned()), record.clone());
+        Ok(())
+    }
+
+    fn remove_instance(&mut self, plugin: &str, id: &str) -> Result<(), StoreError> {
+        self.instances.remove(&(plugin.to_owned(), id.to_owned()));
+        for timer in self.timers_of(plugin, Some(id))? {
+            self.remove_timer(plugin, id, &timer.name)?;
+        }
+        Ok(())
+    }
+
+    fn instances(
+        &self,
+        plugin: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        Ok(self
+            .instances
+            .range((plugin.to_owned(), after.unwrap_or_default().to_owned())..)
+            .take_while(|((p, _), _)| p == plugin)
+            .filter(|((_, id), _)| after.is_none_or(|after| id.as_str() > after))
+            .take(limit)
+            .map(|((_, id), record)| (id.clone(), record.clone()))
+            .collect())
+    }
+
+    fn instance_count(&self, plugin: &str) -> Result<u64, StoreError> {
+        Ok(self.instances.keys().filter(|(p, _)| p == plugin).count() as u64)
+    }
+
+    fn remove_instances(&mut self, plugin: &str) -> Result<(), StoreError> {
+        self.instances.retain(|(p, _), _| p != plugin);
+        self.timers.retain(|(_, p, _, _), _| p != plugin);
+        self.timer_due.retain(|(p, _, _), _| p != plugin);
+        Ok(())
+    }
+
+    fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
+        self.remove_timer(&timer.plugin, &timer.instance, &timer.name)?;
+        let name = (timer.plugin.clone(), timer.instance.clone(), timer.name.clone());
+        self.timer_due.insert(name.clone(), timer.due);
+        self.timers
+            .insert((timer.due, name.0, name.1, name.2), timer.payload.clone());
+        Ok(())
+    }
+
+    fn remove_timer(&mut self, plugin: &str, id: &str, name: &str) -> Result<Option<Timer>, StoreError> {
+        let key = (plugin.to_owned(), id.to_owned(), name.to_owned());
+        let Some(due) = self.timer_due.remove(&key) else {
+            return Ok(None);
+        };
+        let payload = self.timers.remove(&(due, key.0, key.1, key.2)).unwrap_or_default();
+        Ok(Some(Timer {
+            plugin: plugin.to_owned(),
+            instance: id.to_owned(),
+            name: name.to_owned(),
+            due,
+            payload,
+        }))
+    }
+
+    fn timers_of(&self, plugin: &str, id: Option<&str>) -> Result<Vec<Timer>, StoreError> {
+        Ok(self
+            .timer_due
+            .iter()
+            .filter(|((p, i, _), _)| p == plugin && id.is_none_or(|id| id == i))
+            .map(|((p, i, n), &due)| Timer {
+                plugin: p.clone(),
+                instance: i.clone(),
+                name: n.clone(),
+                due,
+                payload: self.timers[&(due, p.clone(), i.clone(), n.clone())].clone(),
+            })
+            .collect())
+    }
+
+    fn due_timers(&self, through: u64, after: Option<&Timer>, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let start = after.map(|t| (t.due, t.plugin.clone(), t.instance.clone(), t.name.clone()));
+        Ok(self
+            .timers
+            .iter()
+            .filter(|(key, _)| start.as_ref().is_none_or(|start| *key > start))
+            .take_while(|((due, ..), _)| *due <= through)
+            .take(limit)
+            .map(|((due, plugin, instance, name), payload)| Timer {
+                plugin: plugin.clone(),
+                instance: instance.clone(),
+                name: name.clone(),
+                due: *due,
+                payload: payload.clone(),
+            })
+            .collect())
+    }
+
+    fn pending_timers(&self) -> Result<u64, StoreError> {
+        Ok(self.timers.len() as u64)
+    }
+}
+
 impl Registry for MemoryTx {
     fn plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
         let mut records: Vec<PluginRecord> = self.plugins.values().cloned().collect();
@@ -310,7 +409,7 @@ impl Registry for MemoryTx {
         self.active.remove(name);
         self.checkpoints.remove(name);
         self.after_pending.remove(name);
-        self.pm_states.remove(name);
+        self.remove_instances(name)?;
         self.stopped.remove(name);
         self.stop_reasons.remove(name);
         Ok(())

@@ -1,10 +1,8 @@
 //! Where each listener is: the pipeline position, checkpoints, state blobs
 //! of stateful process managers, and stopped listeners with the reason.
 
-use redb::TableHandle;
-
 use super::traits::Progress;
-use super::{META_PIPELINE, PM_STATES, Tx, after_pending_key, checkpoint_key, sealed};
+use super::{META_PIPELINE, Tx, after_pending_key, checkpoint_key};
 use crate::error::StoreError;
 
 impl Progress for Tx<'_> {
@@ -44,28 +42,6 @@ impl Progress for Tx<'_> {
             Some(position) => self.meta.write()?.insert(key.as_str(), position)?,
             None => self.meta.write()?.remove(key.as_str())?,
         };
-        Ok(())
-    }
-
-    fn pm_state(&self, listener: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let stored = self.pm_states.read()?.get(listener)?;
-        stored
-            .map(|v| {
-                let what = || format!("the state of `{listener}`");
-                sealed::unseal(PM_STATES.name(), what, listener.as_bytes(), v.value()).map(<[u8]>::to_vec)
-            })
-            .transpose()
-    }
-
-    fn put_pm_state(&mut self, listener: &str, state: &[u8]) -> Result<(), StoreError> {
-        self.pm_states
-            .write()?
-            .insert(listener, sealed::seal(listener.as_bytes(), state.to_vec()).as_slice())?;
-        Ok(())
-    }
-
-    fn remove_pm_state(&mut self, listener: &str) -> Result<(), StoreError> {
-        self.pm_states.write()?.remove(listener)?;
         Ok(())
     }
 

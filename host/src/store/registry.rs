@@ -33,7 +33,7 @@ impl Registry for Tx<'_> {
         self.plugin_active.write()?.remove(name)?;
         self.meta.write()?.remove(super::checkpoint_key(name).as_str())?;
         self.meta.write()?.remove(super::after_pending_key(name).as_str())?;
-        self.pm_states.write()?.remove(name)?;
+        super::traits::Instances::remove_instances(self, name)?;
         self.stopped.write()?.remove(name)?;
         self.stop_reasons.write()?.remove(name)?;
         Ok(())

@@ -10,7 +10,9 @@
 
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{Envelope, Event, NewEvent};
-use crate::records::{CascadeRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped};
+use crate::records::{
+    CascadeRecord, InstanceRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped, Timer,
+};
 
 use super::{Packed, StreamHead};
 
@@ -293,28 +295,6 @@ pub trait Progress {
     /// A storage error.
     fn set_after_pending(&mut self, listener: &str, position: Option<u64>) -> Result<(), StoreError>;
 
-    /// The state blob of a stateful process manager, as of its checkpoint.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    fn pm_state(&self, listener: &str) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// Store a process manager's state blob (with its checkpoint, in the same
-    /// transaction).
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    fn put_pm_state(&mut self, listener: &str, state: &[u8]) -> Result<(), StoreError>;
-
-    /// Forget a process manager's state blob: it starts from its initial state.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    fn remove_pm_state(&mut self, listener: &str) -> Result<(), StoreError>;
-
     /// Whether the listener is stopped (its checkpoint is where it stopped).
     ///
     /// # Errors
@@ -519,10 +499,99 @@ pub trait Documents {
     fn set_rm_indexed(&mut self, collection: &str, fields: &[String]) -> Result<(), StoreError>;
 }
 
-/// Everything one transaction offers.
-pub trait UnitOfWork: EventLog + WorkQueue + Progress + Registry + Documents {}
+/// Instances of per-instance process managers and their pending timers.
+pub trait Instances {
+    /// Instance `id` of process manager `plugin`, if it exists.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn instance(&self, plugin: &str, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
 
-impl<T: EventLog + WorkQueue + Progress + Registry + Documents> UnitOfWork for T {}
+    /// Store instance `id` of `plugin` (with the checkpoint, in the same
+    /// transaction).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_instance(&mut self, plugin: &str, id: &str, record: &InstanceRecord) -> Result<(), StoreError>;
+
+    /// Delete instance `id` of `plugin` and cancel its timers.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn remove_instance(&mut self, plugin: &str, id: &str) -> Result<(), StoreError>;
+
+    /// Up to `limit` instances of `plugin` with ids after `after`, in id order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn instances(
+        &self,
+        plugin: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError>;
+
+    /// How many instances `plugin` has.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn instance_count(&self, plugin: &str) -> Result<u64, StoreError>;
+
+    /// Delete every instance and timer of `plugin`.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn remove_instances(&mut self, plugin: &str) -> Result<(), StoreError>;
+
+    /// Store `timer`, replacing the instance's timer of the same name.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError>;
+
+    /// Cancel timer `name` of instance `id` of `plugin`; returns it if it was pending.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn remove_timer(&mut self, plugin: &str, id: &str, name: &str) -> Result<Option<Timer>, StoreError>;
+
+    /// The pending timers of `plugin` (of instance `id` only, when given),
+    /// by instance and name.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn timers_of(&self, plugin: &str, id: Option<&str>) -> Result<Vec<Timer>, StoreError>;
+
+    /// Up to `limit` pending timers due at or before `through`, or of any
+    /// time with `through = u64::MAX`, in due order (then plugin, instance,
+    /// name), starting after `after` (a timer's due, plugin, instance, name).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn due_timers(&self, through: u64, after: Option<&Timer>, limit: usize) -> Result<Vec<Timer>, StoreError>;
+
+    /// How many timers are pending.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn pending_timers(&self) -> Result<u64, StoreError>;
+}
+
+/// Everything one transaction offers.
+pub trait UnitOfWork: EventLog + WorkQueue + Progress + Registry + Documents + Instances {}
+
+impl<T: EventLog + WorkQueue + Progress + Registry + Documents + Instances> UnitOfWork for T {}
 
 /// The documents of a store as read-model queries see them: a read view of
 /// the last commit, shared with handler calls on any thread.

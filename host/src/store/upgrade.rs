@@ -3,9 +3,16 @@
 
 use redb::{ReadableTable, TableDefinition, TableHandle};
 
-use super::{EVENTS, HEAD, STREAMS, StreamHead, Tx, decode, encode_event, encode_head, lazy, sealed};
+use serde::Deserialize;
+
+use super::{
+    EVENTS, HEAD, PLUGIN_VERSIONS, PLUGINS, PM_STATES_4, STREAMS, StreamHead, Tx, decode, encode, encode_event,
+    encode_head, lazy, sealed,
+};
 use crate::error::StoreError;
 use crate::event::Event;
+use crate::manifest::{Capabilities, LimitOverrides, Manifest, OnError};
+use crate::records::{PluginKind, PluginRecord, PluginVersion};
 use crate::store::traits::Progress;
 
 /// Schema 2's stream heads, stream index and checkpoints, each a table.
@@ -14,8 +21,7 @@ const STREAM_EVENTS_2: TableDefinition<(&str, &str, u64), u64> = TableDefinition
 const CHECKPOINTS_2: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
 
 impl Tx<'_> {
-    /// Upgrade a schema-1 file: seal every event and state blob with its
-    /// checksum (once, when the file is first opened by this version).
+    /// Upgrade a schema-1 file: seal every event with its checksum (once, when the file is first opened by this version).
     pub(super) fn seal_unsealed_records(&mut self) -> Result<(), StoreError> {
         let mut events = Vec::new();
         for entry in self.events.read()?.iter()? {
@@ -25,14 +31,6 @@ impl Tx<'_> {
         for (position, bytes) in events {
             let event: Event = decode(EVENTS.name(), &bytes)?;
             self.events.write()?.insert(position, encode_event(&event).as_slice())?;
-        }
-        let mut states = Vec::new();
-        for entry in self.pm_states.read()?.iter()? {
-            let (name, blob) = entry?;
-            states.push((name.value().to_owned(), blob.value().to_vec()));
-        }
-        for (name, blob) in states {
-            self.put_pm_state(&name, &blob)?;
         }
         Ok(())
     }
@@ -107,5 +105,112 @@ impl Tx<'_> {
             txn.delete_table(CHECKPOINTS_2)?;
         }
         Ok(())
+    }
+
+    /// Upgrade a schema-1 to -4 file: drop the whole-plugin state blobs
+    /// (state is per instance now, rebuilt from the log by `pm refresh`),
+    /// and give every stored manifest an empty `[config]`.
+    pub(super) fn per_instance_state(&mut self) -> Result<(), StoreError> {
+        let lazy::Txn::Write(txn) = self.txn else {
+            return Err(StoreError::ReadOnly);
+        };
+        if txn.list_tables()?.any(|t| t.name() == PM_STATES_4.name()) {
+            txn.delete_table(PM_STATES_4)?;
+        }
+        let mut plugins = Vec::new();
+        for entry in self.plugins.read()?.iter()? {
+            let (name, bytes) = entry?;
+            let old: PluginRecord4 = decode(PLUGINS.name(), bytes.value())?;
+            plugins.push((name.value().to_owned(), old.into()));
+        }
+        for (name, record) in plugins {
+            let record: PluginRecord = record;
+            self.plugins
+                .write()?
+                .insert(name.as_str(), encode(&record).as_slice())?;
+        }
+        let mut versions = Vec::new();
+        for entry in self.plugin_versions.read()?.iter()? {
+            let (key, bytes) = entry?;
+            let (name, version) = key.value();
+            let old: PluginVersion4 = decode(PLUGIN_VERSIONS.name(), bytes.value())?;
+            versions.push((name.to_owned(), version, old.into()));
+        }
+        for (name, version, record) in versions {
+            let record: PluginVersion = record;
+            self.plugin_versions
+                .write()?
+                .insert((name.as_str(), version), encode(&record).as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+/// A manifest as schema 4 stored it: without `config`.
+#[derive(Deserialize)]
+struct Manifest4 {
+    capabilities: Capabilities,
+    limits: LimitOverrides,
+    on_error: OnError,
+}
+
+impl From<Manifest4> for Manifest {
+    fn from(old: Manifest4) -> Manifest {
+        Manifest {
+            capabilities: old.capabilities,
+            limits: old.limits,
+            on_error: old.on_error,
+            config: Default::default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PluginRecord4 {
+    name: String,
+    kind: PluginKind,
+    hash: String,
+    order: u64,
+    source: String,
+    manifest: Manifest4,
+}
+
+impl From<PluginRecord4> for PluginRecord {
+    fn from(old: PluginRecord4) -> PluginRecord {
+        PluginRecord {
+            name: old.name,
+            kind: old.kind,
+            hash: old.hash,
+            order: old.order,
+            source: old.source,
+            manifest: old.manifest.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PluginVersion4 {
+    name: String,
+    version: u64,
+    kind: PluginKind,
+    hash: String,
+    source: String,
+    manifest: Manifest4,
+    deployed_at: u64,
+    deployed_by: String,
+}
+
+impl From<PluginVersion4> for PluginVersion {
+    fn from(old: PluginVersion4) -> PluginVersion {
+        PluginVersion {
+            name: old.name,
+            version: old.version,
+            kind: old.kind,
+            hash: old.hash,
+            source: old.source,
+            manifest: old.manifest.into(),
+            deployed_at: old.deployed_at,
+            deployed_by: old.deployed_by,
+        }
     }
 }

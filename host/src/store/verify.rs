@@ -3,7 +3,7 @@
 
 use redb::{ReadableTable, TableHandle};
 
-use super::{ARTIFACTS, EVENTS, HEAD, META, META_CHECKPOINT, META_PIPELINE, PM_STATES, STREAMS, StreamHead};
+use super::{ARTIFACTS, EVENTS, HEAD, INSTANCES, META, META_CHECKPOINT, META_PIPELINE, STREAMS, StreamHead};
 use crate::error::StoreError;
 
 /// Problems listed one by one; past this many they are only counted.
@@ -19,7 +19,7 @@ pub struct Verification {
     pub streams: u64,
     /// Listener checkpoints checked against the log head.
     pub checkpoints: u64,
-    /// State blobs whose checksum was checked.
+    /// Process-manager instances whose checksum was checked.
     pub states: u64,
     /// Precompiled artifacts whose checksum was checked.
     pub artifacts: u64,
@@ -158,7 +158,7 @@ pub(super) fn verify(db: &super::ReadDb) -> Result<Verification, StoreError> {
             ));
         }
     }
-    v.states = check_sealed(&txn, &PM_STATES, |name| format!("the state of `{name}`"), &mut v)?;
+    v.states = check_sealed(&txn, &INSTANCES, |name| format!("the state of `{name}`"), &mut v)?;
     v.artifacts = check_sealed(&txn, &ARTIFACTS, |key| format!("artifact `{key}`"), &mut v)?;
     Ok(v)
 }

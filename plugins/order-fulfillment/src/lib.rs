@@ -1,13 +1,13 @@
-//! Stateful process manager `order-fulfillment`: when payment and inventory
-//! are both done for an order, ship it — whichever comes first.
+//! Per-instance process manager `order-fulfillment`: when payment and
+//! inventory are both done for an order, ship it — whichever comes first.
 //!
-//! The `on-` handlers record the facts; the `after-` handlers decide, so the
-//! decision sees every listener's phase-1 work for the same event. The state
-//! is kept per order id.
+//! One instance per order: `payment:<order>` and `inventory:<order>` share
+//! the order id as their stream id, the default instance key. The `on-`
+//! handlers record the facts; the `after-` handlers decide, so the decision
+//! sees every listener's phase-1 work for the same event. Once it ships the
+//! order it completes the instance: the host deletes its state.
 
-use std::collections::BTreeMap;
-
-use cascade_sdk::{Context, Event, HandlerResult, dispatch, process_manager};
+use cascade_sdk::{Context, Event, HandlerResult, complete, dispatch, process_manager};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -20,36 +20,31 @@ struct Order {
     inventory_reserved: bool,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct Orders {
-    orders: BTreeMap<String, Order>,
-}
-
-fn ship_when_ready(state: &mut Orders, event: &Event) -> HandlerResult {
-    let order = state.orders.entry(event.stream_id.clone()).or_default();
+fn ship_when_ready(order: &Order, event: &Event) -> HandlerResult {
     if order.payment_received && order.inventory_reserved {
         dispatch("shipping", &event.stream_id, "shipOrder", json!({}))?;
+        complete();
     }
     Ok(())
 }
 
-#[process_manager(state = Orders)]
+#[process_manager(state = Order)]
 impl OrderFulfillment {
-    fn on_payment_succeeded(state: &mut Orders, event: Event, _ctx: Context) -> HandlerResult {
-        state.orders.entry(event.stream_id).or_default().payment_received = true;
+    fn on_payment_succeeded(order: &mut Order, _event: Event, _ctx: Context) -> HandlerResult {
+        order.payment_received = true;
         Ok(())
     }
 
-    fn on_inventory_reserved(state: &mut Orders, event: Event, _ctx: Context) -> HandlerResult {
-        state.orders.entry(event.stream_id).or_default().inventory_reserved = true;
+    fn on_inventory_reserved(order: &mut Order, _event: Event, _ctx: Context) -> HandlerResult {
+        order.inventory_reserved = true;
         Ok(())
     }
 
-    fn after_payment_succeeded(state: &mut Orders, event: Event, _ctx: Context) -> HandlerResult {
-        ship_when_ready(state, &event)
+    fn after_payment_succeeded(order: &mut Order, event: Event, _ctx: Context) -> HandlerResult {
+        ship_when_ready(order, &event)
     }
 
-    fn after_inventory_reserved(state: &mut Orders, event: Event, _ctx: Context) -> HandlerResult {
-        ship_when_ready(state, &event)
+    fn after_inventory_reserved(order: &mut Order, event: Event, _ctx: Context) -> HandlerResult {
+        ship_when_ready(order, &event)
     }
 }

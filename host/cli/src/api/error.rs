@@ -54,6 +54,7 @@ impl From<Error> for ApiError {
                 CommandFailure::InvalidStreamId(_) => (StatusCode::BAD_REQUEST, "invalid_stream_id"),
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, "command_rejected"),
             },
+            Error::NoTestClock => (StatusCode::CONFLICT, "no_test_clock"),
             Error::Plugin(plugin) => match plugin {
                 PluginError::UnknownListener { .. } | PluginError::UnknownPlugin { .. } => {
                     (StatusCode::NOT_FOUND, "unknown_plugin")

@@ -12,10 +12,12 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
-use cascade::{DURATION_BUCKETS, ListenerStats};
+use cascade::{DURATION_BUCKETS, LATENESS_BUCKETS, ListenerStats, TimerStats};
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let listeners = state.engine.listener_stats().await?;
+    let (timers, pending_timers) = state.engine.timer_stats().await?;
+    let statuses = state.engine.statuses().await?;
     let parked = state.engine.parked().await.map(|p| p.len());
     let log = state.engine.log();
     let head = log.head()?;
@@ -98,8 +100,54 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
         "Longest time one hot swap held the writer.",
         load(&stats.swap_max_micros) as f64 / 1e6,
     );
+    metric(
+        "cascade_timers_pending",
+        "gauge",
+        "Timers scheduled and not yet fired or cancelled.",
+        pending_timers as f64,
+    );
+    metric(
+        "cascade_timers_fired_total",
+        "counter",
+        "Timers fired since the server started.",
+        timers.fired as f64,
+    );
+    write_lateness(&mut out, &timers);
+    let _ = writeln!(
+        out,
+        "# HELP cascade_instances Live instances of each per-instance process manager.\n# TYPE cascade_instances gauge"
+    );
+    for status in &statuses {
+        if let Some(instances) = status.listener.as_ref().and_then(|l| l.instances) {
+            let _ = writeln!(
+                out,
+                "cascade_instances{{plugin=\"{}\"}} {instances}",
+                label(&status.record.name)
+            );
+        }
+    }
     write_handlers(&mut out, &listeners);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+fn write_lateness(out: &mut String, timers: &TimerStats) {
+    let _ = writeln!(
+        out,
+        "# HELP cascade_timer_lateness_seconds How long after its due time each timer fired.\n\
+         # TYPE cascade_timer_lateness_seconds histogram"
+    );
+    let mut cumulative = 0;
+    for (le, count) in LATENESS_BUCKETS.iter().zip(timers.lateness) {
+        cumulative += count;
+        let le = if le.is_infinite() {
+            "+Inf".to_owned()
+        } else {
+            le.to_string()
+        };
+        let _ = writeln!(out, "cascade_timer_lateness_seconds_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "cascade_timer_lateness_seconds_sum {}", timers.lateness_seconds);
+    let _ = writeln!(out, "cascade_timer_lateness_seconds_count {}", timers.fired);
 }
 
 fn write_handlers(out: &mut String, listeners: &[ListenerStats]) {

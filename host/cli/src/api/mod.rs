@@ -27,6 +27,7 @@ mod error;
 mod events;
 mod metrics;
 mod operations;
+pub(crate) use operations::timer_json;
 mod plugins;
 mod watch_dir;
 
@@ -158,8 +159,11 @@ fn router(state: AppState) -> Router {
         .route("/plugins/{name}", put(plugins::deploy))
         .route("/plugins/{name}/versions", get(plugins::versions))
         .route("/plugins/{name}/rollback", post(plugins::rollback))
+        .route("/plugins/{name}/instances", get(operations::instances))
         .route("/pm/{name}/state", get(operations::pm_state))
         .route("/pm/{name}/refresh", post(operations::pm_refresh))
+        .route("/timers", get(operations::timers))
+        .route("/clock/advance", post(operations::advance_clock))
         .route("/read/{collection}", get(operations::read_collection))
         .route("/read/{collection}/{id}", get(operations::read_document))
         .route("/parked", get(operations::parked))

@@ -12,17 +12,105 @@ use super::{ApiError, AppState};
 use crate::args::Action;
 use cascade::state_json;
 
-pub(super) async fn pm_state(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let blob = state.engine.pm_state(&name).await?;
-    Ok(Json(json!({ "state": blob.as_deref().map(state_json) })))
+#[derive(Debug, Deserialize)]
+pub(super) struct PageQuery {
+    /// Page after this id.
+    after: Option<String>,
+    /// Items per page (default 100, at most 10,000).
+    limit: Option<usize>,
+}
+
+/// A page's size: 100 unless asked, at most 10,000.
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit.unwrap_or(100) {
+        0 => Err(ApiError::bad_request("`limit` must be at least 1")),
+        limit => Ok(limit.min(10_000)),
+    }
+}
+
+/// `GET /plugins/{name}/instances?after=ID&limit=N`: one page of instances.
+pub(super) async fn instances(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let page = state.engine.instances(&name, query.after, limit).await?;
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|i| i.id.clone()))
+        .flatten();
+    Ok(Json(json!({ "instances": page, "next": next })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct InstanceQuery {
+    /// The instance (`pm_state`: default `singleton`; `pm_refresh`: all).
+    instance: Option<String>,
+}
+
+/// `GET /pm/{name}/state?instance=ID`: one instance's state (null when it
+/// does not exist: never started, or completed) and pending timers.
+pub(super) async fn pm_state(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<InstanceQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = query.instance.unwrap_or_else(|| cascade::SINGLETON.to_owned());
+    let found = state.engine.instance(&name, &id).await?;
+    let (record, timers) = found.unwrap_or_default();
+    Ok(Json(json!({
+        "instance": id,
+        "state": record.state.as_deref().map(state_json),
+        "lastPosition": record.last_position,
+        "timers": timers.iter().map(timer_json).collect::<Vec<_>>(),
+    })))
 }
 
 pub(super) async fn pm_refresh(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(query): Query<InstanceQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let report = state.engine.refresh(&name, |_, _| {}).await?;
+    let report = state.engine.refresh(&name, query.instance, |_, _| {}).await?;
     Ok(Json(report.to_json()))
+}
+
+/// `GET /timers?limit=N`: pending timers in due order, and how many in all.
+pub(super) async fn timers(
+    State(state): State<AppState>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let (timers, pending) = state.engine.timers(None, limit).await?;
+    Ok(Json(json!({
+        "timers": timers.iter().map(timer_json).collect::<Vec<_>>(),
+        "pending": pending,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Advance {
+    millis: u64,
+}
+
+/// `POST /clock/advance {"millis": N}`: move the test clock, fire what is due.
+pub(super) async fn advance_clock(
+    State(state): State<AppState>,
+    Json(advance): Json<Advance>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.engine.advance_clock(advance.millis).await?;
+    Ok(Json(json!({ "now": now })))
+}
+
+/// A pending timer as JSON: its payload as a value.
+pub(crate) fn timer_json(timer: &cascade::Timer) -> Value {
+    json!({
+        "plugin": timer.plugin,
+        "instance": timer.instance,
+        "name": timer.name,
+        "due": timer.due,
+        "payload": serde_json::from_str::<Value>(&timer.payload).unwrap_or(Value::Null),
+    })
 }
 
 #[derive(Debug, Deserialize)]

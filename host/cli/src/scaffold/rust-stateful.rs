@@ -1,6 +1,7 @@
-//! Stateful process manager `{{name}}`: counts new users. The state is saved
-//! (as JSON) with the checkpoint; `cascade pm refresh {{name}}` rebuilds it
-//! from history.
+//! Per-instance process manager `{{name}}`: one instance per user (the
+//! event's stream id), counting the user's updates. Each instance's state is
+//! saved (as JSON) with the checkpoint; `cascade pm instances {{name}}` lists
+//! them and `cascade pm refresh {{name}}` rebuilds them from history.
 
 use cascade_sdk::{Context, Event, HandlerResult, process_manager};
 use serde::{Deserialize, Serialize};
@@ -9,14 +10,25 @@ struct {{Struct}};
 
 #[derive(Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct State {
-    users_created: u64,
+struct User {
+    name: String,
+    updates: u64,
 }
 
-#[process_manager(state = State)]
+#[derive(Deserialize)]
+struct UserCreated {
+    name: String,
+}
+
+#[process_manager(state = User)]
 impl {{Struct}} {
-    fn on_user_created(state: &mut State, _event: Event, _ctx: Context) -> HandlerResult {
-        state.users_created += 1;
+    fn on_user_created(user: &mut User, event: Event, _ctx: Context) -> HandlerResult {
+        user.name = event.payload::<UserCreated>()?.name;
+        Ok(())
+    }
+
+    fn on_user_updated(user: &mut User, _event: Event, _ctx: Context) -> HandlerResult {
+        user.updates += 1;
         Ok(())
     }
 }

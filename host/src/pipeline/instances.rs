@@ -1,0 +1,271 @@
+//! Instances of per-instance process managers around a handler call: which
+//! instance the call works on (or that it is ignored), storing what it did
+//! to it, and due timers becoming `TimerFired` events.
+//!
+//! Live, instances and timers live in the batch's write transaction, so
+//! what a call did commits with its checkpoint or rolls back with it; a
+//! refresh replays into memory ([`Replayed`]) and writes the result in one
+//! commit at the end.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::batch::Batch;
+use super::intake::new_cascade;
+use crate::error::StoreError;
+use crate::event::{Envelope, Event, NewEvent};
+use crate::instance::{
+    InstanceCall, InstanceRules, TIMER_FIRED, TIMER_STREAM, TimerFired, TimerRequest, timer_stream_id,
+};
+use crate::records::{InstanceRecord, Timer};
+use crate::store::UnitOfWork;
+
+/// Where the instances a call works on are kept.
+pub(super) trait InstanceStore {
+    fn load(&self, plugin: &str, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
+    fn save(&mut self, plugin: &str, id: &str, record: InstanceRecord) -> Result<(), StoreError>;
+    /// Delete the instance and its timers.
+    fn complete(&mut self, plugin: &str, id: &str) -> Result<(), StoreError>;
+    fn schedule(&mut self, timer: Timer) -> Result<(), StoreError>;
+    fn cancel(&mut self, plugin: &str, id: &str, name: &str) -> Result<(), StoreError>;
+}
+
+impl<T: UnitOfWork> InstanceStore for T {
+    fn load(&self, plugin: &str, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        self.instance(plugin, id)
+    }
+
+    fn save(&mut self, plugin: &str, id: &str, record: InstanceRecord) -> Result<(), StoreError> {
+        self.put_instance(plugin, id, &record)
+    }
+
+    fn complete(&mut self, plugin: &str, id: &str) -> Result<(), StoreError> {
+        self.remove_instance(plugin, id)
+    }
+
+    fn schedule(&mut self, timer: Timer) -> Result<(), StoreError> {
+        self.put_timer(&timer)
+    }
+
+    fn cancel(&mut self, plugin: &str, id: &str, name: &str) -> Result<(), StoreError> {
+        self.remove_timer(plugin, id, name).map(drop)
+    }
+}
+
+/// The instances and timers of one process manager, as a refresh rebuilds them.
+#[derive(Default)]
+pub(super) struct Replayed {
+    pub(super) instances: HashMap<String, InstanceRecord>,
+    /// By (instance, name).
+    pub(super) timers: BTreeMap<(String, String), Timer>,
+}
+
+impl InstanceStore for Replayed {
+    fn load(&self, _: &str, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        Ok(self.instances.get(id).cloned())
+    }
+
+    fn save(&mut self, _: &str, id: &str, record: InstanceRecord) -> Result<(), StoreError> {
+        self.instances.insert(id.to_owned(), record);
+        Ok(())
+    }
+
+    fn complete(&mut self, _: &str, id: &str) -> Result<(), StoreError> {
+        self.instances.remove(id);
+        self.timers.retain(|(instance, _), _| instance != id);
+        Ok(())
+    }
+
+    fn schedule(&mut self, timer: Timer) -> Result<(), StoreError> {
+        self.timers.insert((timer.instance.clone(), timer.name.clone()), timer);
+        Ok(())
+    }
+
+    fn cancel(&mut self, _: &str, id: &str, name: &str) -> Result<(), StoreError> {
+        self.timers.remove(&(id.to_owned(), name.to_owned()));
+        Ok(())
+    }
+}
+
+/// What a call of a per-instance process manager for an event works on.
+pub(super) enum Begin {
+    /// Its instance, existing or new.
+    Call(InstanceCall),
+    /// None: the event names no instance, or one that does not exist and
+    /// that it may not start. No handler is called.
+    Ignored,
+}
+
+/// The instance `event` belongs to for process manager `plugin`.
+pub(super) fn begin(
+    store: &impl InstanceStore,
+    rules: &InstanceRules,
+    plugin: &str,
+    event: &Event,
+) -> Result<Begin, StoreError> {
+    let Some((id, starts)) = rules.instance_of(event) else {
+        return Ok(Begin::Ignored);
+    };
+    match store.load(plugin, &id)? {
+        Some(record) => Ok(Begin::Call(InstanceCall::new(id, record.state, event))),
+        None if starts => {
+            let mut call = InstanceCall::new(id, None, event);
+            // A new instance is stored even if the call sets no state.
+            call.state_set = true;
+            Ok(Begin::Call(call))
+        }
+        None => Ok(Begin::Ignored),
+    }
+}
+
+/// Upper bounds, in seconds, of the buckets of [`TimerStats::lateness`].
+pub const LATENESS_BUCKETS: [f64; 8] = [0.001, 0.01, 0.05, 0.1, 1.0, 10.0, 60.0, f64::INFINITY];
+
+/// Timers fired since the pipeline was opened, and how late.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimerStats {
+    /// Timers fired.
+    pub fired: u64,
+    /// Fired timers per lateness bucket ([`LATENESS_BUCKETS`]), not cumulative.
+    pub lateness: [u64; LATENESS_BUCKETS.len()],
+    /// Total lateness, in seconds.
+    pub lateness_seconds: f64,
+}
+
+impl TimerStats {
+    pub(super) fn record(&mut self, lateness_ms: &[u64]) {
+        for &ms in lateness_ms {
+            let seconds = ms as f64 / 1000.0;
+            self.fired += 1;
+            self.lateness_seconds += seconds;
+            let bucket = LATENESS_BUCKETS.iter().position(|&le| seconds <= le).unwrap_or(0);
+            self.lateness[bucket] += 1;
+        }
+    }
+}
+
+/// What a batch learned of when timers are due.
+#[derive(Default)]
+pub(super) struct TimerNote {
+    /// When the first timer left after the batch fired some is due.
+    pub(super) left_after_firing: Option<Option<u64>>,
+    /// The earliest due of the timers the batch scheduled.
+    pub(super) scheduled: Option<u64>,
+    /// How late each timer the batch fired was, in milliseconds.
+    pub(super) lateness: Vec<u64>,
+}
+
+impl TimerNote {
+    /// The earliest pending timer after the batch, from what was known
+    /// before it (`None`: unknown, read it again).
+    pub(super) fn next(&self, before: Option<Option<u64>>) -> Option<Option<u64>> {
+        let known = self.left_after_firing.or(before)?;
+        Some(match (known, self.scheduled) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Note the timers `call` schedules.
+    pub(super) fn scheduled_by(&mut self, call: &InstanceCall) {
+        for request in &call.timers {
+            if let TimerRequest::Schedule { due, .. } = request {
+                self.scheduled = Some(self.scheduled.map_or(*due, |s| s.min(*due)));
+            }
+        }
+    }
+}
+
+/// Store what a successful call did to its instance.
+pub(super) fn finish(
+    store: &mut impl InstanceStore,
+    plugin: &str,
+    call: InstanceCall,
+    position: u64,
+) -> Result<(), StoreError> {
+    if call.completed {
+        return store.complete(plugin, &call.id);
+    }
+    for request in call.timers {
+        match request {
+            TimerRequest::Schedule { name, due, payload } => store.schedule(Timer {
+                plugin: plugin.to_owned(),
+                instance: call.id.clone(),
+                name,
+                due,
+                payload,
+            })?,
+            TimerRequest::Cancel { name } => store.cancel(plugin, &call.id, &name)?,
+        }
+    }
+    if call.state_set {
+        let record = InstanceRecord {
+            state: call.state,
+            last_position: position,
+        };
+        store.save(plugin, &call.id, record)?;
+    }
+    Ok(())
+}
+
+/// A fired timer is no longer pending: live its firing removed it; a
+/// refresh removes it when it replays the `TimerFired` event.
+pub(super) fn replay_fired(replayed: &mut Replayed, plugin: &str, event: &Event) -> Result<(), StoreError> {
+    if event.stream_type == TIMER_STREAM
+        && let Some(fired) = TimerFired::parse(&event.payload)
+        && replayed
+            .timers
+            .get(&(fired.instance.clone(), fired.timer.clone()))
+            .is_some_and(|t| t.due == fired.due)
+    {
+        replayed.cancel(plugin, &fired.instance, &fired.timer)?;
+    }
+    Ok(())
+}
+
+impl Batch<'_> {
+    /// Fire up to `limit` timers due at `now`: each is removed and appended
+    /// as a `TimerFired` event on its plugin's timer stream, in one new
+    /// cascade, in this batch; the phases then deliver it like any event.
+    /// Returns how many fired; notes when the next timer left is due.
+    pub(super) fn fire_due_timers(
+        &mut self,
+        tx: &mut impl UnitOfWork,
+        now: u64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let due = tx.due_timers(now, None, limit)?;
+        for timer in &due {
+            tx.remove_timer(&timer.plugin, &timer.instance, &timer.name)?;
+            self.timers.lateness.push(now.saturating_sub(timer.due));
+            let payload = serde_json::json!({
+                "timer": timer.name,
+                "instance": timer.instance,
+                "due": timer.due,
+                "payload": serde_json::from_str::<serde_json::Value>(&timer.payload).unwrap_or_default(),
+            });
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let correlation_id = format!("timer-{seq}");
+            let envelope = Envelope {
+                metadata: serde_json::json!({ "timer": timer.name, "instance": timer.instance }).to_string(),
+                actor_id: None,
+                causation_id: correlation_id.clone(),
+                correlation_id: correlation_id.clone(),
+            };
+            let stream_id = timer_stream_id(&timer.plugin);
+            let version = tx.stream(TIMER_STREAM, &stream_id)?.version;
+            let event = NewEvent {
+                name: TIMER_FIRED.to_owned(),
+                payload: payload.to_string(),
+            };
+            let events = tx.append_after(TIMER_STREAM, &stream_id, version, vec![event], &envelope, None)?;
+            let mut cascade = new_cascade();
+            cascade.events.extend(events.iter().map(|e| e.position));
+            self.cascades.insert(correlation_id, cascade);
+            self.appended.extend(events);
+        }
+        self.timers.left_after_firing = Some(tx.due_timers(u64::MAX, None, 1)?.first().map(|t| t.due));
+        Ok(due.len())
+    }
+}

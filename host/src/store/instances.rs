@@ -1,0 +1,237 @@
+//! Instances of per-instance process managers and their timers.
+//!
+//! Keys join their parts with `\0`: plugin names and timer names hold no
+//! control characters, so the first `\0` ends the plugin and the last one
+//! starts a timer's name, whatever an instance id holds. An instance is
+//! sealed with its key; a timer is in two tables, by due time (what fires
+//! next) and by name (what a cancel finds). Each plugin's number of
+//! instances is kept in `meta`, so `plugin list` counts none.
+
+use redb::TableHandle;
+
+use super::traits::Instances;
+use super::{INSTANCES, Tx, decode, encode, sealed};
+use crate::error::StoreError;
+use crate::records::{InstanceRecord, Timer};
+
+fn instance_key(plugin: &str, id: &str) -> String {
+    format!("{plugin}\0{id}")
+}
+
+fn timer_key(plugin: &str, id: &str, name: &str) -> String {
+    format!("{plugin}\0{id}\0{name}")
+}
+
+/// (plugin, instance, name) of a timer key.
+fn split_timer_key(key: &str) -> Option<(&str, &str, &str)> {
+    let (plugin, rest) = key.split_once('\0')?;
+    let (id, name) = rest.rsplit_once('\0')?;
+    Some((plugin, id, name))
+}
+
+/// Keys that start with `prefix`, as a range: `\u{10FFFF}` sorts after any
+/// character a key can hold next.
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+/// The `meta` key of a plugin's number of instances.
+fn instance_count_key(plugin: &str) -> String {
+    format!("instances/{plugin}")
+}
+
+impl Tx<'_> {
+    fn count_instances(&mut self, plugin: &str, by: i64) -> Result<(), StoreError> {
+        let key = instance_count_key(plugin);
+        let count = self.meta.read()?.get(key.as_str())?.map_or(0, |v| v.value());
+        let count = count.saturating_add_signed(by);
+        self.meta.write()?.insert(key.as_str(), count)?;
+        Ok(())
+    }
+
+    fn decode_instance(key: &str, stored: &[u8]) -> Result<InstanceRecord, StoreError> {
+        let what = || format!("instance `{}`", key.replace('\0', "/"));
+        let body = sealed::unseal(INSTANCES.name(), what, key.as_bytes(), stored)?;
+        decode(INSTANCES.name(), body)
+    }
+
+    fn timer_at(&self, key: &str, due: u64) -> Result<Option<Timer>, StoreError> {
+        let Some((plugin, instance, name)) = split_timer_key(key) else {
+            return Ok(None);
+        };
+        let payload = self.timers.read()?.get((due, key))?;
+        Ok(payload.map(|p| Timer {
+            plugin: plugin.to_owned(),
+            instance: instance.to_owned(),
+            name: name.to_owned(),
+            due,
+            payload: String::from_utf8_lossy(p.value()).into_owned(),
+        }))
+    }
+}
+
+impl Instances for Tx<'_> {
+    fn instance(&self, plugin: &str, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        let key = instance_key(plugin, id);
+        let stored = self.instances.read()?.get(key.as_str())?;
+        stored.map(|v| Tx::decode_instance(&key, v.value())).transpose()
+    }
+
+    fn put_instance(&mut self, plugin: &str, id: &str, record: &InstanceRecord) -> Result<(), StoreError> {
+        let key = instance_key(plugin, id);
+        let sealed = sealed::seal(key.as_bytes(), encode(record));
+        let new = self
+            .instances
+            .write()?
+            .insert(key.as_str(), sealed.as_slice())?
+            .is_none();
+        if new {
+            self.count_instances(plugin, 1)?;
+        }
+        Ok(())
+    }
+
+    fn remove_instance(&mut self, plugin: &str, id: &str) -> Result<(), StoreError> {
+        let removed = self
+            .instances
+            .write()?
+            .remove(instance_key(plugin, id).as_str())?
+            .is_some();
+        if removed {
+            self.count_instances(plugin, -1)?;
+        }
+        for timer in self.timers_of(plugin, Some(id))? {
+            self.remove_timer(plugin, id, &timer.name)?;
+        }
+        Ok(())
+    }
+
+    fn instances(
+        &self,
+        plugin: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        let prefix = instance_key(plugin, "");
+        let start = instance_key(plugin, after.unwrap_or_default());
+        let end = prefix_end(&prefix);
+        let mut found = Vec::new();
+        for entry in self.instances.read()?.range(start.as_str()..end.as_str())? {
+            let (key, stored) = entry?;
+            let key = key.value();
+            let id = &key[prefix.len()..];
+            if after == Some(id) {
+                continue;
+            }
+            if found.len() == limit {
+                break;
+            }
+            found.push((id.to_owned(), Tx::decode_instance(key, stored.value())?));
+        }
+        Ok(found)
+    }
+
+    fn instance_count(&self, plugin: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .read()?
+            .get(instance_count_key(plugin).as_str())?
+            .map_or(0, |v| v.value()))
+    }
+
+    fn remove_instances(&mut self, plugin: &str) -> Result<(), StoreError> {
+        let prefix = instance_key(plugin, "");
+        let end = prefix_end(&prefix);
+        let keys: Vec<String> = self
+            .instances
+            .read()?
+            .range(prefix.as_str()..end.as_str())?
+            .map(|entry| entry.map(|(key, _)| key.value().to_owned()))
+            .collect::<Result<_, _>>()?;
+        for key in keys {
+            self.instances.write()?.remove(key.as_str())?;
+        }
+        self.meta.write()?.remove(instance_count_key(plugin).as_str())?;
+        for timer in self.timers_of(plugin, None)? {
+            self.remove_timer(plugin, &timer.instance, &timer.name)?;
+        }
+        Ok(())
+    }
+
+    fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
+        self.remove_timer(&timer.plugin, &timer.instance, &timer.name)?;
+        let key = timer_key(&timer.plugin, &timer.instance, &timer.name);
+        self.timer_due.write()?.insert(key.as_str(), timer.due)?;
+        self.timers
+            .write()?
+            .insert((timer.due, key.as_str()), timer.payload.as_bytes())?;
+        Ok(())
+    }
+
+    fn remove_timer(&mut self, plugin: &str, id: &str, name: &str) -> Result<Option<Timer>, StoreError> {
+        let key = timer_key(plugin, id, name);
+        let Some(due) = self.timer_due.write()?.remove(key.as_str())?.map(|d| d.value()) else {
+            return Ok(None);
+        };
+        let timer = self.timer_at(&key, due)?;
+        self.timers.write()?.remove((due, key.as_str()))?;
+        Ok(timer)
+    }
+
+    fn timers_of(&self, plugin: &str, id: Option<&str>) -> Result<Vec<Timer>, StoreError> {
+        let prefix = match id {
+            Some(id) => timer_key(plugin, id, ""),
+            None => instance_key(plugin, ""),
+        };
+        let end = prefix_end(&prefix);
+        let mut found = Vec::new();
+        let due: Vec<(String, u64)> = self
+            .timer_due
+            .read()?
+            .range(prefix.as_str()..end.as_str())?
+            .map(|entry| entry.map(|(key, due)| (key.value().to_owned(), due.value())))
+            .collect::<Result<_, _>>()?;
+        for (key, due) in due {
+            // A prefix of an instance id also matches a longer id: keep exact ones.
+            let Some((_, instance, _)) = split_timer_key(&key) else {
+                continue;
+            };
+            if id.is_some_and(|id| id != instance) {
+                continue;
+            }
+            found.extend(self.timer_at(&key, due)?);
+        }
+        Ok(found)
+    }
+
+    fn due_timers(&self, through: u64, after: Option<&Timer>, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let start_key = after.map(|t| timer_key(&t.plugin, &t.instance, &t.name));
+        let start = (after.map_or(0, |t| t.due), start_key.as_deref().unwrap_or(""));
+        let mut found = Vec::new();
+        for entry in self.timers.read()?.range(start..)? {
+            let (key, payload) = entry?;
+            let (due, key) = key.value();
+            if due > through || found.len() == limit {
+                break;
+            }
+            if Some(key) == start_key.as_deref() && Some(due) == after.map(|t| t.due) {
+                continue;
+            }
+            let Some((plugin, instance, name)) = split_timer_key(key) else {
+                continue;
+            };
+            found.push(Timer {
+                plugin: plugin.to_owned(),
+                instance: instance.to_owned(),
+                name: name.to_owned(),
+                due,
+                payload: String::from_utf8_lossy(payload.value()).into_owned(),
+            });
+        }
+        Ok(found)
+    }
+
+    fn pending_timers(&self) -> Result<u64, StoreError> {
+        Ok(self.timer_due.read()?.len()?)
+    }
+}
