@@ -52,7 +52,10 @@ impl PaymentDeadline {
 
     fn on_timer_fired(_order: &mut Order, event: Event, _ctx: Context) -> HandlerResult {
         let timer = event.timer()?;
-        info(&format!("payment for order `{}` missed its deadline; releasing", timer.instance));
+        info(&format!(
+            "payment for order `{}` missed its deadline; releasing",
+            timer.instance
+        ));
         dispatch("inventory", &timer.instance, "release", json!({}))?;
         complete();
         Ok(())
