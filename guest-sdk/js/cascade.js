@@ -175,17 +175,18 @@ export function complete() {
 /** Schedule timer `name` of the current instance `millis` after the handled
  * event's time; it comes back as `TimerFired` to `onTimerFired`. */
 export function scheduleAfter(name, millis, payload = {}) {
-  schedule(name, { tag: 'after', val: BigInt(millis) }, payload);
+  schedule(name, 'after', millis, payload);
 }
 
 /** Schedule timer `name` at `at` (milliseconds since the Unix epoch). */
 export function scheduleAt(name, at, payload = {}) {
-  schedule(name, { tag: 'at', val: BigInt(at) }, payload);
+  schedule(name, 'at', at, payload);
 }
 
-function schedule(name, due, payload) {
+function schedule(name, tag, millis, payload) {
+  if (!Number.isFinite(millis) || millis < 0) throw new TimerError(`timer \`${name}\`: ${millis} is not a time in milliseconds`);
   try {
-    scheduleTimer(name, due, JSON.stringify(payload));
+    scheduleTimer(name, { tag, val: BigInt(Math.trunc(millis)) }, JSON.stringify(payload));
   } catch (e) {
     throw new TimerError(String(payloadOf(e)));
   }

@@ -408,6 +408,18 @@ pub enum PluginError {
         /// Its active version.
         active: u64,
     },
+    /// One instance cannot be refreshed while the process manager is between
+    /// the two phases of an event (its `after-` handler waits for a retry):
+    /// that event's `on-` effect is committed, its `after-` one not yet.
+    #[error(
+        "cannot refresh one instance of `{plugin}` while its `after-` handler of event #{position} waits for a retry; refresh it whole, or after the retry (`cascade parked`)"
+    )]
+    BetweenPhases {
+        /// The process manager.
+        plugin: String,
+        /// The event whose `after-` handler waits.
+        position: u64,
+    },
     /// The process manager keeps no state, so it cannot be refreshed.
     #[error("process manager `{name}` is stateless: it has no state to show or refresh")]
     Stateless {

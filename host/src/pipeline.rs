@@ -606,13 +606,9 @@ impl<S: Storage> Pipeline<S> {
                 batch.cascades.insert(queued.correlation_id.clone(), new_cascade());
                 batch.dispatched.push_back((seq, queued));
             }
-            // Due timers join the log first, as `TimerFired` events.
-            let fired = match timers_due {
-                true => batch.fire_due_timers(tx, now, budget)?,
-                false => 0,
-            };
             let mut position = tx.pipeline_position()?;
             let mut done = batch.retry_waiting(tx, position)?;
+            let (mut timers_due, mut fired) = (timers_due, 0);
             while done < budget {
                 if position < tx.head()? {
                     position += 1;
@@ -622,6 +618,12 @@ impl<S: Storage> Pipeline<S> {
                     };
                     debug_assert_eq!(event.position, position);
                     batch.process_event(tx, &event)?;
+                } else if std::mem::take(&mut timers_due) {
+                    // Caught up with the log: due timers join it as
+                    // `TimerFired` events, handed to the phases like the
+                    // events a command appends.
+                    fired = batch.fire_due_timers(tx, now, budget - done)?;
+                    continue;
                 } else if let Some(queued) = batch.next_command(tx)? {
                     batch.execute_command(tx, queued)?;
                 } else {

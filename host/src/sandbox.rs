@@ -125,7 +125,8 @@ pub struct HostState {
     instance: Option<InstanceCall>,
     /// The handler's time, milliseconds since the Unix epoch: what the
     /// guest's wall clock says (the event's `created-at`, so a refresh sees
-    /// the time the live call saw).
+    /// the time the live call saw); 0 outside a handler call (an aggregate's
+    /// `handle`, loading), where it is the host's clock.
     call_time: Arc<AtomicU64>,
     /// Commands dispatched during the current call.
     pub(crate) dispatched: Vec<Command>,
@@ -153,7 +154,7 @@ impl HostState {
         let limits = env.manifest.limits();
         let (stdout, stderr) = (output::Output::default(), output::Output::default());
         let clock_origin = std::time::Instant::now();
-        let call_time = Arc::new(AtomicU64::new(crate::clock::now_millis()));
+        let call_time = Arc::new(AtomicU64::new(0));
         HostState {
             // The builder's defaults grant nothing: no preopens, no env, no
             // args, no sockets; stdout and stderr go to the host's log.
@@ -215,6 +216,7 @@ impl HostState {
     pub(crate) fn set_current_event(&mut self, event: Option<&Event>) {
         let Some(event) = event else {
             self.current_position = 0;
+            self.call_time.store(0, Ordering::Relaxed);
             return;
         };
         self.current_position = event.position;
@@ -437,14 +439,13 @@ impl instance_types::Host for HostState {}
 impl HostState {
     /// The current call's instance, or why there is none.
     fn current_instance(&mut self) -> Result<&mut InstanceCall, String> {
-        if self.instance.is_none() {
-            return Err(format!(
-                "`{}` has no instances: a process manager that keeps state or timers exports \
-                 `instances` (the SDKs' stateful process manager does)",
-                self.plugin
-            ));
-        }
-        Ok(self.instance.as_mut().expect("checked above"))
+        let plugin = &self.plugin;
+        self.instance.as_mut().ok_or_else(|| {
+            format!(
+                "`{plugin}` has no instances: a process manager that keeps state or timers exports \
+                 `instances` (the SDKs' stateful process manager does)"
+            )
+        })
     }
 }
 

@@ -364,3 +364,84 @@ fn refreshing_one_instance_rebuilds_it_and_leaves_the_others() {
     let instances = json_at(data, T0, &["pm", "instances", PLUGIN, "--json"]);
     assert_eq!(instances["instances"].as_array().unwrap().len(), 3);
 }
+
+/// The timers of a stopped plugin wait until it has handled the events
+/// before them: a payment that arrived while it was stopped, before the
+/// deadline, still cancels the timer once it is started, so it never fires.
+#[test]
+fn a_stopped_plugins_timer_waits_for_the_events_before_it_and_a_late_cancel_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    run_at(
+        data,
+        T0,
+        &[
+            "plugin",
+            "add",
+            plugins::INVENTORY,
+            plugins::PAYMENT,
+            plugins::PAYMENT_DEADLINE,
+        ],
+    );
+    run_at(data, T0, &["exec", "inventory", "o1", "reserve", reserve_args()]);
+    run_at(data, T0, &["plugin", "stop", PLUGIN, "--by", "ops"]);
+    run_at(
+        data,
+        T0 + DEADLINE - 1,
+        &["exec", "payment", "o1", "succeed", r#"{"amount":10}"#],
+    );
+
+    // Past the deadline: the timer is due but its plugin has an event before it.
+    run_at(data, T0 + DEADLINE + 1, &["clock", "advance", "0"]);
+    assert_eq!(
+        json_at(data, T0, &["timers", "--json"])["pending"],
+        1,
+        "held, not fired"
+    );
+    run_at(data, T0 + DEADLINE + 2, &["plugin", "start", PLUGIN]);
+    run_at(data, T0 + 2 * DEADLINE, &["clock", "advance", "0"]);
+
+    let counted = counts(&events_at(data, T0));
+    assert_eq!(count(&counted, "TimerFired"), 0, "{counted:?}");
+    assert_eq!(count(&counted, "InventoryReleased"), 0, "{counted:?}");
+    assert_eq!(json_at(data, T0, &["timers", "--json"])["pending"], 0);
+    let instances = json_at(data, T0, &["pm", "instances", PLUGIN, "--json"]);
+    assert_eq!(instances["instances"], json!([]), "completed by the payment");
+}
+
+/// Python and JavaScript process managers keep instances, read their
+/// configuration, schedule timers and complete, as the Rust SDK does.
+#[test]
+fn python_and_javascript_process_managers_keep_instances_and_timers() {
+    for (component, name) in [
+        (plugins::FIXTURE_REMINDER_PY, "fixture-reminder-py"),
+        (plugins::FIXTURE_REMINDER_JS, "fixture-reminder-js"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        run_at(
+            data,
+            T0,
+            &["plugin", "add", plugins::USERS, plugins::ACCOUNTS, component],
+        );
+        run_at(data, T0, &["exec", "users", "u1", "create", r#"{"name":"Ada"}"#]);
+        let u1 = json_at(data, T0, &["pm", "state", name, "--instance", "u1", "--json"]);
+        assert_eq!(u1["state"]["name"], "Ada", "{name}: {u1}");
+        assert_eq!(u1["timers"][0]["due"], T0 + 5_000, "{name}: the config's delay-ms");
+        assert_eq!(u1["timers"][0]["payload"], json!({"name": "Ada"}), "{name}");
+
+        run_at(data, T0 + 4_999, &["clock", "advance", "0"]);
+        assert_eq!(count(&counts(&events_at(data, T0)), "AccountOpened"), 0, "{name}");
+        run_at(data, T0 + 5_000, &["clock", "advance", "0"]);
+        run_at(data, T0 + 9_000, &["clock", "advance", "0"]);
+
+        let counted = counts(&events_at(data, T0));
+        assert_eq!(
+            counted.get(&("AccountOpened".into(), "u1".into())),
+            Some(&1),
+            "{name}: {counted:?}"
+        );
+        let instances = json_at(data, T0, &["pm", "instances", name, "--json"]);
+        assert_eq!(instances["instances"], json!([]), "{name}: completed");
+    }
+}

@@ -284,16 +284,19 @@ def schedule_after(name, millis, payload=None):
 
     Raises :class:`TimerError` when the host refuses it.
     """
-    _schedule(name, _timers.Due_After(int(millis)), payload)
+    _schedule(name, "after", millis, payload)
 
 
 def schedule_at(name, at, payload=None):
     """Schedule timer ``name`` at ``at`` (milliseconds since the Unix epoch)."""
-    _schedule(name, _timers.Due_At(int(at)), payload)
+    _schedule(name, "at", at, payload)
 
 
-def _schedule(name, due, payload):
+def _schedule(name, kind, millis, payload):
     _only(_timers, "timers", "process managers")
+    if not isinstance(millis, (int, float)) or millis < 0:
+        raise TimerError(f"timer `{name}`: {millis!r} is not a time in milliseconds")
+    due = (_timers.Due_After if kind == "after" else _timers.Due_At)(int(millis))
     try:
         _timers.schedule(name, due, json.dumps(payload if payload is not None else {}))
     except Err as refused:

@@ -227,7 +227,7 @@ pub async fn execute(
             let id = instance.unwrap_or_else(|| cascade::SINGLETON.to_owned());
             let Some((record, timers)) = engine.instance(&name, &id).await? else {
                 if json {
-                    let value = json!({ "instance": id, "state": null, "timers": [] });
+                    let value = json!({ "instance": id, "state": null, "lastPosition": 0, "timers": [] });
                     writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
                 } else {
                     writeln!(

@@ -95,7 +95,10 @@ pub(super) enum Begin {
     Ignored,
 }
 
-/// The instance `event` belongs to for process manager `plugin`.
+/// The instance `event` belongs to for the per-instance process manager
+/// `plugin`. Each phase's call asks anew: an `after-` handler runs whether
+/// or not the `on-` handler succeeded, so it may start the instance too
+/// (and start it again after the `on-` handler completed it).
 pub(super) fn begin(
     store: &impl InstanceStore,
     rules: &InstanceRules,
@@ -223,49 +226,92 @@ pub(super) fn replay_fired(replayed: &mut Replayed, plugin: &str, event: &Event)
     Ok(())
 }
 
+/// How long the timers of a plugin that is stopped or waiting to retry
+/// wait before the pipeline looks at them again.
+const HELD_TIMERS_RECHECK_MS: u64 = 1000;
+/// Due timers one step looks at, per timer it may fire: held ones cannot
+/// make a step read without bound.
+const EXAMINED_PER_FIRED: usize = 8;
+
 impl Batch<'_> {
-    /// Fire up to `limit` timers due at `now`: each is removed and appended
-    /// as a `TimerFired` event on its plugin's timer stream, in one new
-    /// cascade, in this batch; the phases then deliver it like any event.
-    /// Returns how many fired; notes when the next timer left is due.
+    /// Fire up to `limit` timers due at `now`, once the batch has caught up
+    /// with the log: each is removed and appended as a `TimerFired` event on
+    /// its plugin's timer stream, in one new cascade, in this batch; the
+    /// phases then deliver it like any event. The timers of a plugin that is
+    /// stopped or waiting to retry wait: it has events before them to handle,
+    /// and one of those may cancel them. Returns how many fired; notes when
+    /// the pipeline must look at the timers again.
     pub(super) fn fire_due_timers(
         &mut self,
         tx: &mut impl UnitOfWork,
         now: u64,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let due = tx.due_timers(now, None, limit)?;
-        for timer in &due {
-            tx.remove_timer(&timer.plugin, &timer.instance, &timer.name)?;
-            self.timers.lateness.push(now.saturating_sub(timer.due));
-            let payload = serde_json::json!({
-                "timer": timer.name,
-                "instance": timer.instance,
-                "due": timer.due,
-                "payload": serde_json::from_str::<serde_json::Value>(&timer.payload).unwrap_or_default(),
-            });
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let correlation_id = format!("timer-{seq}");
-            let envelope = Envelope {
-                metadata: serde_json::json!({ "timer": timer.name, "instance": timer.instance }).to_string(),
-                actor_id: None,
-                causation_id: correlation_id.clone(),
-                correlation_id: correlation_id.clone(),
-            };
-            let stream_id = timer_stream_id(&timer.plugin);
-            let version = tx.stream(TIMER_STREAM, &stream_id)?.version;
-            let event = NewEvent {
-                name: TIMER_FIRED.to_owned(),
-                payload: payload.to_string(),
-            };
-            let events = tx.append_after(TIMER_STREAM, &stream_id, version, vec![event], &envelope, None)?;
-            let mut cascade = new_cascade();
-            cascade.events.extend(events.iter().map(|e| e.position));
-            self.cascades.insert(correlation_id, cascade);
-            self.appended.extend(events);
+        let (mut fired, mut held, mut after) = (0, false, None::<Timer>);
+        let mut examined = 0;
+        'pages: loop {
+            let page = tx.due_timers(now, after.as_ref(), limit)?;
+            let Some(last) = page.last().cloned() else { break };
+            for timer in page {
+                if fired == limit || examined == EXAMINED_PER_FIRED * limit {
+                    break 'pages;
+                }
+                examined += 1;
+                if self.holds_timers_of(&timer.plugin) {
+                    held = true;
+                    continue;
+                }
+                self.fire(tx, &timer, now)?;
+                fired += 1;
+            }
+            after = Some(last);
         }
-        self.timers.left_after_firing = Some(tx.due_timers(u64::MAX, None, 1)?.first().map(|t| t.due));
-        Ok(due.len())
+        let next = tx.due_timers(u64::MAX, None, 1)?.first().map(|t| t.due);
+        self.timers.left_after_firing = Some(match held {
+            true => Some(now + HELD_TIMERS_RECHECK_MS),
+            false => next,
+        });
+        Ok(fired)
+    }
+
+    /// Whether `plugin` is stopped or waiting to retry: it has not handled
+    /// every event before a timer that fires now.
+    fn holds_timers_of(&self, plugin: &str) -> bool {
+        self.slots
+            .iter()
+            .find(|s| s.listener.name() == plugin)
+            .is_some_and(|s| s.stopped || s.backoff.is_some())
+    }
+
+    fn fire(&mut self, tx: &mut impl UnitOfWork, timer: &Timer, now: u64) -> Result<(), StoreError> {
+        tx.remove_timer(&timer.plugin, &timer.instance, &timer.name)?;
+        self.timers.lateness.push(now.saturating_sub(timer.due));
+        let payload = serde_json::json!({
+            "timer": timer.name,
+            "instance": timer.instance,
+            "due": timer.due,
+            "payload": serde_json::from_str::<serde_json::Value>(&timer.payload).unwrap_or_default(),
+        });
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let correlation_id = format!("timer-{seq}");
+        let envelope = Envelope {
+            metadata: serde_json::json!({ "timer": timer.name, "instance": timer.instance }).to_string(),
+            actor_id: None,
+            causation_id: correlation_id.clone(),
+            correlation_id: correlation_id.clone(),
+        };
+        let stream_id = timer_stream_id(&timer.plugin);
+        let version = tx.stream(TIMER_STREAM, &stream_id)?.version;
+        let event = NewEvent {
+            name: TIMER_FIRED.to_owned(),
+            payload: payload.to_string(),
+        };
+        let events = tx.append_after(TIMER_STREAM, &stream_id, version, vec![event], &envelope, None)?;
+        let mut cascade = new_cascade();
+        cascade.events.extend(events.iter().map(|e| e.position));
+        self.cascades.insert(correlation_id, cascade);
+        self.appended.extend(events);
+        Ok(())
     }
 }

@@ -24,7 +24,7 @@ use super::instances::{self, Begin, Replayed};
 use super::{Pipeline, Slot};
 use crate::error::{Error, HandlerFailure, PluginError, StoreError};
 use crate::host_api::Effects;
-use crate::instance::delivered_to;
+use crate::instance::{TIMER_STREAM, delivered_to};
 use crate::listener::{Context, HandlerError};
 use crate::records::InstanceRecord;
 
@@ -97,6 +97,13 @@ impl<S: Storage> Pipeline<S> {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<RefreshReport, Error> {
         let index = self.stateful_slot(name)?;
+        if let (Some(_), Some(position)) = (instance, self.slots[index].after_pending) {
+            return Err(PluginError::BetweenPhases {
+                plugin: name.to_owned(),
+                position,
+            }
+            .into());
+        }
         // One instance is replayed as far as the listener has gone live, so
         // that it handles the rest once, when it gets there.
         let through = match instance {
@@ -107,7 +114,9 @@ impl<S: Storage> Pipeline<S> {
         let mut replayed = Replayed::default();
         let slot = &mut self.slots[index];
         let into = Some((&mut replayed, instance));
-        let mut report = match replay(&self.store, slot, through, into, progress, &mut || Ok(())) {
+        let replayed_all = replay(&self.store, slot, through, into, progress, &mut || Ok(()))
+            .and_then(|report| fired_after(&self.store, name, through, &mut replayed).map(|()| report));
+        let mut report = match replayed_all {
             Ok(report) => report,
             Err(err) => {
                 // Nothing was stored: the listener goes on as it was.
@@ -280,18 +289,20 @@ fn replay(
         let Some(last) = chunk.last() else { break };
         from = last.position + 1;
         for event in &chunk {
-            let Some(handlers) = by_event.get(&event.name) else {
-                continue;
-            };
             if !delivered_to(event, &name) {
                 continue;
             }
+            // A fired timer is no longer pending, whether or not a handler
+            // takes the event.
             if let (Some(rules), Some((replayed, only))) = (&rules, &mut into) {
                 if only.is_some_and(|id| rules.instance_of(event).is_none_or(|(of, _)| of != id)) {
                     continue;
                 }
                 instances::replay_fired(replayed, &name, event)?;
             }
+            let Some(handlers) = by_event.get(&event.name) else {
+                continue;
+            };
             report.events += 1;
             for &handler in handlers {
                 if !not_applied.is_empty() && not_applied.contains(&(handler, event.position)) {
@@ -337,6 +348,26 @@ fn replay(
         progress(from - 1, through);
     }
     Ok(report)
+}
+
+/// Timers that fired after `through` (the listener has their `TimerFired`
+/// events still to handle) are not pending: the replay must not bring them
+/// back.
+fn fired_after(store: &impl Backend, name: &str, through: u64, replayed: &mut Replayed) -> Result<(), Error> {
+    let head = store.read(|tx| tx.head())?;
+    let mut from = through + 1;
+    while from <= head {
+        let chunk = store.read(|tx| tx.events(from, CHUNK))?;
+        let Some(last) = chunk.last() else { break };
+        from = last.position + 1;
+        for event in chunk
+            .iter()
+            .filter(|e| e.stream_type == TIMER_STREAM && delivered_to(e, name))
+        {
+            instances::replay_fired(replayed, name, event)?;
+        }
+    }
+    Ok(())
 }
 
 /// Store the instances and timers a replay rebuilt.

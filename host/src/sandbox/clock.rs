@@ -23,7 +23,7 @@ use super::{HostState, TICK};
 
 /// The wall clock guests read: the handled event's `created-at` (set per
 /// call), so a handler that asks the time gets the same answer live and in a
-/// refresh.
+/// refresh; the host's clock outside a handler call (0).
 pub(super) struct CallTime(pub(super) std::sync::Arc<std::sync::atomic::AtomicU64>);
 
 impl wasmtime_wasi::clocks::HostWallClock for CallTime {
@@ -32,7 +32,10 @@ impl wasmtime_wasi::clocks::HostWallClock for CallTime {
     }
 
     fn now(&self) -> Duration {
-        Duration::from_millis(self.0.load(std::sync::atomic::Ordering::Relaxed))
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Duration::from_millis(crate::clock::now_millis()),
+            millis => Duration::from_millis(millis),
+        }
     }
 }
 

@@ -29,10 +29,11 @@ fn split_timer_key(key: &str) -> Option<(&str, &str, &str)> {
     Some((plugin, id, name))
 }
 
-/// Keys that start with `prefix`, as a range: `\u{10FFFF}` sorts after any
-/// character a key can hold next.
+/// The end (exclusive) of the keys that start with `prefix`, which ends in
+/// `\0`: the same prefix ending in `\u{1}`, the next character.
 fn prefix_end(prefix: &str) -> String {
-    format!("{prefix}\u{10FFFF}")
+    let stem = prefix.strip_suffix('\0').expect("prefixes end in \\0");
+    format!("{stem}\u{1}")
 }
 
 /// The `meta` key of a plugin's number of instances.

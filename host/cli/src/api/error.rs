@@ -61,6 +61,7 @@ impl From<Error> for ApiError {
                 }
                 PluginError::UnknownParked { .. } => (StatusCode::NOT_FOUND, "unknown_parked"),
                 PluginError::Stateless { .. } => (StatusCode::CONFLICT, "stateless"),
+                PluginError::BetweenPhases { .. } => (StatusCode::CONFLICT, "between_phases"),
                 PluginError::NoOlderVersion { .. } => (StatusCode::CONFLICT, "no_older_version"),
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin"),
             },

@@ -75,10 +75,17 @@ pub(super) async fn pm_refresh(
     Ok(Json(report.to_json()))
 }
 
-/// `GET /timers?limit=N`: pending timers in due order, and how many in all.
+#[derive(Debug, Deserialize)]
+pub(super) struct LimitQuery {
+    /// Items (default 100, at most 10,000).
+    limit: Option<usize>,
+}
+
+/// `GET /timers?limit=N`: the first pending timers in due order, and how
+/// many are pending in all.
 pub(super) async fn timers(
     State(state): State<AppState>,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = page_limit(query.limit)?;
     let (timers, pending) = state.engine.timers(None, limit).await?;
