@@ -52,14 +52,7 @@ const JAVASCRIPT: Lang = Lang {
 };
 
 fn state(host: &mut TestHost, name: &str) -> Value {
-    let blob = host
-        .runtime
-        .pipeline()
-        .instance_state(name, cascade::SINGLETON)
-        .unwrap()
-        .and_then(|i| i.state)
-        .expect("a stored state");
-    serde_json::from_slice(&blob).unwrap()
+    host.instance_state(name, cascade::SINGLETON).expect("a stored state")
 }
 
 fn welcome_opens_an_account_for_every_new_user(lang: &Lang) {

@@ -6,14 +6,7 @@ use cascade_tests::{TestHost, only_handler_failure, plugins};
 use serde_json::{Value, json};
 
 fn state(host: &mut TestHost, name: &str) -> Value {
-    let blob = host
-        .runtime
-        .pipeline()
-        .instance_state(name, cascade::SINGLETON)
-        .unwrap()
-        .and_then(|i| i.state)
-        .expect("a stored state");
-    serde_json::from_slice(&blob).unwrap()
+    host.instance_state(name, cascade::SINGLETON).expect("a stored state")
 }
 
 fn refresh(host: &mut TestHost, name: &str) -> RefreshReport {

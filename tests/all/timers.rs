@@ -60,21 +60,27 @@ fn reserve_args() -> &'static str {
     r#"{"items":["book"]}"#
 }
 
+/// A data directory with `inventory`, `payment` and `payment-deadline`.
+fn deadline_data() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [plugins::INVENTORY, plugins::PAYMENT, plugins::PAYMENT_DEADLINE];
+    run_at(dir.path(), T0, &[&["plugin", "add"][..], &plugins].concat());
+    dir
+}
+
+/// `inventory.reserve` of `order` through the server, settled.
+fn reserve(server: &ServerProcess, order: &str) {
+    let answer = server.post(
+        "/commands",
+        &json!({"stream_type": "inventory", "stream_id": order, "command": "reserve", "args": {"items": ["book"]}}),
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+}
+
 #[test]
 fn a_missed_payment_deadline_releases_the_inventory_once_and_a_payment_in_time_cancels_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = deadline_data();
     let data = dir.path();
-    run_at(
-        data,
-        T0,
-        &[
-            "plugin",
-            "add",
-            plugins::INVENTORY,
-            plugins::PAYMENT,
-            plugins::PAYMENT_DEADLINE,
-        ],
-    );
     run_at(data, T0, &["exec", "inventory", "o1", "reserve", reserve_args()]);
     run_at(data, T0 + 10, &["exec", "inventory", "o2", "reserve", reserve_args()]);
     run_at(data, T0 + 20, &["exec", "payment", "o2", "succeed", r#"{"amount":10}"#]);
@@ -147,25 +153,10 @@ fn the_clock_only_moves_on_a_host_started_with_the_test_clock() {
 /// writer fires what fell due; instances, timers and metrics report it.
 #[test]
 fn a_server_fires_due_timers_and_reports_instances_timers_and_lateness() {
-    let dir = tempfile::tempdir().unwrap();
-    run_at(
-        dir.path(),
-        T0,
-        &[
-            "plugin",
-            "add",
-            plugins::INVENTORY,
-            plugins::PAYMENT,
-            plugins::PAYMENT_DEADLINE,
-        ],
-    );
+    let dir = deadline_data();
     let server = ServerProcess::start_with_env(dir.path(), &[], &clock(T0));
     for order in ["o1", "o2", "o3"] {
-        let answer = server.post(
-            "/commands",
-            &json!({"stream_type": "inventory", "stream_id": order, "command": "reserve", "args": {"items": ["book"]}}),
-        );
-        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        reserve(&server, order);
     }
     let page = server.get(&format!("/plugins/{PLUGIN}/instances?limit=2"));
     assert_eq!(page.status, 200, "{:?}", page.body);
@@ -244,26 +235,11 @@ fn released_once(server: &ServerProcess, orders: &[String]) {
 /// reservation was released once.
 #[test]
 fn timers_fire_exactly_once_across_kill_9_while_scheduled_firing_and_refreshing() {
-    let dir = tempfile::tempdir().unwrap();
-    run_at(
-        dir.path(),
-        T0,
-        &[
-            "plugin",
-            "add",
-            plugins::INVENTORY,
-            plugins::PAYMENT,
-            plugins::PAYMENT_DEADLINE,
-        ],
-    );
+    let dir = deadline_data();
     let orders: Vec<String> = (0..40).map(|i| format!("o{i}")).collect();
     let server = ServerProcess::start_with_env(dir.path(), &[], &clock(T0));
     for order in &orders {
-        let answer = server.post(
-            "/commands",
-            &json!({"stream_type": "inventory", "stream_id": order, "command": "reserve", "args": {"items": ["book"]}}),
-        );
-        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        reserve(&server, order);
     }
     // Scheduled, not due: killed.
     server.kill9();
@@ -282,11 +258,7 @@ fn timers_fire_exactly_once_across_kill_9_while_scheduled_firing_and_refreshing(
     // A second round of timers, pending while a refresh is killed -9.
     let later: Vec<String> = (40..60).map(|i| format!("o{i}")).collect();
     for order in &later {
-        let answer = server.post(
-            "/commands",
-            &json!({"stream_type": "inventory", "stream_id": order, "command": "reserve", "args": {"items": ["book"]}}),
-        );
-        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        reserve(&server, order);
     }
     assert_eq!(server.get("/timers").body["pending"], 20);
     let url = format!("{}/pm/{PLUGIN}/refresh", server.url);
@@ -329,19 +301,8 @@ fn timers_fire_exactly_once_across_kill_9_while_scheduled_firing_and_refreshing(
 /// others alone; the state and timers it rebuilds equal the live ones.
 #[test]
 fn refreshing_one_instance_rebuilds_it_and_leaves_the_others() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = deadline_data();
     let data = dir.path();
-    run_at(
-        data,
-        T0,
-        &[
-            "plugin",
-            "add",
-            plugins::INVENTORY,
-            plugins::PAYMENT,
-            plugins::PAYMENT_DEADLINE,
-        ],
-    );
     for (i, order) in ["a", "b", "c"].iter().enumerate() {
         run_at(
             data,
@@ -370,19 +331,8 @@ fn refreshing_one_instance_rebuilds_it_and_leaves_the_others() {
 /// deadline, still cancels the timer once it is started, so it never fires.
 #[test]
 fn a_stopped_plugins_timer_waits_for_the_events_before_it_and_a_late_cancel_wins() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = deadline_data();
     let data = dir.path();
-    run_at(
-        data,
-        T0,
-        &[
-            "plugin",
-            "add",
-            plugins::INVENTORY,
-            plugins::PAYMENT,
-            plugins::PAYMENT_DEADLINE,
-        ],
-    );
     run_at(data, T0, &["exec", "inventory", "o1", "reserve", reserve_args()]);
     run_at(data, T0, &["plugin", "stop", PLUGIN, "--by", "ops"]);
     run_at(

@@ -59,6 +59,13 @@ impl TestHost {
     pub fn log_names(&mut self) -> Vec<String> {
         self.log().into_iter().map(|e| e.name).collect()
     }
+
+    /// The stored state of instance `id` of process manager `name`, as
+    /// JSON; `None` when it has none.
+    pub fn instance_state(&mut self, name: &str, id: &str) -> Option<serde_json::Value> {
+        let record = self.runtime.pipeline().instance_state(name, id).unwrap()?;
+        Some(serde_json::from_slice(&record.state?).unwrap())
+    }
 }
 
 /// Run the CLI in-process against `data`; returns the exit status and stdout,

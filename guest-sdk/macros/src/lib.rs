@@ -182,6 +182,18 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
          }}\n"
     );
     let module = format_ident!("__cascade_process_manager_{}", ty.to_string().to_lowercase());
+    // The interfaces of the world's imports (and the stateful world's
+    // export types), mapped to the SDK's shared bindings.
+    const PROCESS_MANAGER: &[&str] = &[
+        "types",
+        "event-envelope",
+        "commands",
+        "read-models",
+        "log",
+        "instance",
+        "timers",
+        "config",
+    ];
     let with = match kind {
         Kind::Projection => shared_interfaces(&[
             "types",
@@ -191,27 +203,8 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
             "projection-types",
             "log",
         ]),
-        Kind::Stateless => shared_interfaces(&[
-            "types",
-            "event-envelope",
-            "commands",
-            "read-models",
-            "log",
-            "instance",
-            "timers",
-            "config",
-        ]),
-        Kind::Stateful(_) => shared_interfaces(&[
-            "types",
-            "event-envelope",
-            "commands",
-            "read-models",
-            "log",
-            "instance",
-            "timers",
-            "config",
-            "instance-types",
-        ]),
+        Kind::Stateless => shared_interfaces(PROCESS_MANAGER),
+        Kind::Stateful(_) => shared_interfaces(&[PROCESS_MANAGER, &["instance-types"]].concat()),
     };
     let collections = match kind {
         Kind::Projection => quote! {
