@@ -56,6 +56,34 @@ impl Tx<'_> {
         decode(INSTANCES.name(), body)
     }
 
+    /// Keys and due times of `plugin`'s timers (of instance `id` only, when
+    /// given), read from the name table alone.
+    fn timer_keys(&self, plugin: &str, id: Option<&str>) -> Result<Vec<(String, u64)>, StoreError> {
+        let prefix = match id {
+            Some(id) => timer_key(plugin, id, ""),
+            None => instance_key(plugin, ""),
+        };
+        let end = prefix_end(&prefix);
+        let mut keys = Vec::new();
+        for entry in self.timer_due.read()?.range(prefix.as_str()..end.as_str())? {
+            let (key, due) = entry?;
+            let key = key.value();
+            // A prefix of an instance id also matches a longer id: keep exact ones.
+            if id.is_some_and(|id| split_timer_key(key).is_none_or(|(_, instance, _)| instance != id)) {
+                continue;
+            }
+            keys.push((key.to_owned(), due.value()));
+        }
+        Ok(keys)
+    }
+
+    /// Delete the timer stored under `key`, due at `due`, from both tables.
+    fn remove_timer_key(&mut self, key: &str, due: u64) -> Result<(), StoreError> {
+        self.timer_due.write()?.remove(key)?;
+        self.timers.write()?.remove((due, key))?;
+        Ok(())
+    }
+
     fn timer_at(&self, key: &str, due: u64) -> Result<Option<Timer>, StoreError> {
         let Some((plugin, instance, name)) = split_timer_key(key) else {
             return Ok(None);
@@ -101,8 +129,8 @@ impl Instances for Tx<'_> {
         if removed {
             self.count_instances(plugin, -1)?;
         }
-        for timer in self.timers_of(plugin, Some(id))? {
-            self.remove_timer(plugin, id, &timer.name)?;
+        for (key, due) in self.timer_keys(plugin, Some(id))? {
+            self.remove_timer_key(&key, due)?;
         }
         Ok(())
     }
@@ -153,8 +181,8 @@ impl Instances for Tx<'_> {
             self.instances.write()?.remove(key.as_str())?;
         }
         self.meta.write()?.remove(instance_count_key(plugin).as_str())?;
-        for timer in self.timers_of(plugin, None)? {
-            self.remove_timer(plugin, &timer.instance, &timer.name)?;
+        for (key, due) in self.timer_keys(plugin, None)? {
+            self.remove_timer_key(&key, due)?;
         }
         Ok(())
     }
@@ -174,32 +202,21 @@ impl Instances for Tx<'_> {
         let Some(due) = self.timer_due.write()?.remove(key.as_str())?.map(|d| d.value()) else {
             return Ok(None);
         };
-        let timer = self.timer_at(&key, due)?;
-        self.timers.write()?.remove((due, key.as_str()))?;
-        Ok(timer)
+        // The removed row is the payload: no second lookup.
+        let payload = self.timers.write()?.remove((due, key.as_str()))?;
+        let payload = payload.map(|p| String::from_utf8_lossy(p.value()).into_owned());
+        Ok(payload.map(|payload| Timer {
+            plugin: plugin.to_owned(),
+            instance: id.to_owned(),
+            name: name.to_owned(),
+            due,
+            payload,
+        }))
     }
 
     fn timers_of(&self, plugin: &str, id: Option<&str>) -> Result<Vec<Timer>, StoreError> {
-        let prefix = match id {
-            Some(id) => timer_key(plugin, id, ""),
-            None => instance_key(plugin, ""),
-        };
-        let end = prefix_end(&prefix);
         let mut found = Vec::new();
-        let due: Vec<(String, u64)> = self
-            .timer_due
-            .read()?
-            .range(prefix.as_str()..end.as_str())?
-            .map(|entry| entry.map(|(key, due)| (key.value().to_owned(), due.value())))
-            .collect::<Result<_, _>>()?;
-        for (key, due) in due {
-            // A prefix of an instance id also matches a longer id: keep exact ones.
-            let Some((_, instance, _)) = split_timer_key(&key) else {
-                continue;
-            };
-            if id.is_some_and(|id| id != instance) {
-                continue;
-            }
+        for (key, due) in self.timer_keys(plugin, id)? {
             found.extend(self.timer_at(&key, due)?);
         }
         Ok(found)
