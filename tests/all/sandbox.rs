@@ -170,7 +170,7 @@ fn what_one_call_hands_the_host_is_bounded_in_total_bytes() {
         "handed the host more than 4194304 bytes in one call (dispatched commands and log lines together)"
     );
 
-    // 1,000 lines of 1 MiB: 100 kept, each cut to 4 KiB, and a note.
+    // 1,000 lines of 8 KiB: 100 kept, each cut to 4 KiB, and a note.
     let mut host = hostile_host();
     let settled = user(&mut host, "u1", "longlog");
     assert!(settled.is_ok(), "{:?}", settled.failures);
