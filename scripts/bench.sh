@@ -9,7 +9,7 @@ rustup target add wasm32-wasip2
 ./scripts/build-plugins.sh
 cargo test --release -p cascade-tests --no-run
 cargo build --release -p cascade-cli
-for bench in pipeline single handle reader refresh instances read_models sandbox integrity server guests; do
+for bench in pipeline single handle reader refresh instances effects read_models sandbox integrity server guests; do
     cargo bench -p cascade --bench "$bench"
 done
 python3 scripts/bench-cli.py

@@ -110,7 +110,7 @@ const glue = [
 const granted = {
   aggregate: ['log'],
   projection: ['log', 'event-envelope', 'read-models', 'read-model-writer'],
-}[kind] ?? ['log', 'event-envelope', 'read-models', 'commands', 'instance', 'timers', 'config'];
+}[kind] ?? ['log', 'event-envelope', 'read-models', 'commands', 'instance', 'timers', 'config', 'effects'];
 const bind = (iface, name, as, kinds) =>
   granted.includes(iface)
     ? `export { ${name} as ${as} } from 'cascade:runtime/${iface}@${CONTRACT}';`
@@ -131,6 +131,7 @@ const host = [
   bind('timers', 'schedule', 'scheduleTimer', 'process managers'),
   bind('timers', 'cancel', 'cancelTimer', 'process managers'),
   bind('config', 'get', 'configGet', 'process managers'),
+  bind('effects', 'request', 'requestEffect', 'process managers'),
 ].join('\n');
 
 const toolchain = process.env.CASCADE_JS_TOOLCHAIN ?? join(root, 'target/js-toolchain');
@@ -155,7 +156,7 @@ try {
     sourcePath: join(build, 'entry.js'),
     witPath: join(build, 'wit'),
     worldName: 'guest',
-    // No fetch(): Cascade grants no outgoing HTTP.
+    // No fetch(): outgoing HTTP goes through the host's effects outbox.
     disableFeatures: ['http', 'fetch-event'],
   });
   mkdirSync(dirname(output), { recursive: true });

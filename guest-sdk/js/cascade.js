@@ -37,6 +37,7 @@ import {
   scheduleTimer,
   cancelTimer as hostCancelTimer,
   configGet,
+  requestEffect,
 } from './host.js';
 
 /** Thrown by `skipRefreshing(ctx)` to skip an event during a refresh. */
@@ -53,6 +54,9 @@ export class WriteError extends Error {}
 
 /** The host refused a timer (no instances, a name or payload out of bounds). */
 export class TimerError extends Error {}
+
+/** The host refused an effect (a URL outside the plugin's grants, a malformed request). */
+export class EffectError extends Error {}
 
 /** Thrown by an aggregate's `handle` to reject a command; the message is the reason. */
 export class Rejected extends Error {}
@@ -201,6 +205,25 @@ export function cancelTimer(name) {
 export function config(key, fallback = undefined) {
   const value = configGet(key);
   return value === undefined || value === null ? fallback : JSON.parse(value);
+}
+
+/** Request an HTTP call as effect `name`: `{ method, url, headers, body }`
+ * (headers an object, body a string or bytes). The host performs it after
+ * this handler's commit (never during a refresh) with an `Idempotency-Key`
+ * that is the same on every attempt; the outcome comes back as
+ * `EffectCompleted` to `onEffectCompleted`. Throws `EffectError` when refused. */
+export function request(name, { method = 'GET', url, headers = {}, body = '' }) {
+  const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : new Uint8Array(body);
+  try {
+    requestEffect(name, { method, url, headers: Object.entries(headers).map(([k, v]) => [k, String(v)]), body: bytes });
+  } catch (e) {
+    throw new EffectError(String(payloadOf(e)));
+  }
+}
+
+/** `request` of a `POST` with `payload` as its JSON body. */
+export function postJson(name, url, payload, headers = {}) {
+  request(name, { method: 'POST', url, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(payload) });
 }
 
 /** An event an aggregate's `handle` decides on: its name and payload. */

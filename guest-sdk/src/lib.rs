@@ -25,6 +25,10 @@
 //! may [`complete`] the instance or [`schedule_after`] a timer for it, which
 //! comes back as `on_timer_fired` ([`FiredTimer`]).
 //!
+//! Any process manager may [`request`] an HTTP effect: the host performs it
+//! after the handler's commit and hands the outcome back to
+//! `on_effect_completed` ([`EffectOutcome`]).
+//!
 //! An aggregate implements [`Aggregate`] and is exported with
 //! [`export_aggregate!`].
 
@@ -251,6 +255,105 @@ pub fn config<T: DeserializeOwned>(key: &str) -> Result<Option<T>, HandlerError>
         .transpose()
 }
 
+/// An HTTP request for [`request`]: performed by the host after the
+/// handler's commit, with an `Idempotency-Key` header that is the same on
+/// every attempt.
+#[derive(Clone, Debug, Default)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// An absolute URL within one of the plugin's `http` grants.
+    pub url: String,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// A `POST` of `body` as JSON to `url`.
+    ///
+    /// # Errors
+    ///
+    /// `body` does not serialize.
+    pub fn post_json(url: &str, body: impl Serialize) -> Result<HttpRequest, HandlerError> {
+        Ok(HttpRequest {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(&body)?,
+        })
+    }
+
+    /// A `GET` of `url`.
+    pub fn get(url: &str) -> HttpRequest {
+        HttpRequest {
+            method: "GET".into(),
+            url: url.into(),
+            ..HttpRequest::default()
+        }
+    }
+
+    /// The same request with header `name: value` added.
+    pub fn header(mut self, name: &str, value: &str) -> HttpRequest {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Request `request` as effect `name`: stored with this call's commit and
+/// performed after it (never inside the handler, never during a refresh);
+/// its outcome comes back as `EffectCompleted` to `on_effect_completed`
+/// ([`EffectOutcome`]).
+///
+/// # Errors
+///
+/// The host's reason, in one line: a URL outside the plugin's grants (the
+/// call then fails too), a malformed request.
+pub fn request(name: &str, request: HttpRequest) -> HandlerResult {
+    let request = bindings::cascade::runtime::effects::HttpRequest {
+        method: request.method,
+        url: request.url,
+        headers: request.headers,
+        body: request.body,
+    };
+    bindings::cascade::runtime::effects::request(name, &request).map_err(HandlerError::Failed)
+}
+
+/// An effect's outcome, as `on_effect_completed` receives it in the event's payload.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct EffectOutcome {
+    /// The name the effect was requested under.
+    pub effect: String,
+    /// Its key: the `Idempotency-Key` it was sent with.
+    pub key: String,
+    /// The instance that requested it (per-instance process managers).
+    pub instance: Option<String>,
+    /// Whether the endpoint answered 2xx.
+    pub ok: bool,
+    /// The status it answered with; none when it never answered.
+    pub status: Option<u16>,
+    /// Kept response headers (content-type, location, etag, retry-after).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The response body, up to the plugin's cap.
+    pub body: String,
+    /// Why it failed, when it never answered (an operator skipped it).
+    pub error: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+impl Event {
+    /// The effect an `EffectCompleted` event is about.
+    ///
+    /// # Errors
+    ///
+    /// A [`HandlerError::Failed`] when this is not an `EffectCompleted` event.
+    pub fn effect(&self) -> Result<EffectOutcome, HandlerError> {
+        self.payload()
+    }
+}
+
 /// Log `message` at `level`; the host tags it with the plugin's name.
 pub fn log(level: Level, message: &str) {
     bindings::cascade::runtime::log::log(level, message);
@@ -416,8 +519,8 @@ pub mod __private {
 
     pub mod wit {
         pub use crate::bindings::cascade::runtime::{
-            commands, config, event_envelope, instance, instance_types, log, projection_types, read_model_writer,
-            read_models, timers, types,
+            commands, config, effects, event_envelope, instance, instance_types, log, projection_types,
+            read_model_writer, read_models, timers, types,
         };
     }
 

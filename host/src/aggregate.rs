@@ -111,18 +111,18 @@ impl Aggregates {
                 "stream type `{name}` must be non-empty and contain no `:`"
             )));
         }
-        if name == crate::instance::TIMER_STREAM {
+        if name == crate::instance::HOST_STREAM {
             return Err(invalid(format!(
-                "stream type `{name}` is the host's own (its streams hold fired timers); choose another name"
+                "stream type `{name}` is the host's own (its streams hold fired timers and effect outcomes); choose another name"
             )));
         }
         if let Some(reserved) = description
             .events
             .iter()
-            .find(|e| e.name == crate::instance::TIMER_FIRED)
+            .find(|e| e.name == crate::instance::TIMER_FIRED || e.name == crate::effect::EFFECT_COMPLETED)
         {
             return Err(invalid(format!(
-                "event name `{}` is the host's own (a fired timer); choose another name",
+                "event name `{}` is the host's own (a fired timer or an effect's outcome); choose another name",
                 reserved.name
             )));
         }

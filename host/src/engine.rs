@@ -26,6 +26,9 @@ use crate::sandbox::Sandbox;
 use crate::store::LogReader;
 
 mod operations;
+mod outbox;
+
+pub use outbox::{EFFECT_LATENCY_BUCKETS, EffectStats, MAX_EFFECTS_IN_FLIGHT, PluginEffects};
 
 /// Send `answer` to every caller: logs and trace go to the first, the
 /// others get the rest of it; an error to each.
@@ -76,6 +79,8 @@ enum Request {
     Settled(String, SettledReply),
     /// Run this on the runtime between two steps.
     Call(Box<dyn FnOnce(&mut Runtime) + Send>),
+    /// An effect's outcome, from the outbox's workers, to record.
+    Outcome(crate::effect::EffectOutcome),
     /// Finish the current step, answer what can be answered, and stop.
     Stop,
 }
@@ -133,6 +138,7 @@ pub struct EngineHandle {
     head: watch::Receiver<u64>,
     sandbox: Arc<Sandbox>,
     stats: Arc<EngineStats>,
+    effects: Arc<EffectStats>,
 }
 
 impl Engine {
@@ -164,6 +170,18 @@ impl Engine {
         let (requests, inbox) = mpsc::channel();
         let (ready, opened) = mpsc::sync_channel(1);
         let owned_dir = dir.to_owned();
+        let effects = Arc::new(EffectStats::default());
+        // A live engine performs effects; a short-lived one leaves them in
+        // the outbox for the next live one.
+        let workers = match live {
+            true => Some(
+                outbox::Workers::start(requests.clone(), effects.clone()).map_err(|source| Error::Io {
+                    context: "cannot start the effect workers".into(),
+                    source,
+                })?,
+            ),
+            false => None,
+        };
         let thread = std::thread::Builder::new()
             .name("cascade-writer".into())
             .spawn(move || {
@@ -188,6 +206,7 @@ impl Engine {
                     stats,
                     waiting: HashMap::new(),
                     live,
+                    workers,
                 }
                 .run();
             })
@@ -204,6 +223,7 @@ impl Engine {
                 head,
                 sandbox,
                 stats,
+                effects,
             },
             thread: Some(thread),
         })
@@ -431,6 +451,11 @@ impl EngineHandle {
         &self.stats
     }
 
+    /// What the outbox's workers did (a live engine's only).
+    pub fn effect_stats(&self) -> &EffectStats {
+        &self.effects
+    }
+
     fn send(&self, request: Request) -> Result<(), Error> {
         self.requests.send(request).map_err(|_| Error::EngineStopped)
     }
@@ -461,6 +486,8 @@ struct Writer {
     /// Whether the pipeline runs by itself (a server), or only for
     /// submissions and waiting callers (see [`Engine::start_on_demand`]).
     live: bool,
+    /// The outbox's workers, when live.
+    workers: Option<outbox::Workers>,
 }
 
 /// What arrived since the last step and waits for it.
@@ -483,6 +510,7 @@ impl Writer {
     fn run(mut self) {
         // From now on the pipeline names the cascades each commit settled.
         self.runtime.pipeline().take_settled();
+        self.resume_effects();
         // Work queued before a restart resumes at once.
         let mut busy = self.live;
         loop {
@@ -522,6 +550,10 @@ impl Writer {
                         }
                         call(&mut self.runtime);
                     }
+                    Request::Outcome(outcome) => {
+                        self.runtime.pipeline().outbox().report(outcome);
+                        more = true;
+                    }
                     Request::Stop => stop = true,
                 }
             }
@@ -532,12 +564,45 @@ impl Writer {
                 || !arrived.waiters.is_empty()
                 || !self.waiting.is_empty();
             busy = wanted && self.step(&mut arrived);
+            self.hand_over_effects();
             self.publish_head();
             self.answer_settled(arrived.waiters);
             if stop {
                 self.answer_stopped();
                 return;
             }
+        }
+    }
+
+    /// At start, the effects left in the outbox by the last run (but parked
+    /// ones) go to the workers again, with the same keys.
+    fn resume_effects(&mut self) {
+        if self.workers.is_none() {
+            return;
+        }
+        use crate::store::Outbox;
+        match self
+            .runtime
+            .pipeline_ref()
+            .store()
+            .read(|tx| tx.effects(None, usize::MAX))
+        {
+            Ok(effects) => self.hand_to_workers(effects.into_iter().filter(|e| e.parked.is_none()).collect()),
+            Err(err) => eprintln!("cascade: effects in the outbox wait for the next start: {err}"),
+        }
+    }
+
+    /// The effects committed since the last hand-over go to the workers.
+    fn hand_over_effects(&mut self) {
+        let effects = self.runtime.pipeline().outbox().take_requested();
+        if !effects.is_empty() {
+            self.hand_to_workers(effects);
+        }
+    }
+
+    fn hand_to_workers(&self, effects: Vec<crate::records::Effect>) {
+        if let Some(workers) = &self.workers {
+            workers.perform(effects);
         }
     }
 
@@ -553,7 +618,14 @@ impl Writer {
             }),
             false => None,
         };
-        retry.into_iter().chain(timer).min()
+        // Outcomes a failed step put back are recorded again shortly.
+        let outcomes = self
+            .runtime
+            .pipeline()
+            .outbox()
+            .has_outcomes()
+            .then(|| Instant::now() + Duration::from_millis(50));
+        retry.into_iter().chain(timer).chain(outcomes).min()
     }
 
     /// The next request, waiting for it; `None` once every handle is gone.

@@ -370,6 +370,18 @@ pub enum PluginError {
         /// The version this host speaks.
         expected: &'static str,
     },
+    /// No effect in the outbox has this key.
+    #[error("no effect `{key}` in the outbox; list them with `cascade effects`")]
+    UnknownEffect {
+        /// The key asked for.
+        key: String,
+    },
+    /// The effect is still being tried: only a parked one can be retried or skipped.
+    #[error("effect `{key}` is not parked: it is still being tried (`cascade effects --failed` lists parked ones)")]
+    EffectNotParked {
+        /// The key asked for.
+        key: String,
+    },
     /// No parked event has this id.
     #[error("no parked event #{id}; list them with `cascade parked`")]
     UnknownParked {

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
+use crate::effect::EffectRequest;
 use crate::error::QueryError;
 use crate::event::Command;
 use crate::instance::InstanceCall;
@@ -34,6 +35,18 @@ pub struct Effects {
     /// For a per-instance process manager: the instance the call works on,
     /// set by the caller before the call and changed by it.
     pub instance: Option<InstanceCall>,
+    /// HTTP requests for the outbox, in request order.
+    pub requests: Vec<EffectRequest>,
+}
+
+impl Effects {
+    /// Drop what a failed call asked for: its commands, requests and what
+    /// it did to its instance (its logs stay: they tell why it failed).
+    pub fn discard(&mut self) {
+        self.commands.clear();
+        self.requests.clear();
+        self.instance = None;
+    }
 }
 
 /// A document id and its JSON text.

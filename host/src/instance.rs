@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::event::Event;
 
 /// The stream type of the host's own streams: due timers become events on
-/// `cascade:timers/<plugin>`, delivered only to that plugin. No aggregate may
-/// take this name.
-pub const TIMER_STREAM: &str = "cascade";
+/// `cascade:timers/<plugin>` and effect outcomes on `cascade:effects/<plugin>`,
+/// each delivered only to that plugin. No aggregate may take this name.
+pub const HOST_STREAM: &str = "cascade";
 /// The stream id of `plugin`'s fired timers is this prefix and its name.
 pub const TIMER_STREAM_PREFIX: &str = "timers/";
 /// The name of the event a due timer becomes.
@@ -81,8 +81,8 @@ impl InstanceRules {
     /// The instance `event` belongs to and whether it may start it; `None`
     /// when it names none (a payload field that is missing).
     pub fn instance_of(&self, event: &Event) -> Option<(String, bool)> {
-        if event.stream_type == TIMER_STREAM {
-            return TimerFired::parse(&event.payload).map(|fired| (fired.instance, false));
+        if event.stream_type == HOST_STREAM {
+            return owning_instance(&event.payload).map(|id| (id, false));
         }
         let (key, starts) = match self.by_event.get(&event.name).or_else(|| self.by_event.get(ANY_EVENT)) {
             Some((key, starts)) => (key, *starts),
@@ -105,10 +105,21 @@ impl InstanceRules {
     }
 }
 
-/// Whether `event` is for the listener `name`: every event is, but a fired
-/// timer, which only its owner receives.
+/// Whether `event` is for the listener `name`: every event is, but those of
+/// the host's own streams (a fired timer, an effect's outcome), which only
+/// the plugin named by the stream id (`timers/NAME`, `effects/NAME`) receives.
 pub fn delivered_to(event: &Event, name: &str) -> bool {
-    event.stream_type != TIMER_STREAM || event.stream_id.strip_prefix(TIMER_STREAM_PREFIX) == Some(name)
+    event.stream_type != HOST_STREAM || event.stream_id.split_once('/').is_some_and(|(_, owner)| owner == name)
+}
+
+/// The instance a fired timer or an effect's outcome belongs to: the one
+/// that scheduled or requested it (its payload's `instance`).
+fn owning_instance(payload: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Owner {
+        instance: Option<String>,
+    }
+    serde_json::from_str::<Owner>(payload).ok()?.instance
 }
 
 /// The stream id of `plugin`'s fired timers.
@@ -246,7 +257,7 @@ mod tests {
             Some((SINGLETON.into(), true))
         );
         let payload = r#"{"timer":"t","instance":"o1","due":5,"payload":{}}"#;
-        let fired = event(TIMER_FIRED, TIMER_STREAM, &timer_stream_id("pm"), payload);
+        let fired = event(TIMER_FIRED, HOST_STREAM, &timer_stream_id("pm"), payload);
         assert_eq!(
             rules.instance_of(&fired),
             Some(("o1".into(), false)),

@@ -94,6 +94,7 @@
 
 mod aggregate;
 pub mod clock;
+mod effect;
 mod engine;
 mod error;
 mod event;
@@ -113,7 +114,14 @@ pub mod store;
 mod text;
 
 pub use aggregate::{Aggregate, AggregateDescription, Aggregates, Decision, EventDeclaration};
-pub use engine::{Deployed, Engine, EngineHandle, EngineStats};
+pub use effect::{
+    Attempted, EFFECT_COMPLETED, EffectCompleted, EffectOutcome, EffectRequest, HttpRequest, IDEMPOTENCY_KEY, Origin,
+    shown_url,
+};
+pub use engine::{
+    Deployed, EFFECT_LATENCY_BUCKETS, EffectStats, Engine, EngineHandle, EngineStats, MAX_EFFECTS_IN_FLIGHT,
+    PluginEffects,
+};
 pub use error::{
     CascadeBudgetError, CausationDepthError, CommandError, CommandFailure, ConcurrencyError, Error,
     EventValidationError, Failure, HandlerFailure, InfiniteLoopError, PluginError, QueryError, StoreError,
@@ -121,11 +129,13 @@ pub use error::{
 pub use event::{Command, Envelope, Event, NewEvent};
 pub use host_api::{AggregateNames, Document, DocumentAccess, Effects, Level};
 pub use instance::{
-    InstanceCall, InstanceKey, InstanceRule, InstanceRules, SINGLETON, TIMER_FIRED, TIMER_STREAM, TimerFired,
+    HOST_STREAM, InstanceCall, InstanceKey, InstanceRule, InstanceRules, SINGLETON, TIMER_FIRED, TimerFired,
     TimerRequest,
 };
 pub use listener::{Context, Handler, HandlerError, Listener, Phase};
-pub use manifest::{Capabilities, LimitOverrides, Manifest, OnError, Placement, Policy, StartFrom};
+pub use manifest::{
+    Capabilities, EffectPolicy, LimitOverrides, Manifest, ManifestAdditions, OnError, Placement, Policy, StartFrom,
+};
 pub use pipeline::{
     CascadeRecord, Cause, CommandRecord, DURATION_BUCKETS, HandlerStats, LATENESS_BUCKETS, ListenerStats, Load,
     LogLine, Options, Outcome, Parked, Pipeline, RefreshReport, Settled, Skipped, Submission, TimerStats, TraceEntry,
@@ -136,7 +146,7 @@ pub use plugin::{
     name_from_path as plugin_name_from_path,
 };
 pub use read_model::{Collection, ReadModels};
-pub use records::{InstanceRecord, Timer, content_hash};
+pub use records::{Effect, InstanceRecord, ParkedEffect, Timer, content_hash};
 pub use runtime::{
     Compiled, DATA_FILE, InstanceSummary, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, SERVER_FILE,
     ServerInfo, Swap, SwapState,

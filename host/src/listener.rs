@@ -111,6 +111,11 @@ pub trait Listener: Send {
         }
     }
 
+    /// How its effects are performed, from its manifest.
+    fn effect_policy(&self) -> crate::manifest::EffectPolicy {
+        crate::manifest::EffectPolicy::default()
+    }
+
     /// The budget of events and commands for cascades this listener
     /// dispatches into, from its manifest; `None`: the host's.
     fn cascade_budget(&self) -> Option<usize> {

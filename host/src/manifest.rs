@@ -12,6 +12,15 @@
 //! [capabilities]
 //! # Commands the plugin may dispatch: `aggregate.command` or `aggregate.*`.
 //! dispatch = ["accounts.open"]
+//! # Where its effects may send HTTP requests: scheme, host, port, path prefix.
+//! http = ["https://hooks.example.com/cascade"]
+//!
+//! [effects]
+//! attempts = 5           # per effect, before it is parked
+//! backoff-ms = 1000      # before the second attempt, doubling, at most a minute
+//! timeout-ms = 10000     # per attempt
+//! max-response-bytes = 65536  # of the body kept in the outcome
+//! concurrency = 8        # of this plugin's effects in flight
 //!
 //! [limits]
 //! time-budget-ms = 100   # per handler call
@@ -31,6 +40,40 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// What an operator adds to a plugin's manifest at deploy (`plugin add
+/// --grant`, `--config`, `--secret`): on top of the manifest file, for that
+/// deploy. Secrets not given again are carried over from the active version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ManifestAdditions {
+    /// Grants as `KIND=VALUE`: `http=ORIGIN`.
+    pub grants: Vec<String>,
+    /// Configuration values: key → JSON text.
+    pub config: std::collections::BTreeMap<String, String>,
+    /// Secret values: key → JSON text.
+    pub secrets: std::collections::BTreeMap<String, String>,
+}
+
+impl ManifestAdditions {
+    /// `KEY=VALUE` of `--config` as a key and JSON text: VALUE when it is
+    /// JSON, else VALUE as a JSON string.
+    ///
+    /// # Errors
+    ///
+    /// No `=`, or an empty key.
+    pub fn config_pair(text: &str) -> Result<(String, String), String> {
+        let (key, value) = text
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| format!("`{text}` must be KEY=VALUE"))?;
+        let json = match serde_json::from_str::<serde_json::Value>(value) {
+            Ok(_) => value.to_owned(),
+            Err(_) => serde_json::Value::String(value.to_owned()).to_string(),
+        };
+        Ok((key.to_owned(), json))
+    }
+}
+
 /// A plugin's manifest.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -44,10 +87,46 @@ pub struct Manifest {
     /// What happens when a handler fails.
     #[serde(default)]
     pub on_error: OnError,
-    /// The `[config]` table: key → value as JSON text, for `config.get`.
-    /// Kept as text so that the stored record needs no self-describing format.
+    /// How its effects are performed.
+    #[serde(default)]
+    pub effects: EffectPolicy,
+    /// The `[config]` table and `--config` values: key → value as JSON text,
+    /// for `config.get`.
     #[serde(default)]
     pub config: std::collections::BTreeMap<String, String>,
+    /// `--secret` values: key → value as JSON text, for `config.get` too.
+    /// Never serialized with the manifest (so never shown); the registry
+    /// stores them beside it. Not in a manifest file.
+    #[serde(skip)]
+    pub secrets: std::collections::BTreeMap<String, String>,
+}
+
+/// How a plugin's effects are performed (its manifest's `[effects]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct EffectPolicy {
+    /// Attempts per effect before it is parked.
+    pub attempts: u32,
+    /// Pause before the second attempt, doubling for each next one, at most a minute.
+    pub backoff_ms: u64,
+    /// Time one attempt may take, answer included.
+    pub timeout_ms: u64,
+    /// Bytes of the response body kept in the outcome; the rest is dropped.
+    pub max_response_bytes: usize,
+    /// Effects of this plugin in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for EffectPolicy {
+    fn default() -> Self {
+        EffectPolicy {
+            attempts: 5,
+            backoff_ms: 1000,
+            timeout_ms: 10_000,
+            max_response_bytes: 64 << 10,
+            concurrency: 8,
+        }
+    }
 }
 
 /// What the plugin may do.
@@ -57,6 +136,10 @@ pub struct Capabilities {
     /// Commands it may dispatch, as `aggregate.command` or `aggregate.*`.
     #[serde(default)]
     pub dispatch: Vec<String>,
+    /// Where its effects may send requests: URLs whose scheme, host and port
+    /// must match and whose path is a prefix (see [`crate::effect::Origin`]).
+    #[serde(default)]
+    pub http: Vec<String>,
 }
 
 /// What one plugin may use.
@@ -200,6 +283,9 @@ impl Manifest {
                 .try_into()
                 .map_err(|_| "`start-from` must be \"now\" or \"origin\"".to_owned())?,
         };
+        if table.contains_key("secrets") {
+            return Err("secrets are given at deploy (`plugin add --secret KEY=@FILE`), never in a manifest".into());
+        }
         let config = match table.remove("config") {
             None => Default::default(),
             Some(toml::Value::Table(config)) => config
@@ -215,6 +301,18 @@ impl Manifest {
         manifest.config = config;
         if manifest.on_error.attempts == 0 {
             return Err("`on-error.attempts` must be at least 1".into());
+        }
+        let effects = &manifest.effects;
+        if effects.attempts == 0 || effects.timeout_ms == 0 || !(1..=256).contains(&effects.concurrency) {
+            return Err(
+                "`effects.attempts` and `effects.timeout-ms` must be at least 1, `effects.concurrency` 1 to 256".into(),
+            );
+        }
+        if effects.max_response_bytes > 16 << 20 {
+            return Err("`effects.max-response-bytes` must be at most 16 MiB (16777216)".into());
+        }
+        for grant in &manifest.capabilities.http {
+            crate::effect::Origin::parse(grant).map_err(|e| format!("capability http: {e}"))?;
         }
         for grant in &manifest.capabilities.dispatch {
             if grant.split_once('.').is_none_or(|(a, c)| a.is_empty() || c.is_empty()) {
@@ -238,6 +336,38 @@ impl Manifest {
             max_dispatches: self.limits.max_dispatches.unwrap_or(defaults.max_dispatches),
             ..defaults
         }
+    }
+
+    /// Add what an operator gave at deploy.
+    ///
+    /// # Errors
+    ///
+    /// A grant of an unknown kind, or one that does not parse; one line.
+    pub fn add(&mut self, additions: &ManifestAdditions) -> Result<(), String> {
+        for grant in &additions.grants {
+            match grant.split_once('=') {
+                Some(("http", origin)) => {
+                    crate::effect::Origin::parse(origin).map_err(|e| format!("--grant {grant}: {e}"))?;
+                    if !self.capabilities.http.iter().any(|g| g == origin) {
+                        self.capabilities.http.push(origin.to_owned());
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "--grant `{grant}` must be http=ORIGIN, e.g. http=https://api.example.com"
+                    ));
+                }
+            }
+        }
+        self.config.extend(additions.config.clone());
+        self.secrets.extend(additions.secrets.clone());
+        Ok(())
+    }
+
+    /// The value of configuration key `key` as JSON text: a secret, else
+    /// the `[config]` table's.
+    pub fn config_value(&self, key: &str) -> Option<&String> {
+        self.secrets.get(key).or_else(|| self.config.get(key))
     }
 
     /// Whether the plugin may dispatch `command` to `aggregate`.

@@ -46,13 +46,16 @@ mod batch;
 mod call;
 mod instances;
 mod intake;
+mod lines;
 mod listeners;
 mod operations;
+mod outbox;
 mod refresh;
 
 use intake::{admit, new_cascade};
 
 pub use instances::{LATENESS_BUCKETS, TimerStats};
+pub use outbox::OutboxQueue;
 pub use refresh::{RefreshReport, state_json};
 
 /// Tuning of the pipeline.
@@ -259,17 +262,6 @@ impl Backoff {
     }
 }
 
-/// The items of `lines` that are `mine`, taken out; the common case, none,
-/// moves nothing.
-fn take_lines<T>(lines: &mut Vec<T>, mine: impl Fn(&T) -> bool) -> Vec<T> {
-    if !lines.iter().any(&mine) {
-        return Vec::new();
-    }
-    let (taken, rest) = std::mem::take(lines).into_iter().partition(mine);
-    *lines = rest;
-    taken
-}
-
 /// Upper bounds, in seconds, of the buckets of [`HandlerStats::buckets`].
 pub const DURATION_BUCKETS: [f64; 8] = [1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, f64::INFINITY];
 
@@ -333,18 +325,19 @@ pub struct Pipeline<S: Storage = Store> {
     slots: Vec<Slot>,
     routes: HashMap<String, Route>,
     options: Options,
-    trace: Vec<TraceEntry>,
+    trace: lines::Retained<TraceEntry>,
     /// Cascades submitted with [`Submission::trace`], until collected.
     traced: HashSet<String>,
     /// Cascades that settled in commits since [`Pipeline::take_settled`];
     /// kept only once someone takes them.
     settled: Option<Vec<String>>,
-    logs: Vec<LogLine>,
+    logs: lines::Retained<LogLine>,
     /// When the earliest pending timer is due (`Some(None)`: none is
     /// pending), so that a step only looks at the timers when one is due;
     /// `None` until read from the store again.
     next_timer: Option<Option<u64>>,
     timer_stats: TimerStats,
+    outbox: OutboxQueue,
 }
 
 impl<S: Storage> Pipeline<S> {
@@ -357,12 +350,13 @@ impl<S: Storage> Pipeline<S> {
             slots: Vec::new(),
             routes: HashMap::new(),
             options,
-            trace: Vec::new(),
+            trace: lines::Retained::default(),
             traced: HashSet::new(),
             settled: None,
-            logs: Vec::new(),
+            logs: lines::Retained::default(),
             next_timer: None,
             timer_stats: TimerStats::default(),
+            outbox: OutboxQueue::default(),
         }
     }
 
@@ -518,9 +512,7 @@ impl<S: Storage> Pipeline<S> {
     /// The trace entries and log lines of cascade `id`, handed over once.
     fn collect_lines(&mut self, id: &str) -> (Vec<TraceEntry>, Vec<LogLine>) {
         self.traced.remove(id);
-        let trace = take_lines(&mut self.trace, |t| t.correlation_id == id);
-        let logs = take_lines(&mut self.logs, |l| l.correlation_id == id);
-        (trace, logs)
+        (self.trace.take(id), self.logs.take(id))
     }
 
     /// One group commit: up to `batch_size` units of work in one redb
@@ -594,7 +586,10 @@ impl<S: Storage> Pipeline<S> {
         let budget = self.options.batch_size.max(1);
         let now = crate::clock::now_millis();
         let timers_due = self.next_timer()?.is_some_and(|due| due <= now);
-        let (ids, done, position) = self.in_batch(|batch, tx| {
+        // Recorded once the batch caught up with the log; kept for the next
+        // batch if this one does not get there or rolls back.
+        let outcomes = std::mem::take(&mut self.outbox.outcomes);
+        let result = self.in_batch(|batch, tx| {
             batch.defer_retries = true;
             // Submissions wait in memory like dispatched commands: stored
             // only if the batch ends before they run (a lone command is
@@ -609,6 +604,7 @@ impl<S: Storage> Pipeline<S> {
             let mut position = tx.pipeline_position()?;
             let mut done = batch.retry_waiting(tx, position)?;
             let (mut timers_due, mut fired) = (timers_due, 0);
+            let mut recorded = None;
             while done < budget {
                 if position < tx.head()? {
                     position += 1;
@@ -624,6 +620,10 @@ impl<S: Storage> Pipeline<S> {
                     // events a command appends.
                     fired = batch.fire_due_timers(tx, now, budget - done)?;
                     continue;
+                } else if recorded.is_none() && !outcomes.is_empty() {
+                    // Effect outcomes join the log the same way.
+                    recorded = Some(batch.record_outcomes(tx, &outcomes)?);
+                    continue;
                 } else if let Some(queued) = batch.next_command(tx)? {
                     batch.execute_command(tx, queued)?;
                 } else {
@@ -634,7 +634,11 @@ impl<S: Storage> Pipeline<S> {
             // A handler that ran is work even when its event is not done (an
             // `on-` handler ran, the `after-` one waits to retry): its effect
             // and where the listener resumes commit together.
-            let changed = done > 0 || fired > 0 || !ids.is_empty() || batch.slots.iter().any(|s| s.dirty);
+            let changed = done > 0
+                || fired > 0
+                || recorded.is_some_and(|n| n > 0)
+                || !ids.is_empty()
+                || batch.slots.iter().any(|s| s.dirty);
             if changed {
                 tx.set_pipeline_position(position)?;
                 for slot in batch.slots.iter_mut().filter(|s| !s.stopped) {
@@ -656,8 +660,18 @@ impl<S: Storage> Pipeline<S> {
                     }
                 }
             }
-            Ok(((ids, done, position), changed))
-        })?;
+            Ok(((ids, done, position, recorded.is_some()), changed))
+        });
+        let (ids, done, position, recorded) = match result {
+            Ok(result) => result,
+            Err(err) => {
+                self.outbox.outcomes.splice(0..0, outcomes);
+                return Err(err);
+            }
+        };
+        if !recorded {
+            self.outbox.outcomes.splice(0..0, outcomes);
+        }
         // Only after the commit: memory follows what is durable.
         for slot in self.slots.iter_mut().filter(|s| !s.stopped) {
             slot.checkpoint = match slot.backoff {

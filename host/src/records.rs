@@ -248,3 +248,42 @@ pub struct Timer {
     /// JSON text it was scheduled with.
     pub payload: String,
 }
+
+/// An effect in the outbox: stored with the commit of the call that
+/// requested it, removed with the commit that records its outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effect {
+    /// Its key: the `Idempotency-Key` header of every attempt.
+    pub key: String,
+    /// The plugin that requested it.
+    pub plugin: String,
+    /// The plugin's name for it.
+    pub name: String,
+    /// The requesting instance, for a per-instance process manager.
+    pub instance: Option<String>,
+    /// The cascade of the event whose handler requested it.
+    pub correlation_id: String,
+    /// That event's position.
+    pub position: u64,
+    /// The request.
+    pub request: crate::effect::HttpRequest,
+    /// When its request was committed, in milliseconds since the Unix epoch.
+    pub requested_at: u64,
+    /// How it is performed: its plugin's policy when it was requested.
+    pub policy: crate::manifest::EffectPolicy,
+    /// Set when every attempt failed: it waits for `effects retry` or
+    /// `effects skip`.
+    pub parked: Option<ParkedEffect>,
+}
+
+/// Why an effect waits for an operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParkedEffect {
+    /// The last failure.
+    pub error: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Milliseconds since the Unix epoch.
+    pub parked_at: u64,
+}

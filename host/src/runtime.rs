@@ -2,17 +2,17 @@
 //! pipeline, and the plugin registry that reloads every registered plugin
 //! when the directory is opened again.
 
-use crate::store::{Instances, Progress, Registry};
+use crate::store::{Instances, Outbox, Progress, Registry};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wasmtime::component::Component;
 
 use crate::error::{Error, PluginError, StoreError};
-use crate::manifest::{Manifest, StartFrom};
+use crate::manifest::{Manifest, ManifestAdditions, StartFrom};
 use crate::pipeline::{Load, Options, Pipeline};
 use crate::plugin::{self, PluginKind, PluginRecord, PluginVersion, Shape, WasmAggregate, WasmListener};
-use crate::records::{InstanceRecord, Timer};
+use crate::records::{Effect, InstanceRecord, Timer};
 use crate::sandbox::{PluginEnv, Sandbox};
 use crate::store::{Packed, Store, Tx};
 
@@ -203,9 +203,19 @@ impl Runtime {
             hash,
             component,
             artifact,
-            manifest,
+            mut manifest,
             start_from,
         } = compiled;
+        // Secrets live in no file: a redeploy keeps them unless given again.
+        if let Some(active) = self.active_version(&name) {
+            manifest.secrets = active.manifest.secrets;
+        }
+        manifest
+            .add(&swap.additions)
+            .map_err(|message| PluginError::InvalidManifest {
+                file: source.clone(),
+                message,
+            })?;
         let first = !self.pipeline.listener_names().contains(&name);
         // A process manager new here that starts from the origin builds its
         // state from history before it goes live.
@@ -403,6 +413,29 @@ impl Runtime {
         Ok(found)
     }
 
+    /// Up to `limit` effects in the outbox with keys after `after` (parked
+    /// ones only, with `parked_only`), and how many are in it in all.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    pub fn effects(&self, after: Option<&str>, limit: usize, parked_only: bool) -> Result<(Vec<Effect>, u64), Error> {
+        let found = self.pipeline.store().read(|tx| {
+            let mut found = Vec::new();
+            let mut after = after.map(str::to_owned);
+            // Parked ones are few among many in flight: read on past the others.
+            while found.len() < limit {
+                let page = tx.effects(after.as_deref(), limit.max(64))?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.key.clone());
+                found.extend(page.into_iter().filter(|e| !parked_only || e.parked.is_some()));
+            }
+            found.truncate(limit);
+            Ok::<_, StoreError>((found, tx.effect_count()?))
+        })?;
+        Ok(found)
+    }
+
     /// Stop plugin `name` by hand (e.g. while it misbehaves): it gets no
     /// events until `plugin start`, which resumes it from its checkpoint.
     ///
@@ -487,16 +520,21 @@ impl Runtime {
                 name: name.to_owned(),
                 active,
             })?;
+        // The secrets in use stay: a rollback must not bring back a rotated one.
+        let mut manifest = target.manifest.clone();
+        if let Some(current) = versions.iter().find(|v| v.version == active) {
+            manifest.secrets = current.manifest.secrets.clone();
+        }
         let record = PluginRecord {
             name: target.name.clone(),
             kind: target.kind,
             hash: target.hash.clone(),
             order: 0,
             source: target.source.clone(),
-            manifest: target.manifest.clone(),
+            manifest,
         };
         let component = self.stored_component(&record)?;
-        let (_, _, first) = self.register(name, &component, &target.manifest)?;
+        let (_, _, first) = self.register(name, &component, &record.manifest)?;
         self.pipeline.store().write(|tx| {
             if let Some(checkpoint) = first {
                 tx.set_checkpoint(name, checkpoint)?;
@@ -813,6 +851,9 @@ pub struct Swap {
     pub by: String,
     /// See [`SwapState`].
     pub state: SwapState,
+    /// Grants, configuration and secrets the operator adds to a deployed
+    /// manifest (not used by a rollback, which deploys a stored version).
+    pub additions: ManifestAdditions,
 }
 
 impl Default for Swap {
@@ -820,6 +861,7 @@ impl Default for Swap {
         Swap {
             by: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             state: SwapState::Carry,
+            additions: ManifestAdditions::default(),
         }
     }
 }

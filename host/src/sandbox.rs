@@ -21,6 +21,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::effect::{EffectRequest, HttpRequest, MAX_EFFECTS_PER_CALL, check_request};
 use crate::event::{Command, Envelope, Event};
 use crate::host_api::{AggregateNames, DocumentAccess, Effects, Level};
 use crate::instance::{InstanceCall, MAX_TIMER_NAME_BYTES, MAX_TIMER_PAYLOAD_BYTES, TimerRequest};
@@ -38,8 +39,8 @@ pub(crate) mod bindings {
 }
 
 use bindings::cascade::runtime::{
-    commands, config, event_envelope, instance, instance_types, log, projection_types, read_model_writer, read_models,
-    timers, types,
+    commands, config, effects, event_envelope, instance, instance_types, log, projection_types, read_model_writer,
+    read_models, timers, types,
 };
 
 use crate::error::QueryError;
@@ -130,6 +131,12 @@ pub struct HostState {
     call_time: Arc<AtomicU64>,
     /// Commands dispatched during the current call.
     pub(crate) dispatched: Vec<Command>,
+    /// HTTP requests made during the current call.
+    requested: Vec<EffectRequest>,
+    /// Whether the current call is part of a refresh: its requests are
+    /// dropped, so they are not checked against grants a redeploy may not
+    /// have repeated.
+    refreshing: bool,
     /// Lines logged during the current call.
     pub(crate) logs: Vec<(Level, String)>,
     /// Log lines dropped in the current call for exceeding the limit.
@@ -183,6 +190,8 @@ impl HostState {
             current_position: 0,
             current_envelope: Envelope::default(),
             dispatched: Vec::new(),
+            requested: Vec::new(),
+            refreshing: false,
             logs: Vec::new(),
             dropped_logs: 0,
             call_bytes: 0,
@@ -228,6 +237,11 @@ impl HostState {
         envelope.correlation_id.clone_from(&event.correlation_id);
     }
 
+    /// Whether the next call is part of a refresh.
+    pub(crate) fn set_refreshing(&mut self, refreshing: bool) {
+        self.refreshing = refreshing;
+    }
+
     /// Give the next call its instance (`None`: the process manager has none).
     pub(crate) fn set_instance(&mut self, instance: Option<InstanceCall>) {
         self.instance = instance;
@@ -240,6 +254,7 @@ impl HostState {
         effects.instance = self.instance.take();
         // Appended, not taken: these buffers keep their capacity.
         effects.commands.append(&mut self.dispatched);
+        effects.requests.append(&mut self.requested);
         effects.logs.append(&mut self.logs);
         for (stream, level, name) in [
             (&self.stdout, Level::Info, "stdout"),
@@ -527,7 +542,47 @@ impl timers::Host for HostState {
 
 impl config::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
-        self.manifest.config.get(&key).cloned()
+        self.manifest.config_value(&key).cloned()
+    }
+}
+
+impl effects::Host for HostState {
+    fn request(&mut self, name: String, request: effects::HttpRequest) -> Result<(), String> {
+        let request = HttpRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+        };
+        // During a refresh the request is dropped, never performed: it needs
+        // no grant (a redeploy may not have repeated its `--grant`).
+        let checked = match self.refreshing {
+            true => Ok(()),
+            false => check_request(&self.plugin, &name, &request, &self.manifest.capabilities.http),
+        };
+        if let Err(message) = checked {
+            // A call outside its grants fails, like an ungranted dispatch.
+            return Err(match message.contains("may not call") {
+                true => self.refuse(message),
+                false => message,
+            });
+        }
+        if self.requested.len() >= MAX_EFFECTS_PER_CALL {
+            return Err(self.refuse(format!(
+                "requested more than {MAX_EFFECTS_PER_CALL} effects in one call"
+            )));
+        }
+        let headers: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let bytes = request.body.len() + request.url.len() + headers;
+        if self.call_bytes + bytes > self.limits.max_call_bytes {
+            let max = self.limits.max_call_bytes;
+            return Err(self.refuse(format!(
+                "handed the host more than {max} bytes in one call (commands, requests and log lines together)"
+            )));
+        }
+        self.call_bytes += bytes;
+        self.requested.push(EffectRequest { name, request });
+        Ok(())
     }
 }
 

@@ -46,6 +46,7 @@ mod instances;
 mod lazy;
 mod log;
 mod memory;
+mod outbox;
 mod packed;
 mod progress;
 mod read_models;
@@ -58,7 +59,7 @@ mod work;
 pub use memory::MemoryStore;
 pub use packed::Packed;
 pub use traits::{
-    Backend, DocumentView, Documents, EventLog, Instances, Progress, Registry, Storage, UnitOfWork, WorkQueue,
+    Backend, DocumentView, Documents, EventLog, Instances, Outbox, Progress, Registry, Storage, UnitOfWork, WorkQueue,
 };
 pub use verify::Verification;
 
@@ -71,8 +72,9 @@ pub const DEFAULT_CACHE_MIB: usize = 64;
 /// checkpoints live in `meta` (a command's commit touches two tables fewer).
 /// 4: stream heads (with the aggregate state) and precompiled artifacts
 /// carry checksums too. 5: one state per process-manager instance, timers,
-/// and a plugin's manifest keeps its `[config]`.
-pub const SCHEMA_VERSION: u64 = 5;
+/// and a plugin's manifest keeps its `[config]`. 6: manifests are stored as
+/// JSON text (a new manifest key needs no upgrade), and the effects outbox.
+pub const SCHEMA_VERSION: u64 = 6;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -91,6 +93,8 @@ const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances"
 const TIMERS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("timers");
 /// Pending timers by name: `plugin\0instance\0name` → due.
 const TIMER_DUE: TableDefinition<&str, u64> = TableDefinition::new("timer_due");
+/// The effects outbox: key → [`Effect`](crate::records::Effect).
+const EFFECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("effects");
 const PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("parked");
 /// Stopped listeners, by name.
 const STOPPED: TableDefinition<&str, ()> = TableDefinition::new("stopped");
@@ -166,7 +170,7 @@ pub(crate) type ReadDb = dyn ReadableDatabase + Send + Sync;
 
 /// How many tables a complete data file has: the events and every table
 /// [`Tx::create_tables`] creates (a unit test keeps the two in step).
-const TABLE_COUNT: usize = 22;
+const TABLE_COUNT: usize = 23;
 
 /// The schema version of the file behind `db`, if it has one, and whether
 /// every table is in it.
@@ -269,6 +273,9 @@ impl Store {
                 }
                 if found.is_some_and(|found| found < 5) {
                     tx.per_instance_state()?;
+                }
+                if found == Some(5) {
+                    tx.manifests_as_json()?;
                 }
                 tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 Ok::<_, StoreError>(())
@@ -607,6 +614,7 @@ pub struct Tx<'t> {
     instances: lazy::Lazy<'t, &'static str, Bytes>,
     timers: lazy::Lazy<'t, (u64, &'static str), Bytes>,
     timer_due: lazy::Lazy<'t, &'static str, u64>,
+    effects: lazy::Lazy<'t, &'static str, Bytes>,
     parked: lazy::Lazy<'t, u64, Bytes>,
     stopped: lazy::Lazy<'t, &'static str, ()>,
     skipped: lazy::Lazy<'t, u64, Bytes>,
@@ -638,6 +646,7 @@ impl<'t> Tx<'t> {
             instances: lazy::Lazy::new(txn, INSTANCES),
             timers: lazy::Lazy::new(txn, TIMERS),
             timer_due: lazy::Lazy::new(txn, TIMER_DUE),
+            effects: lazy::Lazy::new(txn, EFFECTS),
             parked: lazy::Lazy::new(txn, PARKED),
             stopped: lazy::Lazy::new(txn, STOPPED),
             skipped: lazy::Lazy::new(txn, SKIPPED),
@@ -667,6 +676,7 @@ impl<'t> Tx<'t> {
         self.instances.write()?;
         self.timers.write()?;
         self.timer_due.write()?;
+        self.effects.write()?;
         self.parked.write()?;
         self.stopped.write()?;
         self.skipped.write()?;
@@ -999,6 +1009,62 @@ mod tests {
             assert!(!tables.iter().any(|t| t == old), "`{old}` is still there: {tables:?}");
         }
         assert_eq!(tables.len(), TABLE_COUNT, "{tables:?}");
+    }
+
+    #[test]
+    fn a_schema_5_file_gets_its_manifests_as_json_and_keeps_every_grant_and_config_value() {
+        /// What schema 5 wrote for a plugin: a postcard manifest without grants or `[effects]`.
+        #[derive(serde::Serialize)]
+        struct Manifest5 {
+            capabilities: (Vec<String>,),
+            limits: crate::manifest::LimitOverrides,
+            on_error: crate::manifest::OnError,
+            config: std::collections::BTreeMap<String, String>,
+        }
+        #[derive(serde::Serialize)]
+        struct Record5 {
+            name: &'static str,
+            kind: crate::records::PluginKind,
+            hash: &'static str,
+            order: u64,
+            source: &'static str,
+            manifest: Manifest5,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cascade.redb");
+        let manifest = || Manifest5 {
+            capabilities: (vec!["inventory.release".to_owned()],),
+            limits: Default::default(),
+            on_error: Default::default(),
+            config: [("deadline-ms".to_owned(), "1800000".to_owned())].into(),
+        };
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|tx| {
+                    tx.meta.write()?.insert(META_SCHEMA, 5)?;
+                    let record = Record5 {
+                        name: "payment-deadline",
+                        kind: crate::records::PluginKind::ProcessManager,
+                        hash: "h1",
+                        order: 0,
+                        source: "payment-deadline.wasm",
+                        manifest: manifest(),
+                    };
+                    tx.plugins
+                        .write()?
+                        .insert("payment-deadline", encode(&record).as_slice())?;
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let plugins = store.read(|tx| tx.plugins()).unwrap();
+        let upgraded = &plugins[0].manifest;
+        assert_eq!(upgraded.capabilities.dispatch, ["inventory.release"]);
+        assert!(upgraded.capabilities.http.is_empty(), "no grant added");
+        assert_eq!(upgraded.config["deadline-ms"], "1800000");
+        assert_eq!(upgraded.effects, crate::manifest::EffectPolicy::default());
     }
 
     #[test]

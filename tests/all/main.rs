@@ -7,6 +7,7 @@
 //! - `bad_input`: every kind of bad input gets a clear error and stores nothing;
 //! - `stateful`: per-instance state, refresh, rebuild, redeploys, order fulfilment;
 //! - `timers`: instances and durable timers on the test clock, kill -9 while they fire;
+//! - `effects`: HTTP effects through the outbox against a real receiver, kill -9 in flight;
 //! - `loops`: InfiniteLoopError and the causation depth limit;
 //! - `guests`: the same process managers in Python and JavaScript;
 //! - `read_models`: projections, read-model queries, the cascade delete by query;
@@ -21,6 +22,7 @@
 mod bad_input;
 mod cascade;
 mod cli;
+mod effects;
 mod engine;
 mod exactly_once;
 mod fuzz;

@@ -5,6 +5,9 @@ use std::path::Path;
 
 use cascade::{Command, CommandError, Event, Failure, HandlerFailure, Options, Runtime, Settled};
 
+/// A test HTTP receiver for effects.
+pub mod receiver;
+
 /// Paths of the built components: `plugins::WELCOME`, `plugins::FIXTURE_FAILING`, ...
 pub mod plugins {
     include!(concat!(env!("OUT_DIR"), "/plugins.rs"));

@@ -193,6 +193,7 @@ fn listener_exports(block: &ItemImpl, kind: &Kind) -> syn::Result<TokenStream2> 
         "instance",
         "timers",
         "config",
+        "effects",
     ];
     let with = match kind {
         Kind::Projection => shared_interfaces(&[

@@ -65,6 +65,7 @@ _log = _bound("log")
 _instance = _bound("instance")
 _timers = _bound("timers")
 _config = _bound("config")
+_effects = _bound("effects")
 _instance_types = _bound("instance_types")
 
 __all__ = [
@@ -79,6 +80,9 @@ __all__ = [
     "schedule_at",
     "single",
     "TimerError",
+    "EffectError",
+    "request",
+    "post_json",
     "Context",
     "DispatchError",
     "Event",
@@ -120,6 +124,10 @@ class WriteError(Exception):
 
 class TimerError(Exception):
     """The host refused a timer (no instances, a name or payload out of bounds)."""
+
+
+class EffectError(Exception):
+    """The host refused an effect (a URL outside the plugin's grants, a malformed request)."""
 
 
 class Rejected(Exception):
@@ -312,6 +320,30 @@ def config(key, default=None):
     """The manifest's ``[config]`` value ``key``, or ``default`` when it is not set."""
     value = _only(_config, "config", "process managers").get(key)
     return default if value is None else json.loads(value)
+
+
+def request(name, method, url, headers=None, body=b""):
+    """Request an HTTP call as effect ``name``: performed by the host after
+    this handler's commit (never during a refresh), with an ``Idempotency-Key``
+    that is the same on every attempt; the outcome comes back as
+    ``EffectCompleted`` to ``on_effect_completed``.
+
+    Raises :class:`EffectError` when the host refuses it.
+    """
+    effects = _only(_effects, "request", "process managers")
+    if isinstance(body, str):
+        body = body.encode()
+    headers = [(str(k), str(v)) for k, v in (headers or {}).items()]
+    try:
+        effects.request(name, effects.HttpRequest(method=method, url=url, headers=headers, body=bytes(body)))
+    except Err as refused:
+        raise EffectError(refused.value) from None
+
+
+def post_json(name, url, payload, headers=None):
+    """:func:`request` of a ``POST`` with ``payload`` as its JSON body."""
+    headers = {"content-type": "application/json", **(headers or {})}
+    request(name, "POST", url, headers, json.dumps(payload))
 
 
 def event(name, payload):

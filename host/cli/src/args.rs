@@ -129,6 +129,25 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Effects in the outbox: HTTP requests waiting to be performed, in
+    /// flight, or parked after every attempt failed.
+    Effects {
+        /// Retry or skip a parked one; without it, list them.
+        #[command(subcommand)]
+        action: Option<EffectsAction>,
+        /// Only those waiting or in flight.
+        #[arg(long, conflicts_with = "failed")]
+        pending: bool,
+        /// Only parked ones (every attempt failed).
+        #[arg(long)]
+        failed: bool,
+        /// Effects per page.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// List as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Events parked for a listener after its handler failed every attempt.
     Parked {
         /// Retry or skip one; without it, list them.
@@ -239,6 +258,24 @@ pub enum QueueAction {
     },
 }
 
+/// `cascade effects ...`
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum EffectsAction {
+    /// Perform a parked effect again, with the same key.
+    Retry {
+        /// The effect's key.
+        key: String,
+    },
+    /// Give up a parked effect: its plugin gets the failure as the outcome.
+    Skip {
+        /// The effect's key.
+        key: String,
+        /// Who skips it (default: `$USER`).
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
 /// `cascade parked ...`
 #[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
 pub enum ParkedAction {
@@ -271,6 +308,19 @@ pub enum PluginAction {
         /// `refresh` it by replaying history, or `reset` it.
         #[arg(long, default_value = "carry")]
         state: SwapState,
+        /// A grant on top of the manifest's: `http=ORIGIN` lets the plugin's
+        /// effects call URLs under ORIGIN (scheme, host, port, path prefix).
+        #[arg(long = "grant", value_name = "KIND=VALUE")]
+        grants: Vec<String>,
+        /// A configuration value on top of the manifest's `[config]` (VALUE
+        /// is JSON, or else a string), read with `config.get`.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// A secret configuration value read from FILE (its text, trailing
+        /// newline dropped), read with `config.get`, never shown. Kept by
+        /// later deploys that do not give it again.
+        #[arg(long = "secret", value_name = "KEY=@FILE")]
+        secrets: Vec<String>,
     },
     /// The versions a plugin has had, oldest first; `*` marks the active one.
     Versions {

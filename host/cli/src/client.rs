@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cascade::{Manifest, PluginRecord, ServerInfo, SwapState};
+use cascade::{Manifest, ManifestAdditions, PluginRecord, ServerInfo, SwapState};
 
 use crate::api::{CliAnswer, CliRequest};
 use crate::args::{Action, PluginAction};
@@ -41,9 +41,17 @@ impl Server {
     /// failed there ([`Exit`] carries its status and message).
     pub fn run(&self, action: &Action, cwd: &Path, out: &mut dyn Write) -> anyhow::Result<u8> {
         // The server may not see the client's files: plugins travel as bytes.
-        if let Action::Plugin(PluginAction::Add { files, state }) = action {
+        if let Action::Plugin(PluginAction::Add {
+            files,
+            state,
+            grants,
+            config,
+            secrets,
+        }) = action
+        {
+            let additions = crate::commands::additions(grants.clone(), config, secrets, cwd)?;
             for file in files {
-                let record = self.upload(&cwd.join(file), *state)?;
+                let record = self.upload(&cwd.join(file), *state, &additions)?;
                 writeln!(out, "{}", crate::commands::added_line(&record))?;
             }
             return Ok(0);
@@ -67,7 +75,7 @@ impl Server {
 
     /// Deploy the component `file` and the manifest beside it
     /// (`PUT /plugins/{name}`, as a form), named as `plugin add` names it.
-    fn upload(&self, file: &Path, state: SwapState) -> anyhow::Result<PluginRecord> {
+    fn upload(&self, file: &Path, state: SwapState, additions: &ManifestAdditions) -> anyhow::Result<PluginRecord> {
         let component = std::fs::read(file).with_context(|| format!("cannot read plugin `{}`", file.display()))?;
         let manifest_file = file.with_extension("toml");
         // No manifest: the defaults, as embedded (not the active version's).
@@ -83,16 +91,21 @@ impl Server {
         // A boundary that cannot occur in the parts: the component's own hash.
         let boundary = format!("cascade-{}", cascade::content_hash(&component));
         let mut body = Vec::with_capacity(component.len() + manifest.len() + 512);
-        for (part, content_type, bytes) in [
-            ("component", "application/wasm", &component[..]),
-            ("manifest", "application/toml", manifest.as_bytes()),
-        ] {
+        let mut parts = vec![
+            ("component", "application/wasm", component.clone()),
+            ("manifest", "application/toml", manifest.clone().into_bytes()),
+        ];
+        // Only when there are any: a server older than them takes the rest.
+        if *additions != ManifestAdditions::default() {
+            parts.push(("additions", "application/json", serde_json::to_vec(additions)?));
+        }
+        for (part, content_type, bytes) in parts {
             write!(
                 body,
                 "--{boundary}\r\ncontent-disposition: form-data; name=\"{part}\"; filename=\"{part}\"\r\n\
                  content-type: {content_type}\r\n\r\n"
             )?;
-            body.extend_from_slice(bytes);
+            body.extend_from_slice(&bytes);
             body.extend_from_slice(b"\r\n");
         }
         write!(body, "--{boundary}--\r\n")?;

@@ -11,8 +11,49 @@ use cascade::{
 use serde_json::{Value, json};
 
 use crate::api::timer_json;
-use crate::args::{Action, ClockAction, ParkedAction, PluginAction, PmAction, QueueAction};
+use crate::args::{Action, ClockAction, EffectsAction, ParkedAction, PluginAction, PmAction, QueueAction};
 use crate::exit::EXIT_STORAGE;
+
+/// What `plugin add` adds to the manifests it deploys: `--grant`,
+/// `--config`, and `--secret KEY=@FILE` with FILE read here (relative to
+/// `cwd`), on the client's side.
+///
+/// # Errors
+///
+/// A malformed flag; a secret file that cannot be read.
+pub(crate) fn additions(
+    grants: Vec<String>,
+    config: &[String],
+    secrets: &[String],
+    cwd: &Path,
+) -> anyhow::Result<cascade::ManifestAdditions> {
+    let mut additions = cascade::ManifestAdditions {
+        grants,
+        ..Default::default()
+    };
+    for pair in config {
+        let (key, value) =
+            cascade::ManifestAdditions::config_pair(pair).map_err(|e| anyhow::anyhow!("--config {e}"))?;
+        additions.config.insert(key, value);
+    }
+    for pair in secrets {
+        let Some((key, file)) = pair.split_once("=@").filter(|(k, f)| !k.is_empty() && !f.is_empty()) else {
+            anyhow::bail!(
+                "--secret `{}` must be KEY=@FILE",
+                pair.split('=').next().unwrap_or_default()
+            );
+        };
+        let file = cwd.join(file);
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read secret `{key}` from `{}`", file.display()))?;
+        let value = text.strip_suffix('\n').unwrap_or(&text);
+        let value = value.strip_suffix('\r').unwrap_or(value);
+        additions
+            .secrets
+            .insert(key.to_owned(), Value::String(value.to_owned()).to_string());
+    }
+    Ok(additions)
+}
 
 /// Run one action through the engine's handle, writing to `out`; relative
 /// paths are taken from `cwd`. The command line runs its commands here, and
@@ -30,11 +71,19 @@ pub async fn execute(
     match action {
         Action::Serve(_) => anyhow::bail!("`cascade serve` cannot run inside a server"),
         Action::New { .. } => anyhow::bail!("`cascade new` writes files where it runs, not on a server"),
-        Action::Plugin(PluginAction::Add { files, state }) => {
+        Action::Plugin(PluginAction::Add {
+            files,
+            state,
+            grants,
+            config,
+            secrets,
+        }) => {
+            let additions = additions(grants, &config, &secrets, cwd)?;
             for file in files {
                 let file = cwd.join(file);
                 let swap = Swap {
                     state,
+                    additions: additions.clone(),
                     ..Swap::default()
                 };
                 // Compiled off the writer: a server goes on meanwhile.
@@ -361,6 +410,68 @@ pub async fn execute(
             }
             Ok(0)
         }
+        Action::Effects {
+            action: None,
+            pending,
+            failed,
+            limit,
+            json,
+        } => {
+            let only = match (pending, failed) {
+                (true, _) => Some(false),
+                (_, true) => Some(true),
+                _ => None,
+            };
+            let (effects, _, total) = crate::api::effects_page(engine, None, limit.max(1), only).await?;
+            if json {
+                let list: Vec<Value> = effects.iter().map(crate::api::effect_json).collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+                return Ok(0);
+            }
+            for e in &effects {
+                let status = match &e.parked {
+                    None => "pending".to_owned(),
+                    Some(p) => format!("failed after {} attempt(s): {}", p.attempts, escape(&p.error)),
+                };
+                writeln!(
+                    out,
+                    "{}  {} {} {}  {status}",
+                    e.key,
+                    escape(&e.name),
+                    e.request.method,
+                    escape(cascade::shown_url(&e.request.url))
+                )?;
+            }
+            if effects.is_empty() {
+                writeln!(out, "no effects ({total} in the outbox)")?;
+            }
+            Ok(0)
+        }
+        Action::Effects {
+            action: Some(EffectsAction::Retry { key }),
+            ..
+        } => {
+            let effect = engine.retry_effect(&key).await?;
+            writeln!(
+                out,
+                "effect {} is tried again, with the same key, by `cascade serve` (now, if it runs)",
+                effect.key
+            )?;
+            Ok(0)
+        }
+        Action::Effects {
+            action: Some(EffectsAction::Skip { key, by }),
+            ..
+        } => {
+            let by = operator(by);
+            let effect = engine.skip_effect(&key, &by).await?;
+            writeln!(
+                out,
+                "skipped effect {}; `{}` gets its failure as the outcome",
+                effect.key, effect.plugin
+            )?;
+            Ok(0)
+        }
         Action::Parked { action: None, json } => {
             let parked = engine.parked().await?;
             if json {
@@ -540,8 +651,8 @@ fn print_reports(out: &mut (dyn Write + Send), reports: &[RefreshReport], json: 
             writeln!(
                 out,
                 "refreshed `{}` through position {}: {} event(s) replayed, {} call(s), {} skipped, \
-                 {} parked or skipped call(s) left out, {} dispatched command(s) dropped, {} failure(s), \
-                 in {:.2?} ({rate:.0} events/s scanned)",
+                 {} parked or skipped call(s) left out, {} dispatched command(s) and {} effect(s) dropped, \
+                 {} failure(s), in {:.2?} ({rate:.0} events/s scanned)",
                 r.listener,
                 r.through,
                 r.events,
@@ -549,6 +660,7 @@ fn print_reports(out: &mut (dyn Write + Send), reports: &[RefreshReport], json: 
                 r.skipped,
                 r.parked,
                 r.dropped_commands,
+                r.dropped_effects,
                 r.failures.len(),
                 r.elapsed
             )?;
@@ -660,7 +772,20 @@ pub(crate) fn escape(text: &str) -> String {
 
 /// What `plugin add` prints for each plugin, embedded or through a server.
 pub(crate) fn added_line(record: &cascade::PluginRecord) -> String {
-    format!("added {} `{}` ({})", record.kind, record.name, short_hash(&record.hash))
+    let mut line = format!("added {} `{}` ({})", record.kind, record.name, short_hash(&record.hash));
+    let manifest = &record.manifest;
+    // What it may do besides handling events, so a grant is never a surprise.
+    let grants: Vec<String> = (manifest.capabilities.dispatch.iter().map(|d| format!("dispatch {d}")))
+        .chain(manifest.capabilities.http.iter().map(|h| format!("http {h}")))
+        .collect();
+    if !grants.is_empty() {
+        line.push_str(&format!("; may {}", grants.join(", ")));
+    }
+    if !manifest.secrets.is_empty() {
+        let keys: Vec<&str> = manifest.secrets.keys().map(String::as_str).collect();
+        line.push_str(&format!("; secrets {}", keys.join(", ")));
+    }
+    line
 }
 
 /// The first twelve characters of a content hash (all of a shorter one).

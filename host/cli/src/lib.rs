@@ -152,6 +152,7 @@ fn reads_only(action: &Action) -> bool {
         Action::Events { .. }
             | Action::Read { .. }
             | Action::Parked { action: None, .. }
+            | Action::Effects { action: None, .. }
             | Action::Queue { action: None, .. }
             | Action::Verify { .. }
             | Action::Pm(PmAction::State { .. } | PmAction::Instances { .. })

@@ -11,7 +11,7 @@ use crate::event::Command;
 use crate::manifest::Manifest;
 use crate::pipeline::{ListenerStats, Parked, RefreshReport, Skipped, TimerStats};
 use crate::plugin::{PluginRecord, PluginVersion};
-use crate::records::{InstanceRecord, Timer};
+use crate::records::{Effect, InstanceRecord, Timer};
 use crate::runtime::{InstanceSummary, PluginStatus, Runtime, Swap};
 use crate::store::Verification;
 
@@ -155,6 +155,50 @@ impl EngineHandle {
     /// A storage error; the engine stopped.
     pub async fn timers(&self, after: Option<Timer>, limit: usize) -> Result<(Vec<Timer>, u64), Error> {
         self.call(move |runtime| runtime.timers(after.as_ref(), limit)).await
+    }
+
+    /// Up to `limit` effects in the outbox with keys after `after` (parked
+    /// ones only, with `parked_only`), and how many are in it in all.
+    ///
+    /// # Errors
+    ///
+    /// A storage error; the engine stopped.
+    pub async fn effects(
+        &self,
+        after: Option<String>,
+        limit: usize,
+        parked_only: bool,
+    ) -> Result<(Vec<Effect>, u64), Error> {
+        self.call(move |runtime| runtime.effects(after.as_deref(), limit, parked_only))
+            .await
+    }
+
+    /// Try parked effect `key` again (see [`crate::Pipeline::retry_effect`]).
+    ///
+    /// # Errors
+    ///
+    /// No such effect, or it is not parked; a storage error; the engine stopped.
+    pub async fn retry_effect(&self, key: &str) -> Result<Effect, Error> {
+        let key = key.to_owned();
+        self.call(move |runtime| runtime.pipeline().retry_effect(&key)).await
+    }
+
+    /// Give up parked effect `key`: its plugin gets the failure as its
+    /// outcome (see [`crate::Pipeline::skip_effect`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineHandle::retry_effect`].
+    pub async fn skip_effect(&self, key: &str, by: &str) -> Result<Effect, Error> {
+        let (key, by) = (key.to_owned(), by.to_owned());
+        self.call(move |runtime| {
+            let effect = runtime.pipeline().skip_effect(&key, &by)?;
+            // An engine that runs on demand has no loop of its own to deliver
+            // it; steps, not `run_until_idle`, which would wait out a backoff.
+            while runtime.pipeline().step()? > 0 {}
+            Ok(effect)
+        })
+        .await
     }
 
     /// Move the test clock forward by `millis` ([`crate::clock`]); the writer

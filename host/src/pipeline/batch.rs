@@ -6,11 +6,11 @@ use super::listeners::{handlers_by_event, resumed};
 use super::{LogLine, Pipeline, Route, Slot, TraceEntry};
 use crate::aggregate::Aggregates;
 use crate::error::{Error, StoreError};
-use crate::event::{Envelope, Event};
+use crate::event::{Envelope, Event, NewEvent};
 use crate::host_api::Effects;
-use crate::instance::delivered_to;
+use crate::instance::{HOST_STREAM, delivered_to};
 use crate::read_model::ReadModels;
-use crate::records::{CascadeRecord, CommandRecord, QueuedCommand};
+use crate::records::{CascadeRecord, CommandRecord, Effect, QueuedCommand};
 use crate::store::{Storage, UnitOfWork, WorkQueue};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
@@ -25,9 +25,6 @@ impl<S: Storage> Pipeline<S> {
         work: impl FnOnce(&mut Batch<'_>, &mut S::Tx<'_>) -> Result<(R, bool), Error>,
     ) -> Result<R, Error> {
         let read_models = self.read_models.clone();
-        // Where this batch's log lines and trace entries start: a rollback
-        // drops them, since the redo produces them again.
-        let (logs_before, trace_before) = (self.logs.len(), self.trace.len());
         let Pipeline {
             store,
             read_models: _,
@@ -35,21 +32,22 @@ impl<S: Storage> Pipeline<S> {
             slots,
             routes,
             options,
-            trace,
+            trace: _,
             traced,
             settled: kept,
-            logs,
+            logs: _,
             next_timer: _,
             timer_stats: _,
+            outbox: _,
         } = self;
         let mut batch = Batch {
             aggregates,
             slots,
             routes,
-            trace,
+            trace: Vec::new(),
             trace_all: options.trace,
             traced,
-            logs,
+            logs: Vec::new(),
             cascades: HashMap::new(),
             effects: Effects::default(),
             dispatched: VecDeque::new(),
@@ -64,6 +62,7 @@ impl<S: Storage> Pipeline<S> {
             settled: kept.is_some().then(Vec::new),
             traced_now: Vec::new(),
             timers: TimerNote::default(),
+            requested: Vec::new(),
         };
         // A batch that did nothing is rolled back: no commit, no fsync.
         let written = store.write_if(|tx| {
@@ -77,18 +76,19 @@ impl<S: Storage> Pipeline<S> {
         let settled = std::mem::take(&mut batch.settled);
         let traced_now = std::mem::take(&mut batch.traced_now);
         let timers = std::mem::take(&mut batch.timers);
+        let requested = std::mem::take(&mut batch.requested);
+        // Lines join what callers collect only when their batch commits: a
+        // rollback drops them, since the redo produces them again.
+        let (trace, logs) = (std::mem::take(&mut batch.trace), std::mem::take(&mut batch.logs));
         drop(batch);
         let result = match written {
             Ok(result) => result,
             Err(err) => {
-                // Rolled back: read models, stateful listeners and the
-                // batch's log lines and trace return to the committed state.
-                self.logs.truncate(logs_before);
-                // Their ids are given out again.
+                // Rolled back: read models and stateful listeners return to
+                // the committed state. Traced ids are given out again.
                 for id in &traced_now {
                     self.traced.remove(id);
                 }
-                self.trace.truncate(trace_before);
                 self.read_models.discard();
                 self.next_timer = None;
                 self.reload_states()?;
@@ -97,23 +97,16 @@ impl<S: Storage> Pipeline<S> {
         };
         self.next_timer = timers.next(self.next_timer);
         self.timer_stats.record(&timers.lateness);
+        self.outbox.requested.extend(requested);
         for slot in self.slots.iter_mut() {
             slot.dirty = false;
         }
         if let (Some(kept), Some(settled)) = (&mut self.settled, settled) {
             kept.extend(settled);
         }
-        keep_newest(&mut self.logs, self.options.retained_lines);
-        keep_newest(&mut self.trace, self.options.retained_lines);
+        self.logs.extend(logs, self.options.retained_lines);
+        self.trace.extend(trace, self.options.retained_lines);
         Ok(result)
-    }
-}
-
-/// Drop the oldest of `items` once they exceed `max` by a quarter, down to
-/// `max`: a bound without moving the whole buffer after every batch.
-pub(super) fn keep_newest<T>(items: &mut Vec<T>, max: usize) {
-    if items.len() > max + max / 4 {
-        items.drain(..items.len() - max);
     }
 }
 
@@ -122,12 +115,12 @@ pub(super) struct Batch<'a> {
     pub(super) aggregates: &'a mut Aggregates,
     pub(super) slots: &'a mut [Slot],
     pub(super) routes: &'a HashMap<String, Route>,
-    pub(super) trace: &'a mut Vec<TraceEntry>,
+    pub(super) trace: Vec<TraceEntry>,
     /// Trace every call ([`super::Options::trace`]), or only the calls of
     /// the cascades in `traced`.
     pub(super) trace_all: bool,
     pub(super) traced: &'a mut HashSet<String>,
-    pub(super) logs: &'a mut Vec<LogLine>,
+    pub(super) logs: Vec<LogLine>,
     /// Cascade records touched in this batch, written once at the end.
     pub(super) cascades: HashMap<String, CascadeRecord>,
     /// Reused for every handler call.
@@ -162,9 +155,41 @@ pub(super) struct Batch<'a> {
     pub(super) traced_now: Vec<String>,
     /// When timers are due after this batch.
     pub(super) timers: TimerNote,
+    /// Effects this batch put in the outbox, for the workers once it commits.
+    pub(super) requested: Vec<Effect>,
 }
 
 impl Batch<'_> {
+    /// Append `event` to the host's stream `cascade:<stream_id>` as the first
+    /// event of a new cascade, `<kind>-<seq>`, with `metadata`: a fired timer
+    /// or an effect's outcome. The phases then deliver it like any event the
+    /// batch appended.
+    pub(super) fn append_host_event(
+        &mut self,
+        tx: &mut impl UnitOfWork,
+        kind: &str,
+        stream_id: &str,
+        event: NewEvent,
+        metadata: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let correlation_id = format!("{kind}-{seq}");
+        let envelope = Envelope {
+            metadata: metadata.to_string(),
+            actor_id: None,
+            causation_id: correlation_id.clone(),
+            correlation_id: correlation_id.clone(),
+        };
+        let version = tx.stream(HOST_STREAM, stream_id)?.version;
+        let events = tx.append_after(HOST_STREAM, stream_id, version, vec![event], &envelope, None)?;
+        let mut cascade = super::intake::new_cascade();
+        cascade.events.extend(events.iter().map(|e| e.position));
+        self.cascades.insert(correlation_id, cascade);
+        self.appended.extend(events);
+        Ok(())
+    }
+
     /// Write what the batch produced besides events into `tx`.
     pub(super) fn finish(&mut self, tx: &mut impl UnitOfWork, read_models: &ReadModels) -> Result<(), Error> {
         // What was dispatched but not yet executed waits in the stored queue.

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use super::batch::{Batch, causation_chain};
 use super::instances::{self, Begin};
 use super::{Backoff, LogLine, Outcome, RETRY_BACKOFF, TraceEntry};
+use crate::effect::effect_key;
 use crate::error::{CascadeBudgetError, CausationDepthError, Failure, HandlerFailure, StoreError};
 use crate::event::Event;
 use crate::instance::InstanceCall;
 use crate::listener::{Context, HandlerError, Phase};
 use crate::manifest::Policy;
-use crate::records::{Cause, Parked, QueuedCommand};
+use crate::records::{Cause, Effect, Parked, QueuedCommand};
 use crate::store::UnitOfWork;
 
 impl Batch<'_> {
@@ -53,15 +54,17 @@ impl Batch<'_> {
         // instance are dropped.
         match failure {
             Some(failure) => {
-                self.effects.commands.clear();
-                self.effects.instance = None;
+                self.effects.discard();
                 self.fail(tx, slot, handler, event, failure, attempt)
             }
             None => {
-                if let Some(call) = self.effects.instance.take() {
+                let instance = self.effects.instance.take();
+                let id = instance.as_ref().map(|call| call.id.clone());
+                if let Some(call) = instance {
                     self.timers.scheduled_by(&call);
                     instances::finish(tx, self.slots[slot].listener.name(), call, event.position)?;
                 }
+                self.request(tx, slot, handler, event, id)?;
                 self.dispatch(tx, slot, event).map(|()| None)
             }
         }
@@ -91,7 +94,7 @@ impl Batch<'_> {
             s.stats[handler].record(call_started.elapsed(), result.is_err());
             match result {
                 Err(HandlerError::Failed(_)) if attempt < attempts => {
-                    self.effects.commands.clear();
+                    self.effects.discard();
                     let pause = RETRY_BACKOFF * 2u32.pow(attempt - 1);
                     if self.defer_retries {
                         break (result, Some(pause));
@@ -153,8 +156,7 @@ impl Batch<'_> {
     /// gets no events and the others go on. Stopped at an `after-` handler,
     /// it resumes there (its `on-` handler ran).
     fn defer(&mut self, slot: usize, handler: usize, event: &Event, pause: Duration, attempt: u32) {
-        self.effects.commands.clear();
-        self.effects.instance = None;
+        self.effects.discard();
         let s = &mut self.slots[slot];
         s.backoff = Some(Backoff {
             until: Instant::now() + pause,
@@ -204,6 +206,42 @@ impl Batch<'_> {
             .failures
             .push(Failure::Handler(failure));
         Ok(parked)
+    }
+
+    /// Put the HTTP requests of a successful call in the outbox, keyed by
+    /// plugin, position, handler and order; the engine's workers get them
+    /// once the batch commits.
+    fn request(
+        &mut self,
+        tx: &mut impl UnitOfWork,
+        slot: usize,
+        handler: usize,
+        event: &Event,
+        instance: Option<String>,
+    ) -> Result<(), StoreError> {
+        if self.effects.requests.is_empty() {
+            return Ok(());
+        }
+        let listener = &self.slots[slot].listener;
+        let export = listener.handlers()[handler].export_name();
+        let policy = listener.effect_policy();
+        for (index, requested) in self.effects.requests.drain(..).enumerate() {
+            let effect = Effect {
+                key: effect_key(listener.name(), event, &export, index),
+                plugin: listener.name().to_owned(),
+                name: requested.name,
+                instance: instance.clone(),
+                correlation_id: event.correlation_id.clone(),
+                position: event.position,
+                request: requested.request,
+                requested_at: crate::clock::now_millis(),
+                policy,
+                parked: None,
+            };
+            tx.put_effect(&effect)?;
+            self.requested.push(effect);
+        }
+        Ok(())
     }
 
     /// Queue what a successful call dispatched, unless the chain of

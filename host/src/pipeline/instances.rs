@@ -10,11 +10,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::batch::Batch;
-use super::intake::new_cascade;
 use crate::error::StoreError;
-use crate::event::{Envelope, Event, NewEvent};
+use crate::event::{Event, NewEvent};
 use crate::instance::{
-    InstanceCall, InstanceRules, TIMER_FIRED, TIMER_STREAM, TimerFired, TimerRequest, timer_stream_id,
+    HOST_STREAM, InstanceCall, InstanceRules, TIMER_FIRED, TimerFired, TimerRequest, timer_stream_id,
 };
 use crate::records::{InstanceRecord, Timer};
 use crate::store::UnitOfWork;
@@ -214,7 +213,7 @@ pub(super) fn finish(
 /// A fired timer is no longer pending: live its firing removed it; a
 /// refresh removes it when it replays the `TimerFired` event.
 pub(super) fn replay_fired(replayed: &mut Replayed, plugin: &str, event: &Event) -> Result<(), StoreError> {
-    if event.stream_type == TIMER_STREAM
+    if event.stream_type == HOST_STREAM
         && let Some(fired) = TimerFired::parse(&event.payload)
         && replayed
             .timers
@@ -292,26 +291,11 @@ impl Batch<'_> {
             "due": timer.due,
             "payload": serde_json::from_str::<serde_json::Value>(&timer.payload).unwrap_or_default(),
         });
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let correlation_id = format!("timer-{seq}");
-        let envelope = Envelope {
-            metadata: serde_json::json!({ "timer": timer.name, "instance": timer.instance }).to_string(),
-            actor_id: None,
-            causation_id: correlation_id.clone(),
-            correlation_id: correlation_id.clone(),
-        };
-        let stream_id = timer_stream_id(&timer.plugin);
-        let version = tx.stream(TIMER_STREAM, &stream_id)?.version;
         let event = NewEvent {
             name: TIMER_FIRED.to_owned(),
             payload: payload.to_string(),
         };
-        let events = tx.append_after(TIMER_STREAM, &stream_id, version, vec![event], &envelope, None)?;
-        let mut cascade = new_cascade();
-        cascade.events.extend(events.iter().map(|e| e.position));
-        self.cascades.insert(correlation_id, cascade);
-        self.appended.extend(events);
-        Ok(())
+        let metadata = serde_json::json!({ "timer": timer.name, "instance": timer.instance });
+        self.append_host_event(tx, "timer", &timer_stream_id(&timer.plugin), event, metadata)
     }
 }

@@ -3,6 +3,7 @@
 
 use super::{Backoff, HandlerStats, ListenerStats, Pipeline, Route, Slot};
 use crate::aggregate::{Aggregate, Aggregates};
+use crate::effect::EFFECT_COMPLETED;
 use crate::error::{Error, PluginError, StoreError};
 use crate::instance::TIMER_FIRED;
 use crate::listener::{Listener, Phase};
@@ -139,9 +140,11 @@ impl<S: Storage> Pipeline<S> {
 
 pub(super) fn validate_handlers(aggregates: &Aggregates, listener: &dyn Listener) -> Result<(), PluginError> {
     for handler in listener.handlers() {
-        // A fired timer is the host's event, for the instances that scheduled it.
+        // A fired timer is the host's event, for the instances that
+        // scheduled it; an effect's outcome, for any process manager.
         let timer = handler.event == TIMER_FIRED && listener.instance_rules().is_some();
-        if !timer && !aggregates.declares(&handler.event) {
+        let effect = handler.event == EFFECT_COMPLETED && listener.collections().is_none();
+        if !timer && !effect && !aggregates.declares(&handler.event) {
             let names = aggregates.event_names();
             return Err(PluginError::UnknownEvent {
                 plugin: listener.name().to_owned(),

@@ -24,7 +24,7 @@ use super::instances::{self, Begin, Replayed};
 use super::{Pipeline, Slot};
 use crate::error::{Error, HandlerFailure, PluginError, StoreError};
 use crate::host_api::Effects;
-use crate::instance::{TIMER_STREAM, delivered_to};
+use crate::instance::{HOST_STREAM, delivered_to};
 use crate::listener::{Context, HandlerError};
 use crate::records::InstanceRecord;
 
@@ -50,6 +50,8 @@ pub struct RefreshReport {
     pub parked: u64,
     /// Commands dispatched during the replay, dropped.
     pub dropped_commands: u64,
+    /// Effects requested during the replay, dropped: a refresh never calls out.
+    pub dropped_effects: u64,
     /// Handlers that failed during the replay.
     pub failures: Vec<HandlerFailure>,
     /// Instances after the replay (the one refreshed, or all).
@@ -273,6 +275,7 @@ fn replay(
         skipped: 0,
         parked: 0,
         dropped_commands: 0,
+        dropped_effects: 0,
         failures: Vec::new(),
         instances: 0,
         timers: 0,
@@ -319,7 +322,9 @@ fn replay(
                 slot.calls += 1;
                 let result = listener.handle(handler, event, ctx, &mut effects);
                 report.dropped_commands += effects.commands.len() as u64;
+                report.dropped_effects += effects.requests.len() as u64;
                 effects.commands.clear();
+                effects.requests.clear();
                 effects.logs.clear();
                 let call = effects.instance.take();
                 match result {
@@ -362,7 +367,7 @@ fn fired_after(store: &impl Backend, name: &str, through: u64, replayed: &mut Re
         from = last.position + 1;
         for event in chunk
             .iter()
-            .filter(|e| e.stream_type == TIMER_STREAM && delivered_to(e, name))
+            .filter(|e| e.stream_type == HOST_STREAM && delivered_to(e, name))
         {
             instances::replay_fired(replayed, name, event)?;
         }

@@ -192,7 +192,8 @@ pub(crate) fn check_imports(plugin: &str, source: &str, bytes: &[u8]) -> Result<
         return Ok(());
     }
     let reason = if refused.iter().any(|i| i.starts_with("wasi:http/")) {
-        "Cascade plugins get no outgoing HTTP; build without it (componentize-js: `--disable http fetch-event`; \
+        "Cascade plugins get no outgoing HTTP of their own: request it as an effect (`cascade:runtime/effects`, \
+         performed by the host through its outbox) and build without it (componentize-js: `--disable http fetch-event`; \
          componentize-py: do not import an HTTP client; Rust: drop the HTTP client)"
     } else {
         "this host does not provide it; plugins may import `cascade:runtime` and WASI io, cli, clocks, random, filesystem and sockets"
@@ -299,7 +300,7 @@ mod tests {
         assert!(
             err.starts_with(
                 "plugin `fetcher` imports `wasi:http/types@0.2.6`, `wasi:http/outgoing-handler@0.2.6`, `acme:db/query`: \
-                 Cascade plugins get no outgoing HTTP"
+                 Cascade plugins get no outgoing HTTP of their own: request it as an effect"
             ),
             "{err}"
         );

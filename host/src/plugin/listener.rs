@@ -223,6 +223,7 @@ pub(super) fn call_handler(
 ) -> (wasmtime::Result<Result<(), wit::HandlerError>>, Option<String>) {
     sandbox::arm(&mut live.store);
     live.store.data_mut().set_current_event(Some(event));
+    live.store.data_mut().set_refreshing(ctx.refreshing);
     live.store.data_mut().set_instance(effects.instance.take());
     let ctx = wit::Context {
         refreshing: ctx.refreshing,
@@ -318,5 +319,9 @@ impl Listener for WasmListener {
 
     fn cascade_budget(&self) -> Option<usize> {
         self.env.manifest.limits.cascade_budget
+    }
+
+    fn effect_policy(&self) -> crate::manifest::EffectPolicy {
+        self.env.manifest.effects
     }
 }

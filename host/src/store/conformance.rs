@@ -8,13 +8,14 @@
 //! cascade::store::conformance::run(cascade::store::MemoryStore::new);
 //! ```
 
-use super::traits::{Backend, Documents, EventLog, Instances, Progress, Registry, WorkQueue};
+use super::traits::{Backend, Documents, EventLog, Instances, Outbox, Progress, Registry, WorkQueue};
 use super::{Packed, StreamHead};
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{Command, Envelope, NewEvent};
 use crate::manifest::Manifest;
 use crate::records::{
-    CascadeRecord, InstanceRecord, Parked, PluginKind, PluginRecord, PluginVersion, QueuedCommand, Skipped, Timer,
+    CascadeRecord, Effect, InstanceRecord, Parked, ParkedEffect, PluginKind, PluginRecord, PluginVersion,
+    QueuedCommand, Skipped, Timer,
 };
 
 /// A named check of one promise.
@@ -26,7 +27,7 @@ type Check<B> = (&'static str, fn(&B));
 ///
 /// The first check the store fails, naming it.
 pub fn run<B: Backend>(make: impl Fn() -> B) {
-    let checks: [Check<B>; 9] = [
+    let checks: [Check<B>; 10] = [
         ("appends are gapless and versioned per stream", appends),
         ("a stale expected version writes nothing", stale_version),
         ("an Err rolls the whole unit of work back", rollback),
@@ -42,6 +43,7 @@ pub fn run<B: Backend>(make: impl Fn() -> B) {
             registry,
         ),
         ("documents, indexes and clearing a collection", documents),
+        ("the effects outbox, by key", outbox),
     ];
     for (name, check) in checks {
         let store = make();
@@ -388,14 +390,84 @@ fn instances<B: Backend>(store: &B) {
 }
 
 fn plugin(name: &str, hash: &str, order: u64) -> PluginRecord {
+    let mut manifest = Manifest::default();
+    manifest.capabilities.http.push("https://hooks.example.com/v1".into());
+    manifest
+        .config
+        .insert("url".into(), r#""https://hooks.example.com/v1/x""#.into());
+    manifest.secrets.insert("token".into(), r#""t0k3n""#.into());
     PluginRecord {
         name: name.into(),
         kind: PluginKind::ProcessManager,
         hash: hash.into(),
         order,
         source: format!("{name}.wasm"),
-        manifest: Manifest::default(),
+        manifest,
     }
+}
+
+fn effect(key: &str, parked: bool) -> Effect {
+    Effect {
+        key: key.into(),
+        plugin: "notify".into(),
+        name: "hook".into(),
+        instance: Some("o1".into()),
+        correlation_id: "k1".into(),
+        position: 7,
+        request: crate::effect::HttpRequest {
+            method: "POST".into(),
+            url: "http://127.0.0.1:9/x".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: b"{}".to_vec(),
+        },
+        requested_at: 1,
+        policy: crate::manifest::EffectPolicy::default(),
+        parked: parked.then(|| ParkedEffect {
+            error: "answered 500".into(),
+            attempts: 5,
+            parked_at: 2,
+        }),
+    }
+}
+
+fn outbox<B: Backend>(store: &B) {
+    write(store, |tx| {
+        tx.put_effect(&effect("notify-9-on-x-0", false))?;
+        tx.put_effect(&effect("notify-7-on-x-1", true))?;
+        tx.put_effect(&effect("notify-7-on-x-0", false))
+    });
+    read(store, |tx| {
+        let keys: Vec<String> = tx.effects(None, 10)?.into_iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            ["notify-7-on-x-0", "notify-7-on-x-1", "notify-9-on-x-0"],
+            "key order"
+        );
+        let after: Vec<String> = tx
+            .effects(Some("notify-7-on-x-0"), 1)?
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(after, ["notify-7-on-x-1"], "a page after a key");
+        assert_eq!(
+            tx.effect("notify-7-on-x-1")?,
+            Some(effect("notify-7-on-x-1", true)),
+            "read back whole"
+        );
+        assert_eq!(tx.effect_count()?, 3);
+        Ok(())
+    });
+    let removed = write(store, |tx| tx.remove_effect("notify-9-on-x-0"));
+    assert_eq!(removed.map(|e| e.key).as_deref(), Some("notify-9-on-x-0"));
+    assert_eq!(
+        write(store, |tx| tx.remove_effect("notify-9-on-x-0")),
+        None,
+        "removed once"
+    );
+    read(store, |tx| {
+        assert_eq!(tx.effect_count()?, 2);
+        Ok(())
+    });
 }
 
 fn version(name: &str, version: u64, hash: &str) -> PluginVersion {
@@ -425,8 +497,14 @@ fn registry<B: Backend>(store: &B) {
         tx.set_checkpoint("zeta", 9)
     });
     read(store, |tx| {
-        let names: Vec<String> = tx.plugins()?.into_iter().map(|p| p.name).collect();
+        let plugins = tx.plugins()?;
+        let names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["zeta", "alpha"], "registration order, not name order");
+        assert_eq!(
+            plugins[0],
+            plugin("zeta", "h1", 1),
+            "grants, config and secrets read back"
+        );
         assert_eq!(
             tx.component("h1")?.as_deref(),
             Some(b"\0asm component bytes".as_slice())

@@ -7,12 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::traits::{Backend, Documents, EventLog, Instances, Progress, Registry, WorkQueue};
+use super::traits::{Backend, Documents, EventLog, Instances, Outbox, Progress, Registry, WorkQueue};
 use super::{Packed, StreamHead, artifact_hash, packed, stamped, to_forget};
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 use crate::records::{
-    CascadeRecord, InstanceRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped, Timer,
+    CascadeRecord, Effect, InstanceRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped, Timer,
 };
 
 /// Every table, as ordered maps.
@@ -35,6 +35,7 @@ pub struct MemoryTx {
     /// (due, plugin, instance, name) → payload, and where each name is due.
     timers: BTreeMap<(u64, String, String, String), String>,
     timer_due: BTreeMap<(String, String, String), u64>,
+    effects: BTreeMap<String, Effect>,
     stopped: BTreeSet<String>,
     stop_reasons: BTreeMap<String, String>,
     plugins: BTreeMap<String, PluginRecord>,
@@ -389,6 +390,38 @@ impl Instances for MemoryTx {
 
     fn pending_timers(&self) -> Result<u64, StoreError> {
         Ok(self.timers.len() as u64)
+    }
+}
+
+impl Outbox for MemoryTx {
+    fn put_effect(&mut self, effect: &Effect) -> Result<(), StoreError> {
+        self.effects.insert(effect.key.clone(), effect.clone());
+        Ok(())
+    }
+
+    fn effect(&self, key: &str) -> Result<Option<Effect>, StoreError> {
+        Ok(self.effects.get(key).cloned())
+    }
+
+    fn remove_effect(&mut self, key: &str) -> Result<Option<Effect>, StoreError> {
+        Ok(self.effects.remove(key))
+    }
+
+    fn effects(&self, after: Option<&str>, limit: usize) -> Result<Vec<Effect>, StoreError> {
+        let from = match after {
+            Some(after) => std::ops::Bound::Excluded(after.to_owned()),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(self
+            .effects
+            .range((from, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn effect_count(&self) -> Result<u64, StoreError> {
+        Ok(self.effects.len() as u64)
     }
 }
 

@@ -9,13 +9,107 @@ use super::{
     to_forget,
 };
 use crate::error::StoreError;
-use crate::records::{PluginRecord, PluginVersion};
+use crate::manifest::Manifest;
+use crate::records::{PluginKind, PluginRecord, PluginVersion};
+
+/// A manifest as the registry stores it: JSON text of the manifest and its
+/// secrets, so that a new manifest key needs no upgrade of the file.
+fn manifest_text(manifest: &Manifest) -> String {
+    serde_json::to_string(&(manifest, &manifest.secrets)).expect("a manifest is JSON")
+}
+
+fn manifest_of(table: &'static str, text: &str) -> Result<Manifest, StoreError> {
+    let (mut manifest, secrets): (Manifest, _) = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        table,
+        message: format!("a stored manifest does not read: {e}"),
+    })?;
+    manifest.secrets = secrets;
+    Ok(manifest)
+}
+
+/// A [`PluginRecord`] as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct StoredPlugin {
+    name: String,
+    kind: PluginKind,
+    hash: String,
+    order: u64,
+    source: String,
+    manifest: String,
+}
+
+impl StoredPlugin {
+    pub(super) fn encode(record: &PluginRecord) -> Vec<u8> {
+        encode(&StoredPlugin {
+            name: record.name.clone(),
+            kind: record.kind,
+            hash: record.hash.clone(),
+            order: record.order,
+            source: record.source.clone(),
+            manifest: manifest_text(&record.manifest),
+        })
+    }
+
+    fn decode(bytes: &[u8]) -> Result<PluginRecord, StoreError> {
+        let s: StoredPlugin = decode(PLUGINS.name(), bytes)?;
+        Ok(PluginRecord {
+            manifest: manifest_of(PLUGINS.name(), &s.manifest)?,
+            name: s.name,
+            kind: s.kind,
+            hash: s.hash,
+            order: s.order,
+            source: s.source,
+        })
+    }
+}
+
+/// A [`PluginVersion`] as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct StoredVersion {
+    name: String,
+    version: u64,
+    kind: PluginKind,
+    hash: String,
+    source: String,
+    manifest: String,
+    deployed_at: u64,
+    deployed_by: String,
+}
+
+impl StoredVersion {
+    pub(super) fn encode(v: &PluginVersion) -> Vec<u8> {
+        encode(&StoredVersion {
+            name: v.name.clone(),
+            version: v.version,
+            kind: v.kind,
+            hash: v.hash.clone(),
+            source: v.source.clone(),
+            manifest: manifest_text(&v.manifest),
+            deployed_at: v.deployed_at,
+            deployed_by: v.deployed_by.clone(),
+        })
+    }
+
+    fn decode(bytes: &[u8]) -> Result<PluginVersion, StoreError> {
+        let s: StoredVersion = decode(PLUGIN_VERSIONS.name(), bytes)?;
+        Ok(PluginVersion {
+            manifest: manifest_of(PLUGIN_VERSIONS.name(), &s.manifest)?,
+            name: s.name,
+            version: s.version,
+            kind: s.kind,
+            hash: s.hash,
+            source: s.source,
+            deployed_at: s.deployed_at,
+            deployed_by: s.deployed_by,
+        })
+    }
+}
 
 impl Registry for Tx<'_> {
     fn plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
         let mut records = Vec::new();
         for entry in self.plugins.read()?.iter()? {
-            records.push(decode::<PluginRecord>(PLUGINS.name(), entry?.1.value())?);
+            records.push(StoredPlugin::decode(entry?.1.value())?);
         }
         records.sort_by_key(|r| r.order);
         Ok(records)
@@ -24,7 +118,7 @@ impl Registry for Tx<'_> {
     fn put_plugin(&mut self, record: &PluginRecord) -> Result<(), StoreError> {
         self.plugins
             .write()?
-            .insert(record.name.as_str(), encode(record).as_slice())?;
+            .insert(record.name.as_str(), StoredPlugin::encode(record).as_slice())?;
         Ok(())
     }
 
@@ -85,7 +179,7 @@ impl Registry for Tx<'_> {
         }
         let mut referenced = std::collections::HashSet::new();
         for entry in self.plugin_versions.read()?.iter()? {
-            let version: PluginVersion = decode(PLUGIN_VERSIONS.name(), entry?.1.value())?;
+            let version = StoredVersion::decode(entry?.1.value())?;
             referenced.insert(version.hash);
         }
         for record in self.plugins()? {
@@ -117,7 +211,7 @@ impl Registry for Tx<'_> {
     fn plugin_versions(&self, name: &str) -> Result<(Vec<PluginVersion>, Option<u64>), StoreError> {
         let mut versions = Vec::new();
         for entry in self.plugin_versions.read()?.range((name, 0)..=(name, u64::MAX))? {
-            versions.push(decode(PLUGIN_VERSIONS.name(), entry?.1.value())?);
+            versions.push(StoredVersion::decode(entry?.1.value())?);
         }
         let active = self.plugin_active.read()?.get(name)?.map(|v| v.value());
         Ok((versions, active))
@@ -125,7 +219,9 @@ impl Registry for Tx<'_> {
 
     fn put_plugin_version(&mut self, version: &PluginVersion) -> Result<(), StoreError> {
         let key = (version.name.as_str(), version.version);
-        self.plugin_versions.write()?.insert(key, encode(version).as_slice())?;
+        self.plugin_versions
+            .write()?
+            .insert(key, StoredVersion::encode(version).as_slice())?;
         self.set_active_version(&version.name, version.version)
     }
 

@@ -11,7 +11,7 @@
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{Envelope, Event, NewEvent};
 use crate::records::{
-    CascadeRecord, InstanceRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped, Timer,
+    CascadeRecord, Effect, InstanceRecord, Parked, PluginRecord, PluginVersion, QueuedCommand, Skipped, Timer,
 };
 
 use super::{Packed, StreamHead};
@@ -588,10 +588,49 @@ pub trait Instances {
     fn pending_timers(&self) -> Result<u64, StoreError>;
 }
 
-/// Everything one transaction offers.
-pub trait UnitOfWork: EventLog + WorkQueue + Progress + Registry + Documents + Instances {}
+/// The effects outbox: requests stored with the commit of the call that made
+/// them, until the commit that records their outcome.
+pub trait Outbox {
+    /// Store `effect`, replacing one of the same key.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn put_effect(&mut self, effect: &Effect) -> Result<(), StoreError>;
 
-impl<T: EventLog + WorkQueue + Progress + Registry + Documents + Instances> UnitOfWork for T {}
+    /// The effect of key `key`, if it is in the outbox.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn effect(&self, key: &str) -> Result<Option<Effect>, StoreError>;
+
+    /// Remove the effect of key `key`; returns it if it was there.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn remove_effect(&mut self, key: &str) -> Result<Option<Effect>, StoreError>;
+
+    /// Up to `limit` effects with keys after `after`, in key order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn effects(&self, after: Option<&str>, limit: usize) -> Result<Vec<Effect>, StoreError>;
+
+    /// How many effects are in the outbox (parked ones included).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn effect_count(&self) -> Result<u64, StoreError>;
+}
+
+/// Everything one transaction offers.
+pub trait UnitOfWork: EventLog + WorkQueue + Progress + Registry + Documents + Instances + Outbox {}
+
+impl<T: EventLog + WorkQueue + Progress + Registry + Documents + Instances + Outbox> UnitOfWork for T {}
 
 /// The documents of a store as read-model queries see them: a read view of
 /// the last commit, shared with handler calls on any thread.

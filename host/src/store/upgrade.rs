@@ -5,9 +5,10 @@ use redb::{ReadableTable, TableDefinition, TableHandle};
 
 use serde::Deserialize;
 
+use super::registry::{StoredPlugin, StoredVersion};
 use super::{
-    EVENTS, HEAD, PLUGIN_VERSIONS, PLUGINS, PM_STATES_4, STREAMS, StreamHead, Tx, decode, encode, encode_event,
-    encode_head, lazy, sealed,
+    EVENTS, HEAD, PLUGIN_VERSIONS, PLUGINS, PM_STATES_4, STREAMS, StreamHead, Tx, decode, encode_event, encode_head,
+    lazy, sealed,
 };
 use crate::error::StoreError;
 use crate::event::Event;
@@ -123,12 +124,7 @@ impl Tx<'_> {
             let old: PluginRecord4 = decode(PLUGINS.name(), bytes.value())?;
             plugins.push((name.value().to_owned(), old.into()));
         }
-        for (name, record) in plugins {
-            let record: PluginRecord = record;
-            self.plugins
-                .write()?
-                .insert(name.as_str(), encode(&record).as_slice())?;
-        }
+        self.put_upgraded(plugins, Vec::new())?;
         let mut versions = Vec::new();
         for entry in self.plugin_versions.read()?.iter()? {
             let (key, bytes) = entry?;
@@ -136,47 +132,111 @@ impl Tx<'_> {
             let old: PluginVersion4 = decode(PLUGIN_VERSIONS.name(), bytes.value())?;
             versions.push((name.to_owned(), version, old.into()));
         }
+        self.put_upgraded(Vec::new(), versions)
+    }
+
+    /// Upgrade a schema-5 file: store manifests as JSON text (with an empty
+    /// `http` grant list and the default `[effects]`).
+    pub(super) fn manifests_as_json(&mut self) -> Result<(), StoreError> {
+        let mut plugins = Vec::new();
+        for entry in self.plugins.read()?.iter()? {
+            let (name, bytes) = entry?;
+            let old: PluginRecord5 = decode(PLUGINS.name(), bytes.value())?;
+            plugins.push((name.value().to_owned(), old.into()));
+        }
+        let mut versions = Vec::new();
+        for entry in self.plugin_versions.read()?.iter()? {
+            let (key, bytes) = entry?;
+            let (name, version) = key.value();
+            let old: PluginVersion5 = decode(PLUGIN_VERSIONS.name(), bytes.value())?;
+            versions.push((name.to_owned(), version, old.into()));
+        }
+        self.put_upgraded(plugins, versions)
+    }
+
+    /// Write upgraded registry records in this schema's encoding.
+    fn put_upgraded(
+        &mut self,
+        plugins: Vec<(String, PluginRecord)>,
+        versions: Vec<(String, u64, PluginVersion)>,
+    ) -> Result<(), StoreError> {
+        for (name, record) in plugins {
+            self.plugins
+                .write()?
+                .insert(name.as_str(), StoredPlugin::encode(&record).as_slice())?;
+        }
         for (name, version, record) in versions {
-            let record: PluginVersion = record;
             self.plugin_versions
                 .write()?
-                .insert((name.as_str(), version), encode(&record).as_slice())?;
+                .insert((name.as_str(), version), StoredVersion::encode(&record).as_slice())?;
         }
         Ok(())
     }
 }
 
+/// Capabilities as schemas 4 and 5 stored them: without `http`.
+#[derive(Deserialize)]
+struct Capabilities5 {
+    dispatch: Vec<String>,
+}
+
 /// A manifest as schema 4 stored it: without `config`.
 #[derive(Deserialize)]
 struct Manifest4 {
-    capabilities: Capabilities,
+    capabilities: Capabilities5,
     limits: LimitOverrides,
     on_error: OnError,
 }
 
 impl From<Manifest4> for Manifest {
     fn from(old: Manifest4) -> Manifest {
-        Manifest {
+        Manifest5 {
             capabilities: old.capabilities,
             limits: old.limits,
             on_error: old.on_error,
             config: Default::default(),
         }
+        .into()
     }
 }
 
+/// A manifest as schema 5 stored it (postcard): without `http` grants and `[effects]`.
 #[derive(Deserialize)]
-struct PluginRecord4 {
+struct Manifest5 {
+    capabilities: Capabilities5,
+    limits: LimitOverrides,
+    on_error: OnError,
+    config: std::collections::BTreeMap<String, String>,
+}
+
+impl From<Manifest5> for Manifest {
+    fn from(old: Manifest5) -> Manifest {
+        Manifest {
+            capabilities: Capabilities {
+                dispatch: old.capabilities.dispatch,
+                http: Vec::new(),
+            },
+            limits: old.limits,
+            on_error: old.on_error,
+            config: old.config,
+            ..Manifest::default()
+        }
+    }
+}
+
+/// Registry records as schema 5 stored them, with `M` their manifest's form.
+#[derive(Deserialize)]
+struct PluginRecord5<M = Manifest5> {
     name: String,
     kind: PluginKind,
     hash: String,
     order: u64,
     source: String,
-    manifest: Manifest4,
+    manifest: M,
 }
 
-impl From<PluginRecord4> for PluginRecord {
-    fn from(old: PluginRecord4) -> PluginRecord {
+impl<M: Into<Manifest>> From<PluginRecord5<M>> for PluginRecord {
+    fn from(old: PluginRecord5<M>) -> PluginRecord {
         PluginRecord {
             name: old.name,
             kind: old.kind,
@@ -189,19 +249,19 @@ impl From<PluginRecord4> for PluginRecord {
 }
 
 #[derive(Deserialize)]
-struct PluginVersion4 {
+struct PluginVersion5<M = Manifest5> {
     name: String,
     version: u64,
     kind: PluginKind,
     hash: String,
     source: String,
-    manifest: Manifest4,
+    manifest: M,
     deployed_at: u64,
     deployed_by: String,
 }
 
-impl From<PluginVersion4> for PluginVersion {
-    fn from(old: PluginVersion4) -> PluginVersion {
+impl<M: Into<Manifest>> From<PluginVersion5<M>> for PluginVersion {
+    fn from(old: PluginVersion5<M>) -> PluginVersion {
         PluginVersion {
             name: old.name,
             version: old.version,
@@ -214,3 +274,7 @@ impl From<PluginVersion4> for PluginVersion {
         }
     }
 }
+
+/// Schema 4's records: those of 5 with a manifest without `config`.
+type PluginRecord4 = PluginRecord5<Manifest4>;
+type PluginVersion4 = PluginVersion5<Manifest4>;

@@ -7,10 +7,14 @@
 //! One instance per order (the stream id of `inventory:<order>` and
 //! `payment:<order>`). Only a reservation starts one: a payment for an order
 //! with nothing reserved, or one that already timed out, is ignored.
+//!
+//! With `notify-url` configured (`plugin add --config notify-url=URL
+//! --grant http=URL`), a missed deadline is also POSTed there as an effect;
+//! the instance completes once the shop has answered.
 
 use cascade_sdk::{
-    Context, Event, HandlerResult, InstanceRule, cancel_timer, complete, config, dispatch, info, process_manager,
-    schedule_after,
+    Context, Event, HandlerResult, HttpRequest, InstanceRule, cancel_timer, complete, config, dispatch, info,
+    instance_id, process_manager, request, schedule_after,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -50,13 +54,34 @@ impl PaymentDeadline {
         Ok(())
     }
 
-    fn on_timer_fired(_order: &mut Order, event: Event, _ctx: Context) -> HandlerResult {
+    fn on_timer_fired(order: &mut Order, event: Event, _ctx: Context) -> HandlerResult {
         let timer = event.timer()?;
         info(&format!(
             "payment for order `{}` missed its deadline; releasing",
             timer.instance
         ));
         dispatch("inventory", &timer.instance, "release", json!({}))?;
+        match config::<String>("notify-url")? {
+            Some(url) => {
+                let body = json!({ "event": "payment-missed", "orderId": timer.instance, "due": order.due });
+                request("payment-missed", HttpRequest::post_json(&url, body)?)
+            }
+            None => {
+                complete();
+                Ok(())
+            }
+        }
+    }
+
+    fn on_effect_completed(_order: &mut Order, event: Event, _ctx: Context) -> HandlerResult {
+        let outcome = event.effect()?;
+        info(&format!(
+            "the shop was told of order `{}`: {}",
+            instance_id(),
+            outcome
+                .status
+                .map_or_else(|| "no answer".to_owned(), |s| format!("status {s}"))
+        ));
         complete();
         Ok(())
     }

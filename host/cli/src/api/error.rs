@@ -60,6 +60,8 @@ impl From<Error> for ApiError {
                     (StatusCode::NOT_FOUND, "unknown_plugin")
                 }
                 PluginError::UnknownParked { .. } => (StatusCode::NOT_FOUND, "unknown_parked"),
+                PluginError::UnknownEffect { .. } => (StatusCode::NOT_FOUND, "unknown_effect"),
+                PluginError::EffectNotParked { .. } => (StatusCode::CONFLICT, "effect_not_parked"),
                 PluginError::Stateless { .. } => (StatusCode::CONFLICT, "stateless"),
                 PluginError::BetweenPhases { .. } => (StatusCode::CONFLICT, "between_phases"),
                 PluginError::NoOlderVersion { .. } => (StatusCode::CONFLICT, "no_older_version"),

@@ -12,11 +12,12 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
-use cascade::{DURATION_BUCKETS, LATENESS_BUCKETS, ListenerStats, TimerStats};
+use cascade::{DURATION_BUCKETS, EFFECT_LATENCY_BUCKETS, LATENESS_BUCKETS, ListenerStats, PluginEffects, TimerStats};
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let listeners = state.engine.listener_stats().await?;
     let (timers, pending_timers) = state.engine.timer_stats().await?;
+    let (_, in_outbox) = state.engine.effects(None, 0, false).await?;
     let statuses = state.engine.statuses().await?;
     let parked = state.engine.parked().await.map(|p| p.len());
     let log = state.engine.log();
@@ -112,7 +113,14 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
         "Timers fired since the server started.",
         timers.fired as f64,
     );
+    metric(
+        "cascade_effects_pending",
+        "gauge",
+        "Effects in the outbox: waiting, in flight, or parked.",
+        in_outbox as f64,
+    );
     write_lateness(&mut out, &timers);
+    write_effects(&mut out, &state.engine.effect_stats().snapshot());
     let _ = writeln!(
         out,
         "# HELP cascade_instances Live instances of each per-instance process manager.\n# TYPE cascade_instances gauge"
@@ -130,24 +138,83 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 
+fn write_effects(out: &mut String, plugins: &std::collections::BTreeMap<String, PluginEffects>) {
+    for (name, help, value) in [
+        (
+            "cascade_effects_performed_total",
+            "Effects that got a final answer, per plugin.",
+            (|p: &PluginEffects| p.performed) as fn(&PluginEffects) -> u64,
+        ),
+        (
+            "cascade_effects_failed_total",
+            "Effects parked after every attempt failed, per plugin.",
+            |p| p.failed,
+        ),
+        (
+            "cascade_effect_attempts_total",
+            "HTTP attempts made, per plugin.",
+            |p| p.attempts,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (plugin, stats) in plugins {
+            let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {}", label(plugin), value(stats));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cascade_effect_seconds Time from an effect's request to its outcome, per plugin.\n\
+         # TYPE cascade_effect_seconds histogram"
+    );
+    for (plugin, stats) in plugins {
+        let labels = format!("plugin=\"{}\"", label(plugin));
+        let count = stats.performed + stats.failed;
+        let series = (
+            &EFFECT_LATENCY_BUCKETS[..],
+            &stats.latency[..],
+            stats.latency_seconds,
+            count,
+        );
+        write_series(out, "cascade_effect_seconds", &labels, series);
+    }
+}
+
+/// One histogram series: cumulative buckets (upper bounds `bounds`,
+/// per-bucket `counts`), sum and count; `labels` may be empty.
+fn write_series(out: &mut String, name: &str, labels: &str, (bounds, counts, sum, count): (&[f64], &[u64], f64, u64)) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (le, n) in bounds.iter().zip(counts) {
+        cumulative += n;
+        let le = if le.is_infinite() {
+            "+Inf".to_owned()
+        } else {
+            le.to_string()
+        };
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
+    }
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {sum}");
+    let _ = writeln!(out, "{name}_count{braces} {count}");
+}
+
 fn write_lateness(out: &mut String, timers: &TimerStats) {
     let _ = writeln!(
         out,
         "# HELP cascade_timer_lateness_seconds How long after its due time each timer fired.\n\
          # TYPE cascade_timer_lateness_seconds histogram"
     );
-    let mut cumulative = 0;
-    for (le, count) in LATENESS_BUCKETS.iter().zip(timers.lateness) {
-        cumulative += count;
-        let le = if le.is_infinite() {
-            "+Inf".to_owned()
-        } else {
-            le.to_string()
-        };
-        let _ = writeln!(out, "cascade_timer_lateness_seconds_bucket{{le=\"{le}\"}} {cumulative}");
-    }
-    let _ = writeln!(out, "cascade_timer_lateness_seconds_sum {}", timers.lateness_seconds);
-    let _ = writeln!(out, "cascade_timer_lateness_seconds_count {}", timers.fired);
+    let series = (
+        &LATENESS_BUCKETS[..],
+        &timers.lateness[..],
+        timers.lateness_seconds,
+        timers.fired,
+    );
+    write_series(out, "cascade_timer_lateness_seconds", "", series);
 }
 
 fn write_handlers(out: &mut String, listeners: &[ListenerStats]) {
@@ -183,21 +250,8 @@ fn write_handlers(out: &mut String, listeners: &[ListenerStats]) {
     for l in listeners {
         for h in &l.handlers {
             let labels = format!("plugin=\"{}\",handler=\"{}\"", label(&l.name), label(&h.export));
-            let mut cumulative = 0;
-            for (le, count) in DURATION_BUCKETS.iter().zip(h.buckets) {
-                cumulative += count;
-                let le = if le.is_infinite() {
-                    "+Inf".to_owned()
-                } else {
-                    le.to_string()
-                };
-                let _ = writeln!(
-                    out,
-                    "cascade_handler_call_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(out, "cascade_handler_call_seconds_sum{{{labels}}} {}", h.seconds);
-            let _ = writeln!(out, "cascade_handler_call_seconds_count{{{labels}}} {}", h.calls);
+            let series = (&DURATION_BUCKETS[..], &h.buckets[..], h.seconds, h.calls);
+            write_series(out, "cascade_handler_call_seconds", &labels, series);
         }
     }
 }

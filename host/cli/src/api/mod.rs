@@ -23,10 +23,12 @@ use cascade::Options;
 use cascade::{Engine, EngineHandle, SERVER_FILE, ServerInfo};
 
 mod commands;
+mod effects;
 mod error;
 mod events;
 mod metrics;
 mod operations;
+pub(crate) use effects::{effect_json, page as effects_page};
 pub(crate) use operations::timer_json;
 mod plugins;
 mod watch_dir;
@@ -166,6 +168,9 @@ fn router(state: AppState) -> Router {
         .route("/clock/advance", post(operations::advance_clock))
         .route("/read/{collection}", get(operations::read_collection))
         .route("/read/{collection}/{id}", get(operations::read_document))
+        .route("/effects", get(effects::list))
+        .route("/effects/{key}/retry", post(effects::retry))
+        .route("/effects/{key}/skip", post(effects::skip))
         .route("/parked", get(operations::parked))
         .route("/parked/{id}/retry", post(operations::retry_parked))
         .route("/parked/{id}/skip", post(operations::skip_parked))

@@ -21,7 +21,7 @@ pub(super) struct PageQuery {
 }
 
 /// A page's size: 100 unless asked, at most 10,000.
-fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+pub(super) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     match limit.unwrap_or(100) {
         0 => Err(ApiError::bad_request("`limit` must be at least 1")),
         limit => Ok(limit.min(10_000)),

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use cascade::{Manifest, StartFrom};
+use cascade::{Manifest, ManifestAdditions, StartFrom};
 use cascade::{Swap, SwapState};
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -42,7 +42,7 @@ pub(super) async fn deploy(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let (bytes, manifest) = if multipart {
+    let (bytes, manifest, additions) = if multipart {
         let form = Multipart::from_request(request, &())
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -55,7 +55,7 @@ pub(super) async fn deploy(
                 format!("cannot read the component: {}", e.body_text()),
             )
         })?;
-        (bytes.to_vec(), None)
+        (bytes.to_vec(), None, Default::default())
     };
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
@@ -69,6 +69,7 @@ pub(super) async fn deploy(
     let swap = Swap {
         by: query.by.unwrap_or_else(|| "http".into()),
         state: query.state.unwrap_or_default(),
+        additions,
     };
     let source = format!("PUT /plugins/{name}");
     let deployed = state.engine.deploy(&name, &source, bytes, manifest, swap).await?;
@@ -90,9 +91,14 @@ pub(super) async fn deploy(
     })))
 }
 
-async fn read_form(mut form: Multipart) -> Result<(Vec<u8>, Option<(Manifest, StartFrom)>), ApiError> {
+/// A deploy's form: the component, its manifest, and what the operator adds
+/// to the manifest (`additions`: grants, config, secrets, as JSON).
+type Form = (Vec<u8>, Option<(Manifest, StartFrom)>, ManifestAdditions);
+
+async fn read_form(mut form: Multipart) -> Result<Form, ApiError> {
     let mut component = Vec::new();
     let mut manifest = None;
+    let mut additions = ManifestAdditions::default();
     while let Some(field) = form
         .next_field()
         .await
@@ -117,15 +123,27 @@ async fn read_form(mut form: Multipart) -> Result<(Vec<u8>, Option<(Manifest, St
                 })?;
                 manifest = Some((parsed, placement.start_from));
             }
+            Some("additions") => {
+                let text = field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+                // The error names where, not what: the text may hold secrets.
+                additions = serde_json::from_str(&text).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "the `additions` part must be JSON {{\"grants\": [..], \"config\": {{..}}, \"secrets\": {{..}}}} \
+                         of strings (line {}, column {})",
+                        e.line(),
+                        e.column()
+                    ))
+                })?;
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unexpected form part `{}`; send `component` and optionally `manifest`",
+                    "unexpected form part `{}`; send `component` and optionally `manifest` and `additions`",
                     other.unwrap_or("")
                 )));
             }
         }
     }
-    Ok((component, manifest))
+    Ok((component, manifest, additions))
 }
 
 pub(super) async fn versions(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -141,6 +159,7 @@ pub(super) async fn rollback(
     let swap = Swap {
         by: query.by.unwrap_or_else(|| "http".into()),
         state: query.state.unwrap_or_default(),
+        ..Swap::default()
     };
     let version = state.engine.rollback(&name, swap).await?;
     Ok(Json(json!({ "active": version.version, "version": version })))
