@@ -776,7 +776,7 @@ pub(crate) fn added_line(record: &cascade::PluginRecord) -> String {
     let manifest = &record.manifest;
     // What it may do besides handling events, so a grant is never a surprise.
     let grants: Vec<String> = (manifest.capabilities.dispatch.iter().map(|d| format!("dispatch {d}")))
-        .chain(manifest.capabilities.http.iter().map(|h| format!("http {h}")))
+        .chain(manifest.capabilities.http.iter().map(|h| format!("call {h}")))
         .collect();
     if !grants.is_empty() {
         line.push_str(&format!("; may {}", grants.join(", ")));
