@@ -146,7 +146,7 @@ fn drain(rt: &tokio::runtime::Runtime, handle: &EngineHandle) -> f64 {
     let started = Instant::now();
     rt.block_on(async {
         loop {
-            let (_, left) = handle.effects(None, 0, false).await.unwrap();
+            let (_, left) = handle.effects(None, 0, None).await.unwrap();
             if left == 0 {
                 return;
             }
@@ -210,7 +210,7 @@ fn main() {
         if webhook.is_some() {
             rt.block_on(handle.remove_plugin("notifications")).unwrap();
         }
-        let (_, in_flight) = rt.block_on(handle.effects(None, 0, false)).unwrap();
+        let (_, in_flight) = rt.block_on(handle.effects(None, 0, None)).unwrap();
         let seconds = execute_all(&rt, &handle, 1000..1000 + users);
         let rate = users as f64 / seconds;
         rates.push(rate);

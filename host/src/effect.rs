@@ -140,10 +140,44 @@ impl Origin {
     }
 }
 
+/// Why a request is refused, in one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Malformed: the call may go on (the guest got the reason).
+    Malformed(String),
+    /// Outside the plugin's grants, naming the grant to add: the call fails.
+    NotGranted(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Malformed(m) | Refusal::NotGranted(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Check a request a plugin made as effect `name` against its `grants`
-/// (parsed when the manifest was read). Returns why it is refused, in one
-/// line that names the grant to add for a URL outside them.
-pub fn check_request(plugin: &str, name: &str, request: &HttpRequest, grants: &[String]) -> Result<(), String> {
+/// (checked when the manifest was read).
+pub fn check_request(plugin: &str, name: &str, request: &HttpRequest, grants: &[String]) -> Result<(), Refusal> {
+    let url = check_name_and_url(name, request).map_err(Refusal::Malformed)?;
+    if !grants
+        .iter()
+        .filter_map(|g| Origin::parse(g).ok())
+        .any(|g| g.permits(&url))
+    {
+        let origin = url.origin();
+        return Err(Refusal::NotGranted(format!(
+            "`{plugin}` may not call {}: add `http = [\"{origin}\"]` to [capabilities] in its manifest, \
+             or deploy it with `--grant http={origin}`",
+            shown_url(&request.url)
+        )));
+    }
+    check_body_and_headers(name, request).map_err(Refusal::Malformed)
+}
+
+/// The effect's name, the method and the URL, parsed.
+fn check_name_and_url(name: &str, request: &HttpRequest) -> Result<Origin, String> {
     if name.is_empty() || name.len() > MAX_EFFECT_NAME_BYTES || name.chars().any(char::is_control) {
         return Err(format!(
             "effect name `{}` must be 1 to {MAX_EFFECT_NAME_BYTES} bytes without control characters",
@@ -168,18 +202,10 @@ pub fn check_request(plugin: &str, name: &str, request: &HttpRequest, grants: &[
             shown_url(&request.url)
         ));
     }
-    if !grants
-        .iter()
-        .filter_map(|g| Origin::parse(g).ok())
-        .any(|g| g.permits(&url))
-    {
-        let origin = url.origin();
-        return Err(format!(
-            "`{plugin}` may not call {}: add `http = [\"{origin}\"]` to [capabilities] in its manifest, \
-             or deploy it with `--grant http={origin}`",
-            shown_url(&request.url)
-        ));
-    }
+    Ok(url)
+}
+
+fn check_body_and_headers(name: &str, request: &HttpRequest) -> Result<(), String> {
     if request.body.len() > MAX_REQUEST_BODY_BYTES {
         return Err(format!(
             "effect `{name}`: body of {} bytes exceeds the limit of {MAX_REQUEST_BODY_BYTES}",
@@ -269,7 +295,7 @@ mod tests {
     #[test]
     fn a_grant_allows_its_origin_and_path_prefix_only() {
         let grants = vec!["http://127.0.0.1:9000/hooks".to_owned()];
-        let ok = |url: &str| check_request("n", "e", &request(url), &grants);
+        let ok = |url: &str| check_request("n", "e", &request(url), &grants).map_err(|r| r.to_string());
         assert!(ok("http://127.0.0.1:9000/hooks").is_ok());
         assert!(ok("http://127.0.0.1:9000/hooks/users?x=1").is_ok());
         for refused in [
@@ -293,10 +319,14 @@ mod tests {
             "https://h/cascade/%2E%2e/admin",
             "https://h/cascade/./x",
         ] {
-            let err = check_request("n", "e", &request(climbing), &grants).unwrap_err();
+            let err = check_request("n", "e", &request(climbing), &grants)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("`..` segments"), "{err}");
         }
-        let err = check_request("n", "e", &request("https://other/x?api_key=s3cr3t"), &grants).unwrap_err();
+        let err = check_request("n", "e", &request("https://other/x?api_key=s3cr3t"), &grants)
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("s3cr3t"), "{err}");
     }
 
@@ -308,6 +338,7 @@ mod tests {
         assert!(
             check_request("n", "e", &r, &grants)
                 .unwrap_err()
+                .to_string()
                 .contains("method `BREW`")
         );
         let mut r = request("http://h/x");
@@ -315,21 +346,25 @@ mod tests {
         assert!(
             check_request("n", "e", &r, &grants)
                 .unwrap_err()
+                .to_string()
                 .contains("set by the host")
         );
         assert!(
             check_request("n", "", &request("http://h/x"), &grants)
                 .unwrap_err()
+                .to_string()
                 .contains("effect name")
         );
         assert!(
             check_request("n", "e", &request("ftp://h/x"), &grants)
                 .unwrap_err()
+                .to_string()
                 .contains("http://")
         );
         assert!(
             check_request("n", "e", &request("http://u:p@h/x"), &grants)
                 .unwrap_err()
+                .to_string()
                 .contains("password")
         );
     }

@@ -413,22 +413,31 @@ impl Runtime {
         Ok(found)
     }
 
-    /// Up to `limit` effects in the outbox with keys after `after` (parked
-    /// ones only, with `parked_only`), and how many are in it in all.
+    /// Up to `limit` effects in the outbox with keys after `after` (only
+    /// parked ones, with `parked = Some(true)`; only those not parked, with
+    /// `Some(false)`), and how many are in it in all.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn effects(&self, after: Option<&str>, limit: usize, parked_only: bool) -> Result<(Vec<Effect>, u64), Error> {
+    pub fn effects(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        parked: Option<bool>,
+    ) -> Result<(Vec<Effect>, u64), Error> {
         let found = self.pipeline.store().read(|tx| {
             let mut found = Vec::new();
             let mut after = after.map(str::to_owned);
-            // Parked ones are few among many in flight: read on past the others.
+            // Read on past the effects the filter leaves out.
             while found.len() < limit {
                 let page = tx.effects(after.as_deref(), limit.max(64))?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.key.clone());
-                found.extend(page.into_iter().filter(|e| !parked_only || e.parked.is_some()));
+                found.extend(
+                    page.into_iter()
+                        .filter(|e| parked.is_none_or(|p| p == e.parked.is_some())),
+                );
             }
             found.truncate(limit);
             Ok::<_, StoreError>((found, tx.effect_count()?))

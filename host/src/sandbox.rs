@@ -21,7 +21,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::effect::{EffectRequest, HttpRequest, MAX_EFFECTS_PER_CALL, check_request};
+use crate::effect::{EffectRequest, HttpRequest, MAX_EFFECTS_PER_CALL, Refusal, check_request};
 use crate::event::{Command, Envelope, Event};
 use crate::host_api::{AggregateNames, DocumentAccess, Effects, Level};
 use crate::instance::{InstanceCall, MAX_TIMER_NAME_BYTES, MAX_TIMER_PAYLOAD_BYTES, TimerRequest};
@@ -560,12 +560,11 @@ impl effects::Host for HostState {
             true => Ok(()),
             false => check_request(&self.plugin, &name, &request, &self.manifest.capabilities.http),
         };
-        if let Err(message) = checked {
+        match checked {
+            Ok(()) => {}
             // A call outside its grants fails, like an ungranted dispatch.
-            return Err(match message.contains("may not call") {
-                true => self.refuse(message),
-                false => message,
-            });
+            Err(Refusal::NotGranted(message)) => return Err(self.refuse(message)),
+            Err(Refusal::Malformed(message)) => return Err(message),
         }
         if self.requested.len() >= MAX_EFFECTS_PER_CALL {
             return Err(self.refuse(format!(

@@ -157,8 +157,9 @@ impl EngineHandle {
         self.call(move |runtime| runtime.timers(after.as_ref(), limit)).await
     }
 
-    /// Up to `limit` effects in the outbox with keys after `after` (parked
-    /// ones only, with `parked_only`), and how many are in it in all.
+    /// Up to `limit` effects in the outbox with keys after `after`, parked
+    /// or not as `parked` says (see [`Runtime::effects`]), and how many are
+    /// in it in all.
     ///
     /// # Errors
     ///
@@ -167,9 +168,9 @@ impl EngineHandle {
         &self,
         after: Option<String>,
         limit: usize,
-        parked_only: bool,
+        parked: Option<bool>,
     ) -> Result<(Vec<Effect>, u64), Error> {
-        self.call(move |runtime| runtime.effects(after.as_deref(), limit, parked_only))
+        self.call(move |runtime| runtime.effects(after.as_deref(), limit, parked))
             .await
     }
 

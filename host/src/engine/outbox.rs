@@ -165,9 +165,9 @@ async fn perform(client: &HttpClient, effect: &Effect, slots: (&Semaphore, &Sema
             break Attempted::Failed("the host is stopping".into());
         };
         let failure = match tokio::time::timeout(timeout, attempt(client, effect, policy.max_response_bytes)).await {
-            Ok(Ok(answer @ Attempted::Answered { status, .. })) if !retried(status) => break answer,
-            Ok(Ok(Attempted::Answered { status, .. })) => format!("answered {status}"),
-            Ok(Ok(Attempted::Failed(failure))) | Ok(Err(failure)) => failure,
+            Ok(Ok((status, headers, body))) if !retried(status) => break Attempted::Answered { status, headers, body },
+            Ok(Ok((status, ..))) => format!("answered {status}"),
+            Ok(Err(failure)) => failure,
             Err(_) => format!("no answer within {} ms", policy.timeout_ms),
         };
         if attempts >= policy.attempts {
@@ -190,8 +190,11 @@ fn retried(status: u16) -> bool {
     status == 408 || status == 429 || status >= 500
 }
 
+/// One attempt's answer: status, kept headers, body.
+type Answer = (u16, Vec<(String, String)>, String);
+
 /// One attempt: the answer, with at most `cap` bytes of its body.
-async fn attempt(client: &HttpClient, effect: &Effect, cap: usize) -> Result<Attempted, String> {
+async fn attempt(client: &HttpClient, effect: &Effect, cap: usize) -> Result<Answer, String> {
     let request = &effect.request;
     let mut builder = hyper::Request::builder()
         .method(request.method.as_str())
@@ -225,11 +228,7 @@ async fn attempt(client: &HttpClient, effect: &Effect, cap: usize) -> Result<Att
             None => break,
         }
     }
-    Ok(Attempted::Answered {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// An HTTP client error with its causes, in one line.

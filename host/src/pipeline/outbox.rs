@@ -72,6 +72,7 @@ impl<S: Storage> Pipeline<S> {
     pub fn skip_effect(&mut self, key: &str, by: &str) -> Result<Effect, Error> {
         self.in_batch(|batch, tx| {
             let effect = parked_effect(tx, key)?;
+            tx.remove_effect(key)?;
             let parked = effect.parked.clone().expect("a parked effect");
             let outcome = EffectOutcome {
                 key: key.to_owned(),
@@ -106,13 +107,16 @@ impl Batch<'_> {
     ) -> Result<usize, StoreError> {
         let mut recorded = 0;
         for outcome in outcomes {
-            let Some(mut effect) = tx.effect(&outcome.key)? else {
+            // Taken out once: answered, it stays out; else it goes back.
+            let Some(mut effect) = tx.remove_effect(&outcome.key)? else {
                 continue;
             };
-            if effect.parked.is_some() {
-                continue;
-            }
             match &outcome.attempted {
+                // Parked meanwhile (a second outcome of one attempt): as it was.
+                _ if effect.parked.is_some() => {
+                    tx.put_effect(&effect)?;
+                    continue;
+                }
                 Attempted::Answered { .. } => self.complete_effect(tx, effect, outcome)?,
                 Attempted::Failed(error) => {
                     effect.parked = Some(ParkedEffect {
@@ -128,7 +132,7 @@ impl Batch<'_> {
         Ok(recorded)
     }
 
-    /// Remove `effect` from the outbox and append its outcome as
+    /// Append the outcome of `effect`, taken out of the outbox, as
     /// `EffectCompleted` on its plugin's effects stream, in a new cascade.
     fn complete_effect(
         &mut self,
@@ -136,7 +140,6 @@ impl Batch<'_> {
         effect: Effect,
         outcome: &EffectOutcome,
     ) -> Result<(), StoreError> {
-        tx.remove_effect(&effect.key)?;
         let (status, headers, body, error) = match &outcome.attempted {
             Attempted::Answered { status, headers, body } => {
                 (Some(*status), headers.iter().cloned().collect(), body.clone(), None)

@@ -52,13 +52,10 @@ pub(crate) async fn page(
     limit: usize,
     failed: Option<bool>,
 ) -> Result<(Vec<cascade::Effect>, Option<String>, u64), cascade::Error> {
-    let (mut effects, total) = engine.effects(after, limit, failed == Some(true)).await?;
+    let (effects, total) = engine.effects(after, limit, failed).await?;
     let next = (effects.len() == limit)
         .then(|| effects.last().map(|e| e.key.clone()))
         .flatten();
-    if failed == Some(false) {
-        effects.retain(|e| e.parked.is_none());
-    }
     Ok((effects, next, total))
 }
 

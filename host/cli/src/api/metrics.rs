@@ -17,7 +17,7 @@ use cascade::{DURATION_BUCKETS, EFFECT_LATENCY_BUCKETS, LATENESS_BUCKETS, Listen
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let listeners = state.engine.listener_stats().await?;
     let (timers, pending_timers) = state.engine.timer_stats().await?;
-    let (_, in_outbox) = state.engine.effects(None, 0, false).await?;
+    let (_, in_outbox) = state.engine.effects(None, 0, None).await?;
     let statuses = state.engine.statuses().await?;
     let parked = state.engine.parked().await.map(|p| p.len());
     let log = state.engine.log();
