@@ -176,6 +176,9 @@ fn an_origin_not_granted_is_refused_with_the_grant_to_add_and_nothing_is_sent() 
     let (_, effects) = cli(&data, &["effects", "--json"]);
     assert_eq!(serde_json::from_str::<Value>(&effects).unwrap(), json!([]));
     assert!(receiver.received().is_empty());
+    // `plugin list` shows what the plugin may call.
+    let (_, list) = cli(&data, &["plugin", "list"]);
+    assert!(list.contains(&format!("may call {}/other", receiver.url)), "{list}");
 
     // A bad grant is refused at deploy, in one line.
     let copy = data.parent().unwrap().join("notifications.wasm");

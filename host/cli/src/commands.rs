@@ -169,6 +169,7 @@ pub async fn execute(
                 if let Some(reason) = &s.stopped_because {
                     line.push_str(&format!("  stopped: {}", escape(reason)));
                 }
+                line.push_str(&escape(&grants_text(&p.manifest)));
                 writeln!(out, "{line}")?;
             }
             Ok(0)
@@ -772,20 +773,25 @@ pub(crate) fn escape(text: &str) -> String {
 
 /// What `plugin add` prints for each plugin, embedded or through a server.
 pub(crate) fn added_line(record: &cascade::PluginRecord) -> String {
-    let mut line = format!("added {} `{}` ({})", record.kind, record.name, short_hash(&record.hash));
-    let manifest = &record.manifest;
-    // What it may do besides handling events, so a grant is never a surprise.
+    let line = format!("added {} `{}` ({})", record.kind, record.name, short_hash(&record.hash));
+    line + &grants_text(&record.manifest)
+}
+
+/// What a plugin may do besides handling events, so a grant is never a
+/// surprise: `; may dispatch a.b, call ORIGIN; secrets K` (empty: nothing).
+fn grants_text(manifest: &cascade::Manifest) -> String {
+    let mut text = String::new();
     let grants: Vec<String> = (manifest.capabilities.dispatch.iter().map(|d| format!("dispatch {d}")))
         .chain(manifest.capabilities.http.iter().map(|h| format!("call {h}")))
         .collect();
     if !grants.is_empty() {
-        line.push_str(&format!("; may {}", grants.join(", ")));
+        text.push_str(&format!("; may {}", grants.join(", ")));
     }
     if !manifest.secrets.is_empty() {
         let keys: Vec<&str> = manifest.secrets.keys().map(String::as_str).collect();
-        line.push_str(&format!("; secrets {}", keys.join(", ")));
+        text.push_str(&format!("; secrets {}", keys.join(", ")));
     }
-    line
+    text
 }
 
 /// The first twelve characters of a content hash (all of a shorter one).
