@@ -40,6 +40,10 @@ fn main() {
     // 1,000 queries in one call can pass the default 100 ms budget on a
     // slow stretch of a shared machine; this measures queries, not budgets.
     let patient = Manifest {
+        capabilities: cascade::Capabilities {
+            read: vec!["projects".into()],
+            ..Default::default()
+        },
         limits: LimitOverrides {
             time_budget_ms: Some(10_000),
             ..LimitOverrides::default()

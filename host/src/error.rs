@@ -420,6 +420,18 @@ pub enum PluginError {
         /// Its active version.
         active: u64,
     },
+    /// A redeploy asks for more than the active version was granted, and the
+    /// operator did not accept it.
+    #[error(
+        "`{name}` would get more than its active version: {}; deploy again with `--accept-grants` to allow it",
+        widened.join(", ")
+    )]
+    GrantsWidened {
+        /// The plugin.
+        name: String,
+        /// What it would get, one item each.
+        widened: Vec<String>,
+    },
     /// One instance cannot be refreshed while the process manager is between
     /// the two phases of an event (its `after-` handler waits for a retry):
     /// that event's `on-` effect is committed, its `after-` one not yet.

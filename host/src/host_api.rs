@@ -97,6 +97,9 @@ pub trait DocumentAccess: Send + Sync {
     ///
     /// A collection `owner` does not own.
     fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String>;
+
+    /// The projection that declared `collection`, if one did.
+    fn owner(&self, collection: &str) -> Option<String>;
 }
 
 /// The registered aggregates' stream types, shared with every plugin so a

@@ -6,7 +6,7 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     (
         "types",
         &[
-            "clock", "effect", "error", "event", "host_api", "instance", "manifest", "records", "text",
+            "clock", "effect", "error", "event", "grants", "host_api", "instance", "manifest", "records", "text",
         ],
         &[],
     ),

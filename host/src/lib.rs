@@ -98,6 +98,7 @@ mod effect;
 mod engine;
 mod error;
 mod event;
+mod grants;
 mod host_api;
 mod instance;
 #[cfg(test)]
@@ -127,6 +128,7 @@ pub use error::{
     EventValidationError, Failure, HandlerFailure, InfiniteLoopError, PluginError, QueryError, StoreError,
 };
 pub use event::{Command, Envelope, Event, NewEvent};
+pub use grants::{GRANTS_CHANGED, GRANTS_STREAM, GrantChange, Reach};
 pub use host_api::{AggregateNames, Document, DocumentAccess, Effects, Level};
 pub use instance::{
     HOST_STREAM, InstanceCall, InstanceKey, InstanceRule, InstanceRules, SINGLETON, TIMER_FIRED, TimerFired,
@@ -146,7 +148,7 @@ pub use plugin::{
     name_from_path as plugin_name_from_path,
 };
 pub use read_model::{Collection, ReadModels};
-pub use records::{Effect, InstanceRecord, ParkedEffect, Timer, content_hash};
+pub use records::{Effect, Exports, InstanceRecord, ParkedEffect, Timer, content_hash};
 pub use runtime::{
     Compiled, DATA_FILE, InstanceSummary, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, SERVER_FILE,
     ServerInfo, Swap, SwapState,

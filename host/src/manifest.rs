@@ -12,6 +12,9 @@
 //! [capabilities]
 //! # Commands the plugin may dispatch: `aggregate.command` or `aggregate.*`.
 //! dispatch = ["accounts.open"]
+//! # Read-model collections it may query (`"*"`: every one); a projection
+//! # may always read the collections it writes.
+//! read = ["profiles"]
 //! # Where its effects may send HTTP requests: scheme, host, port, path prefix.
 //! http = ["https://hooks.example.com/cascade"]
 //!
@@ -46,7 +49,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ManifestAdditions {
-    /// Grants as `KIND=VALUE`: `http=ORIGIN`.
+    /// Grants as `KIND=VALUE`: `dispatch=AGGREGATE.COMMAND`,
+    /// `read=COLLECTION`, `http=ORIGIN`.
     pub grants: Vec<String>,
     /// Configuration values: key → JSON text.
     pub config: std::collections::BTreeMap<String, String>,
@@ -136,6 +140,10 @@ pub struct Capabilities {
     /// Commands it may dispatch, as `aggregate.command` or `aggregate.*`.
     #[serde(default)]
     pub dispatch: Vec<String>,
+    /// Read-model collections it may query (`get`, `find`, `list`), or
+    /// `"*"` for every one. A projection may always read what it writes.
+    #[serde(default)]
+    pub read: Vec<String>,
     /// Where its effects may send requests: URLs whose scheme, host and port
     /// must match and whose path is a prefix (see [`crate::effect::Origin`]).
     #[serde(default)]
@@ -315,11 +323,10 @@ impl Manifest {
             crate::effect::Origin::parse(grant).map_err(|e| format!("capability http: {e}"))?;
         }
         for grant in &manifest.capabilities.dispatch {
-            if grant.split_once('.').is_none_or(|(a, c)| a.is_empty() || c.is_empty()) {
-                return Err(format!(
-                    "capability `{grant}` must be `aggregate.command` or `aggregate.*`, e.g. `accounts.open`"
-                ));
-            }
+            check_dispatch_grant(grant)?;
+        }
+        for grant in &manifest.capabilities.read {
+            check_read_grant(grant)?;
         }
         Ok((manifest, Placement { name, start_from }))
     }
@@ -345,18 +352,28 @@ impl Manifest {
     /// A grant of an unknown kind, or one that does not parse; one line.
     pub fn add(&mut self, additions: &ManifestAdditions) -> Result<(), String> {
         for grant in &additions.grants {
-            match grant.split_once('=') {
+            let (list, value) = match grant.split_once('=') {
+                Some(("dispatch", command)) => {
+                    check_dispatch_grant(command).map_err(|e| format!("--grant {grant}: {e}"))?;
+                    (&mut self.capabilities.dispatch, command)
+                }
+                Some(("read", collection)) => {
+                    check_read_grant(collection).map_err(|e| format!("--grant {grant}: {e}"))?;
+                    (&mut self.capabilities.read, collection)
+                }
                 Some(("http", origin)) => {
                     crate::effect::Origin::parse(origin).map_err(|e| format!("--grant {grant}: {e}"))?;
-                    if !self.capabilities.http.iter().any(|g| g == origin) {
-                        self.capabilities.http.push(origin.to_owned());
-                    }
+                    (&mut self.capabilities.http, origin)
                 }
                 _ => {
                     return Err(format!(
-                        "--grant `{grant}` must be http=ORIGIN, e.g. http=https://api.example.com"
+                        "--grant `{grant}` must be dispatch=AGGREGATE.COMMAND, read=COLLECTION or http=ORIGIN, \
+                         e.g. read=profiles"
                     ));
                 }
+            };
+            if !list.iter().any(|g| g == value) {
+                list.push(value.to_owned());
             }
         }
         self.config.extend(additions.config.clone());
@@ -370,6 +387,14 @@ impl Manifest {
         self.secrets.get(key).or_else(|| self.config.get(key))
     }
 
+    /// Whether the plugin may query `collection`.
+    pub fn may_read(&self, collection: &str) -> bool {
+        self.capabilities
+            .read
+            .iter()
+            .any(|grant| grant == "*" || grant == collection)
+    }
+
     /// Whether the plugin may dispatch `command` to `aggregate`.
     pub fn may_dispatch(&self, aggregate: &str, command: &str) -> bool {
         self.capabilities
@@ -380,6 +405,24 @@ impl Manifest {
                 Some((a, c)) => a == aggregate && c == command,
                 None => false,
             })
+    }
+}
+
+fn check_dispatch_grant(grant: &str) -> Result<(), String> {
+    match grant.split_once('.') {
+        Some((a, c)) if !a.is_empty() && !c.is_empty() => Ok(()),
+        _ => Err(format!(
+            "capability `{grant}` must be `aggregate.command` or `aggregate.*`, e.g. `accounts.open`"
+        )),
+    }
+}
+
+fn check_read_grant(grant: &str) -> Result<(), String> {
+    match grant.is_empty() || grant.chars().any(char::is_control) {
+        true => Err(format!(
+            "read grant `{grant}` must name a collection, or be \"*\" for every one"
+        )),
+        false => Ok(()),
     }
 }
 
@@ -422,5 +465,32 @@ mod tests {
         assert!(err.contains("unknown field `sockets`"), "{err}");
         let err = Manifest::parse("[capabilities]\ndispatch = [\"accounts\"]\n").unwrap_err();
         assert!(err.starts_with("capability `accounts` must be"), "{err}");
+    }
+
+    #[test]
+    fn reads_are_granted_per_collection_and_added_at_deploy_like_every_grant() {
+        let mut manifest = Manifest::parse("[capabilities]\nread = [\"profiles\"]\n").unwrap();
+        assert!(manifest.may_read("profiles"));
+        assert!(!manifest.may_read("projects"));
+        let additions = ManifestAdditions {
+            grants: vec!["read=projects".into(), "dispatch=accounts.open".into()],
+            ..Default::default()
+        };
+        manifest.add(&additions).unwrap();
+        assert!(manifest.may_read("projects"));
+        assert!(manifest.may_dispatch("accounts", "open"));
+        manifest.capabilities.read = vec!["*".into()];
+        assert!(manifest.may_read("anything"));
+        let bad = ManifestAdditions {
+            grants: vec!["write=projects".into()],
+            ..Default::default()
+        };
+        let err = manifest.add(&bad).unwrap_err();
+        assert!(err.starts_with("--grant `write=projects` must be"), "{err}");
+        let bad = ManifestAdditions {
+            grants: vec!["dispatch=accounts".into()],
+            ..Default::default()
+        };
+        assert!(manifest.add(&bad).unwrap_err().contains("must be `aggregate.command`"));
     }
 }

@@ -52,6 +52,7 @@ mod operations;
 mod outbox;
 mod refresh;
 
+pub(crate) use batch::record_grant_change;
 use intake::{admit, new_cascade};
 
 pub use instances::{LATENESS_BUCKETS, TimerStats};

@@ -401,6 +401,10 @@ impl DocumentAccess for ReadModels {
     fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String> {
         ReadModels::delete(self, owner, collection, id)
     }
+
+    fn owner(&self, collection: &str) -> Option<String> {
+        self.catalog().get(collection).map(|o| o.owner.clone())
+    }
 }
 
 fn owned<'a>(catalog: &'a Catalog, collection: &str) -> Result<&'a Owned, QueryError> {

@@ -194,6 +194,20 @@ pub struct PluginRecord {
     pub source: String,
     /// Its manifest (the defaults when it was added without one).
     pub manifest: Manifest,
+    /// What its component exports; `None` when it was deployed by a Cascade
+    /// that did not record it (filled in by its next deploy).
+    pub exports: Option<Exports>,
+}
+
+/// What a plugin's component says it does, read from it at deploy: the
+/// handlers it exports and the read-model collections it writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exports {
+    /// Its handler exports, e.g. `on-user-created`, `after-user-created`.
+    pub handles: Vec<String>,
+    /// The collections it writes (a projection's own).
+    pub writes: Vec<String>,
 }
 
 /// One version of a plugin name: what was deployed, when and by whom. Every
@@ -213,6 +227,8 @@ pub struct PluginVersion {
     pub source: String,
     /// Its manifest.
     pub manifest: Manifest,
+    /// What its component exports (see [`PluginRecord::exports`]).
+    pub exports: Option<Exports>,
     /// Milliseconds since the Unix epoch.
     pub deployed_at: u64,
     /// Who deployed it.

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 
 use crate::error::{Error, PluginError, StoreError};
+use crate::grants::{GrantChange, Reach};
+use crate::listener::Listener;
 use crate::manifest::{Manifest, ManifestAdditions, StartFrom};
 use crate::pipeline::{Load, Options, Pipeline};
 use crate::plugin::{self, PluginKind, PluginRecord, PluginVersion, Shape, WasmAggregate, WasmListener};
-use crate::records::{Effect, InstanceRecord, Timer};
+use crate::records::{Effect, Exports, InstanceRecord, Timer};
 use crate::sandbox::{PluginEnv, Sandbox};
 use crate::store::{Packed, Store, Tx};
 
@@ -74,7 +76,8 @@ impl Runtime {
         for record in aggregates.iter().chain(&listeners) {
             let loaded = runtime
                 .stored_component(record)
-                .and_then(|component| runtime.register(&record.name, &component, &record.manifest))
+                .and_then(|component| runtime.build(&record.name, &component, &record.manifest))
+                .and_then(|built| runtime.register(built))
                 .and_then(|(name, _, first)| match first {
                     // Stored without a checkpoint: it starts at the head.
                     Some(checkpoint) if !read_only => Ok(runtime
@@ -148,13 +151,19 @@ impl Runtime {
 
     /// Validate, register and store the component in `file`. A plugin with
     /// the same name is replaced (keeping its place in the order). Nothing is
-    /// stored when validation fails.
+    /// stored when validation fails. The calling program is the operator: a
+    /// redeploy that widens the plugin's grants is accepted (and recorded);
+    /// [`Runtime::add_plugin_with`] lets it say otherwise.
     ///
     /// # Errors
     ///
     /// The file cannot be read or is not a valid Cascade plugin.
     pub fn add_plugin(&mut self, file: &Path) -> Result<PluginRecord, Error> {
-        self.add_plugin_with(file, &Swap::default())
+        let swap = Swap {
+            accept_grants: true,
+            ..Swap::default()
+        };
+        self.add_plugin_with(file, &swap)
     }
 
     /// [`Runtime::add_plugin`], saying who deploys and what happens to a
@@ -182,7 +191,11 @@ impl Runtime {
         manifest: &Manifest,
     ) -> Result<PluginRecord, Error> {
         let compiled = Compiled::new(&self.sandbox, name, source, bytes.to_vec(), manifest.clone())?;
-        self.install(compiled, &Swap::default())
+        let swap = Swap {
+            accept_grants: true,
+            ..Swap::default()
+        };
+        self.install(compiled, &swap)
     }
 
     /// Validate and register a compiled plugin, store it as the newest version
@@ -223,7 +236,10 @@ impl Runtime {
             (true, StartFrom::Origin) => SwapState::Refresh,
             _ => swap.state,
         };
-        let (name, kind, first) = self.register(&name, &component, &manifest)?;
+        let built = self.build(&name, &component, &manifest)?;
+        let exports = built.exports();
+        let change = self.grant_change(built.name(), &manifest, &exports, &swap.by, swap.accept_grants)?;
+        let (name, kind, first) = self.register(built)?;
         let key = self.sandbox.artifact_key(&hash);
         let record = self.pipeline.store().write(|tx| {
             let order = existing_order(tx, &name)?;
@@ -234,6 +250,7 @@ impl Runtime {
                 order,
                 source: source.clone(),
                 manifest: manifest.clone(),
+                exports: Some(exports.clone()),
             };
             let (versions, _) = tx.plugin_versions(&name)?;
             tx.put_component(&hash, &packed)?;
@@ -246,10 +263,14 @@ impl Runtime {
                 hash: hash.clone(),
                 source: source.clone(),
                 manifest: manifest.clone(),
+                exports: Some(exports.clone()),
                 deployed_at: crate::store::now_millis(),
                 deployed_by: swap.by.clone(),
             })?;
             tx.prune_versions(&name, KEPT_VERSIONS)?;
+            if let Some(change) = &change {
+                crate::pipeline::record_grant_change(tx, change)?;
+            }
             // A new listener's first checkpoint: one commit adds the plugin.
             if let Some(checkpoint) = first {
                 tx.set_checkpoint(&name, checkpoint)?;
@@ -311,6 +332,7 @@ impl Runtime {
                     }
                 });
                 PluginStatus {
+                    reach: Reach::of(&record.manifest, record.exports.as_ref()),
                     record,
                     version,
                     listener,
@@ -541,12 +563,24 @@ impl Runtime {
             order: 0,
             source: target.source.clone(),
             manifest,
+            exports: target.exports.clone(),
         };
         let component = self.stored_component(&record)?;
-        let (_, _, first) = self.register(name, &component, &record.manifest)?;
+        let built = self.build(name, &component, &record.manifest)?;
+        let exports = built.exports();
+        // Its grants were accepted when it was deployed; the change is recorded.
+        let change = self.grant_change(name, &record.manifest, &exports, &swap.by, true)?;
+        let (_, _, first) = self.register(built)?;
+        let record = PluginRecord {
+            exports: Some(exports),
+            ..record
+        };
         self.pipeline.store().write(|tx| {
             if let Some(checkpoint) = first {
                 tx.set_checkpoint(name, checkpoint)?;
+            }
+            if let Some(change) = &change {
+                crate::pipeline::record_grant_change(tx, change)?;
             }
             let order = existing_order(tx, name)?;
             tx.put_plugin(&PluginRecord {
@@ -578,16 +612,9 @@ impl Runtime {
         &self.sandbox
     }
 
-    /// Classify `component`, instantiate it and register it with the
-    /// pipeline, refusing a name a plugin of another kind has. A replaced
-    /// process manager keeps its instances (the caller refreshes or resets
-    /// them next, as the swap says).
-    fn register(
-        &mut self,
-        name: &str,
-        component: &Component,
-        manifest: &Manifest,
-    ) -> Result<(String, PluginKind, Option<u64>), Error> {
+    /// Classify `component` and instantiate it, refusing a name a plugin of
+    /// another kind has; nothing is registered yet.
+    fn build(&self, name: &str, component: &Component, manifest: &Manifest) -> Result<Built, Error> {
         let env = PluginEnv {
             read_models: Arc::new(self.pipeline.read_models().clone()),
             manifest: manifest.clone(),
@@ -604,8 +631,7 @@ impl Runtime {
                     }
                 })?;
                 self.check_kind(&description.name, PluginKind::Aggregate)?;
-                let name = self.pipeline.register_aggregate(Box::new(aggregate))?;
-                Ok((name, PluginKind::Aggregate, None))
+                Ok(Built::Aggregate(description.name, Box::new(aggregate)))
             }
             shape => {
                 let kind = match shape {
@@ -614,9 +640,52 @@ impl Runtime {
                 };
                 self.check_kind(name, kind)?;
                 let listener = WasmListener::new(self.sandbox.clone(), name, component, shape, &env)?;
-                let first = self.pipeline.register_listener_deferred(Box::new(listener))?;
-                Ok((name.to_owned(), kind, first))
+                self.pipeline.check_listener(&listener)?;
+                Ok(Built::Listener(kind, Box::new(listener)))
             }
+        }
+    }
+
+    /// Register what [`Runtime::build`] built with the pipeline. A replaced
+    /// process manager keeps its instances (the caller refreshes or resets
+    /// them next, as the swap says).
+    fn register(&mut self, built: Built) -> Result<(String, PluginKind, Option<u64>), Error> {
+        match built {
+            Built::Aggregate(_, aggregate) => {
+                let name = self.pipeline.register_aggregate(aggregate)?;
+                Ok((name, PluginKind::Aggregate, None))
+            }
+            Built::Listener(kind, listener) => {
+                let name = listener.name().to_owned();
+                let first = self.pipeline.register_listener_deferred(listener)?;
+                Ok((name, kind, first))
+            }
+        }
+    }
+
+    /// How deploying `manifest` with `exports` as plugin `name` changes what
+    /// its active version may do (`None`: no active version, or no change);
+    /// a widening needs `accept`.
+    fn grant_change(
+        &self,
+        name: &str,
+        manifest: &Manifest,
+        exports: &Exports,
+        by: &str,
+        accept: bool,
+    ) -> Result<Option<GrantChange>, Error> {
+        let Some(active) = self.active_version(name) else {
+            return Ok(None);
+        };
+        let before = Reach::of(&active.manifest, active.exports.as_ref());
+        let change = GrantChange::between(name, by, &before, &Reach::of(manifest, Some(exports)));
+        match change {
+            Some(change) if !accept && !change.widened.is_empty() => Err(PluginError::GrantsWidened {
+                name: name.to_owned(),
+                widened: change.widened,
+            }
+            .into()),
+            change => Ok(change),
         }
     }
 
@@ -678,6 +747,8 @@ pub struct PluginStatus {
     pub record: PluginRecord,
     /// The active version.
     pub version: u64,
+    /// Everything it receives and may do.
+    pub reach: Reach,
     /// For projections and process managers.
     #[serde(flatten)]
     pub listener: Option<ListenerStatus>,
@@ -863,6 +934,9 @@ pub struct Swap {
     /// Grants, configuration and secrets the operator adds to a deployed
     /// manifest (not used by a rollback, which deploys a stored version).
     pub additions: ManifestAdditions,
+    /// The operator accepts a redeploy that widens what the plugin may do
+    /// (`--accept-grants`); without it such a redeploy is refused.
+    pub accept_grants: bool,
 }
 
 impl Default for Swap {
@@ -871,6 +945,39 @@ impl Default for Swap {
             by: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             state: SwapState::Carry,
             additions: ManifestAdditions::default(),
+            accept_grants: false,
+        }
+    }
+}
+
+/// A plugin instantiated and checked by [`Runtime::build`], not yet registered.
+enum Built {
+    /// An aggregate, with the stream type `describe` named.
+    Aggregate(String, Box<WasmAggregate>),
+    Listener(PluginKind, Box<WasmListener>),
+}
+
+impl Built {
+    fn name(&self) -> &str {
+        match self {
+            Built::Aggregate(name, _) => name,
+            Built::Listener(_, listener) => listener.name(),
+        }
+    }
+
+    /// What its component exports: handlers, and the collections it writes.
+    fn exports(&self) -> Exports {
+        match self {
+            Built::Aggregate(..) => Exports::default(),
+            Built::Listener(_, listener) => Exports {
+                handles: listener.handlers().iter().map(|h| h.export_name()).collect(),
+                writes: listener
+                    .collections()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
+            },
         }
     }
 }

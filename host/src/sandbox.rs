@@ -599,8 +599,27 @@ fn documents(docs: Vec<(String, String)>) -> Vec<read_models::Document> {
         .collect()
 }
 
+impl HostState {
+    /// Refuse a query of a collection the plugin was not granted (a
+    /// projection may read what it writes), before anything is looked up:
+    /// a refusal says nothing about whether the collection exists.
+    fn check_read(&mut self, collection: &str) -> Result<(), read_models::QueryError> {
+        if self.manifest.may_read(collection) || self.read_models.owner(collection).as_deref() == Some(&self.plugin) {
+            return Ok(());
+        }
+        let granted = crate::text::quoted_list(self.manifest.capabilities.read.iter().map(String::as_str));
+        let message = format!(
+            "`{}` may not read collection `{collection}` (granted: {granted}); add it to `read` under \
+             [capabilities] in the plugin's manifest, or deploy with `--grant read={collection}`",
+            self.plugin
+        );
+        Err(read_models::QueryError::Invalid(self.refuse(message)))
+    }
+}
+
 impl read_models::Host for HostState {
     fn get(&mut self, collection: String, id: String) -> Result<Option<String>, read_models::QueryError> {
+        self.check_read(&collection)?;
         self.read_models.get(&collection, &id).map_err(query_error)
     }
 
@@ -610,6 +629,7 @@ impl read_models::Host for HostState {
         field: String,
         value: String,
     ) -> Result<Vec<read_models::Document>, read_models::QueryError> {
+        self.check_read(&collection)?;
         let docs = self
             .read_models
             .find(&collection, &field, &value)
@@ -623,6 +643,7 @@ impl read_models::Host for HostState {
         after: Option<String>,
         limit: u32,
     ) -> Result<read_models::Page, read_models::QueryError> {
+        self.check_read(&collection)?;
         let (docs, next) = self
             .read_models
             .list(&collection, after.as_deref(), limit as usize)
@@ -821,6 +842,10 @@ mod tests {
         fn delete(&self, _: &str, collection: &str, _: &str) -> Result<(), String> {
             Err(format!("no collection `{collection}`"))
         }
+
+        fn owner(&self, collection: &str) -> Option<String> {
+            (collection == "own").then(|| "probe".to_owned())
+        }
     }
 
     fn env() -> PluginEnv {
@@ -863,6 +888,28 @@ mod tests {
             correlation_id: correlation_id.into(),
             created_at: 0,
         }
+    }
+
+    #[test]
+    fn a_query_of_an_ungranted_collection_is_refused_before_it_is_looked_up() {
+        let mut env = env();
+        env.manifest.capabilities.read = vec!["profiles".into()];
+        let mut state = HostState::new("probe", &env);
+        use read_models::Host;
+        let refused = |result: Result<Option<String>, read_models::QueryError>| match result {
+            Err(read_models::QueryError::Invalid(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let message = refused(state.get("projects".into(), "p1".into()));
+        assert!(message.contains("may not read collection `projects`"), "{message}");
+        assert!(message.contains("--grant read=projects"), "{message}");
+        // Granted, or its own: looked up (and here unknown to the store).
+        let looked_up = refused(state.get("profiles".into(), "a".into()));
+        assert!(looked_up.starts_with("no collection `profiles`"), "{looked_up}");
+        let own = refused(state.get("own".into(), "a".into()));
+        assert!(own.starts_with("no collection `own`"), "{own}");
+        assert!(state.list("projects".into(), None, 10).is_err());
+        assert!(state.find("projects".into(), "f".into(), "1".into()).is_err());
     }
 
     #[test]

@@ -74,7 +74,9 @@ pub const DEFAULT_CACHE_MIB: usize = 64;
 /// carry checksums too. 5: one state per process-manager instance, timers,
 /// and a plugin's manifest keeps its `[config]`. 6: manifests are stored as
 /// JSON text (a new manifest key needs no upgrade), and the effects outbox.
-pub const SCHEMA_VERSION: u64 = 6;
+/// 7: manifests carry read grants (stored process managers and projections
+/// keep their reads as `read = ["*"]`) and the component's exports.
+pub const SCHEMA_VERSION: u64 = 7;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -276,6 +278,9 @@ impl Store {
                 }
                 if found == Some(5) {
                     tx.manifests_as_json()?;
+                }
+                if found.is_some_and(|found| found < 7) {
+                    tx.grant_reads_held()?;
                 }
                 tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 Ok::<_, StoreError>(())
@@ -1012,6 +1017,60 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_6_file_keeps_its_listeners_reads_as_an_explicit_grant() {
+        /// What schema 6 wrote for a plugin: its manifest and secrets as JSON text.
+        #[derive(serde::Serialize)]
+        struct Record6 {
+            name: &'static str,
+            kind: crate::records::PluginKind,
+            hash: &'static str,
+            order: u64,
+            source: &'static str,
+            manifest: String,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cascade.redb");
+        let manifest = r#"[{"capabilities":{"dispatch":["project.delete"],"http":[]},"limits":{"time-budget-ms":null,
+            "memory-mib":null,"max-dispatches":null,"cascade-budget":null},"on-error":{"attempts":3,"policy":"park"},
+            "effects":{"attempts":5,"backoff-ms":1000,"timeout-ms":10000,"max-response-bytes":65536,"concurrency":8},
+            "config":{}},{"token":"\"t\""}]"#;
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|tx| {
+                    tx.meta.write()?.insert(META_SCHEMA, 6)?;
+                    for (name, kind) in [
+                        ("project-cascade", crate::records::PluginKind::ProcessManager),
+                        ("project", crate::records::PluginKind::Aggregate),
+                    ] {
+                        let record = Record6 {
+                            name,
+                            kind,
+                            hash: "h1",
+                            order: 0,
+                            source: "x.wasm",
+                            manifest: manifest.to_owned(),
+                        };
+                        tx.plugins.write()?.insert(name, encode(&record).as_slice())?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let plugins = store.read(|tx| tx.plugins()).unwrap();
+        let reads = |name: &str| {
+            let plugin = plugins.iter().find(|p| p.name == name).unwrap();
+            assert_eq!(plugin.exports, None, "not recorded yet");
+            assert_eq!(plugin.manifest.capabilities.dispatch, ["project.delete"]);
+            assert_eq!(plugin.manifest.secrets["token"], "\"t\"");
+            plugin.manifest.capabilities.read.clone()
+        };
+        assert_eq!(reads("project-cascade"), ["*"]);
+        assert!(reads("project").is_empty(), "an aggregate reads no read model");
+    }
+
+    #[test]
     fn a_schema_5_file_gets_its_manifests_as_json_and_keeps_every_grant_and_config_value() {
         /// What schema 5 wrote for a plugin: a postcard manifest without grants or `[effects]`.
         #[derive(serde::Serialize)]
@@ -1063,6 +1122,12 @@ mod tests {
         let upgraded = &plugins[0].manifest;
         assert_eq!(upgraded.capabilities.dispatch, ["inventory.release"]);
         assert!(upgraded.capabilities.http.is_empty(), "no grant added");
+        assert_eq!(
+            upgraded.capabilities.read,
+            ["*"],
+            "the reads it had, as an explicit grant"
+        );
+        assert_eq!(plugins[0].exports, None);
         assert_eq!(upgraded.config["deadline-ms"], "1800000");
         assert_eq!(upgraded.effects, crate::manifest::EffectPolicy::default());
     }

@@ -259,7 +259,14 @@ fn a_build_that_cannot_read_the_stored_state_fails_its_calls_until_refreshed_or_
     // A build whose state type has other required fields, under the same name.
     let builds = tempfile::tempdir().unwrap();
     let other = build_as(builds.path(), plugins::FIXTURE_REFRESH_EXACT, "user-counter.wasm", None);
+    // It handles more events than the version it replaces: a widening.
     let (status, out) = cli(dir.path(), &["plugin", "add", &other]);
+    assert_eq!(status, 2, "{out}");
+    assert!(
+        out.contains("would get more than its active version: handles "),
+        "{out}"
+    );
+    let (status, out) = cli(dir.path(), &["plugin", "add", &other, "--accept-grants"]);
     assert_eq!(status, 0, "{out}");
 
     let (status, out) = cli(dir.path(), &["exec", "users", "u2", "create", r#"{"name":"y"}"#]);
@@ -281,7 +288,14 @@ fn a_build_that_cannot_read_the_stored_state_fails_its_calls_until_refreshed_or_
 
     let (status, out) = cli(
         dir.path(),
-        &["plugin", "add", plugins::USER_COUNTER, "--state", "reset"],
+        &[
+            "plugin",
+            "add",
+            plugins::USER_COUNTER,
+            "--state",
+            "reset",
+            "--accept-grants",
+        ],
     );
     assert_eq!(status, 0, "{out}");
     let (_, state) = cli(dir.path(), &["pm", "state", "user-counter"]);

@@ -13,6 +13,7 @@
 //! - `read_models`: projections, read-model queries, the cascade delete by query;
 //! - `integrity`: checksums, `cascade verify`, bytes flipped in real data files;
 //! - `sandbox`: hostile plugins: time and memory limits, traps, refused imports;
+//! - `least_privilege`: a third party's plugin sees only what it was granted; widening needs consent;
 //! - `fuzz`: property tests over component bytes and JSON command args;
 //! - `cli`: the `cascade` command line, driven in-process;
 //! - `engine`: the engine handle as an embedding program uses it;
@@ -28,6 +29,7 @@ mod exactly_once;
 mod fuzz;
 mod guests;
 mod integrity;
+mod least_privilege;
 mod loops;
 mod read_models;
 mod restart;

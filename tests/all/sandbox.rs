@@ -365,7 +365,8 @@ fn a_parked_event_is_retried_after_deploying_a_fixed_version() {
 
     assert_eq!(outcome, None, "the retry succeeded");
     assert!(host.runtime.pipeline_ref().parked().unwrap().is_empty());
-    assert_eq!(host.log_names(), ["UserCreated", "AccountOpened"]);
+    // The fix widened its grants: recorded between the two.
+    assert_eq!(host.log_names(), ["UserCreated", "GrantsChanged", "AccountOpened"]);
 }
 
 #[test]
@@ -480,7 +481,13 @@ fn the_stop_policy_stops_the_plugin_and_start_resumes_it_from_its_checkpoint() {
     assert!(host.runtime.pipeline_ref().stopped().is_empty());
     assert_eq!(
         host.log_names(),
-        ["UserCreated", "UserCreated", "AccountOpened", "AccountOpened"]
+        [
+            "UserCreated",
+            "UserCreated",
+            "GrantsChanged",
+            "AccountOpened",
+            "AccountOpened"
+        ]
     );
     // And it is back in the pipeline.
     user(&mut host, "u3", "Hedy");

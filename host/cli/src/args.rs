@@ -308,10 +308,20 @@ pub enum PluginAction {
         /// `refresh` it by replaying history, or `reset` it.
         #[arg(long, default_value = "carry")]
         state: SwapState,
-        /// A grant on top of the manifest's: `http=ORIGIN` lets the plugin's
-        /// effects call URLs under ORIGIN (scheme, host, port, path prefix).
+        /// A grant on top of the manifest's: `dispatch=AGGREGATE.COMMAND`
+        /// (or `AGGREGATE.*`), `read=COLLECTION` (or `*`), or `http=ORIGIN`
+        /// (its effects may call URLs under ORIGIN: scheme, host, port, path
+        /// prefix).
         #[arg(long = "grant", value_name = "KIND=VALUE")]
         grants: Vec<String>,
+        /// Allow a redeploy that gets more than the active version: events
+        /// handled, commands, collections read or written, origins, limits.
+        #[arg(long)]
+        accept_grants: bool,
+        /// Who deploys, recorded with the version and the grant change
+        /// (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
         /// A configuration value on top of the manifest's `[config]` (VALUE
         /// is JSON, or else a string), read with `config.get`.
         #[arg(long = "config", value_name = "KEY=VALUE")]

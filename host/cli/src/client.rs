@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cascade::{Manifest, ManifestAdditions, PluginRecord, ServerInfo, SwapState};
+use cascade::{Manifest, ManifestAdditions, PluginRecord, ServerInfo, Swap};
 
 use crate::api::{CliAnswer, CliRequest};
 use crate::args::{Action, PluginAction};
@@ -41,17 +41,10 @@ impl Server {
     /// failed there ([`Exit`] carries its status and message).
     pub fn run(&self, action: &Action, cwd: &Path, out: &mut dyn Write) -> anyhow::Result<u8> {
         // The server may not see the client's files: plugins travel as bytes.
-        if let Action::Plugin(PluginAction::Add {
-            files,
-            state,
-            grants,
-            config,
-            secrets,
-        }) = action
-        {
-            let additions = crate::commands::additions(grants.clone(), config, secrets, cwd)?;
+        if let Action::Plugin(add @ PluginAction::Add { .. }) = action {
+            let (files, swap) = crate::commands::deploy_swap(add, cwd)?;
             for file in files {
-                let record = self.upload(&cwd.join(file), *state, &additions)?;
+                let record = self.upload(&cwd.join(file), &swap)?;
                 writeln!(out, "{}", crate::commands::added_line(&record))?;
             }
             return Ok(0);
@@ -75,7 +68,8 @@ impl Server {
 
     /// Deploy the component `file` and the manifest beside it
     /// (`PUT /plugins/{name}`, as a form), named as `plugin add` names it.
-    fn upload(&self, file: &Path, state: SwapState, additions: &ManifestAdditions) -> anyhow::Result<PluginRecord> {
+    fn upload(&self, file: &Path, swap: &Swap) -> anyhow::Result<PluginRecord> {
+        let additions = &swap.additions;
         let component = std::fs::read(file).with_context(|| format!("cannot read plugin `{}`", file.display()))?;
         let manifest_file = file.with_extension("toml");
         // No manifest: the defaults, as embedded (not the active version's).
@@ -109,12 +103,15 @@ impl Server {
             body.extend_from_slice(b"\r\n");
         }
         write!(body, "--{boundary}--\r\n")?;
-        let state = serde_json::to_value(state)?;
-        let path = format!(
+        let state = serde_json::to_value(swap.state)?;
+        let mut path = format!(
             "/plugins/{name}?state={}&by={}",
             state.as_str().unwrap_or("carry"),
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            form_urlencoded::byte_serialize(swap.by.as_bytes()).collect::<String>()
         );
+        if swap.accept_grants {
+            path.push_str("&acceptGrants=true");
+        }
         let text = self.send(
             "PUT",
             &path,

@@ -71,23 +71,12 @@ pub async fn execute(
     match action {
         Action::Serve(_) => anyhow::bail!("`cascade serve` cannot run inside a server"),
         Action::New { .. } => anyhow::bail!("`cascade new` writes files where it runs, not on a server"),
-        Action::Plugin(PluginAction::Add {
-            files,
-            state,
-            grants,
-            config,
-            secrets,
-        }) => {
-            let additions = additions(grants, &config, &secrets, cwd)?;
+        Action::Plugin(add @ PluginAction::Add { .. }) => {
+            let (files, swap) = deploy_swap(&add, cwd)?;
             for file in files {
                 let file = cwd.join(file);
-                let swap = Swap {
-                    state,
-                    additions: additions.clone(),
-                    ..Swap::default()
-                };
                 // Compiled off the writer: a server goes on meanwhile.
-                let record = engine.deploy_file(&file, swap).await?.record;
+                let record = engine.deploy_file(&file, swap.clone()).await?.record;
                 writeln!(out, "{}", added_line(&record))?;
             }
             Ok(0)
@@ -169,7 +158,7 @@ pub async fn execute(
                 if let Some(reason) = &s.stopped_because {
                     line.push_str(&format!("  stopped: {}", escape(reason)));
                 }
-                line.push_str(&escape(&grants_text(&p.manifest)));
+                line.push_str(&escape(&grants_text(p)));
                 writeln!(out, "{line}")?;
             }
             Ok(0)
@@ -614,6 +603,30 @@ pub async fn execute(
 }
 
 /// Who an operator action is recorded as: `--by`, else `$USER`.
+/// The files of `plugin add` and how to deploy them: state, additions
+/// (secrets read from their files), who, and whether a widening is accepted.
+pub(crate) fn deploy_swap(add: &PluginAction, cwd: &Path) -> anyhow::Result<(Vec<std::path::PathBuf>, Swap)> {
+    let PluginAction::Add {
+        files,
+        state,
+        grants,
+        accept_grants,
+        by,
+        config,
+        secrets,
+    } = add
+    else {
+        anyhow::bail!("not a `plugin add`");
+    };
+    let swap = Swap {
+        state: *state,
+        additions: additions(grants.clone(), config, secrets, cwd)?,
+        by: operator(by.clone()),
+        accept_grants: *accept_grants,
+    };
+    Ok((files.clone(), swap))
+}
+
 fn operator(by: Option<String>) -> String {
     by.or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into())
@@ -771,24 +784,36 @@ pub(crate) fn escape(text: &str) -> String {
         .collect()
 }
 
-/// What `plugin add` prints for each plugin, embedded or through a server.
+/// What `plugin add` prints for each plugin, embedded or through a server:
+/// everything it will receive and may do, its limits included.
 pub(crate) fn added_line(record: &cascade::PluginRecord) -> String {
     let line = format!("added {} `{}` ({})", record.kind, record.name, short_hash(&record.hash));
-    line + &grants_text(&record.manifest)
+    let reach = cascade::Reach::of(&record.manifest, record.exports.as_ref());
+    let limits: Vec<String> = reach.limits.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    line + &grants_text(record) + &format!("; limits {}", limits.join(", "))
 }
 
-/// What a plugin may do besides handling events, so a grant is never a
-/// surprise: `; may dispatch a.b, call ORIGIN; secrets K` (empty: nothing).
-fn grants_text(manifest: &cascade::Manifest) -> String {
+/// What a plugin receives and may do, so a grant is never a surprise:
+/// `; handles on-a; may dispatch a.b, read c, call ORIGIN; writes d;
+/// secrets K` (what it has none of is left out).
+fn grants_text(record: &cascade::PluginRecord) -> String {
+    let reach = cascade::Reach::of(&record.manifest, record.exports.as_ref());
     let mut text = String::new();
-    let grants: Vec<String> = (manifest.capabilities.dispatch.iter().map(|d| format!("dispatch {d}")))
-        .chain(manifest.capabilities.http.iter().map(|h| format!("call {h}")))
+    if let Some(handles) = reach.handles.filter(|h| !h.is_empty()) {
+        text.push_str(&format!("; handles {}", handles.join(", ")));
+    }
+    let grants: Vec<String> = (reach.dispatch.iter().map(|d| format!("dispatch {d}")))
+        .chain(reach.read.iter().map(|r| format!("read {r}")))
+        .chain(reach.http.iter().map(|h| format!("call {h}")))
         .collect();
     if !grants.is_empty() {
         text.push_str(&format!("; may {}", grants.join(", ")));
     }
-    if !manifest.secrets.is_empty() {
-        let keys: Vec<&str> = manifest.secrets.keys().map(String::as_str).collect();
+    if let Some(writes) = reach.writes.filter(|w| !w.is_empty()) {
+        text.push_str(&format!("; writes {}", writes.join(", ")));
+    }
+    if !record.manifest.secrets.is_empty() {
+        let keys: Vec<&str> = record.manifest.secrets.keys().map(String::as_str).collect();
         text.push_str(&format!("; secrets {}", keys.join(", ")));
     }
     text

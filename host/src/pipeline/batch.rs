@@ -7,6 +7,7 @@ use super::{LogLine, Pipeline, Route, Slot, TraceEntry};
 use crate::aggregate::Aggregates;
 use crate::error::{Error, StoreError};
 use crate::event::{Envelope, Event, NewEvent};
+use crate::grants::{GRANTS_CHANGED, GRANTS_STREAM, GrantChange};
 use crate::host_api::Effects;
 use crate::instance::{HOST_STREAM, delivered_to};
 use crate::read_model::ReadModels;
@@ -110,6 +111,44 @@ impl<S: Storage> Pipeline<S> {
     }
 }
 
+/// Append `event` to the host's stream `cascade:<stream_id>` as the one
+/// event of the new cascade `envelope` names; returns its record (the event
+/// outstanding until the phases pass it) and the event.
+fn append_to_host_stream(
+    tx: &mut impl UnitOfWork,
+    stream_id: &str,
+    event: NewEvent,
+    envelope: &Envelope,
+) -> Result<(CascadeRecord, Vec<Event>), StoreError> {
+    let version = tx.stream(HOST_STREAM, stream_id)?.version;
+    let events = tx.append_after(HOST_STREAM, stream_id, version, vec![event], envelope, None)?;
+    let mut cascade = super::intake::new_cascade();
+    cascade.events.extend(events.iter().map(|e| e.position));
+    Ok((cascade, events))
+}
+
+/// Record a change of a plugin's grants in `tx` (the deploy's own
+/// transaction) as a `GrantsChanged` event on `cascade:plugins`, by the
+/// deployer, in a cascade `plugins-<seq>` of its own. Delivered to no plugin;
+/// the next batch passes it like any event.
+pub(crate) fn record_grant_change(tx: &mut impl UnitOfWork, change: &GrantChange) -> Result<(), StoreError> {
+    let seq = tx.next_command_seq()?;
+    tx.set_next_command_seq(seq + 1)?;
+    let correlation_id = format!("{GRANTS_STREAM}-{seq}");
+    let envelope = Envelope {
+        metadata: serde_json::json!({ "plugin": change.plugin }).to_string(),
+        actor_id: Some(change.by.clone()),
+        causation_id: correlation_id.clone(),
+        correlation_id: correlation_id.clone(),
+    };
+    let event = NewEvent {
+        name: GRANTS_CHANGED.to_owned(),
+        payload: serde_json::to_string(change).expect("a grant change is JSON"),
+    };
+    let (cascade, _) = append_to_host_stream(tx, GRANTS_STREAM, event, &envelope)?;
+    tx.put_cascade(&correlation_id, &cascade)
+}
+
 /// The working state of one group commit.
 pub(super) struct Batch<'a> {
     pub(super) aggregates: &'a mut Aggregates,
@@ -181,10 +220,7 @@ impl Batch<'_> {
             causation_id: correlation_id.clone(),
             correlation_id: correlation_id.clone(),
         };
-        let version = tx.stream(HOST_STREAM, stream_id)?.version;
-        let events = tx.append_after(HOST_STREAM, stream_id, version, vec![event], &envelope, None)?;
-        let mut cascade = super::intake::new_cascade();
-        cascade.events.extend(events.iter().map(|e| e.position));
+        let (cascade, events) = append_to_host_stream(tx, stream_id, event, &envelope)?;
         self.cascades.insert(correlation_id, cascade);
         self.appended.extend(events);
         Ok(())

@@ -91,6 +91,16 @@ impl<S: Storage> Pipeline<S> {
         Ok(new.then_some(checkpoint))
     }
 
+    /// Check `listener` as registering it would, registering nothing: every
+    /// handler names an event an aggregate declares (or the host's own).
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::UnknownEvent`].
+    pub fn check_listener(&self, listener: &dyn Listener) -> Result<(), PluginError> {
+        validate_handlers(&self.aggregates, listener)
+    }
+
     /// How many handler calls the listener `name` has had since the pipeline
     /// was opened, live and during refreshes; `None` for an unknown name.
     pub fn handler_calls(&self, name: &str) -> Option<u64> {

@@ -392,6 +392,7 @@ fn instances<B: Backend>(store: &B) {
 fn plugin(name: &str, hash: &str, order: u64) -> PluginRecord {
     let mut manifest = Manifest::default();
     manifest.capabilities.http.push("https://hooks.example.com/v1".into());
+    manifest.capabilities.read.push("profiles".into());
     manifest
         .config
         .insert("url".into(), r#""https://hooks.example.com/v1/x""#.into());
@@ -403,6 +404,10 @@ fn plugin(name: &str, hash: &str, order: u64) -> PluginRecord {
         order,
         source: format!("{name}.wasm"),
         manifest,
+        exports: Some(crate::records::Exports {
+            handles: vec!["on-user-created".into()],
+            writes: Vec::new(),
+        }),
     }
 }
 
@@ -478,6 +483,7 @@ fn version(name: &str, version: u64, hash: &str) -> PluginVersion {
         hash: hash.into(),
         source: format!("{name}.wasm"),
         manifest: Manifest::default(),
+        exports: None,
         deployed_at: version,
         deployed_by: "op".into(),
     }

@@ -10,21 +10,36 @@ use super::{
 };
 use crate::error::StoreError;
 use crate::manifest::Manifest;
-use crate::records::{PluginKind, PluginRecord, PluginVersion};
+use crate::records::{Exports, PluginKind, PluginRecord, PluginVersion};
 
-/// A manifest as the registry stores it: JSON text of the manifest and its
-/// secrets, so that a new manifest key needs no upgrade of the file.
-fn manifest_text(manifest: &Manifest) -> String {
-    serde_json::to_string(&(manifest, &manifest.secrets)).expect("a manifest is JSON")
+/// A manifest as the registry stores it: JSON text of the manifest, its
+/// secrets and the component's exports, so that a new key needs no upgrade
+/// of the file.
+fn manifest_text(manifest: &Manifest, exports: &Option<Exports>) -> String {
+    serde_json::to_string(&(manifest, &manifest.secrets, exports)).expect("a manifest is JSON")
 }
 
-fn manifest_of(table: &'static str, text: &str) -> Result<Manifest, StoreError> {
-    let (mut manifest, secrets): (Manifest, _) = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+/// The text as schema 7 writes it, or as schema 6 did (without exports).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ManifestText {
+    WithExports(Manifest, Secrets, Option<Exports>),
+    Schema6(Manifest, Secrets),
+}
+
+type Secrets = std::collections::BTreeMap<String, String>;
+
+fn manifest_of(table: &'static str, text: &str) -> Result<(Manifest, Option<Exports>), StoreError> {
+    let stored: ManifestText = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         table,
         message: format!("a stored manifest does not read: {e}"),
     })?;
+    let (mut manifest, secrets, exports) = match stored {
+        ManifestText::WithExports(manifest, secrets, exports) => (manifest, secrets, exports),
+        ManifestText::Schema6(manifest, secrets) => (manifest, secrets, None),
+    };
     manifest.secrets = secrets;
-    Ok(manifest)
+    Ok((manifest, exports))
 }
 
 /// A [`PluginRecord`] as stored.
@@ -46,14 +61,16 @@ impl StoredPlugin {
             hash: record.hash.clone(),
             order: record.order,
             source: record.source.clone(),
-            manifest: manifest_text(&record.manifest),
+            manifest: manifest_text(&record.manifest, &record.exports),
         })
     }
 
     fn decode(bytes: &[u8]) -> Result<PluginRecord, StoreError> {
         let s: StoredPlugin = decode(PLUGINS.name(), bytes)?;
+        let (manifest, exports) = manifest_of(PLUGINS.name(), &s.manifest)?;
         Ok(PluginRecord {
-            manifest: manifest_of(PLUGINS.name(), &s.manifest)?,
+            manifest,
+            exports,
             name: s.name,
             kind: s.kind,
             hash: s.hash,
@@ -84,16 +101,18 @@ impl StoredVersion {
             kind: v.kind,
             hash: v.hash.clone(),
             source: v.source.clone(),
-            manifest: manifest_text(&v.manifest),
+            manifest: manifest_text(&v.manifest, &v.exports),
             deployed_at: v.deployed_at,
             deployed_by: v.deployed_by.clone(),
         })
     }
 
-    fn decode(bytes: &[u8]) -> Result<PluginVersion, StoreError> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<PluginVersion, StoreError> {
         let s: StoredVersion = decode(PLUGIN_VERSIONS.name(), bytes)?;
+        let (manifest, exports) = manifest_of(PLUGIN_VERSIONS.name(), &s.manifest)?;
         Ok(PluginVersion {
-            manifest: manifest_of(PLUGIN_VERSIONS.name(), &s.manifest)?,
+            manifest,
+            exports,
             name: s.name,
             version: s.version,
             kind: s.kind,

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::event::Event;
 use crate::manifest::{Capabilities, LimitOverrides, Manifest, OnError};
 use crate::records::{PluginKind, PluginRecord, PluginVersion};
-use crate::store::traits::Progress;
+use crate::store::traits::{Progress, Registry};
 
 /// Schema 2's stream heads, stream index and checkpoints, each a table.
 const STREAMS_2: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("streams");
@@ -154,6 +154,32 @@ impl Tx<'_> {
         self.put_upgraded(plugins, versions)
     }
 
+    /// Upgrade a schema-1 to -6 file: queries of read models need a grant
+    /// now, so every process manager and projection stored keeps the access
+    /// it had as an explicit grant of every collection (`read = ["*"]`),
+    /// shown by `plugin list`, narrowed by a redeploy.
+    pub(super) fn grant_reads_held(&mut self) -> Result<(), StoreError> {
+        let held = |manifest: &mut Manifest, kind: PluginKind| {
+            if kind != PluginKind::Aggregate && manifest.capabilities.read.is_empty() {
+                manifest.capabilities.read = vec!["*".to_owned()];
+            }
+        };
+        let mut plugins = Vec::new();
+        for mut record in Registry::plugins(self)? {
+            held(&mut record.manifest, record.kind);
+            plugins.push((record.name.clone(), record));
+        }
+        let mut versions = Vec::new();
+        for entry in self.plugin_versions.read()?.iter()? {
+            let (key, bytes) = entry?;
+            let (name, version) = key.value();
+            let mut record = StoredVersion::decode(bytes.value())?;
+            held(&mut record.manifest, record.kind);
+            versions.push((name.to_owned(), version, record));
+        }
+        self.put_upgraded(plugins, versions)
+    }
+
     /// Write upgraded registry records in this schema's encoding.
     fn put_upgraded(
         &mut self,
@@ -214,7 +240,7 @@ impl From<Manifest5> for Manifest {
         Manifest {
             capabilities: Capabilities {
                 dispatch: old.capabilities.dispatch,
-                http: Vec::new(),
+                ..Capabilities::default()
             },
             limits: old.limits,
             on_error: old.on_error,
@@ -244,6 +270,7 @@ impl<M: Into<Manifest>> From<PluginRecord5<M>> for PluginRecord {
             order: old.order,
             source: old.source,
             manifest: old.manifest.into(),
+            exports: None,
         }
     }
 }
@@ -269,6 +296,7 @@ impl<M: Into<Manifest>> From<PluginVersion5<M>> for PluginVersion {
             hash: old.hash,
             source: old.source,
             manifest: old.manifest.into(),
+            exports: None,
             deployed_at: old.deployed_at,
             deployed_by: old.deployed_by,
         }

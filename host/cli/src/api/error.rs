@@ -65,6 +65,7 @@ impl From<Error> for ApiError {
                 PluginError::Stateless { .. } => (StatusCode::CONFLICT, "stateless"),
                 PluginError::BetweenPhases { .. } => (StatusCode::CONFLICT, "between_phases"),
                 PluginError::NoOlderVersion { .. } => (StatusCode::CONFLICT, "no_older_version"),
+                PluginError::GrantsWidened { .. } => (StatusCode::CONFLICT, "grants_widened"),
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin"),
             },
             Error::Concurrency(_) => (StatusCode::CONFLICT, "concurrency"),

@@ -26,6 +26,9 @@ pub(super) struct DeployQuery {
     state: Option<SwapState>,
     /// Recorded with the version (default `http`).
     by: Option<String>,
+    /// Allow a redeploy that gets more than the active version.
+    #[serde(rename = "acceptGrants", default)]
+    accept_grants: bool,
 }
 
 /// The component comes as the raw body (`application/wasm`; the active
@@ -70,6 +73,7 @@ pub(super) async fn deploy(
         by: query.by.unwrap_or_else(|| "http".into()),
         state: query.state.unwrap_or_default(),
         additions,
+        accept_grants: query.accept_grants,
     };
     let source = format!("PUT /plugins/{name}");
     let deployed = state.engine.deploy(&name, &source, bytes, manifest, swap).await?;
