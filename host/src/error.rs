@@ -423,7 +423,8 @@ pub enum PluginError {
     /// A redeploy asks for more than the active version was granted, and the
     /// operator did not accept it.
     #[error(
-        "`{name}` would get more than its active version: {}; deploy again with `--accept-grants` to allow it",
+        "`{name}` would get more than its active version: {}; deploy again with `--accept-grants` \
+         (`acceptGrants=true` over HTTP) to allow it",
         widened.join(", ")
     )]
     GrantsWidened {

@@ -61,34 +61,55 @@ impl Reach {
     }
 
     /// What `next` allows that `self` does not, one item each
-    /// (`dispatch accounts.close`, `memory-mib 64 -> 128`). Exports not
-    /// recorded on either side are not compared.
+    /// (`dispatch accounts.close`, `memory-mib 64 -> 128`): an item counts
+    /// only when no grant of `self` covers it (`read *` covers every read,
+    /// `dispatch accounts.*` every command of `accounts`, an origin every
+    /// path under it). Exports not recorded on either side are not compared.
+    /// Setting or unsetting `cascade-budget` counts both ways: the host's
+    /// budget is not known here.
     pub fn widened_to(&self, next: &Reach) -> Vec<String> {
         let mut wider = Vec::new();
-        let mut added = |kind: &str, old: &[String], new: &[String]| {
-            for item in new.iter().filter(|n| !old.contains(n)) {
+        let mut added = |kind: &str, old: &[String], new: &[String], covers: fn(&str, &str) -> bool| {
+            for item in new.iter().filter(|n| !old.iter().any(|o| covers(o, n))) {
                 wider.push(format!("{kind} {item}"));
             }
         };
         if let (Some(old), Some(new)) = (&self.handles, &next.handles) {
-            added("handles", old, new);
+            added("handles", old, new, |o, n| o == n);
         }
-        added("dispatch", &self.dispatch, &next.dispatch);
-        added("read", &self.read, &next.read);
+        added("dispatch", &self.dispatch, &next.dispatch, covers_dispatch);
+        added("read", &self.read, &next.read, |o, n| o == "*" || o == n);
         if let (Some(old), Some(new)) = (&self.writes, &next.writes) {
-            added("writes", old, new);
+            added("writes", old, new, |o, n| o == n);
         }
-        added("http", &self.http, &next.http);
-        for (key, new) in &next.limits {
-            match self.limits.get(key) {
-                Some(old) if old >= new => {}
-                Some(old) => wider.push(format!("{key} {old} -> {new}")),
-                // An unset cascade budget is the host's: setting one is a
-                // change, not a widening the plugin asked for.
-                None => {}
+        added("http", &self.http, &next.http, covers_origin);
+        let keys: std::collections::BTreeSet<&String> = self.limits.keys().chain(next.limits.keys()).collect();
+        for key in keys {
+            match (self.limits.get(key), next.limits.get(key)) {
+                (Some(old), Some(new)) if old >= new => {}
+                (Some(old), Some(new)) => wider.push(format!("{key} {old} -> {new}")),
+                (None, Some(new)) => wider.push(format!("{key} host -> {new}")),
+                (Some(old), None) => wider.push(format!("{key} {old} -> host")),
+                (None, None) => {}
             }
         }
         wider
+    }
+}
+
+/// Whether dispatch grant `old` allows everything grant `new` does.
+fn covers_dispatch(old: &str, new: &str) -> bool {
+    match (old.split_once('.'), new.split_once('.')) {
+        (Some((a, "*")), Some((b, _))) => a == b,
+        _ => old == new,
+    }
+}
+
+/// Whether origin grant `old` allows every URL grant `new` does.
+fn covers_origin(old: &str, new: &str) -> bool {
+    match (crate::effect::Origin::parse(old), crate::effect::Origin::parse(new)) {
+        (Ok(old), Ok(new)) => old.permits(&new),
+        _ => old == new,
     }
 }
 
@@ -169,6 +190,40 @@ mod tests {
         let narrowed = GrantChange::between("welcome", "ada", &after, &before).unwrap();
         assert_eq!(narrowed.change, "narrowed");
         assert_eq!(narrowed.narrowed.len(), 4, "{:?}", narrowed.narrowed);
+    }
+
+    #[test]
+    fn a_grant_covered_by_a_wider_one_is_a_narrowing_not_a_widening() {
+        let everything = reach(
+            "[capabilities]\nread = [\"*\"]\ndispatch = [\"accounts.*\"]\nhttp = [\"https://h.example.com/a\"]\n",
+            &[],
+        );
+        let listed = reach(
+            "[capabilities]\nread = [\"projects\"]\ndispatch = [\"accounts.open\"]\n\
+             http = [\"https://h.example.com/a/b\"]\n",
+            &[],
+        );
+        assert!(
+            everything.widened_to(&listed).is_empty(),
+            "{:?}",
+            everything.widened_to(&listed)
+        );
+        let change = GrantChange::between("p", "ada", &everything, &listed).unwrap();
+        assert_eq!(change.change, "narrowed");
+        assert_eq!(
+            change.narrowed,
+            ["dispatch accounts.*", "read *", "http https://h.example.com/a"]
+        );
+        let other = reach("[capabilities]\ndispatch = [\"inventory.open\"]\n", &[]);
+        assert_eq!(everything.widened_to(&other), ["dispatch inventory.open"]);
+    }
+
+    #[test]
+    fn setting_or_unsetting_the_cascade_budget_is_a_change_either_way() {
+        let host = reach("", &[]);
+        let set = reach("[limits]\ncascade-budget = 1000000\n", &[]);
+        assert_eq!(host.widened_to(&set), ["cascade-budget host -> 1000000"]);
+        assert_eq!(set.widened_to(&host), ["cascade-budget 1000000 -> host"]);
     }
 
     #[test]

@@ -98,8 +98,11 @@ pub trait DocumentAccess: Send + Sync {
     /// A collection `owner` does not own.
     fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String>;
 
-    /// The projection that declared `collection`, if one did.
-    fn owner(&self, collection: &str) -> Option<String>;
+    /// The projection that declared `collection`, if one did (a plugin may
+    /// read what it owns without a grant).
+    fn owner(&self, _collection: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The registered aggregates' stream types, shared with every plugin so a

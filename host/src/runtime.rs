@@ -664,8 +664,8 @@ impl Runtime {
     }
 
     /// How deploying `manifest` with `exports` as plugin `name` changes what
-    /// its active version may do (`None`: no active version, or no change);
-    /// a widening needs `accept`.
+    /// its active version (or, removed, its newest) may do (`None`: never
+    /// deployed, or no change); a widening needs `accept`.
     fn grant_change(
         &self,
         name: &str,
@@ -674,7 +674,13 @@ impl Runtime {
         by: &str,
         accept: bool,
     ) -> Result<Option<GrantChange>, Error> {
-        let Some(active) = self.active_version(name) else {
+        // A removed plugin keeps its versions: re-adding it is a redeploy.
+        let (versions, active) = self.pipeline.store().read(|tx| tx.plugin_versions(name))?;
+        let active = versions
+            .into_iter()
+            .rev()
+            .find(|v| active.is_none_or(|a| a == v.version));
+        let Some(active) = active else {
             return Ok(None);
         };
         let before = Reach::of(&active.manifest, active.exports.as_ref());

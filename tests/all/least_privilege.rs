@@ -180,6 +180,19 @@ fn a_redeploy_that_widens_grants_needs_consent_and_every_change_is_recorded() {
         versions[0]["manifest"]["capabilities"]["read"],
         serde_json::json!(["groups"])
     );
+    // Removed and added again, it is compared with its last version.
+    let (status, out) = cli(data.path(), &["plugin", "remove", "fixture-tenant"]);
+    assert_eq!(status, 0, "{out}");
+    let wider = tenant_build(builds.path(), WIDER);
+    let (status, out) = cli(data.path(), &["plugin", "add", &wider]);
+    assert_ne!(status, 0, "{out}");
+    assert!(
+        out.contains("would get more than its active version: read projects"),
+        "{out}"
+    );
+    let narrower = tenant_build(builds.path(), GRANTED);
+    let (status, out) = cli(data.path(), &["plugin", "add", &narrower]);
+    assert_eq!(status, 0, "{out}");
     // `plugin list --json` reports the reach.
     let (_, list) = cli(data.path(), &["plugin", "list", "--json"]);
     let list: Value = serde_json::from_str(&list).unwrap();

@@ -602,7 +602,6 @@ pub async fn execute(
     }
 }
 
-/// Who an operator action is recorded as: `--by`, else `$USER`.
 /// The files of `plugin add` and how to deploy them: state, additions
 /// (secrets read from their files), who, and whether a widening is accepted.
 pub(crate) fn deploy_swap(add: &PluginAction, cwd: &Path) -> anyhow::Result<(Vec<std::path::PathBuf>, Swap)> {
@@ -627,6 +626,7 @@ pub(crate) fn deploy_swap(add: &PluginAction, cwd: &Path) -> anyhow::Result<(Vec
     Ok((files.clone(), swap))
 }
 
+/// Who an operator action is recorded as: `--by`, else `$USER`.
 fn operator(by: Option<String>) -> String {
     by.or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into())

@@ -106,6 +106,9 @@ impl<S: Storage> Pipeline<S> {
         self.end_backoff(index)?;
         self.slots.remove(index);
         self.routes = routes(&self.slots);
+        // Its collections are owned by no one now: no later plugin of the
+        // same name reads them as its own.
+        self.read_models.declare(name, &[])?;
         Ok(())
     }
 
