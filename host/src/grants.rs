@@ -31,7 +31,8 @@ pub struct Reach {
     /// Origins its effects may call.
     pub http: Vec<String>,
     /// Its limits: per call (`time-budget-ms`, `memory-mib`,
-    /// `max-dispatches`) and, when set, `cascade-budget`.
+    /// `max-dispatches`), its quota of live instances (`max-instances`)
+    /// and, when set, `cascade-budget`.
     pub limits: BTreeMap<String, u64>,
 }
 
@@ -43,6 +44,7 @@ impl Reach {
             ("time-budget-ms", limits.time_budget.as_millis() as u64),
             ("memory-mib", (limits.memory_bytes >> 20) as u64),
             ("max-dispatches", limits.max_dispatches as u64),
+            ("max-instances", limits.max_instances),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -122,6 +122,11 @@ pub trait Listener: Send {
         None
     }
 
+    /// The live instances it may have (per-instance process managers).
+    fn max_instances(&self) -> u64 {
+        u64::MAX
+    }
+
     /// Memory (linear memories and tables) of its sandbox instance, when one
     /// is live; `None` for a native listener.
     fn memory_bytes(&self) -> Option<u64> {

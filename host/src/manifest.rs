@@ -30,6 +30,7 @@
 //! memory-mib = 64        # every memory and table of the instance together
 //! max-dispatches = 1000  # commands per handler call
 //! cascade-budget = 10000 # events + commands of a cascade it dispatches into
+//! max-instances = 10000000 # live instances of a per-instance process manager
 //!
 //! [on-error]
 //! attempts = 3           # calls of a failing handler per event
@@ -168,6 +169,9 @@ pub struct Limits {
     /// Bytes one call may hand the host in all: dispatched commands and log
     /// lines together. Past it, dispatches fail and log lines are dropped.
     pub max_call_bytes: usize,
+    /// Live instances a per-instance process manager may have: a call that
+    /// would start one more fails (its event is parked).
+    pub max_instances: u64,
 }
 
 impl Default for Limits {
@@ -180,6 +184,7 @@ impl Default for Limits {
             max_state_bytes: 16 << 20,
             max_log_lines: 100,
             max_call_bytes: 4 << 20,
+            max_instances: 10_000_000,
         }
     }
 }
@@ -197,6 +202,8 @@ pub struct LimitOverrides {
     /// Events and commands a cascade this plugin dispatches into may count
     /// (a command's own budget wins; the host's `--cascade-budget` else).
     pub cascade_budget: Option<usize>,
+    /// Live instances of a per-instance process manager.
+    pub max_instances: Option<u64>,
 }
 
 /// What happens when a handler fails.
@@ -341,6 +348,7 @@ impl Manifest {
                 .map_or(defaults.time_budget, Duration::from_millis),
             memory_bytes: self.limits.memory_mib.map_or(defaults.memory_bytes, |m| m << 20),
             max_dispatches: self.limits.max_dispatches.unwrap_or(defaults.max_dispatches),
+            max_instances: self.limits.max_instances.unwrap_or(defaults.max_instances),
             ..defaults
         }
     }

@@ -1076,7 +1076,7 @@ mod tests {
         #[derive(serde::Serialize)]
         struct Manifest5 {
             capabilities: (Vec<String>,),
-            limits: crate::manifest::LimitOverrides,
+            limits: (Option<u64>, Option<usize>, Option<usize>, Option<usize>),
             on_error: crate::manifest::OnError,
             config: std::collections::BTreeMap<String, String>,
         }

@@ -246,3 +246,60 @@ fn through_a_server_a_widening_deploy_is_refused_without_consent() {
         .collect();
     assert_eq!(changes, ["widened"]);
 }
+
+/// A copy of `order-fulfillment` whose manifest says `max-instances = max`.
+fn order_fulfillment_with_quota(dir: &Path, max: u64) -> std::path::PathBuf {
+    let copy = dir.join("order-fulfillment.wasm");
+    std::fs::copy(plugins::ORDER_FULFILLMENT, &copy).unwrap();
+    let manifest = format!("[capabilities]\ndispatch = [\"shipping.shipOrder\"]\n[limits]\nmax-instances = {max}\n");
+    std::fs::write(copy.with_extension("toml"), manifest).unwrap();
+    copy
+}
+
+#[test]
+fn a_process_manager_that_starts_instances_without_end_fills_its_quota_not_the_disk() {
+    let builds = tempfile::tempdir().unwrap();
+    let mut host = TestHost::with(&[plugins::PAYMENT, plugins::INVENTORY, plugins::SHIPPING]);
+    host.runtime
+        .add_plugin(&order_fulfillment_with_quota(builds.path(), 2))
+        .unwrap();
+    for order in ["o1", "o2"] {
+        assert!(host.exec("payment", order, "succeed", r#"{"amount":10}"#).is_ok());
+    }
+
+    let third = host.exec("payment", "o3", "succeed", r#"{"amount":10}"#);
+
+    // Both phases of the third order are refused, neither handler called.
+    assert_eq!(third.failures.len(), 2, "{:?}", third.failures);
+    for failure in &third.failures {
+        let message = failure.to_string();
+        assert!(
+            message.contains("`order-fulfillment` has 2 live instances, its quota")
+                && message.contains("`max-instances`"),
+            "{message}"
+        );
+    }
+    let parked = host.runtime.pipeline_ref().parked().unwrap();
+    assert_eq!(parked.len(), 2, "{parked:?}");
+    assert_eq!(host.runtime.instances("order-fulfillment", None, 10).unwrap().len(), 2);
+    // An existing instance goes on: o1 ships, completes, and frees a place.
+    assert!(host.exec("inventory", "o1", "reserve", r#"{"items":["book"]}"#).is_ok());
+    assert!(host.log_names().iter().any(|n| n == "OrderShipped"));
+    assert_eq!(host.runtime.instances("order-fulfillment", None, 10).unwrap().len(), 1);
+
+    // Raised by the operator, the parked order starts on retry.
+    host.runtime
+        .add_plugin(&order_fulfillment_with_quota(builds.path(), 10))
+        .unwrap();
+    for (id, _) in parked {
+        assert_eq!(host.runtime.pipeline().retry_parked(id).unwrap(), None, "retried");
+    }
+    let ids: Vec<String> = host
+        .runtime
+        .instances("order-fulfillment", None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, ["o2", "o3"]);
+}

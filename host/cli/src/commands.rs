@@ -146,7 +146,8 @@ pub async fn execute(
                         l.checkpoint, l.lag, l.calls, l.failures, l.parked
                     ));
                     if let Some(instances) = l.instances.filter(|&n| n > 0) {
-                        line.push_str(&format!(", {instances} instance(s)"));
+                        let quota = s.reach.limits.get("max-instances").copied().unwrap_or(u64::MAX);
+                        line.push_str(&format!(", {instances} of {quota} instance(s)"));
                     }
                     if let Some(bytes) = l.memory_bytes {
                         line.push_str(&format!(", memory {:.1} MiB", bytes as f64 / f64::from(1 << 20)));

@@ -39,6 +39,14 @@ impl Batch<'_> {
             None => None,
             Some(rules) => match instances::begin(&*tx, rules, self.slots[slot].listener.name(), event)? {
                 Begin::Call(call) => Some(call),
+                Begin::Start(call) => match self.over_instance_quota(tx, slot)? {
+                    None => Some(call),
+                    // Not called: the event waits, parked, for a raised quota.
+                    Some(message) => {
+                        let failure = self.failure(slot, handler, event, message);
+                        return self.fail(tx, slot, handler, event, failure, attempt);
+                    }
+                },
                 Begin::Ignored => return Ok(None),
             },
         };
@@ -113,19 +121,40 @@ impl Batch<'_> {
             }
         };
         self.record(slot, handler, event, started, message.as_deref());
-        let failure = message.map(|message| HandlerFailure {
-            plugin: self.slots[slot].listener.name().to_owned(),
-            handler: self.slots[slot].listener.handlers()[handler].export_name(),
+        let failure = message.map(|message| self.failure(slot, handler, event, message));
+        match retry {
+            Some(pause) => (Attempted::RetryAfter(pause), attempt),
+            None => (Attempted::Done(failure), attempt),
+        }
+    }
+
+    /// A failure of `handler` of the listener in `slot` with `event`.
+    fn failure(&self, slot: usize, handler: usize, event: &Event, message: String) -> HandlerFailure {
+        let listener = &self.slots[slot].listener;
+        HandlerFailure {
+            plugin: listener.name().to_owned(),
+            handler: listener.handlers()[handler].export_name(),
             event: event.name.clone(),
             position: event.position,
             message,
             parked: None,
             stopped: false,
-        });
-        match retry {
-            Some(pause) => (Attempted::RetryAfter(pause), attempt),
-            None => (Attempted::Done(failure), attempt),
         }
+    }
+
+    /// Why a new instance of the listener in `slot` may not start: it has
+    /// as many live instances as its quota allows.
+    fn over_instance_quota(&self, tx: &impl UnitOfWork, slot: usize) -> Result<Option<String>, StoreError> {
+        let listener = &self.slots[slot].listener;
+        let max = listener.max_instances();
+        let live = tx.instance_count(listener.name())?;
+        Ok((live >= max).then(|| {
+            format!(
+                "`{}` has {live} live instances, its quota: complete some, or raise `max-instances` under \
+                 [limits] in its manifest (a redeploy with --accept-grants)",
+                listener.name()
+            )
+        }))
     }
 
     /// The call's trace entry (when traced) and the lines it logged.

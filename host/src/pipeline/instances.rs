@@ -87,8 +87,10 @@ impl InstanceStore for Replayed {
 
 /// What a call of a per-instance process manager for an event works on.
 pub(super) enum Begin {
-    /// Its instance, existing or new.
+    /// Its existing instance.
     Call(InstanceCall),
+    /// A new instance the event starts.
+    Start(InstanceCall),
     /// None: the event names no instance, or one that does not exist and
     /// that it may not start. No handler is called.
     Ignored,
@@ -113,7 +115,7 @@ pub(super) fn begin(
             let mut call = InstanceCall::new(id, None, event);
             // A new instance is stored even if the call sets no state.
             call.state_set = true;
-            Ok(Begin::Call(call))
+            Ok(Begin::Start(call))
         }
         None => Ok(Begin::Ignored),
     }

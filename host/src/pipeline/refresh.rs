@@ -314,7 +314,8 @@ fn replay(
                 }
                 if let (Some(rules), Some((replayed, _))) = (&rules, &into) {
                     match instances::begin(&**replayed, rules, &name, event)? {
-                        Begin::Call(call) => effects.instance = Some(call),
+                        // A refresh rebuilds what was live: no quota applies.
+                        Begin::Call(call) | Begin::Start(call) => effects.instance = Some(call),
                         Begin::Ignored => continue,
                     }
                 }

@@ -317,6 +317,10 @@ impl Listener for WasmListener {
         self.env.manifest.on_error
     }
 
+    fn max_instances(&self) -> u64 {
+        self.env.manifest.limits().max_instances
+    }
+
     fn cascade_budget(&self) -> Option<usize> {
         self.env.manifest.limits.cascade_budget
     }

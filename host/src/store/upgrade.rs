@@ -13,6 +13,27 @@ use super::{
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::manifest::{Capabilities, LimitOverrides, Manifest, OnError};
+
+/// `[limits]` as schemas 4 and 5 stored them (postcard): without `max-instances`.
+#[derive(Deserialize)]
+struct LimitOverrides5 {
+    time_budget_ms: Option<u64>,
+    memory_mib: Option<usize>,
+    max_dispatches: Option<usize>,
+    cascade_budget: Option<usize>,
+}
+
+impl From<LimitOverrides5> for LimitOverrides {
+    fn from(old: LimitOverrides5) -> LimitOverrides {
+        LimitOverrides {
+            time_budget_ms: old.time_budget_ms,
+            memory_mib: old.memory_mib,
+            max_dispatches: old.max_dispatches,
+            cascade_budget: old.cascade_budget,
+            max_instances: None,
+        }
+    }
+}
 use crate::records::{PluginKind, PluginRecord, PluginVersion};
 use crate::store::traits::{Progress, Registry};
 
@@ -210,7 +231,7 @@ struct Capabilities5 {
 #[derive(Deserialize)]
 struct Manifest4 {
     capabilities: Capabilities5,
-    limits: LimitOverrides,
+    limits: LimitOverrides5,
     on_error: OnError,
 }
 
@@ -230,7 +251,7 @@ impl From<Manifest4> for Manifest {
 #[derive(Deserialize)]
 struct Manifest5 {
     capabilities: Capabilities5,
-    limits: LimitOverrides,
+    limits: LimitOverrides5,
     on_error: OnError,
     config: std::collections::BTreeMap<String, String>,
 }
@@ -242,7 +263,7 @@ impl From<Manifest5> for Manifest {
                 dispatch: old.capabilities.dispatch,
                 ..Capabilities::default()
             },
-            limits: old.limits,
+            limits: old.limits.into(),
             on_error: old.on_error,
             config: old.config,
             ..Manifest::default()
