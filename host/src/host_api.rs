@@ -98,10 +98,10 @@ pub trait DocumentAccess: Send + Sync {
     /// A collection `owner` does not own.
     fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String>;
 
-    /// The projection that declared `collection`, if one did (a plugin may
-    /// read what it owns without a grant).
-    fn owner(&self, _collection: &str) -> Option<String> {
-        None
+    /// Whether `plugin` declared `collection` (a plugin may read what it
+    /// owns without a grant).
+    fn owns(&self, _plugin: &str, _collection: &str) -> bool {
+        false
     }
 }
 

@@ -402,8 +402,8 @@ impl DocumentAccess for ReadModels {
         ReadModels::delete(self, owner, collection, id)
     }
 
-    fn owner(&self, collection: &str) -> Option<String> {
-        self.catalog().get(collection).map(|o| o.owner.clone())
+    fn owns(&self, plugin: &str, collection: &str) -> bool {
+        self.catalog().get(collection).is_some_and(|o| o.owner == plugin)
     }
 }
 

@@ -159,11 +159,7 @@ impl Runtime {
     ///
     /// The file cannot be read or is not a valid Cascade plugin.
     pub fn add_plugin(&mut self, file: &Path) -> Result<PluginRecord, Error> {
-        let swap = Swap {
-            accept_grants: true,
-            ..Swap::default()
-        };
-        self.add_plugin_with(file, &swap)
+        self.add_plugin_with(file, &Swap::by_the_program())
     }
 
     /// [`Runtime::add_plugin`], saying who deploys and what happens to a
@@ -191,11 +187,7 @@ impl Runtime {
         manifest: &Manifest,
     ) -> Result<PluginRecord, Error> {
         let compiled = Compiled::new(&self.sandbox, name, source, bytes.to_vec(), manifest.clone())?;
-        let swap = Swap {
-            accept_grants: true,
-            ..Swap::default()
-        };
-        self.install(compiled, &swap)
+        self.install(compiled, &Swap::by_the_program())
     }
 
     /// Validate and register a compiled plugin, store it as the newest version
@@ -556,14 +548,14 @@ impl Runtime {
         if let Some(current) = versions.iter().find(|v| v.version == active) {
             manifest.secrets = current.manifest.secrets.clone();
         }
-        let record = PluginRecord {
+        let mut record = PluginRecord {
             name: target.name.clone(),
             kind: target.kind,
             hash: target.hash.clone(),
             order: 0,
             source: target.source.clone(),
             manifest,
-            exports: target.exports.clone(),
+            exports: None,
         };
         let component = self.stored_component(&record)?;
         let built = self.build(name, &component, &record.manifest)?;
@@ -571,10 +563,7 @@ impl Runtime {
         // Its grants were accepted when it was deployed; the change is recorded.
         let change = self.grant_change(name, &record.manifest, &exports, &swap.by, true)?;
         let (_, _, first) = self.register(built)?;
-        let record = PluginRecord {
-            exports: Some(exports),
-            ..record
-        };
+        record.exports = Some(exports);
         self.pipeline.store().write(|tx| {
             if let Some(checkpoint) = first {
                 tx.set_checkpoint(name, checkpoint)?;
@@ -952,6 +941,17 @@ impl Default for Swap {
             state: SwapState::Carry,
             additions: ManifestAdditions::default(),
             accept_grants: false,
+        }
+    }
+}
+
+impl Swap {
+    /// A deploy by the embedding program itself, the operator: a widening
+    /// is accepted (and recorded).
+    fn by_the_program() -> Swap {
+        Swap {
+            accept_grants: true,
+            ..Swap::default()
         }
     }
 }

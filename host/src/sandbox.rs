@@ -604,7 +604,7 @@ impl HostState {
     /// projection may read what it writes), before anything is looked up:
     /// a refusal says nothing about whether the collection exists.
     fn check_read(&mut self, collection: &str) -> Result<(), read_models::QueryError> {
-        if self.manifest.may_read(collection) || self.read_models.owner(collection).as_deref() == Some(&self.plugin) {
+        if self.manifest.may_read(collection) || self.read_models.owns(&self.plugin, collection) {
             return Ok(());
         }
         let granted = crate::text::quoted_list(self.manifest.capabilities.read.iter().map(String::as_str));
@@ -843,8 +843,8 @@ mod tests {
             Err(format!("no collection `{collection}`"))
         }
 
-        fn owner(&self, collection: &str) -> Option<String> {
-            (collection == "own").then(|| "probe".to_owned())
+        fn owns(&self, plugin: &str, collection: &str) -> bool {
+            (plugin, collection) == ("probe", "own")
         }
     }
 

@@ -111,6 +111,11 @@ fn grant_changes(data: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The plugin `name` in a list as `plugin list --json` and `GET /plugins` give it.
+fn plugin_named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()
+}
+
 const GRANTED: &str = "[capabilities]\ndispatch = [\"accounts.open\"]\nread = [\"groups\"]\n";
 const WIDER: &str = "[capabilities]\ndispatch = [\"accounts.open\"]\nread = [\"groups\", \"projects\"]\n";
 
@@ -196,12 +201,7 @@ fn a_redeploy_that_widens_grants_needs_consent_and_every_change_is_recorded() {
     // `plugin list --json` reports the reach.
     let (_, list) = cli(data.path(), &["plugin", "list", "--json"]);
     let list: Value = serde_json::from_str(&list).unwrap();
-    let tenant = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "fixture-tenant")
-        .unwrap();
+    let tenant = plugin_named(&list, "fixture-tenant");
     assert_eq!(tenant["reach"]["read"], serde_json::json!(["groups"]));
     assert_eq!(tenant["reach"]["handles"], serde_json::json!(["on-user-created"]));
     assert_eq!(tenant["reach"]["dispatch"], serde_json::json!(["accounts.open"]));
@@ -228,12 +228,7 @@ fn through_a_server_a_widening_deploy_is_refused_without_consent() {
     assert_eq!(status, 0, "{out}{err}");
 
     let plugins = server.get("/plugins").body;
-    let tenant = plugins
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "fixture-tenant")
-        .unwrap();
+    let tenant = plugin_named(&plugins, "fixture-tenant");
     assert_eq!(tenant["reach"]["read"], serde_json::json!(["groups", "projects"]));
     let log = server.get("/events?stream=cascade:plugins").body;
     let changes: Vec<&str> = log["events"]

@@ -146,7 +146,7 @@ pub async fn execute(
                         l.checkpoint, l.lag, l.calls, l.failures, l.parked
                     ));
                     if let Some(instances) = l.instances.filter(|&n| n > 0) {
-                        let quota = s.reach.limits.get("max-instances").copied().unwrap_or(u64::MAX);
+                        let quota = p.manifest.limits().max_instances;
                         line.push_str(&format!(", {instances} of {quota} instance(s)"));
                     }
                     if let Some(bytes) = l.memory_bytes {
@@ -159,7 +159,7 @@ pub async fn execute(
                 if let Some(reason) = &s.stopped_because {
                     line.push_str(&format!("  stopped: {}", escape(reason)));
                 }
-                line.push_str(&escape(&grants_text(p)));
+                line.push_str(&escape(&grants_text(&s.reach, &p.manifest)));
                 writeln!(out, "{line}")?;
             }
             Ok(0)
@@ -791,16 +791,15 @@ pub(crate) fn added_line(record: &cascade::PluginRecord) -> String {
     let line = format!("added {} `{}` ({})", record.kind, record.name, short_hash(&record.hash));
     let reach = cascade::Reach::of(&record.manifest, record.exports.as_ref());
     let limits: Vec<String> = reach.limits.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    line + &grants_text(record) + &format!("; limits {}", limits.join(", "))
+    line + &grants_text(&reach, &record.manifest) + &format!("; limits {}", limits.join(", "))
 }
 
 /// What a plugin receives and may do, so a grant is never a surprise:
 /// `; handles on-a; may dispatch a.b, read c, call ORIGIN; writes d;
 /// secrets K` (what it has none of is left out).
-fn grants_text(record: &cascade::PluginRecord) -> String {
-    let reach = cascade::Reach::of(&record.manifest, record.exports.as_ref());
+fn grants_text(reach: &cascade::Reach, manifest: &cascade::Manifest) -> String {
     let mut text = String::new();
-    if let Some(handles) = reach.handles.filter(|h| !h.is_empty()) {
+    if let Some(handles) = reach.handles.as_ref().filter(|h| !h.is_empty()) {
         text.push_str(&format!("; handles {}", handles.join(", ")));
     }
     let grants: Vec<String> = (reach.dispatch.iter().map(|d| format!("dispatch {d}")))
@@ -810,11 +809,11 @@ fn grants_text(record: &cascade::PluginRecord) -> String {
     if !grants.is_empty() {
         text.push_str(&format!("; may {}", grants.join(", ")));
     }
-    if let Some(writes) = reach.writes.filter(|w| !w.is_empty()) {
+    if let Some(writes) = reach.writes.as_ref().filter(|w| !w.is_empty()) {
         text.push_str(&format!("; writes {}", writes.join(", ")));
     }
-    if !record.manifest.secrets.is_empty() {
-        let keys: Vec<&str> = record.manifest.secrets.keys().map(String::as_str).collect();
+    if !manifest.secrets.is_empty() {
+        let keys: Vec<&str> = manifest.secrets.keys().map(String::as_str).collect();
         text.push_str(&format!("; secrets {}", keys.join(", ")));
     }
     text
