@@ -140,7 +140,7 @@ impl Origin {
     }
 }
 
-/// Why a request is refused, in one line.
+/// Why a call into the host (an effect, a read-model write) is refused, in one line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// Malformed: the call may go on (the guest got the reason).

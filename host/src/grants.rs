@@ -31,8 +31,8 @@ pub struct Reach {
     /// Origins its effects may call.
     pub http: Vec<String>,
     /// Its limits: per call (`time-budget-ms`, `memory-mib`,
-    /// `max-dispatches`), its quota of live instances (`max-instances`)
-    /// and, when set, `cascade-budget`.
+    /// `max-dispatches`), its quotas (`max-instances`, `max-timers`,
+    /// `max-effects`, `max-read-model-mib`) and, when set, `cascade-budget`.
     pub limits: BTreeMap<String, u64>,
 }
 
@@ -44,7 +44,10 @@ impl Reach {
             ("time-budget-ms", limits.time_budget.as_millis() as u64),
             ("memory-mib", (limits.memory_bytes >> 20) as u64),
             ("max-dispatches", limits.max_dispatches as u64),
-            ("max-instances", limits.max_instances),
+            ("max-instances", limits.quotas.instances),
+            ("max-timers", limits.quotas.timers),
+            ("max-effects", limits.quotas.effects),
+            ("max-read-model-mib", limits.quotas.read_model_bytes >> 20),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
-use crate::effect::EffectRequest;
+use crate::effect::{EffectRequest, Refusal};
 use crate::error::QueryError;
 use crate::event::Command;
 use crate::instance::InstanceCall;
@@ -88,15 +88,17 @@ pub trait DocumentAccess: Send + Sync {
     ///
     /// # Errors
     ///
-    /// A collection `owner` does not own; a body that is not a JSON object.
-    fn put(&self, owner: &str, collection: &str, id: &str, body: &str) -> Result<(), String>;
+    /// Not granted (the call fails): a collection `owner` does not own, a
+    /// document past `owner`'s quota of bytes. Malformed: a body that is
+    /// not a JSON object.
+    fn put(&self, owner: &str, collection: &str, id: &str, body: &str) -> Result<(), Refusal>;
 
     /// Delete document `id` of `collection`, which `owner` must own.
     ///
     /// # Errors
     ///
-    /// A collection `owner` does not own.
-    fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String>;
+    /// Not granted: a collection `owner` does not own.
+    fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), Refusal>;
 
     /// Whether `plugin` declared `collection` (a plugin may read what it
     /// owns without a grant).

@@ -136,7 +136,8 @@ pub use instance::{
 };
 pub use listener::{Context, Handler, HandlerError, Listener, Phase};
 pub use manifest::{
-    Capabilities, EffectPolicy, LimitOverrides, Manifest, ManifestAdditions, OnError, Placement, Policy, StartFrom,
+    Capabilities, EffectPolicy, LimitOverrides, Manifest, ManifestAdditions, OnError, Placement, Policy, Quotas,
+    StartFrom,
 };
 pub use pipeline::{
     CascadeRecord, Cause, CommandRecord, DURATION_BUCKETS, HandlerStats, LATENESS_BUCKETS, ListenerStats, Load,
@@ -151,7 +152,7 @@ pub use read_model::{Collection, ReadModels};
 pub use records::{Effect, Exports, InstanceRecord, ParkedEffect, Timer, content_hash};
 pub use runtime::{
     Compiled, DATA_FILE, InstanceSummary, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, SERVER_FILE,
-    ServerInfo, Swap, SwapState,
+    ServerInfo, Swap, SwapState, Usage,
 };
 pub use sandbox::{Limits, Sandbox};
 pub use store::{

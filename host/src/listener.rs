@@ -122,9 +122,9 @@ pub trait Listener: Send {
         None
     }
 
-    /// The live instances it may have (per-instance process managers).
-    fn max_instances(&self) -> u64 {
-        u64::MAX
+    /// What it may accumulate in the store, from its manifest.
+    fn quotas(&self) -> crate::manifest::Quotas {
+        crate::manifest::Quotas::UNBOUNDED
     }
 
     /// Memory (linear memories and tables) of its sandbox instance, when one

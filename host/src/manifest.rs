@@ -31,6 +31,9 @@
 //! max-dispatches = 1000  # commands per handler call
 //! cascade-budget = 10000 # events + commands of a cascade it dispatches into
 //! max-instances = 10000000 # live instances of a per-instance process manager
+//! max-timers = 10000000  # pending timers of all its instances
+//! max-effects = 100000   # its effects in the outbox, parked ones included
+//! max-read-model-mib = 1024 # documents of the collections it writes (ids and bodies)
 //!
 //! [on-error]
 //! attempts = 3           # calls of a failing handler per event
@@ -169,9 +172,46 @@ pub struct Limits {
     /// Bytes one call may hand the host in all: dispatched commands and log
     /// lines together. Past it, dispatches fail and log lines are dropped.
     pub max_call_bytes: usize,
-    /// Live instances a per-instance process manager may have: a call that
-    /// would start one more fails (its event is parked).
-    pub max_instances: u64,
+    /// What it may accumulate in the store.
+    pub quotas: Quotas,
+}
+
+/// What a plugin may accumulate in the store, so that one that writes
+/// without end fills its quota, not the disk. A call that would go past
+/// one fails, naming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quotas {
+    /// Live instances of a per-instance process manager (an event that
+    /// would start one more is parked without a call).
+    pub instances: u64,
+    /// Pending timers of all its instances.
+    pub timers: u64,
+    /// Its effects in the outbox, parked ones included.
+    pub effects: u64,
+    /// Bytes (ids and bodies) of the documents of the collections it writes.
+    pub read_model_bytes: u64,
+}
+
+impl Quotas {
+    /// No quota: native listeners, which the embedding program trusts.
+    pub const UNBOUNDED: Quotas = Quotas {
+        instances: u64::MAX,
+        timers: u64::MAX,
+        effects: u64::MAX,
+        read_model_bytes: u64::MAX,
+    };
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        // Above what the benchmarks keep (a million instances and timers).
+        Quotas {
+            instances: 10_000_000,
+            timers: 10_000_000,
+            effects: 100_000,
+            read_model_bytes: 1 << 30,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -184,7 +224,7 @@ impl Default for Limits {
             max_state_bytes: 16 << 20,
             max_log_lines: 100,
             max_call_bytes: 4 << 20,
-            max_instances: 10_000_000,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -204,6 +244,12 @@ pub struct LimitOverrides {
     pub cascade_budget: Option<usize>,
     /// Live instances of a per-instance process manager.
     pub max_instances: Option<u64>,
+    /// Pending timers.
+    pub max_timers: Option<u64>,
+    /// Effects in the outbox.
+    pub max_effects: Option<u64>,
+    /// Documents of its collections, in MiB.
+    pub max_read_model_mib: Option<u64>,
 }
 
 /// What happens when a handler fails.
@@ -348,7 +394,15 @@ impl Manifest {
                 .map_or(defaults.time_budget, Duration::from_millis),
             memory_bytes: self.limits.memory_mib.map_or(defaults.memory_bytes, |m| m << 20),
             max_dispatches: self.limits.max_dispatches.unwrap_or(defaults.max_dispatches),
-            max_instances: self.limits.max_instances.unwrap_or(defaults.max_instances),
+            quotas: Quotas {
+                instances: self.limits.max_instances.unwrap_or(defaults.quotas.instances),
+                timers: self.limits.max_timers.unwrap_or(defaults.quotas.timers),
+                effects: self.limits.max_effects.unwrap_or(defaults.quotas.effects),
+                read_model_bytes: self
+                    .limits
+                    .max_read_model_mib
+                    .map_or(defaults.quotas.read_model_bytes, |m| m.saturating_mul(1 << 20)),
+            },
             ..defaults
         }
     }

@@ -50,6 +50,7 @@ mod lines;
 mod listeners;
 mod operations;
 mod outbox;
+mod quotas;
 mod refresh;
 
 pub(crate) use batch::record_grant_change;

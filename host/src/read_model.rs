@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use serde_json::Value;
 
+use crate::effect::Refusal;
 use crate::error::{PluginError, QueryError, StoreError};
 use crate::host_api::{Document, DocumentAccess};
 use crate::store::{DocumentView, Documents};
@@ -32,6 +33,8 @@ pub struct Collection {
 struct Owned {
     owner: String,
     indexes: Vec<String>,
+    /// The owner's quota of document bytes, over all its collections.
+    max_bytes: u64,
 }
 
 /// What every handle shares. Each part has its own lock so that a query of
@@ -44,10 +47,37 @@ struct Shared {
     /// This batch's writes: `Some(document)` put, `None` deleted. Only the
     /// writer's handle touches it.
     overlay: Mutex<Overlay>,
+    /// Each writing owner's document bytes in this batch, for its quota.
+    usage: Mutex<HashMap<String, Usage>>,
+    /// What the current call's writes replaced in the overlay (`None`:
+    /// nothing), in write order, to undo them if the call fails.
+    undo: Mutex<UndoLog>,
+}
+
+/// An owner's document bytes as the batch goes: what the last commit holds,
+/// and what the batch's writes add to it.
+#[derive(Clone, Copy)]
+struct Usage {
+    committed: u64,
+    added: Added,
+}
+
+/// What a batch's writes add to an owner's bytes.
+#[derive(Clone, Copy)]
+enum Added {
+    /// At most this: each put counted whole, as if new, deletes not at all;
+    /// cheap, and enough while far from the quota.
+    AtMost(i64),
+    /// Exactly this, each write against the document it replaces: near
+    /// the quota.
+    Exactly(i64),
+    /// Not known since a failed call's writes were undone: counted again.
+    Unknown,
 }
 
 type Catalog = HashMap<String, Owned>;
 type Overlay = BTreeMap<(String, String), Option<String>>;
+type UndoLog = Vec<((String, String), Option<Option<String>>)>;
 
 /// The read models of one data directory; cheap to clone (one shared handle).
 #[derive(Clone)]
@@ -68,6 +98,8 @@ impl ReadModels {
                 view,
                 collections: RwLock::new(HashMap::new()),
                 overlay: Mutex::new(BTreeMap::new()),
+                usage: Mutex::new(HashMap::new()),
+                undo: Mutex::new(Vec::new()),
             }),
             committed: false,
         }
@@ -116,12 +148,13 @@ impl ReadModels {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Make `owner` the owner of `collections`, replacing what it declared before.
+    /// Make `owner`, whose documents may take `max_bytes`, the owner of
+    /// `collections`, replacing what it declared before.
     ///
     /// # Errors
     ///
     /// A collection another projection already owns.
-    pub(crate) fn declare(&self, owner: &str, collections: &[Collection]) -> Result<(), PluginError> {
+    pub(crate) fn declare(&self, owner: &str, collections: &[Collection], max_bytes: u64) -> Result<(), PluginError> {
         let mut catalog = self
             .shared
             .collections
@@ -145,6 +178,7 @@ impl ReadModels {
             let owned = Owned {
                 owner: owner.to_owned(),
                 indexes: c.indexes.clone(),
+                max_bytes,
             };
             catalog.insert(c.name.clone(), owned);
         }
@@ -285,18 +319,11 @@ impl ReadModels {
     ///
     /// # Errors
     ///
-    /// A collection `owner` does not own; a body that is not a JSON object.
+    /// A collection `owner` does not own; a body that is not a JSON object;
+    /// a document that would take `owner` past its quota of bytes.
     pub fn put(&self, owner: &str, collection: &str, id: &str, body: &str) -> Result<(), String> {
-        self.check_writable()?;
-        check_owner(&self.catalog(), owner, collection)?;
-        let value: Value =
-            serde_json::from_str(body).map_err(|e| format!("document `{id}` for `{collection}` is not JSON: {e}"))?;
-        if !value.is_object() {
-            return Err(format!("document `{id}` for `{collection}` must be a JSON object"));
-        }
-        self.overlay()
-            .insert((collection.to_owned(), id.to_owned()), Some(value.to_string()));
-        Ok(())
+        self.write(owner, collection, id, body)
+            .map_err(|refusal| refusal.to_string())
     }
 
     /// Delete document `id` of `collection`, which `owner` must own.
@@ -306,14 +333,188 @@ impl ReadModels {
     /// A collection `owner` does not own.
     pub fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String> {
         self.check_writable()?;
-        check_owner(&self.catalog(), owner, collection)?;
-        self.overlay().insert((collection.to_owned(), id.to_owned()), None);
+        let max_bytes = check_owner(&self.catalog(), owner, collection)?;
+        self.check_quota(owner, max_bytes, (collection, id), None)?;
+        self.overlay_write((collection.to_owned(), id.to_owned()), None);
         Ok(())
+    }
+
+    /// Write into the overlay, noting what the write replaced.
+    fn overlay_write(&self, key: (String, String), doc: Option<String>) {
+        let replaced = self.overlay().insert(key.clone(), doc);
+        self.undo_log().push((key, replaced));
+    }
+
+    fn undo_log(&self) -> MutexGuard<'_, UndoLog> {
+        self.shared.undo.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A handler call starts: its writes are the ones [`ReadModels::undo_call`] undoes.
+    pub(crate) fn begin_call(&self) {
+        self.undo_log().clear();
+    }
+
+    /// The call failed: its writes are undone, the batch's earlier ones stay.
+    pub(crate) fn undo_call(&self) {
+        let undo = std::mem::take(&mut *self.undo_log());
+        // One lock at a time: `check_quota` takes the usage, then the overlay.
+        {
+            let mut overlay = self.overlay();
+            for (key, replaced) in undo.into_iter().rev() {
+                match replaced {
+                    Some(doc) => overlay.insert(key, doc),
+                    None => overlay.remove(&key),
+                };
+            }
+        }
+        // An upper bound stays one; an exact count is not exact any more.
+        for usage in self.usage().values_mut() {
+            if let Added::Exactly(_) = usage.added {
+                usage.added = Added::Unknown;
+            }
+        }
+    }
+
+    /// [`ReadModels::put`], saying whether a refusal fails the call: a
+    /// write past the owner's collections or its quota does, a malformed
+    /// document does not.
+    fn write(&self, owner: &str, collection: &str, id: &str, body: &str) -> Result<(), Refusal> {
+        self.check_writable().map_err(Refusal::NotGranted)?;
+        let max_bytes = check_owner(&self.catalog(), owner, collection).map_err(Refusal::NotGranted)?;
+        let malformed = |why: String| Refusal::Malformed(format!("document `{id}` for `{collection}` {why}"));
+        let value: Value = serde_json::from_str(body).map_err(|e| malformed(format!("is not JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(malformed("must be a JSON object".into()));
+        }
+        let doc = value.to_string();
+        self.check_quota(owner, max_bytes, (collection, id), Some(&doc))
+            .map_err(Refusal::NotGranted)?;
+        self.overlay_write((collection.to_owned(), id.to_owned()), Some(doc));
+        Ok(())
+    }
+
+    /// Count a write of `doc` (`None`: a delete) as `id` of `collection`
+    /// against `owner`'s `max_bytes`, refusing one that grows its documents
+    /// past them. Far from the quota each put counts whole; near it, each
+    /// write counts what it adds to the document it replaces, so a rewrite
+    /// or a delete passes at (or past a lowered) quota, and growth does not.
+    fn check_quota(
+        &self,
+        owner: &str,
+        max_bytes: u64,
+        (collection, id): (&str, &str),
+        doc: Option<&str>,
+    ) -> Result<(), String> {
+        if max_bytes == u64::MAX {
+            return Ok(());
+        }
+        let mut usage = self.usage();
+        let mut u = match usage.get(owner) {
+            Some(u) => *u,
+            None if doc.is_none() => return Ok(()),
+            None => Usage {
+                committed: self.committed_bytes(owner).map_err(|e| e.to_string())?,
+                added: Added::AtMost(0),
+            },
+        };
+        let within = |added: i64| i128::from(u.committed) + i128::from(added) <= i128::from(max_bytes);
+        let new = doc.map_or(0, |doc| (id.len() + doc.len()) as i64);
+        let added = match u.added {
+            Added::AtMost(_) if doc.is_none() => return Ok(()),
+            Added::AtMost(at_most) if within(at_most + new) => {
+                u.added = Added::AtMost(at_most + new);
+                usage.insert(owner.to_owned(), u);
+                return Ok(());
+            }
+            Added::AtMost(_) | Added::Unknown => self.added_exactly(owner).map_err(|e| e.to_string())?,
+            Added::Exactly(added) => added,
+        };
+        let grows = new - self.current_bytes(collection, id).map_err(|e| e.to_string())?;
+        let refused = grows > 0 && !within(added + grows);
+        u.added = Added::Exactly(if refused { added } else { added + grows });
+        usage.insert(owner.to_owned(), u);
+        if refused {
+            let mib = (i128::from(u.committed) + i128::from(added + grows)) as f64 / f64::from(1 << 20);
+            return Err(format!(
+                "`{owner}` would own {mib:.2} MiB of documents with `{id}` in `{collection}`, past its quota of {} \
+                 MiB: delete some, or raise `max-read-model-mib` under [limits] in its manifest (a redeploy with \
+                 --accept-grants)",
+                max_bytes >> 20
+            ));
+        }
+        Ok(())
+    }
+
+    /// Bytes of the documents of `owner`'s collections at the last commit.
+    fn committed_bytes(&self, owner: &str) -> Result<u64, StoreError> {
+        let collections = self.owned_by(owner);
+        let mut bytes = 0;
+        self.shared.view.with_documents(&mut |docs| {
+            for collection in &collections {
+                bytes += docs.rm_bytes(collection)?;
+            }
+            Ok(())
+        })?;
+        Ok(bytes)
+    }
+
+    /// Bytes document `id` of `collection` takes now: as this batch wrote
+    /// it, else as the last commit holds it; 0 if there is none.
+    fn current_bytes(&self, collection: &str, id: &str) -> Result<i64, StoreError> {
+        let written = self.overlay().get(&(collection.to_owned(), id.to_owned())).cloned();
+        let doc = match written {
+            Some(doc) => doc,
+            None => self.committed_doc(collection, id)?,
+        };
+        Ok(doc.map_or(0, |doc| (id.len() + doc.len()) as i64))
+    }
+
+    fn committed_doc(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let mut doc = None;
+        self.shared.view.with_documents(&mut |docs| {
+            doc = docs.rm_doc(collection, id)?;
+            Ok(())
+        })?;
+        Ok(doc)
+    }
+
+    /// What this batch's writes to `owner`'s collections add to its bytes
+    /// at the last commit (negative: take away).
+    fn added_exactly(&self, owner: &str) -> Result<i64, StoreError> {
+        let collections = self.owned_by(owner);
+        // Each written document's new length; `None`: deleted.
+        let writes: Vec<((String, String), Option<usize>)> = self
+            .overlay()
+            .iter()
+            .filter(|((collection, _), _)| collections.contains(collection))
+            .map(|((collection, id), doc)| ((collection.clone(), id.clone()), doc.as_ref().map(String::len)))
+            .collect();
+        let mut added = 0i64;
+        self.shared.view.with_documents(&mut |docs| {
+            added = 0;
+            for ((collection, id), len) in &writes {
+                let old = docs
+                    .rm_doc(collection, id)?
+                    .map_or(0, |old| (id.len() + old.len()) as i64);
+                added += len.map_or(0, |len| (id.len() + len) as i64) - old;
+            }
+            Ok(())
+        })?;
+        Ok(added)
+    }
+
+    fn usage(&self) -> MutexGuard<'_, HashMap<String, Usage>> {
+        self.shared
+            .usage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Write the batch's overlay into `tx`, maintaining the indexes.
     pub(crate) fn flush(&self, tx: &mut impl Documents) -> Result<(), StoreError> {
         let overlay = std::mem::take(&mut *self.overlay());
+        self.usage().clear();
+        self.undo_log().clear();
         let catalog = self.catalog();
         for ((collection, id), doc) in overlay {
             let indexes = catalog.get(&collection).map(|o| o.indexes.as_slice()).unwrap_or(&[]);
@@ -372,6 +573,8 @@ impl ReadModels {
     /// Forget the batch's writes (it rolled back).
     pub(crate) fn discard(&self) {
         self.overlay().clear();
+        self.usage().clear();
+        self.undo_log().clear();
     }
 }
 
@@ -394,12 +597,12 @@ impl DocumentAccess for ReadModels {
         ReadModels::list(self, collection, after, limit)
     }
 
-    fn put(&self, owner: &str, collection: &str, id: &str, body: &str) -> Result<(), String> {
-        ReadModels::put(self, owner, collection, id, body)
+    fn put(&self, owner: &str, collection: &str, id: &str, body: &str) -> Result<(), Refusal> {
+        ReadModels::write(self, owner, collection, id, body)
     }
 
-    fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), String> {
-        ReadModels::delete(self, owner, collection, id)
+    fn delete(&self, owner: &str, collection: &str, id: &str) -> Result<(), Refusal> {
+        ReadModels::delete(self, owner, collection, id).map_err(Refusal::NotGranted)
     }
 
     fn owns(&self, plugin: &str, collection: &str) -> bool {
@@ -418,9 +621,10 @@ fn owned<'a>(catalog: &'a Catalog, collection: &str) -> Result<&'a Owned, QueryE
     })
 }
 
-fn check_owner(catalog: &Catalog, owner: &str, collection: &str) -> Result<(), String> {
+/// `owner`'s quota of bytes, if it owns `collection`.
+fn check_owner(catalog: &Catalog, owner: &str, collection: &str) -> Result<u64, String> {
     match catalog.get(collection) {
-        Some(o) if o.owner == owner => Ok(()),
+        Some(o) if o.owner == owner => Ok(o.max_bytes),
         Some(o) => Err(format!(
             "`{owner}` cannot write collection `{collection}`: it belongs to projection `{}`",
             o.owner
@@ -454,7 +658,7 @@ mod tests {
             name: "projects".into(),
             indexes: vec!["groupId".into()],
         };
-        rm.declare("projects", &[projects]).unwrap();
+        rm.declare("projects", &[projects], u64::MAX).unwrap();
         (dir, store, rm)
     }
 
@@ -482,6 +686,54 @@ mod tests {
         store.write(|tx| rm.flush(tx)).unwrap();
         assert!(rm.find("projects", "groupId", r#""g1""#).unwrap().is_empty());
         assert_eq!(ids(rm.list("projects", None, 10).unwrap().0), ["p1"]);
+    }
+
+    /// The quota counts what the documents take, not how often they are
+    /// written: a batch may rewrite a document at its quota, not grow past it.
+    #[test]
+    fn a_projection_writes_up_to_its_quota_of_bytes_and_rewrites_at_it() {
+        let (_dir, store, rm) = read_models();
+        let notes = Collection {
+            name: "notes".into(),
+            indexes: Vec::new(),
+        };
+        // Ids and bodies: "n1" + `{"t":"xxxxxxxxxx"}` is 2 + 18 = 20 bytes.
+        rm.declare("notes", &[notes], 45).unwrap();
+        let doc = |c: char| format!(r#"{{"t":"{}"}}"#, c.to_string().repeat(10));
+        rm.put("notes", "notes", "n1", &doc('a')).unwrap();
+        rm.put("notes", "notes", "n2", &doc('a')).unwrap();
+        let refused = rm.put("notes", "notes", "n3", &doc('a')).unwrap_err();
+        assert!(
+            refused.contains("`notes` would own") && refused.contains("`max-read-model-mib`"),
+            "{refused}"
+        );
+        // Rewritten in the same batch, then in the next: no growth, no refusal.
+        rm.put("notes", "notes", "n1", &doc('b')).unwrap();
+        store.write(|tx| rm.flush(tx)).unwrap();
+        for c in ['c', 'd', 'e'] {
+            rm.put("notes", "notes", "n2", &doc(c)).unwrap();
+        }
+        assert!(rm.put("notes", "notes", "n3", &doc('a')).is_err(), "still full");
+        // A delete makes room, in the same batch.
+        rm.delete("notes", "notes", "n1").unwrap();
+        rm.put("notes", "notes", "n3", &doc('a')).unwrap();
+        store.write(|tx| rm.flush(tx)).unwrap();
+        assert_eq!(ids(rm.list("notes", None, 10).unwrap().0), ["n2", "n3"]);
+
+        // Past a lowered quota, what shrinks or stays passes and growth does not.
+        let notes = Collection {
+            name: "notes".into(),
+            indexes: Vec::new(),
+        };
+        rm.declare("notes", &[notes], 30).unwrap();
+        rm.put("notes", "notes", "n2", &doc('f')).unwrap();
+        rm.put("notes", "notes", "n2", r#"{"t":""}"#).unwrap();
+        assert!(
+            rm.put("notes", "notes", "n2", &doc('g')).is_err(),
+            "40 bytes would be past 30"
+        );
+        rm.delete("notes", "notes", "n3").unwrap();
+        rm.put("notes", "notes", "n2", &doc('g')).unwrap();
     }
 
     /// A query of the last commit takes no lock the writer holds while it
@@ -555,7 +807,7 @@ mod tests {
             name: "projects".into(),
             indexes: vec!["name".into()],
         };
-        rm.declare("projects", &[by_name]).unwrap();
+        rm.declare("projects", &[by_name], u64::MAX).unwrap();
         store.write(|tx| rm.sync_indexes(tx, "projects")).unwrap();
 
         assert_eq!(ids(rm.find("projects", "name", r#""Apollo""#).unwrap()), ["p1"]);
@@ -566,7 +818,7 @@ mod tests {
             name: "projects".into(),
             indexes: vec!["name".into(), "groupId".into()],
         };
-        rm.declare("projects", &[both]).unwrap();
+        rm.declare("projects", &[both], u64::MAX).unwrap();
         store.write(|tx| rm.sync_indexes(tx, "projects")).unwrap();
         assert_eq!(ids(rm.find("projects", "groupId", r#""g2""#).unwrap()), ["p2"]);
         assert_eq!(ids(rm.find("projects", "name", r#""Apollo""#).unwrap()), ["p1"]);

@@ -2,7 +2,7 @@
 //! pipeline, and the plugin registry that reloads every registered plugin
 //! when the directory is opened again.
 
-use crate::store::{Instances, Outbox, Progress, Registry};
+use crate::store::{Instances, Outbox, Progress, Registry, UnitOfWork};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -296,9 +296,7 @@ impl Runtime {
                     _ => Some((
                         tx.checkpoint(&record.name)?.unwrap_or(0),
                         tx.is_stopped(&record.name)?,
-                        (record.kind == PluginKind::ProcessManager)
-                            .then(|| tx.instance_count(&record.name))
-                            .transpose()?,
+                        Usage::of(tx, &record)?,
                     )),
                 };
                 let stopped_because = tx.stop_reason(&record.name)?;
@@ -309,7 +307,7 @@ impl Runtime {
         let statuses = stored
             .into_iter()
             .map(|(record, version, place, stopped_because)| {
-                let listener = place.map(|(checkpoint, stopped, instances)| {
+                let listener = place.map(|(checkpoint, stopped, usage)| {
                     let live = stats.iter().find(|l| l.name == record.name);
                     let handlers = live.map(|l| &l.handlers[..]).unwrap_or_default();
                     ListenerStatus {
@@ -319,7 +317,7 @@ impl Runtime {
                         calls: handlers.iter().map(|h| h.calls).sum(),
                         failures: handlers.iter().map(|h| h.failures).sum(),
                         parked: parked.iter().filter(|(_, p)| p.plugin == record.name).count() as u64,
-                        instances,
+                        usage,
                         memory_bytes: live.and_then(|l| l.memory_bytes),
                     }
                 });
@@ -768,11 +766,46 @@ pub struct ListenerStatus {
     pub failures: u64,
     /// Events parked for it.
     pub parked: u64,
-    /// Its live instances (process managers).
-    pub instances: Option<u64>,
+    /// What it holds in the store, against its quotas (its live
+    /// instances, timers, effects, document bytes).
+    #[serde(flatten)]
+    pub usage: Usage,
     /// Memory of its sandbox instance, when this runtime has it loaded (a
     /// server does; a CLI command that runs no handler loads none).
     pub memory_bytes: Option<u64>,
+}
+
+/// What a listener holds in the store, each bounded by a quota of its
+/// manifest's `[limits]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Live instances (process managers; `None` for a projection).
+    pub instances: Option<u64>,
+    /// Pending timers.
+    pub timers: u64,
+    /// Effects in the outbox, parked ones included.
+    pub effects: u64,
+    /// Bytes (ids and bodies) of the documents of the collections it writes.
+    pub read_model_bytes: u64,
+}
+
+impl Usage {
+    /// What the listener of `record` holds, read in `tx`.
+    fn of(tx: &impl UnitOfWork, record: &PluginRecord) -> Result<Usage, StoreError> {
+        let mut read_model_bytes = 0;
+        for collection in record.exports.iter().flat_map(|e| &e.writes) {
+            read_model_bytes += tx.rm_bytes(collection)?;
+        }
+        Ok(Usage {
+            instances: (record.kind == PluginKind::ProcessManager)
+                .then(|| tx.instance_count(&record.name))
+                .transpose()?,
+            timers: tx.timer_count(&record.name)?,
+            effects: tx.effect_count_of(&record.name)?,
+            read_model_bytes,
+        })
+    }
 }
 
 /// One instance of a per-instance process manager, as listed.

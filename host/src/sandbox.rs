@@ -292,6 +292,18 @@ impl HostState {
         self.violation.get_or_insert_with(|| message.clone());
         message
     }
+
+    /// The guest's answer to a host call that may be refused: what is
+    /// outside its grants or quotas fails the call even if the guest
+    /// swallows the error, like an ungranted dispatch; a malformed one is
+    /// the guest's to handle.
+    fn refused(&mut self, result: Result<(), Refusal>) -> Result<(), String> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(Refusal::NotGranted(message)) => Err(self.refuse(message)),
+            Err(Refusal::Malformed(message)) => Err(message),
+        }
+    }
 }
 
 /// Arm the time budget for the next call into `store`.
@@ -560,12 +572,7 @@ impl effects::Host for HostState {
             true => Ok(()),
             false => check_request(&self.plugin, &name, &request, &self.manifest.capabilities.http),
         };
-        match checked {
-            Ok(()) => {}
-            // A call outside its grants fails, like an ungranted dispatch.
-            Err(Refusal::NotGranted(message)) => return Err(self.refuse(message)),
-            Err(Refusal::Malformed(message)) => return Err(message),
-        }
+        self.refused(checked)?;
         if self.requested.len() >= MAX_EFFECTS_PER_CALL {
             return Err(self.refuse(format!(
                 "requested more than {MAX_EFFECTS_PER_CALL} effects in one call"
@@ -657,11 +664,13 @@ impl read_models::Host for HostState {
 
 impl read_model_writer::Host for HostState {
     fn put(&mut self, collection: String, id: String, body: String) -> Result<(), String> {
-        self.read_models.put(&self.plugin, &collection, &id, &body)
+        let written = self.read_models.put(&self.plugin, &collection, &id, &body);
+        self.refused(written)
     }
 
     fn delete(&mut self, collection: String, id: String) -> Result<(), String> {
-        self.read_models.delete(&self.plugin, &collection, &id)
+        let deleted = self.read_models.delete(&self.plugin, &collection, &id);
+        self.refused(deleted)
     }
 }
 
@@ -835,12 +844,12 @@ mod tests {
             Err(QueryError::Invalid(format!("no collection `{collection}`")))
         }
 
-        fn put(&self, _: &str, collection: &str, _: &str, _: &str) -> Result<(), String> {
-            Err(format!("no collection `{collection}`"))
+        fn put(&self, _: &str, collection: &str, _: &str, _: &str) -> Result<(), Refusal> {
+            Err(Refusal::NotGranted(format!("no collection `{collection}`")))
         }
 
-        fn delete(&self, _: &str, collection: &str, _: &str) -> Result<(), String> {
-            Err(format!("no collection `{collection}`"))
+        fn delete(&self, _: &str, collection: &str, _: &str) -> Result<(), Refusal> {
+            Err(Refusal::NotGranted(format!("no collection `{collection}`")))
         }
 
         fn owns(&self, plugin: &str, collection: &str) -> bool {

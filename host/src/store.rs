@@ -42,6 +42,7 @@ use crate::event::{Envelope, Event, NewEvent};
 use crate::records::{CascadeRecord, PluginVersion};
 
 pub mod conformance;
+mod counts;
 mod instances;
 mod lazy;
 mod log;
@@ -75,8 +76,10 @@ pub const DEFAULT_CACHE_MIB: usize = 64;
 /// and a plugin's manifest keeps its `[config]`. 6: manifests are stored as
 /// JSON text (a new manifest key needs no upgrade), and the effects outbox.
 /// 7: manifests carry read grants (stored process managers and projections
-/// keep their reads as `read = ["*"]`) and the component's exports.
-pub const SCHEMA_VERSION: u64 = 7;
+/// keep their reads as `read = ["*"]`) and the component's exports. 8:
+/// `meta` counts each plugin's pending timers and effects and each
+/// collection's document bytes, for the quotas.
+pub const SCHEMA_VERSION: u64 = 8;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -281,6 +284,9 @@ impl Store {
                 }
                 if found.is_some_and(|found| found < 7) {
                     tx.grant_reads_held()?;
+                }
+                if found.is_some_and(|found| found < 8) {
+                    tx.count_what_quotas_bound()?;
                 }
                 tx.meta.write()?.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 Ok::<_, StoreError>(())
@@ -1014,6 +1020,47 @@ mod tests {
             assert!(!tables.iter().any(|t| t == old), "`{old}` is still there: {tables:?}");
         }
         assert_eq!(tables.len(), TABLE_COUNT, "{tables:?}");
+    }
+
+    #[test]
+    fn a_schema_7_file_gets_what_the_quotas_bound_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cascade.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|tx| {
+                    let timer = |name: &str| crate::records::Timer {
+                        plugin: "deadline".into(),
+                        instance: "o1".into(),
+                        name: name.into(),
+                        due: 5,
+                        payload: "{}".into(),
+                    };
+                    tx.put_timer(&timer("a"))?;
+                    tx.put_timer(&timer("b"))?;
+                    tx.rm_put("projects", "p1", r#"{"n":1}"#)?;
+                    // What schema 7 wrote: no counts.
+                    let keys: Vec<String> = tx
+                        .meta
+                        .read()?
+                        .iter()?
+                        .map(|e| e.map(|(k, _)| k.value().to_owned()))
+                        .collect::<Result<_, _>>()?;
+                    for key in keys.iter().filter(|k| k.contains('/')) {
+                        tx.meta.write()?.remove(key.as_str())?;
+                    }
+                    assert_eq!(tx.timer_count("deadline")?, 0);
+                    tx.meta.write()?.insert(META_SCHEMA, 7)?;
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let counts = store
+            .read(|tx| Ok::<_, StoreError>((tx.timer_count("deadline")?, tx.rm_bytes("projects")?)))
+            .unwrap();
+        assert_eq!(counts, (2, 9));
     }
 
     #[test]

@@ -298,3 +298,179 @@ fn a_process_manager_that_starts_instances_without_end_fills_its_quota_not_the_d
         .collect();
     assert_eq!(ids, ["o2", "o3"]);
 }
+
+/// A copy of the plugin at `wasm`, named `name`, with `manifest`.
+fn copy_with_manifest(dir: &Path, wasm: &str, name: &str, manifest: &str) -> String {
+    let copy = dir.join(format!("{name}.wasm"));
+    std::fs::copy(wasm, &copy).unwrap();
+    std::fs::write(copy.with_extension("toml"), manifest).unwrap();
+    copy.to_str().unwrap().to_owned()
+}
+
+/// `cascade exec`; returns its status and output.
+fn exec(data: &Path, stream_type: &str, id: &str, command: &str, args: &str) -> (u8, String) {
+    cli(data, &["exec", stream_type, id, command, args])
+}
+
+#[test]
+fn plugins_that_write_without_end_fill_their_quotas_of_timers_effects_and_documents_not_the_disk() {
+    let data = tempfile::tempdir().unwrap();
+    let builds = tempfile::tempdir().unwrap();
+    let data = data.path();
+    let deadline = copy_with_manifest(
+        builds.path(),
+        plugins::PAYMENT_DEADLINE,
+        "payment-deadline",
+        "[capabilities]\ndispatch = [\"inventory.release\"]\n[limits]\nmax-timers = 2\n",
+    );
+    let notifications = copy_with_manifest(
+        builds.path(),
+        plugins::NOTIFICATIONS,
+        "notifications",
+        "[capabilities]\nhttp = [\"http://127.0.0.1:9/\"]\n[config]\nwebhook-url = \"http://127.0.0.1:9/hook\"\n\
+         [limits]\nmax-effects = 2\n",
+    );
+    let projects = copy_with_manifest(
+        builds.path(),
+        plugins::PROJECTS,
+        "projects",
+        "[limits]\nmax-read-model-mib = 1\n",
+    );
+    let add = [
+        "plugin",
+        "add",
+        plugins::USERS,
+        plugins::PAYMENT,
+        plugins::INVENTORY,
+        plugins::GROUP,
+        plugins::PROJECT,
+        &deadline,
+        &notifications,
+        &projects,
+    ];
+    let (status, out) = cli(data, &add);
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        out.contains("max-timers 2") && out.contains("max-read-model-mib 1"),
+        "{out}"
+    );
+
+    // Timers: each reserved order waits for its payment on a timer.
+    for order in ["o1", "o2"] {
+        let (status, out) = exec(data, "inventory", order, "reserve", r#"{"items":["book"]}"#);
+        assert_eq!(status, 0, "{out}");
+    }
+    let (_, out) = exec(data, "inventory", "o3", "reserve", r#"{"items":["book"]}"#);
+    assert!(
+        out.contains("`payment-deadline` has 2 pending timers, its quota") && out.contains("raise `max-timers`"),
+        "{out}"
+    );
+    // Effects: a command-line process leaves them in the outbox.
+    for user in ["u1", "u2"] {
+        let (status, out) = exec(data, "users", user, "create", r#"{"name":"Ada"}"#);
+        assert_eq!(status, 0, "{out}");
+    }
+    let (_, out) = exec(data, "users", "u3", "create", r#"{"name":"Ada"}"#);
+    assert!(
+        out.contains("`notifications` has 2 effects in the outbox, its quota") && out.contains("raise `max-effects`"),
+        "{out}"
+    );
+    // Documents: three projects of 300 KiB fit in 1 MiB, a fourth does not.
+    let (status, out) = exec(data, "group", "g1", "create", r#"{"name":"G"}"#);
+    assert_eq!(status, 0, "{out}");
+    let big = |n: usize| format!(r#"{{"name":"{}","groupId":"g1"}}"#, n.to_string().repeat(300 << 10));
+    for n in 1..=3 {
+        let (status, out) = exec(data, "project", &format!("p{n}"), "create", &big(n));
+        assert_eq!(status, 0, "{out}");
+    }
+    let (_, out) = exec(data, "project", "p4", "create", &big(4));
+    assert!(
+        out.contains("`projects` would own 1.17 MiB of documents with `p4` in `projects`, past its quota of 1 MiB")
+            && out.contains("raise `max-read-model-mib`"),
+        "{out}"
+    );
+    // A rename is no growth: it is written.
+    let (status, out) = exec(
+        data,
+        "project",
+        "p1",
+        "update",
+        &big(5).replace(r#","groupId":"g1""#, ""),
+    );
+    assert_eq!(status, 0, "{out}");
+
+    // Each refused call parked its event; nothing past a quota was stored,
+    // and `plugin list` shows each plugin's use against its quota.
+    let (_, parked) = cli(data, &["parked", "--json"]);
+    let parked: Vec<Value> = serde_json::from_str(&parked).unwrap();
+    let plugins_parked: Vec<&str> = parked.iter().map(|p| p["plugin"].as_str().unwrap()).collect();
+    assert_eq!(
+        plugins_parked,
+        ["payment-deadline", "notifications", "projects"],
+        "{parked:?}"
+    );
+    let (_, list) = cli(data, &["plugin", "list", "--json"]);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(plugin_named(&list, "payment-deadline")["timers"], 2);
+    assert_eq!(plugin_named(&list, "notifications")["effects"], 2);
+    let bytes = plugin_named(&list, "projects")["readModelBytes"].as_u64().unwrap();
+    assert!((3 * (300 << 10)..1 << 20).contains(&bytes), "{bytes}");
+    let (_, text) = cli(data, &["plugin", "list"]);
+    assert!(
+        text.contains("2 of 2 timer(s)") && text.contains("2 of 2 effect(s)"),
+        "{text}"
+    );
+    assert!(text.contains(" of 1 MiB of documents"), "{text}");
+    let (_, docs) = cli(data, &["read", "projects", "--json"]);
+    let ids: Vec<String> = docs
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, ["p1", "p2", "p3"]);
+
+    // Raised by the operator (a widening: consent), the parked work goes through.
+    let raised = copy_with_manifest(
+        builds.path(),
+        plugins::PAYMENT_DEADLINE,
+        "payment-deadline",
+        "[capabilities]\ndispatch = [\"inventory.release\"]\n[limits]\nmax-timers = 3\n",
+    );
+    let (status, out) = cli(data, &["plugin", "add", &raised]);
+    assert_ne!(status, 0, "{out}");
+    assert!(out.contains("max-timers"), "{out}");
+    let (status, out) = cli(data, &["plugin", "add", &raised, "--accept-grants"]);
+    assert_eq!(status, 0, "{out}");
+    let (status, out) = cli(data, &["parked", "retry", &parked[0]["id"].to_string()]);
+    assert_eq!(status, 0, "{out}");
+    let (_, list) = cli(data, &["plugin", "list", "--json"]);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(plugin_named(&list, "payment-deadline")["timers"], 3);
+}
+
+#[test]
+fn a_projection_that_writes_another_projections_collection_fails_whole_even_if_it_ignores_the_refusal() {
+    let mut host = tenant_host();
+    host.runtime.add_plugin(Path::new(plugins::FIXTURE_POACHER)).unwrap();
+
+    let settled = host.exec("project", "p2", "create", r#"{"name":"Next","groupId":"g1"}"#);
+
+    let failure = only_handler_failure(&settled);
+    assert_eq!(failure.plugin, "fixture-poacher");
+    assert!(
+        failure
+            .message
+            .contains("`fixture-poacher` cannot write collection `projects`: it belongs to projection `projects`"),
+        "{failure}"
+    );
+    let read_models = host.runtime.pipeline().read_models();
+    let p2 = read_models.get("projects", "p2").unwrap().unwrap();
+    assert!(p2.contains("Next"), "the owner's write stands: {p2}");
+    // The failed call is atomic: its own write is undone too.
+    assert_eq!(read_models.get("sightings", "p2").unwrap(), None);
+    assert_eq!(host.runtime.pipeline_ref().parked().unwrap().len(), 1);
+}

@@ -145,10 +145,7 @@ pub async fn execute(
                         "  checkpoint #{} (lag {}), {} call(s), {} failure(s), {} parked",
                         l.checkpoint, l.lag, l.calls, l.failures, l.parked
                     ));
-                    if let Some(instances) = l.instances.filter(|&n| n > 0) {
-                        let quota = p.manifest.limits().max_instances;
-                        line.push_str(&format!(", {instances} of {quota} instance(s)"));
-                    }
+                    line.push_str(&usage_text(&l.usage, &p.manifest.limits().quotas));
                     if let Some(bytes) = l.memory_bytes {
                         line.push_str(&format!(", memory {:.1} MiB", bytes as f64 / f64::from(1 << 20)));
                     }
@@ -815,6 +812,29 @@ fn grants_text(reach: &cascade::Reach, manifest: &cascade::Manifest) -> String {
     if !manifest.secrets.is_empty() {
         let keys: Vec<&str> = manifest.secrets.keys().map(String::as_str).collect();
         text.push_str(&format!("; secrets {}", keys.join(", ")));
+    }
+    text
+}
+
+/// What a listener holds against its quotas, each it holds any of:
+/// `, 2 of 10000000 instance(s), 1 of 100000 effect(s), 0.25 of 1024 MiB
+/// of documents`.
+fn usage_text(usage: &cascade::Usage, quotas: &cascade::Quotas) -> String {
+    let mut text = String::new();
+    let counts = [
+        (usage.instances.unwrap_or(0), quotas.instances, "instance(s)"),
+        (usage.timers, quotas.timers, "timer(s)"),
+        (usage.effects, quotas.effects, "effect(s)"),
+    ];
+    for (held, quota, what) in counts.into_iter().filter(|(held, ..)| *held > 0) {
+        text.push_str(&format!(", {held} of {quota} {what}"));
+    }
+    if usage.read_model_bytes > 0 {
+        let mib = usage.read_model_bytes as f64 / f64::from(1 << 20);
+        text.push_str(&format!(
+            ", {mib:.2} of {} MiB of documents",
+            quotas.read_model_bytes >> 20
+        ));
     }
     text
 }

@@ -64,6 +64,7 @@ impl<S: Storage> Pipeline<S> {
             traced_now: Vec::new(),
             timers: TimerNote::default(),
             requested: Vec::new(),
+            read_models: &read_models,
         };
         // A batch that did nothing is rolled back: no commit, no fsync.
         let written = store.write_if(|tx| {
@@ -196,6 +197,8 @@ pub(super) struct Batch<'a> {
     pub(super) timers: TimerNote,
     /// Effects this batch put in the outbox, for the workers once it commits.
     pub(super) requested: Vec<Effect>,
+    /// The read models the calls write: a failed call's writes are undone.
+    pub(super) read_models: &'a ReadModels,
 }
 
 impl Batch<'_> {

@@ -50,7 +50,7 @@ impl Batch<'_> {
                 Begin::Ignored => return Ok(None),
             },
         };
-        let (outcome, attempt) = self.attempt(slot, handler, event, attempt, instance.as_ref());
+        let (outcome, attempt) = self.attempt(&*tx, slot, handler, event, attempt, instance.as_ref())?;
         let failure = match outcome {
             Attempted::Done(failure) => failure,
             Attempted::RetryAfter(pause) => {
@@ -58,8 +58,8 @@ impl Batch<'_> {
                 return Ok(None);
             }
         };
-        // A failed call is atomic: what it dispatched and what it did to its
-        // instance are dropped.
+        // A failed call is atomic: what it dispatched, wrote to read models
+        // and did to its instance are dropped.
         match failure {
             Some(failure) => {
                 self.effects.discard();
@@ -80,16 +80,18 @@ impl Batch<'_> {
 
     /// Call the handler until it succeeds, its attempts are used up, or
     /// (with `defer_retries`) a retry must wait; record the call. Each
-    /// attempt starts from `instance` as stored. Returns how it ended and
-    /// the number of the last attempt.
+    /// attempt starts from `instance` as stored; one that would take the
+    /// listener past a quota of timers or effects failed. Returns how it
+    /// ended and the number of the last attempt.
     fn attempt(
         &mut self,
+        tx: &impl UnitOfWork,
         slot: usize,
         handler: usize,
         event: &Event,
         mut attempt: u32,
         instance: Option<&InstanceCall>,
-    ) -> (Attempted, u32) {
+    ) -> Result<(Attempted, u32), StoreError> {
         let traced = self.trace_all || (!self.traced.is_empty() && self.traced.contains(&event.correlation_id));
         let started = traced.then(Instant::now);
         let attempts = self.slots[slot].listener.on_error().attempts.max(1);
@@ -98,8 +100,17 @@ impl Batch<'_> {
             s.calls += 1;
             let call_started = Instant::now();
             self.effects.instance = instance.cloned();
-            let result = s.listener.handle(handler, event, Context::default(), &mut self.effects);
-            s.stats[handler].record(call_started.elapsed(), result.is_err());
+            self.read_models.begin_call();
+            let mut result = s.listener.handle(handler, event, Context::default(), &mut self.effects);
+            if result.is_ok()
+                && let Some(message) = self.over_call_quotas(tx, slot)?
+            {
+                result = Err(HandlerError::Failed(message));
+            }
+            self.slots[slot].stats[handler].record(call_started.elapsed(), result.is_err());
+            if result.is_err() {
+                self.read_models.undo_call();
+            }
             match result {
                 Err(HandlerError::Failed(_)) if attempt < attempts => {
                     self.effects.discard();
@@ -122,10 +133,10 @@ impl Batch<'_> {
         };
         self.record(slot, handler, event, started, message.as_deref());
         let failure = message.map(|message| self.failure(slot, handler, event, message));
-        match retry {
+        Ok(match retry {
             Some(pause) => (Attempted::RetryAfter(pause), attempt),
             None => (Attempted::Done(failure), attempt),
-        }
+        })
     }
 
     /// A failure of `handler` of the listener in `slot` with `event`.
@@ -140,21 +151,6 @@ impl Batch<'_> {
             parked: None,
             stopped: false,
         }
-    }
-
-    /// Why a new instance of the listener in `slot` may not start: it has
-    /// as many live instances as its quota allows.
-    fn over_instance_quota(&self, tx: &impl UnitOfWork, slot: usize) -> Result<Option<String>, StoreError> {
-        let listener = &self.slots[slot].listener;
-        let max = listener.max_instances();
-        let live = tx.instance_count(listener.name())?;
-        Ok((live >= max).then(|| {
-            format!(
-                "`{}` has {live} live instances, its quota: complete some, or raise `max-instances` under \
-                 [limits] in its manifest (a redeploy with --accept-grants)",
-                listener.name()
-            )
-        }))
     }
 
     /// The call's trace entry (when traced) and the lines it logged.

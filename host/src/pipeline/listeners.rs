@@ -43,7 +43,8 @@ impl<S: Storage> Pipeline<S> {
         validate_handlers(&self.aggregates, listener.as_ref())?;
         let name = listener.name().to_owned();
         if let Some(collections) = listener.collections() {
-            self.read_models.declare(&name, collections)?;
+            self.read_models
+                .declare(&name, collections, listener.quotas().read_model_bytes)?;
         }
         let read_models = &self.read_models;
         // Only a changed index declaration writes here: loading the plugins

@@ -108,7 +108,7 @@ impl<S: Storage> Pipeline<S> {
         self.routes = routes(&self.slots);
         // Its collections are owned by no one now: no later plugin of the
         // same name reads them as its own.
-        self.read_models.declare(name, &[])?;
+        self.read_models.declare(name, &[], u64::MAX)?;
         Ok(())
     }
 

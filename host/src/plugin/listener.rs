@@ -317,8 +317,8 @@ impl Listener for WasmListener {
         self.env.manifest.on_error
     }
 
-    fn max_instances(&self) -> u64 {
-        self.env.manifest.limits().max_instances
+    fn quotas(&self) -> crate::manifest::Quotas {
+        self.env.manifest.limits().quotas
     }
 
     fn cascade_budget(&self) -> Option<usize> {

@@ -366,6 +366,11 @@ fn instances<B: Backend>(store: &B) {
         assert_eq!(tx.timers_of("p", Some("b"))?.len(), 1, "`b` is not a prefix of `b\\0x`");
         assert_eq!(tx.timers_of("p", None)?.len(), 4);
         assert_eq!(tx.pending_timers()?, 5);
+        assert_eq!(
+            (tx.timer_count("p")?, tx.timer_count("p2")?),
+            (4, 1),
+            "a replaced timer counts once"
+        );
         Ok(())
     });
     write(store, |tx| {
@@ -385,6 +390,11 @@ fn instances<B: Backend>(store: &B) {
             .collect();
         assert_eq!(left, ["b\0x/soon", "a/late"]);
         assert_eq!(tx.timers_of("p", Some("a"))?[0].payload, r#"{"n":"late"}"#);
+        assert_eq!(
+            (tx.timer_count("p")?, tx.timer_count("p2")?),
+            (2, 0),
+            "counts follow cancels and removed instances"
+        );
         Ok(())
     });
 }
@@ -460,6 +470,7 @@ fn outbox<B: Backend>(store: &B) {
             "read back whole"
         );
         assert_eq!(tx.effect_count()?, 3);
+        assert_eq!((tx.effect_count_of("notify")?, tx.effect_count_of("other")?), (3, 0));
         Ok(())
     });
     let removed = write(store, |tx| tx.remove_effect("notify-9-on-x-0"));
@@ -469,8 +480,11 @@ fn outbox<B: Backend>(store: &B) {
         None,
         "removed once"
     );
+    // Replacing an effect (parking it) keeps the count.
+    write(store, |tx| tx.put_effect(&effect("notify-7-on-x-0", true)));
     read(store, |tx| {
         assert_eq!(tx.effect_count()?, 2);
+        assert_eq!(tx.effect_count_of("notify")?, 2);
         Ok(())
     });
 }
@@ -573,12 +587,23 @@ fn documents<B: Backend>(store: &B) {
         assert_eq!(tx.rm_page("projects", "", 1)?.len(), 1, "and holds at most `limit`");
         assert_eq!(tx.rm_indexed("projects")?, Some(vec!["g".to_owned()]));
         assert_eq!(tx.rm_indexed("groups")?, None);
+        assert_eq!(
+            (tx.rm_bytes("projects")?, tx.rm_bytes("groups")?),
+            (24, 9),
+            "ids and bodies"
+        );
         Ok(())
     });
     write(store, |tx| {
+        tx.rm_put("projects", "p1", r#"{"g":"g1","n":1}"#)?;
         tx.rm_delete("projects", "p2")?;
         tx.rm_unindex("projects", "g", r#""g1""#, "p2")
     });
+    assert_eq!(
+        read(store, |tx| tx.rm_bytes("projects")),
+        18,
+        "a replaced body counts once"
+    );
     assert_eq!(read(store, |tx| tx.rm_find("projects", "g", r#""g1""#)), ["p1"]);
     write(store, |tx| tx.rm_clear("projects"));
     read(store, |tx| {
@@ -588,6 +613,7 @@ fn documents<B: Backend>(store: &B) {
             "its index is cleared too"
         );
         assert_eq!(tx.rm_docs("groups")?.len(), 1, "other collections stay");
+        assert_eq!((tx.rm_bytes("projects")?, tx.rm_bytes("groups")?), (0, 9));
         Ok(())
     });
 }

@@ -4,11 +4,12 @@
 //! control characters, so the first `\0` ends the plugin and the last one
 //! starts a timer's name, whatever an instance id holds. An instance is
 //! sealed with its key; a timer is in two tables, by due time (what fires
-//! next) and by name (what a cancel finds). Each plugin's number of
-//! instances is kept in `meta`, so `plugin list` counts none.
+//! next) and by name (what a cancel finds). Each plugin's numbers of
+//! instances and timers are kept in `meta` ([`super::counts`]).
 
 use redb::TableHandle;
 
+use super::counts::{instances_key, timers_key};
 use super::traits::Instances;
 use super::{INSTANCES, Tx, decode, encode, sealed};
 use crate::error::StoreError;
@@ -36,20 +37,7 @@ fn prefix_end(prefix: &str) -> String {
     format!("{stem}\u{1}")
 }
 
-/// The `meta` key of a plugin's number of instances.
-fn instance_count_key(plugin: &str) -> String {
-    format!("instances/{plugin}")
-}
-
 impl Tx<'_> {
-    fn count_instances(&mut self, plugin: &str, by: i64) -> Result<(), StoreError> {
-        let key = instance_count_key(plugin);
-        let count = self.meta.read()?.get(key.as_str())?.map_or(0, |v| v.value());
-        let count = count.saturating_add_signed(by);
-        self.meta.write()?.insert(key.as_str(), count)?;
-        Ok(())
-    }
-
     fn decode_instance(key: &str, stored: &[u8]) -> Result<InstanceRecord, StoreError> {
         let what = || format!("instance `{}`", key.replace('\0', "/"));
         let body = sealed::unseal(INSTANCES.name(), what, key.as_bytes(), stored)?;
@@ -77,11 +65,11 @@ impl Tx<'_> {
         Ok(keys)
     }
 
-    /// Delete the timer stored under `key`, due at `due`, from both tables.
-    fn remove_timer_key(&mut self, key: &str, due: u64) -> Result<(), StoreError> {
+    /// Delete `plugin`'s timer stored under `key`, due at `due`, from both tables.
+    fn remove_timer_key(&mut self, plugin: &str, key: &str, due: u64) -> Result<(), StoreError> {
         self.timer_due.write()?.remove(key)?;
         self.timers.write()?.remove((due, key))?;
-        Ok(())
+        self.add_count(&timers_key(plugin), -1)
     }
 
     fn timer_at(&self, key: &str, due: u64) -> Result<Option<Timer>, StoreError> {
@@ -115,7 +103,7 @@ impl Instances for Tx<'_> {
             .insert(key.as_str(), sealed.as_slice())?
             .is_none();
         if new {
-            self.count_instances(plugin, 1)?;
+            self.add_count(&instances_key(plugin), 1)?;
         }
         Ok(())
     }
@@ -127,10 +115,10 @@ impl Instances for Tx<'_> {
             .remove(instance_key(plugin, id).as_str())?
             .is_some();
         if removed {
-            self.count_instances(plugin, -1)?;
+            self.add_count(&instances_key(plugin), -1)?;
         }
         for (key, due) in self.timer_keys(plugin, Some(id))? {
-            self.remove_timer_key(&key, due)?;
+            self.remove_timer_key(plugin, &key, due)?;
         }
         Ok(())
     }
@@ -161,11 +149,11 @@ impl Instances for Tx<'_> {
     }
 
     fn instance_count(&self, plugin: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .meta
-            .read()?
-            .get(instance_count_key(plugin).as_str())?
-            .map_or(0, |v| v.value()))
+        self.count(&instances_key(plugin))
+    }
+
+    fn timer_count(&self, plugin: &str) -> Result<u64, StoreError> {
+        self.count(&timers_key(plugin))
     }
 
     fn remove_instances(&mut self, plugin: &str) -> Result<(), StoreError> {
@@ -180,9 +168,9 @@ impl Instances for Tx<'_> {
         for key in keys {
             self.instances.write()?.remove(key.as_str())?;
         }
-        self.meta.write()?.remove(instance_count_key(plugin).as_str())?;
+        self.set_count(&instances_key(plugin), 0)?;
         for (key, due) in self.timer_keys(plugin, None)? {
-            self.remove_timer_key(&key, due)?;
+            self.remove_timer_key(plugin, &key, due)?;
         }
         Ok(())
     }
@@ -194,7 +182,7 @@ impl Instances for Tx<'_> {
         self.timers
             .write()?
             .insert((timer.due, key.as_str()), timer.payload.as_bytes())?;
-        Ok(())
+        self.add_count(&timers_key(&timer.plugin), 1)
     }
 
     fn remove_timer(&mut self, plugin: &str, id: &str, name: &str) -> Result<Option<Timer>, StoreError> {
@@ -202,6 +190,7 @@ impl Instances for Tx<'_> {
         let Some(due) = self.timer_due.write()?.remove(key.as_str())?.map(|d| d.value()) else {
             return Ok(None);
         };
+        self.add_count(&timers_key(plugin), -1)?;
         // The removed row is the payload: no second lookup.
         let payload = self.timers.write()?.remove((due, key.as_str()))?;
         let payload = payload.map(|p| String::from_utf8_lossy(p.value()).into_owned());

@@ -391,6 +391,10 @@ impl Instances for MemoryTx {
     fn pending_timers(&self) -> Result<u64, StoreError> {
         Ok(self.timers.len() as u64)
     }
+
+    fn timer_count(&self, plugin: &str) -> Result<u64, StoreError> {
+        Ok(self.timer_due.keys().filter(|(p, _, _)| p == plugin).count() as u64)
+    }
 }
 
 impl Outbox for MemoryTx {
@@ -422,6 +426,10 @@ impl Outbox for MemoryTx {
 
     fn effect_count(&self) -> Result<u64, StoreError> {
         Ok(self.effects.len() as u64)
+    }
+
+    fn effect_count_of(&self, plugin: &str) -> Result<u64, StoreError> {
+        Ok(self.effects.values().filter(|e| e.plugin == plugin).count() as u64)
     }
 }
 
@@ -592,5 +600,10 @@ impl Documents for MemoryTx {
     fn set_rm_indexed(&mut self, collection: &str, fields: &[String]) -> Result<(), StoreError> {
         self.rm_indexed.insert(collection.to_owned(), fields.to_vec());
         Ok(())
+    }
+
+    fn rm_bytes(&self, collection: &str) -> Result<u64, StoreError> {
+        let docs = self.rm_docs.iter().filter(|((c, _), _)| c == collection);
+        Ok(docs.map(|((_, id), doc)| (id.len() + doc.len()) as u64).sum())
     }
 }

@@ -1,6 +1,7 @@
 //! Read-model documents and their indexes, as the read models' overlay
 //! flushes them at the end of a batch.
 
+use super::counts::document_bytes_key;
 use super::traits::Documents;
 use super::{Tx, decode, encode};
 use crate::error::StoreError;
@@ -43,13 +44,26 @@ impl Documents for Tx<'_> {
     }
 
     fn rm_put(&mut self, collection: &str, id: &str, doc: &str) -> Result<(), StoreError> {
-        self.rm_docs.write()?.insert((collection, id), doc.as_bytes())?;
-        Ok(())
+        let old = self
+            .rm_docs
+            .write()?
+            .insert((collection, id), doc.as_bytes())?
+            .map_or(0, |old| id.len() + old.value().len());
+        let by = (id.len() + doc.len()) as i64 - old as i64;
+        self.add_count(&document_bytes_key(collection), by)
     }
 
     fn rm_delete(&mut self, collection: &str, id: &str) -> Result<(), StoreError> {
-        self.rm_docs.write()?.remove((collection, id))?;
-        Ok(())
+        let old = self
+            .rm_docs
+            .write()?
+            .remove((collection, id))?
+            .map_or(0, |old| id.len() + old.value().len());
+        self.add_count(&document_bytes_key(collection), -(old as i64))
+    }
+
+    fn rm_bytes(&self, collection: &str) -> Result<u64, StoreError> {
+        self.count(&document_bytes_key(collection))
     }
 
     fn rm_index(&mut self, collection: &str, field: &str, key: &str, id: &str) -> Result<(), StoreError> {
@@ -79,6 +93,7 @@ impl Documents for Tx<'_> {
         for (id, _) in self.rm_docs(collection)? {
             self.rm_docs.write()?.remove((collection, id.as_str()))?;
         }
+        self.set_count(&document_bytes_key(collection), 0)?;
         self.rm_clear_index(collection)
     }
 

@@ -497,6 +497,14 @@ pub trait Documents {
     ///
     /// A storage error.
     fn set_rm_indexed(&mut self, collection: &str, fields: &[String]) -> Result<(), StoreError>;
+
+    /// Bytes of `collection`'s documents, ids and bodies (what a
+    /// projection's quota counts).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn rm_bytes(&self, collection: &str) -> Result<u64, StoreError>;
 }
 
 /// Instances of per-instance process managers and their pending timers.
@@ -586,6 +594,13 @@ pub trait Instances {
     ///
     /// A storage error.
     fn pending_timers(&self) -> Result<u64, StoreError>;
+
+    /// How many timers of `plugin` are pending.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn timer_count(&self, plugin: &str) -> Result<u64, StoreError>;
 }
 
 /// The effects outbox: requests stored with the commit of the call that made
@@ -625,6 +640,13 @@ pub trait Outbox {
     ///
     /// A storage error.
     fn effect_count(&self) -> Result<u64, StoreError>;
+
+    /// How many effects of `plugin` are in the outbox (parked ones included).
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn effect_count_of(&self, plugin: &str) -> Result<u64, StoreError>;
 }
 
 /// Everything one transaction offers.

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::registry::{StoredPlugin, StoredVersion};
 use super::{
-    EVENTS, HEAD, PLUGIN_VERSIONS, PLUGINS, PM_STATES_4, STREAMS, StreamHead, Tx, decode, encode_event, encode_head,
-    lazy, sealed,
+    EFFECTS, EVENTS, HEAD, PLUGIN_VERSIONS, PLUGINS, PM_STATES_4, STREAMS, StreamHead, Tx, decode, encode_event,
+    encode_head, lazy, sealed,
 };
 use crate::error::StoreError;
 use crate::event::Event;
@@ -30,7 +30,7 @@ impl From<LimitOverrides5> for LimitOverrides {
             memory_mib: old.memory_mib,
             max_dispatches: old.max_dispatches,
             cascade_budget: old.cascade_budget,
-            max_instances: None,
+            ..LimitOverrides::default()
         }
     }
 }
@@ -173,6 +173,33 @@ impl Tx<'_> {
             versions.push((name.to_owned(), version, old.into()));
         }
         self.put_upgraded(plugins, versions)
+    }
+
+    /// Upgrade a schema-1 to -7 file: count each plugin's pending timers
+    /// and effects, and each collection's document bytes, as the quotas read
+    /// them ([`super::counts`]).
+    pub(super) fn count_what_quotas_bound(&mut self) -> Result<(), StoreError> {
+        let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for entry in self.timer_due.read()?.iter()? {
+            let (key, _) = entry?;
+            let plugin = key.value().split('\0').next().unwrap_or_default();
+            *counts.entry(super::counts::timers_key(plugin)).or_default() += 1;
+        }
+        for entry in self.effects.read()?.iter()? {
+            let (_, bytes) = entry?;
+            let effect: crate::records::Effect = decode(EFFECTS.name(), bytes.value())?;
+            *counts.entry(super::counts::effects_key(&effect.plugin)).or_default() += 1;
+        }
+        for entry in self.rm_docs.read()?.iter()? {
+            let (key, doc) = entry?;
+            let (collection, id) = key.value();
+            let bytes = (id.len() + doc.value().len()) as u64;
+            *counts.entry(super::counts::document_bytes_key(collection)).or_default() += bytes;
+        }
+        for (key, count) in counts {
+            self.set_count(&key, count)?;
+        }
+        Ok(())
     }
 
     /// Upgrade a schema-1 to -6 file: queries of read models need a grant

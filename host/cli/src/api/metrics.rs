@@ -126,7 +126,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
         "# HELP cascade_instances Live instances of each per-instance process manager.\n# TYPE cascade_instances gauge"
     );
     for status in &statuses {
-        if let Some(instances) = status.listener.as_ref().and_then(|l| l.instances) {
+        if let Some(instances) = status.listener.as_ref().and_then(|l| l.usage.instances) {
             let _ = writeln!(
                 out,
                 "cascade_instances{{plugin=\"{}\"}} {instances}",
