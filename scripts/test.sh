@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
 ./scripts/python-toolchain.sh
 ./scripts/js-toolchain.sh
+# The console's tests drive a real headless Chromium.
+./scripts/browser.sh
 # The server tests start the real binary (target/release/cascade).
 cargo build --release -p cascade-cli
 cargo test --release --workspace

@@ -166,7 +166,7 @@ mod tests {
     fn reach(manifest: &str, handles: &[&str]) -> Reach {
         let exports = Exports {
             handles: handles.iter().map(|h| h.to_string()).collect(),
-            writes: Vec::new(),
+            ..Exports::default()
         };
         Reach::of(&Manifest::parse(manifest).unwrap(), Some(&exports))
     }

@@ -6,7 +6,8 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     (
         "types",
         &[
-            "clock", "effect", "error", "event", "grants", "host_api", "instance", "manifest", "records", "text",
+            "clock", "effect", "error", "event", "grants", "graph", "host_api", "instance", "manifest", "records",
+            "text",
         ],
         &[],
     ),

@@ -99,6 +99,7 @@ mod engine;
 mod error;
 mod event;
 mod grants;
+mod graph;
 mod host_api;
 mod instance;
 #[cfg(test)]
@@ -129,6 +130,7 @@ pub use error::{
 };
 pub use event::{Command, Envelope, Event, NewEvent};
 pub use grants::{GRANTS_CHANGED, GRANTS_STREAM, GrantChange, Reach};
+pub use graph::{Cycle, Edge, EdgeKind, FlowGraph, Node, NodeKind};
 pub use host_api::{AggregateNames, Document, DocumentAccess, Effects, Level};
 pub use instance::{
     HOST_STREAM, InstanceCall, InstanceKey, InstanceRule, InstanceRules, SINGLETON, TIMER_FIRED, TimerFired,
@@ -152,7 +154,7 @@ pub use read_model::{Collection, ReadModels};
 pub use records::{Effect, Exports, InstanceRecord, ParkedEffect, Timer, content_hash};
 pub use runtime::{
     Compiled, DATA_FILE, InstanceSummary, KEPT_VERSIONS, ListenerStatus, PluginStatus, Runtime, SERVER_FILE,
-    ServerInfo, Swap, SwapState, Usage,
+    ServerInfo, Swap, SwapState, Usage, flow_graph,
 };
 pub use sandbox::{Limits, Sandbox};
 pub use store::{

@@ -200,7 +200,8 @@ pub struct PluginRecord {
 }
 
 /// What a plugin's component says it does, read from it at deploy: the
-/// handlers it exports and the read-model collections it writes.
+/// handlers it exports and the read-model collections it writes; for an
+/// aggregate, its commands and events (what the flow graph draws).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Exports {
@@ -208,6 +209,12 @@ pub struct Exports {
     pub handles: Vec<String>,
     /// The collections it writes (a projection's own).
     pub writes: Vec<String>,
+    /// An aggregate's commands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<String>,
+    /// An aggregate's events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emits: Vec<String>,
 }
 
 /// One version of a plugin name: what was deployed, when and by whom. Every

@@ -10,6 +10,7 @@ use wasmtime::component::Component;
 
 use crate::error::{Error, PluginError, StoreError};
 use crate::grants::{GrantChange, Reach};
+use crate::graph::{FlowGraph, GraphPlugin};
 use crate::listener::Listener;
 use crate::manifest::{Manifest, ManifestAdditions, StartFrom};
 use crate::pipeline::{Load, Options, Pipeline};
@@ -618,7 +619,7 @@ impl Runtime {
                     }
                 })?;
                 self.check_kind(&description.name, PluginKind::Aggregate)?;
-                Ok(Built::Aggregate(description.name, Box::new(aggregate)))
+                Ok(Built::Aggregate(description, Box::new(aggregate)))
             }
             shape => {
                 let kind = match shape {
@@ -773,6 +774,27 @@ pub struct ListenerStatus {
     /// Memory of its sandbox instance, when this runtime has it loaded (a
     /// server does; a CLI command that runs no handler loads none).
     pub memory_bytes: Option<u64>,
+}
+
+/// The flow graph of the plugins in `statuses`, from what each version
+/// recorded at deploy (an aggregate deployed before Cascade recorded its
+/// commands and events shows none until its next deploy).
+pub fn flow_graph(statuses: &[PluginStatus]) -> FlowGraph {
+    let plugins: Vec<GraphPlugin> = statuses
+        .iter()
+        .map(|s| {
+            let exports = s.record.exports.clone().unwrap_or_default();
+            GraphPlugin {
+                name: s.record.name.clone(),
+                kind: s.record.kind,
+                commands: exports.commands,
+                emits: exports.emits,
+                handles: exports.handles,
+                dispatch: s.record.manifest.capabilities.dispatch.clone(),
+            }
+        })
+        .collect();
+    FlowGraph::of(&plugins)
 }
 
 /// What a listener holds in the store, each bounded by a quota of its
@@ -991,15 +1013,15 @@ impl Swap {
 
 /// A plugin instantiated and checked by [`Runtime::build`], not yet registered.
 enum Built {
-    /// An aggregate, with the stream type `describe` named.
-    Aggregate(String, Box<WasmAggregate>),
+    /// An aggregate, with what `describe` said (its stream type first).
+    Aggregate(crate::aggregate::AggregateDescription, Box<WasmAggregate>),
     Listener(PluginKind, Box<WasmListener>),
 }
 
 impl Built {
     fn name(&self) -> &str {
         match self {
-            Built::Aggregate(name, _) => name,
+            Built::Aggregate(description, _) => &description.name,
             Built::Listener(_, listener) => listener.name(),
         }
     }
@@ -1007,7 +1029,11 @@ impl Built {
     /// What its component exports: handlers, and the collections it writes.
     fn exports(&self) -> Exports {
         match self {
-            Built::Aggregate(..) => Exports::default(),
+            Built::Aggregate(description, _) => Exports {
+                commands: description.commands.clone(),
+                emits: description.events.iter().map(|e| e.name.clone()).collect(),
+                ..Exports::default()
+            },
             Built::Listener(_, listener) => Exports {
                 handles: listener.handlers().iter().map(|h| h.export_name()).collect(),
                 writes: listener
@@ -1016,6 +1042,7 @@ impl Built {
                     .iter()
                     .map(|c| c.name.clone())
                     .collect(),
+                ..Exports::default()
             },
         }
     }

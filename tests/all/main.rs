@@ -13,9 +13,11 @@
 //! - `read_models`: projections, read-model queries, the cascade delete by query;
 //! - `integrity`: checksums, `cascade verify`, bytes flipped in real data files;
 //! - `sandbox`: hostile plugins: time and memory limits, traps, refused imports;
+//! - `graph`: the flow graph of the registered plugins, on the command line and over HTTP;
 //! - `least_privilege`: a third party's plugin sees only what it was granted; widening needs consent;
 //! - `fuzz`: property tests over component bytes and JSON command args;
 //! - `cli`: the `cascade` command line, driven in-process;
+//! - `console`: the browser console in a real headless Chromium against a real `cascade serve`;
 //! - `engine`: the engine handle as an embedding program uses it;
 //! - `server`: a real `cascade serve` process over HTTP, and the CLI as its client;
 //! - `scaffold`: `cascade new` in each language, built and run by its own test.
@@ -23,10 +25,12 @@
 mod bad_input;
 mod cascade;
 mod cli;
+mod console;
 mod effects;
 mod engine;
 mod exactly_once;
 mod fuzz;
+mod graph;
 mod guests;
 mod integrity;
 mod least_privilege;

@@ -6,6 +6,7 @@ use std::path::Path;
 use cascade::{Command, CommandError, Event, Failure, HandlerFailure, Options, Runtime, Settled};
 
 /// A test HTTP receiver for effects.
+pub mod browser;
 pub mod receiver;
 
 /// Paths of the built components: `plugins::WELCOME`, `plugins::FIXTURE_FAILING`, ...

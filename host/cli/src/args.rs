@@ -96,6 +96,14 @@ pub enum Action {
     /// Inspect and refresh process managers and their instances.
     #[command(subcommand)]
     Pm(PmAction),
+    /// The flow graph: which aggregate takes which command and emits which
+    /// event, which listeners react to it, which commands they may
+    /// dispatch, and the cycles (the loop guard would cut them at run time).
+    Graph {
+        /// `dot` (Graphviz) or `json`.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
     /// Pending timers of every process manager, in due order.
     Timers {
         /// Timers per page.
@@ -293,6 +301,15 @@ pub enum ParkedAction {
         #[arg(long)]
         by: Option<String>,
     },
+}
+
+/// How `cascade graph` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum GraphFormat {
+    /// Graphviz's DOT language: `cascade graph | dot -Tsvg > graph.svg`.
+    Dot,
+    /// Nodes, edges and cycles, as `GET /graph` answers.
+    Json,
 }
 
 /// `cascade plugin ...`

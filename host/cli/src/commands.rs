@@ -11,7 +11,7 @@ use cascade::{
 use serde_json::{Value, json};
 
 use crate::api::timer_json;
-use crate::args::{Action, ClockAction, EffectsAction, ParkedAction, PluginAction, PmAction, QueueAction};
+use crate::args::{Action, ClockAction, EffectsAction, GraphFormat, ParkedAction, PluginAction, PmAction, QueueAction};
 use crate::exit::EXIT_STORAGE;
 
 /// What `plugin add` adds to the manifests it deploys: `--grant`,
@@ -291,6 +291,14 @@ pub async fn execute(
             }
             for t in &timers {
                 writeln!(out, "timer `{}` due {}", escape(&t.name), due_text(t.due))?;
+            }
+            Ok(0)
+        }
+        Action::Graph { format } => {
+            let graph = cascade::flow_graph(&engine.statuses().await?);
+            match format {
+                GraphFormat::Dot => write!(out, "{}", graph.to_dot())?,
+                GraphFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&graph)?)?,
             }
             Ok(0)
         }

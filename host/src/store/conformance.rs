@@ -417,6 +417,7 @@ fn plugin(name: &str, hash: &str, order: u64) -> PluginRecord {
         exports: Some(crate::records::Exports {
             handles: vec!["on-user-created".into()],
             writes: Vec::new(),
+            ..crate::records::Exports::default()
         }),
     }
 }

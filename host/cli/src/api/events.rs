@@ -22,6 +22,9 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 10_000;
 /// Events read per read transaction by the live tail.
 const LIVE_CHUNK: usize = 512;
+/// Events one filtered page reads at most: past it the page ends early,
+/// with `next` where the scan stopped, so a request never reads without bound.
+const MAX_SCAN: usize = 100_000;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct PageQuery {
@@ -31,6 +34,10 @@ pub(super) struct PageQuery {
     stream: Option<String>,
     /// Events per page (default 100, at most 10,000).
     limit: Option<usize>,
+    /// Only events of this name.
+    name: Option<String>,
+    /// Only events of this cascade.
+    correlation: Option<String>,
 }
 
 pub(super) async fn page(
@@ -40,7 +47,15 @@ pub(super) async fn page(
     let from = query.from.unwrap_or(1).max(1);
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let log = state.engine.log().clone();
-    let stream = query.stream;
+    let PageQuery {
+        stream,
+        name,
+        correlation,
+        ..
+    } = query;
+    let wanted = move |e: &Event| {
+        name.as_ref().is_none_or(|n| &e.name == n) && correlation.as_ref().is_none_or(|c| &e.correlation_id == c)
+    };
     let (events, next) = tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, Option<u64>), ApiError> {
         let mut events = match &stream {
             Some(stream) => {
@@ -48,11 +63,17 @@ pub(super) async fn page(
                     ApiError::bad_request(format!("stream `{stream}` must be TYPE:ID, e.g. users:u1"))
                 })?;
                 let mut events = log.read_stream(stream_type, stream_id)?;
-                events.retain(|e| e.position >= from);
+                events.retain(|e| e.position >= from && wanted(e));
                 events.truncate(limit + 1);
                 events
             }
-            None => log.read_log(from, limit + 1)?,
+            None => {
+                let (events, stopped_at) = scan(&log, from, limit + 1, &wanted)?;
+                if let Some(stopped_at) = stopped_at {
+                    return Ok((events, Some(stopped_at)));
+                }
+                events
+            }
         };
         let next = (events.len() > limit).then(|| events[limit].position);
         events.truncate(limit);
@@ -62,6 +83,29 @@ pub(super) async fn page(
     .map_err(|e| ApiError::bad_request(e.to_string()))??;
     let events: Vec<Value> = events.iter().map(Event::to_json).collect();
     Ok(Json(json!({ "events": events, "next": next })))
+}
+
+/// Up to `want` events from `from` that are `wanted`, reading at most
+/// [`MAX_SCAN`]; the position where the scan stopped when it stopped there
+/// before finding them all.
+fn scan(
+    log: &cascade::LogReader,
+    from: u64,
+    want: usize,
+    wanted: &impl Fn(&Event) -> bool,
+) -> Result<(Vec<Event>, Option<u64>), ApiError> {
+    let (mut found, mut position, mut scanned) = (Vec::new(), from, 0);
+    while found.len() < want {
+        if scanned >= MAX_SCAN {
+            return Ok((found, Some(position)));
+        }
+        let chunk = log.read_log(position, LIVE_CHUNK.min(want.max(64)))?;
+        let Some(last) = chunk.last() else { break };
+        position = last.position + 1;
+        scanned += chunk.len();
+        found.extend(chunk.into_iter().filter(|e| wanted(e)).take(want - found.len()));
+    }
+    Ok((found, None))
 }
 
 #[derive(Debug, Deserialize)]

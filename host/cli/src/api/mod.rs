@@ -158,6 +158,7 @@ fn router(state: AppState) -> Router {
         .route("/events", get(events::page))
         .route("/events/live", get(events::live))
         .route("/plugins", get(plugins::list))
+        .route("/graph", get(plugins::graph))
         .route("/plugins/{name}", put(plugins::deploy))
         .route("/plugins/{name}/versions", get(plugins::versions))
         .route("/plugins/{name}/rollback", post(plugins::rollback))
@@ -177,6 +178,7 @@ fn router(state: AppState) -> Router {
         .route("/cli", post(operations::cli))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(healthz))
+        .route("/", get(console))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         // Refuses an announced length over the limit before reading a byte;
@@ -191,6 +193,25 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// The console: one page, embedded in the binary, that reads everything it
+/// shows from this API. It fetches nothing from anywhere else (its content
+/// security policy says so) and holds no data, so it needs no token; the
+/// API calls it makes do.
+async fn console() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; \
+                 img-src 'self' data:",
+            ),
+        ],
+        include_str!("console.html"),
+    )
+        .into_response()
+}
+
 async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -203,12 +224,13 @@ async fn not_found(request: Request) -> ApiError {
     )
 }
 
-/// With a token configured, every route but `/healthz` needs it.
+/// With a token configured, every route but `/healthz` and the console's
+/// page needs it.
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(token) = &state.token else {
         return next.run(request).await;
     };
-    if request.uri().path() == "/healthz" {
+    if matches!(request.uri().path(), "/healthz" | "/") {
         return next.run(request).await;
     }
     let given = request

@@ -20,6 +20,12 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, A
     Ok(Json(serde_json::to_value(statuses).expect("statuses serialize")))
 }
 
+/// `GET /graph`: the flow graph of the registered plugins.
+pub(super) async fn graph(State(state): State<AppState>) -> Result<Json<cascade::FlowGraph>, ApiError> {
+    let statuses = state.engine.statuses().await?;
+    Ok(Json(cascade::flow_graph(&statuses)))
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct DeployQuery {
     /// `carry` (default), `refresh` or `reset`.
