@@ -167,8 +167,12 @@ impl FlowGraph {
                 let Some((aggregate, command)) = grant.split_once('.') else {
                     continue;
                 };
+                // `A.*` is every command A declares; when none is recorded
+                // (an aggregate deployed before they were), the grant itself.
                 let commands: Vec<String> = match (command, commands_of.get(aggregate)) {
-                    ("*", Some(known)) => known.iter().map(|c| format!("{aggregate}.{c}")).collect(),
+                    ("*", Some(known)) if !known.is_empty() => {
+                        known.iter().map(|c| format!("{aggregate}.{c}")).collect()
+                    }
                     _ => vec![grant.clone()],
                 };
                 for command in commands {

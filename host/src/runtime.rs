@@ -804,6 +804,8 @@ pub fn flow_graph(statuses: &[PluginStatus]) -> FlowGraph {
 pub struct Usage {
     /// Live instances (process managers; `None` for a projection).
     pub instances: Option<u64>,
+    /// Bytes their states take as stored.
+    pub state_bytes: u64,
     /// Pending timers.
     pub timers: u64,
     /// Effects in the outbox, parked ones included.
@@ -823,6 +825,7 @@ impl Usage {
             instances: (record.kind == PluginKind::ProcessManager)
                 .then(|| tx.instance_count(&record.name))
                 .transpose()?,
+            state_bytes: tx.state_bytes(&record.name)?,
             timers: tx.timer_count(&record.name)?,
             effects: tx.effect_count_of(&record.name)?,
             read_model_bytes,

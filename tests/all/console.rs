@@ -132,6 +132,23 @@ fn the_console_shows_the_plugins_the_live_tail_the_flow_graph_a_story_and_retrie
         "the user's event in the tail",
         "return [...document.querySelectorAll('#tail li')].some(li => li.textContent.includes('UserCreated users:u1'))",
     );
+    // The log, filtered by cascade through the API.
+    browser.eval(&format!(
+        "document.querySelector('#f-correlation').value = '{correlation}'; return null"
+    ));
+    browser.click("#f-go");
+    expect(
+        &browser,
+        "the cascade's two events in the log",
+        "return [...document.querySelectorAll('#log li')].map(li => li.textContent.split(' ')[1]).join() \
+         === 'UserCreated,AccountOpened'",
+    );
+    let first = server.get("/events?name=AccountOpened&limit=1");
+    assert_eq!(first.body["events"][0]["streamId"], "a1", "{}", first.body);
+    let next = first.body["next"].as_u64().unwrap();
+    let second = server.get(&format!("/events?name=AccountOpened&from={next}"));
+    assert_eq!(second.body["events"][0]["streamId"], "u1", "{}", second.body);
+    assert_eq!(second.body["next"], json!(null));
     browser.screenshot(&screenshots().join("events.png"));
     browser.click(&format!("#tail li a[data-correlation=\"{correlation}\"]"));
     expect(

@@ -157,6 +157,7 @@ fn reads_only(action: &Action) -> bool {
             | Action::Verify { .. }
             | Action::Pm(PmAction::State { .. } | PmAction::Instances { .. })
             | Action::Timers { .. }
+            | Action::Graph { .. }
             | Action::Plugin(PluginAction::List { .. } | PluginAction::Versions { .. })
     )
 }

@@ -338,6 +338,10 @@ fn instances<B: Backend>(store: &B) {
         assert_eq!(tx.instance("p", "a")?, Some(record(1)));
         assert_eq!(tx.instance("p", "z")?, None);
         assert_eq!((tx.instance_count("p")?, tx.instance_count("p2")?), (4, 1));
+        assert!(
+            tx.state_bytes("p")? > tx.state_bytes("p2")?,
+            "four states weigh more than one"
+        );
         let page = tx.instances("p", None, 2)?;
         assert_eq!(page.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         let page = tx.instances("p", Some("b"), 10)?;
@@ -383,6 +387,7 @@ fn instances<B: Backend>(store: &B) {
         assert_eq!(tx.instance("p", "b")?, None);
         assert_eq!(tx.instance("p2", "a")?, None);
         assert_eq!((tx.instance_count("p")?, tx.instance_count("p2")?), (3, 0));
+        assert_eq!(tx.state_bytes("p2")?, 0, "no instance, no bytes");
         let left: Vec<String> = tx
             .due_timers(u64::MAX, None, 10)?
             .into_iter()

@@ -1,13 +1,18 @@
 //! Counts kept in `meta` beside what they count, in the same commit, so
 //! that a quota check and `plugin list` read one value instead of a scan:
-//! per plugin its live instances, pending timers and effects in the
-//! outbox; per collection the bytes of its documents (ids and bodies).
+//! per plugin its live instances, the bytes of their stored records,
+//! pending timers and effects in the outbox; per collection the bytes of
+//! its documents (ids and bodies).
 
 use super::Tx;
 use crate::error::StoreError;
 
 pub(super) fn instances_key(plugin: &str) -> String {
     format!("instances/{plugin}")
+}
+
+pub(super) fn state_bytes_key(plugin: &str) -> String {
+    format!("state-bytes/{plugin}")
 }
 
 pub(super) fn timers_key(plugin: &str) -> String {

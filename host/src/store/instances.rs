@@ -9,7 +9,7 @@
 
 use redb::TableHandle;
 
-use super::counts::{instances_key, timers_key};
+use super::counts::{instances_key, state_bytes_key, timers_key};
 use super::traits::Instances;
 use super::{INSTANCES, Tx, decode, encode, sealed};
 use crate::error::StoreError;
@@ -97,15 +97,16 @@ impl Instances for Tx<'_> {
     fn put_instance(&mut self, plugin: &str, id: &str, record: &InstanceRecord) -> Result<(), StoreError> {
         let key = instance_key(plugin, id);
         let sealed = sealed::seal(key.as_bytes(), encode(record));
-        let new = self
+        let old = self
             .instances
             .write()?
             .insert(key.as_str(), sealed.as_slice())?
-            .is_none();
-        if new {
+            .map(|old| old.value().len());
+        if old.is_none() {
             self.add_count(&instances_key(plugin), 1)?;
         }
-        Ok(())
+        let by = sealed.len() as i64 - old.unwrap_or(0) as i64;
+        self.add_count(&state_bytes_key(plugin), by)
     }
 
     fn remove_instance(&mut self, plugin: &str, id: &str) -> Result<(), StoreError> {
@@ -113,9 +114,10 @@ impl Instances for Tx<'_> {
             .instances
             .write()?
             .remove(instance_key(plugin, id).as_str())?
-            .is_some();
-        if removed {
+            .map(|old| old.value().len());
+        if let Some(bytes) = removed {
             self.add_count(&instances_key(plugin), -1)?;
+            self.add_count(&state_bytes_key(plugin), -(bytes as i64))?;
         }
         for (key, due) in self.timer_keys(plugin, Some(id))? {
             self.remove_timer_key(plugin, &key, due)?;
@@ -156,6 +158,10 @@ impl Instances for Tx<'_> {
         self.count(&timers_key(plugin))
     }
 
+    fn state_bytes(&self, plugin: &str) -> Result<u64, StoreError> {
+        self.count(&state_bytes_key(plugin))
+    }
+
     fn remove_instances(&mut self, plugin: &str) -> Result<(), StoreError> {
         let prefix = instance_key(plugin, "");
         let end = prefix_end(&prefix);
@@ -169,6 +175,7 @@ impl Instances for Tx<'_> {
             self.instances.write()?.remove(key.as_str())?;
         }
         self.set_count(&instances_key(plugin), 0)?;
+        self.set_count(&state_bytes_key(plugin), 0)?;
         for (key, due) in self.timer_keys(plugin, None)? {
             self.remove_timer_key(plugin, &key, due)?;
         }

@@ -324,6 +324,11 @@ impl Instances for MemoryTx {
         Ok(self.instances.keys().filter(|(p, _)| p == plugin).count() as u64)
     }
 
+    fn state_bytes(&self, plugin: &str) -> Result<u64, StoreError> {
+        let states = self.instances.iter().filter(|((p, _), _)| p == plugin);
+        Ok(states.map(|(_, r)| r.state.as_ref().map_or(0, Vec::len) as u64).sum())
+    }
+
     fn remove_instances(&mut self, plugin: &str) -> Result<(), StoreError> {
         self.instances.retain(|(p, _), _| p != plugin);
         self.timers.retain(|(_, p, _, _), _| p != plugin);

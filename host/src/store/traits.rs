@@ -550,6 +550,13 @@ pub trait Instances {
     /// A storage error.
     fn instance_count(&self, plugin: &str) -> Result<u64, StoreError>;
 
+    /// Bytes `plugin`'s instances take as stored.
+    ///
+    /// # Errors
+    ///
+    /// A storage error.
+    fn state_bytes(&self, plugin: &str) -> Result<u64, StoreError>;
+
     /// Delete every instance and timer of `plugin`.
     ///
     /// # Errors

@@ -175,15 +175,20 @@ impl Tx<'_> {
         self.put_upgraded(plugins, versions)
     }
 
-    /// Upgrade a schema-1 to -7 file: count each plugin's pending timers
-    /// and effects, and each collection's document bytes, as the quotas read
-    /// them ([`super::counts`]).
+    /// Upgrade a schema-1 to -7 file: count each plugin's state bytes,
+    /// pending timers and effects, and each collection's document bytes, as
+    /// the quotas and `plugin list` read them ([`super::counts`]).
     pub(super) fn count_what_quotas_bound(&mut self) -> Result<(), StoreError> {
         let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
         for entry in self.timer_due.read()?.iter()? {
             let (key, _) = entry?;
             let plugin = key.value().split('\0').next().unwrap_or_default();
             *counts.entry(super::counts::timers_key(plugin)).or_default() += 1;
+        }
+        for entry in self.instances.read()?.iter()? {
+            let (key, stored) = entry?;
+            let plugin = key.value().split('\0').next().unwrap_or_default();
+            *counts.entry(super::counts::state_bytes_key(plugin)).or_default() += stored.value().len() as u64;
         }
         for entry in self.effects.read()?.iter()? {
             let (_, bytes) = entry?;

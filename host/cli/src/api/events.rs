@@ -99,7 +99,9 @@ fn scan(
         if scanned >= MAX_SCAN {
             return Ok((found, Some(position)));
         }
-        let chunk = log.read_log(position, LIVE_CHUNK.min(want.max(64)))?;
+        // A page without filters is one read; a filtered one reads on by chunks.
+        let size = if scanned == 0 { want } else { want.max(LIVE_CHUNK) };
+        let chunk = log.read_log(position, size)?;
         let Some(last) = chunk.last() else { break };
         position = last.position + 1;
         scanned += chunk.len();
