@@ -184,8 +184,8 @@ pub struct Settled {
     pub commands: Vec<CommandRecord>,
     /// Every failure: rejected commands and failed handlers.
     pub failures: Vec<Failure>,
-    /// Handler calls, when tracing is on. Like `logs`, handed over once and
-    /// bounded by [`Options::retained_lines`].
+    /// Handler calls, when tracing is on: kept for every caller that asks
+    /// until [`Options::retained_lines`] drops them, oldest cascades first.
     pub trace: Vec<TraceEntry>,
     /// Guest log lines, handed over by the first `settled` call that finds
     /// the cascade settled; lines of cascades nobody collects are dropped,
@@ -511,10 +511,13 @@ impl<S: Storage> Pipeline<S> {
             .collect())
     }
 
-    /// The trace entries and log lines of cascade `id`, handed over once.
+    /// The trace entries and log lines of cascade `id`: the log lines are
+    /// handed over once, the trace to every caller that asks (the console's
+    /// story of a cascade asks after its first caller) until the bound
+    /// drops it.
     fn collect_lines(&mut self, id: &str) -> (Vec<TraceEntry>, Vec<LogLine>) {
         self.traced.remove(id);
-        (self.trace.take(id), self.logs.take(id))
+        (self.trace.peek(id), self.logs.take(id))
     }
 
     /// One group commit: up to `batch_size` units of work in one redb

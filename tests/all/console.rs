@@ -51,7 +51,7 @@ fn the_console_shows_the_plugins_the_live_tail_the_flow_graph_a_story_and_retrie
     ];
     let (status, out) = cli(data.path(), &add);
     assert_eq!(status, 0, "{out}");
-    let server = ServerProcess::start(data.path(), &[]);
+    let server = ServerProcess::start(data.path(), &["--trace"]);
     let browser = Browser::start();
     browser.goto(&format!("{}/", server.url));
 
@@ -155,7 +155,8 @@ fn the_console_shows_the_plugins_the_live_tail_the_flow_graph_a_story_and_retrie
         &browser,
         "the story",
         "return document.querySelectorAll('#story .event').length === 2 \
-         && document.querySelector('#story .failure').textContent.includes('flaky')",
+         && document.querySelector('#story .failure').textContent.includes('flaky') \
+         && [...document.querySelectorAll('#story .call')].some(c => c.textContent.startsWith('welcome on-user-created ok'))",
     );
     browser.screenshot(&screenshots().join("cascade.png"));
 
@@ -198,5 +199,39 @@ fn the_console_shows_the_plugins_the_live_tail_the_flow_graph_a_story_and_retrie
         browser.eval("return window.__errors"),
         json!([]),
         "no error in the page"
+    );
+}
+
+#[test]
+fn with_a_token_the_page_loads_asks_for_it_once_and_then_shows_the_plugins() {
+    let data = tempfile::tempdir().unwrap();
+    let (status, out) = cli(data.path(), &["plugin", "add", plugins::USERS, plugins::WELCOME]);
+    assert_eq!(status, 0, "{out}");
+    let token_file = data.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let server = ServerProcess::start(data.path(), &["--token-file", token_file.to_str().unwrap()]);
+    let browser = Browser::start();
+    browser.goto(&format!("{}/", server.url));
+
+    expect(
+        &browser,
+        "the question for the token",
+        "return document.querySelector('#token-bar').classList.contains('open')",
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#overview-table tbody tr').length"),
+        json!(0)
+    );
+    browser.eval("document.querySelector('#token-input').value = 's3cret'; return null");
+    browser.click("#token-save");
+    expect(
+        &browser,
+        "the plugins",
+        "return document.querySelectorAll('#overview-table tbody tr').length === 2",
+    );
+    expect(
+        &browser,
+        "the bar closed",
+        "return !document.querySelector('#token-bar').classList.contains('open')",
     );
 }

@@ -41,6 +41,10 @@ pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
         ..Options::default()
     };
     if let Action::Serve(args) = cli.command {
+        let options = Options {
+            trace: args.trace,
+            ..options
+        };
         return api::serve(&cli.data, options, lock_timeout(cli.lock_timeout)?, args).map(|()| 0);
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;

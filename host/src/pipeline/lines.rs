@@ -86,6 +86,17 @@ impl<T: OfCascade> Retained<T> {
     }
 
     /// The lines of cascade `id`, taken out.
+    /// A copy of cascade `id`'s lines, which stay kept.
+    pub(super) fn peek(&self, id: &str) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.by_cascade
+            .get(id)
+            .map(|(_, lines)| lines.clone())
+            .unwrap_or_default()
+    }
+
     pub(super) fn take(&mut self, id: &str) -> Vec<T> {
         let (_, taken) = self.by_cascade.remove(id).unwrap_or_default();
         self.count -= taken.len();

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Largest request body, in MiB (components are uploaded whole).
     #[arg(long, default_value_t = 64)]
     pub max_body_mib: usize,
+    /// Record every handler call (plugin, handler, outcome, duration), so
+    /// every cascade's answer and the console's story of it show them.
+    #[arg(long)]
+    pub trace: bool,
 }
 
 /// Shared by every route.
