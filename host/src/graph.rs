@@ -107,8 +107,14 @@ pub struct FlowGraph {
 }
 
 fn node_id(kind: NodeKind, name: &str) -> String {
-    let kind = serde_json::to_value(kind).ok();
-    format!("{}:{name}", kind.as_ref().and_then(|k| k.as_str()).unwrap_or_default())
+    let kind = match kind {
+        NodeKind::Command => "command",
+        NodeKind::Aggregate => "aggregate",
+        NodeKind::Event => "event",
+        NodeKind::ProcessManager => "process-manager",
+        NodeKind::Projection => "projection",
+    };
+    format!("{kind}:{name}")
 }
 
 impl FlowGraph {

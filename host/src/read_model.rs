@@ -409,32 +409,36 @@ impl ReadModels {
             return Ok(());
         }
         let mut usage = self.usage();
-        let mut u = match usage.get(owner) {
-            Some(u) => *u,
-            None if doc.is_none() => return Ok(()),
-            None => Usage {
-                committed: self.committed_bytes(owner).map_err(|e| e.to_string())?,
+        if !usage.contains_key(owner) {
+            if doc.is_none() {
+                return Ok(());
+            }
+            let committed = self.committed_bytes(owner).map_err(|e| e.to_string())?;
+            let first = Usage {
+                committed,
                 added: Added::AtMost(0),
-            },
-        };
-        let within = |added: i64| i128::from(u.committed) + i128::from(added) <= i128::from(max_bytes);
+            };
+            usage.insert(owner.to_owned(), first);
+        }
+        let u = usage.get_mut(owner).expect("counted above");
+        let committed = u.committed;
+        let within = |added: i64| i128::from(committed) + i128::from(added) <= i128::from(max_bytes);
         let new = doc.map_or(0, |doc| (id.len() + doc.len()) as i64);
         let added = match u.added {
             Added::AtMost(_) if doc.is_none() => return Ok(()),
             Added::AtMost(at_most) if within(at_most + new) => {
                 u.added = Added::AtMost(at_most + new);
-                usage.insert(owner.to_owned(), u);
                 return Ok(());
             }
             Added::AtMost(_) | Added::Unknown => self.added_exactly(owner).map_err(|e| e.to_string())?,
             Added::Exactly(added) => added,
         };
-        let grows = new - self.current_bytes(collection, id).map_err(|e| e.to_string())?;
+        let now = self.get(collection, id).map_err(|e| e.to_string())?;
+        let grows = new - now.map_or(0, |doc| (id.len() + doc.len()) as i64);
         let refused = grows > 0 && !within(added + grows);
         u.added = Added::Exactly(if refused { added } else { added + grows });
-        usage.insert(owner.to_owned(), u);
         if refused {
-            let mib = (i128::from(u.committed) + i128::from(added + grows)) as f64 / f64::from(1 << 20);
+            let mib = (i128::from(committed) + i128::from(added + grows)) as f64 / f64::from(1 << 20);
             return Err(format!(
                 "`{owner}` would own {mib:.2} MiB of documents with `{id}` in `{collection}`, past its quota of {} \
                  MiB: delete some, or raise `max-read-model-mib` under [limits] in its manifest (a redeploy with \
@@ -456,26 +460,6 @@ impl ReadModels {
             Ok(())
         })?;
         Ok(bytes)
-    }
-
-    /// Bytes document `id` of `collection` takes now: as this batch wrote
-    /// it, else as the last commit holds it; 0 if there is none.
-    fn current_bytes(&self, collection: &str, id: &str) -> Result<i64, StoreError> {
-        let written = self.overlay().get(&(collection.to_owned(), id.to_owned())).cloned();
-        let doc = match written {
-            Some(doc) => doc,
-            None => self.committed_doc(collection, id)?,
-        };
-        Ok(doc.map_or(0, |doc| (id.len() + doc.len()) as i64))
-    }
-
-    fn committed_doc(&self, collection: &str, id: &str) -> Result<Option<String>, StoreError> {
-        let mut doc = None;
-        self.shared.view.with_documents(&mut |docs| {
-            doc = docs.rm_doc(collection, id)?;
-            Ok(())
-        })?;
-        Ok(doc)
     }
 
     /// What this batch's writes to `owner`'s collections add to its bytes

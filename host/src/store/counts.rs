@@ -40,14 +40,10 @@ impl Tx<'_> {
             return Ok(());
         }
         let count = self.count(key)?.saturating_add_signed(by);
-        match count {
-            0 => self.meta.write()?.remove(key)?.map(drop),
-            _ => self.meta.write()?.insert(key, count)?.map(drop),
-        };
-        Ok(())
+        self.set_count(key, count)
     }
 
-    /// Set the count under `key` (an upgrade counting what is stored).
+    /// Set the count under `key`; 0 removes it.
     pub(super) fn set_count(&mut self, key: &str, count: u64) -> Result<(), StoreError> {
         match count {
             0 => self.meta.write()?.remove(key)?.map(drop),
