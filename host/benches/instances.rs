@@ -257,7 +257,15 @@ fn main() {
     let others = workload::flag("--instances", 1_000_000);
     let timers = workload::flag("--timers", 1_000_000);
     let orders = workload::flag("--orders", 2_000);
-    instances_table(others, orders);
-    lateness_table(workload::flag("--load", 100_000));
-    timers_table(timers);
+    let load = workload::flag("--load", 100_000);
+    // A count of 0 skips its table (to profile one of them alone).
+    if others > 0 {
+        instances_table(others, orders);
+    }
+    if load > 0 {
+        lateness_table(load);
+    }
+    if timers > 0 {
+        timers_table(timers);
+    }
 }

@@ -4,8 +4,8 @@
 //! the writer pause of 100 hot swaps; the server's RSS after a long run.
 //!
 //! The server is the real binary (`target/release/cascade serve`) on an
-//! ephemeral 127.0.0.1 port; clients are threads with keep-alive
-//! connections. Run with `scripts/bench.sh`, or
+//! ephemeral 127.0.0.1 port; HTTP clients are keep-alive connections
+//! driven by tasks on one thread of the benchmark's process. Run with `scripts/bench.sh`, or
 //! `cargo bench -p cascade --bench server -- [--commands N] [--rss-users N]`.
 
 #[global_allocator]
@@ -153,33 +153,59 @@ fn post(agent: &ureq::Agent, url: &str, body: &str) -> String {
         .unwrap()
 }
 
-/// `commands` settled commands from `clients` threads over HTTP.
+/// `commands` settled commands over HTTP from `clients` keep-alive
+/// connections, each driven by a task on one thread: the load generator
+/// takes one core at most, where 64 client threads competed with the server
+/// for the machine's two.
 fn http_run(clients: usize, commands: usize) -> Figures {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+
     let dir = data_dir();
     let server = Server::start(dir.path());
-    let url = format!("{}/commands", server.url);
+    let host = server.url.trim_start_matches("http://").to_owned();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let started = Instant::now();
-    let latencies: Vec<Duration> = std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..clients)
+    let latencies = tokio.block_on(async {
+        let tasks: Vec<_> = (0..clients)
             .map(|client| {
-                let url = &url;
-                scope.spawn(move || {
-                    let agent = ureq::Agent::new_with_defaults();
-                    (0..commands / clients)
-                        .map(|i| {
-                            let body = format!(
-                                r#"{{"stream_type":"users","stream_id":"u{client}-{i}","command":"create","args":{{"name":"x"}}}}"#
-                            );
-                            let t = Instant::now();
-                            let answer = post(&agent, url, &body);
-                            assert!(answer.contains(r#""failures":[]"#), "{answer}");
-                            t.elapsed()
-                        })
-                        .collect::<Vec<_>>()
+                let host = host.clone();
+                tokio::spawn(async move {
+                    let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                    tokio::spawn(connection);
+                    let mut latencies = Vec::with_capacity(commands / clients);
+                    for i in 0..commands / clients {
+                        let body = format!(
+                            r#"{{"stream_type":"users","stream_id":"u{client}-{i}","command":"create","args":{{"name":"x"}}}}"#
+                        );
+                        let request = hyper::Request::post("/commands")
+                            .header("host", &host)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(body)))
+                            .unwrap();
+                        let t = Instant::now();
+                        sender.ready().await.unwrap();
+                        let response = sender.send_request(request).await.unwrap();
+                        let answer = response.into_body().collect().await.unwrap().to_bytes();
+                        latencies.push(t.elapsed());
+                        let answer = String::from_utf8_lossy(&answer);
+                        assert!(answer.contains(r#""failures":[]"#), "{answer}");
+                    }
+                    latencies
                 })
             })
             .collect();
-        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all
     });
     figures(latencies, started.elapsed())
 }
