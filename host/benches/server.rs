@@ -153,6 +153,51 @@ fn post(agent: &ureq::Agent, url: &str, body: &str) -> String {
         .unwrap()
 }
 
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>;
+
+/// One keep-alive HTTP/1.1 connection to `host`, driven by a task.
+async fn connect(host: &str) -> Sender {
+    let stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// The floor of one HTTP request here: `GET /healthz` (no engine work)
+/// `requests` times over one connection.
+fn http_floor(requests: usize) -> Figures {
+    use http_body_util::{BodyExt, Full};
+
+    let dir = data_dir();
+    let server = Server::start(dir.path());
+    let host = server.url.trim_start_matches("http://").to_owned();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let latencies = tokio.block_on(async {
+        let mut sender = connect(&host).await;
+        let mut latencies = Vec::with_capacity(requests);
+        for _ in 0..requests {
+            let request = hyper::Request::get("/healthz")
+                .header("host", &host)
+                .body(Full::default())
+                .unwrap();
+            let t = Instant::now();
+            sender.ready().await.unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            assert!(response.status().is_success());
+            response.into_body().collect().await.unwrap();
+            latencies.push(t.elapsed());
+        }
+        latencies
+    });
+    figures(latencies, started.elapsed())
+}
+
 /// `commands` settled commands over HTTP from `clients` keep-alive
 /// connections, each driven by a task on one thread: the load generator
 /// takes one core at most, where 64 client threads competed with the server
@@ -174,11 +219,7 @@ fn http_run(clients: usize, commands: usize) -> Figures {
             .map(|client| {
                 let host = host.clone();
                 tokio::spawn(async move {
-                    let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
-                    stream.set_nodelay(true).unwrap();
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
-                    tokio::spawn(connection);
+                    let mut sender = connect(&host).await;
                     let mut latencies = Vec::with_capacity(commands / clients);
                     for i in 0..commands / clients {
                         let body = format!(
@@ -321,6 +362,11 @@ fn main() {
             http.per_second / engine.per_second
         );
     }
+    let floor = http_floor(commands);
+    println!(
+        "  HTTP floor, GET /healthz over one connection: p50 {:.2?}, p99 {:.2?}",
+        floor.p50, floor.p99
+    );
     let (p50, p99, max) = swaps();
     println!("  hot swap pause over 100 deploys under load: p50 {p50:.2?}, p99 {p99:.2?}, max {max:.2?}");
     let (before, after) = rss(rss_users);
