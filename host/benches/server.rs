@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cascade::{Command, Engine, Options, Runtime};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
 
 struct Figures {
     per_second: f64,
@@ -153,7 +155,7 @@ fn post(agent: &ureq::Agent, url: &str, body: &str) -> String {
         .unwrap()
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>;
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// One keep-alive HTTP/1.1 connection to `host`, driven by a task.
 async fn connect(host: &str) -> Sender {
@@ -168,44 +170,34 @@ async fn connect(host: &str) -> Sender {
 /// The floor of one HTTP request here: `GET /healthz` (no engine work)
 /// `requests` times over one connection.
 fn http_floor(requests: usize) -> Figures {
-    use http_body_util::{BodyExt, Full};
-
-    let dir = data_dir();
-    let server = Server::start(dir.path());
-    let host = server.url.trim_start_matches("http://").to_owned();
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let started = Instant::now();
-    let latencies = tokio.block_on(async {
-        let mut sender = connect(&host).await;
-        let mut latencies = Vec::with_capacity(requests);
-        for _ in 0..requests {
-            let request = hyper::Request::get("/healthz")
-                .header("host", &host)
-                .body(Full::default())
-                .unwrap();
-            let t = Instant::now();
-            sender.ready().await.unwrap();
-            let response = sender.send_request(request).await.unwrap();
-            assert!(response.status().is_success());
-            response.into_body().collect().await.unwrap();
-            latencies.push(t.elapsed());
-        }
-        latencies
-    });
-    figures(latencies, started.elapsed())
+    http_load(1, requests, |host, _, _| {
+        let request = hyper::Request::get("/healthz").header("host", host);
+        (request.body(Full::default()).unwrap(), "ok")
+    })
 }
 
-/// `commands` settled commands over HTTP from `clients` keep-alive
-/// connections, each driven by a task on one thread: the load generator
-/// takes one core at most, where 64 client threads competed with the server
-/// for the machine's two.
+/// `commands` settled commands over HTTP from `clients` connections.
 fn http_run(clients: usize, commands: usize) -> Figures {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
+    http_load(clients, commands / clients, |host, client, i| {
+        let body = format!(
+            r#"{{"stream_type":"users","stream_id":"u{client}-{i}","command":"create","args":{{"name":"x"}}}}"#
+        );
+        let request = hyper::Request::post("/commands")
+            .header("host", host)
+            .header("content-type", "application/json");
+        (request.body(Full::new(Bytes::from(body))).unwrap(), r#""failures":[]"#)
+    })
+}
 
+/// What `http_load` sends: request `i` of connection `client` to `host`,
+/// and what its answer must contain.
+type MakeRequest = fn(&str, usize, usize) -> (hyper::Request<Full<Bytes>>, &'static str);
+
+/// `per_client` requests from each of `clients` keep-alive connections to
+/// a fresh server, each connection driven by a task on one thread: the load
+/// generator takes one core at most, where 64 client threads competed with
+/// the server for the machine's two.
+fn http_load(clients: usize, per_client: usize, make: MakeRequest) -> Figures {
     let dir = data_dir();
     let server = Server::start(dir.path());
     let host = server.url.trim_start_matches("http://").to_owned();
@@ -220,23 +212,16 @@ fn http_run(clients: usize, commands: usize) -> Figures {
                 let host = host.clone();
                 tokio::spawn(async move {
                     let mut sender = connect(&host).await;
-                    let mut latencies = Vec::with_capacity(commands / clients);
-                    for i in 0..commands / clients {
-                        let body = format!(
-                            r#"{{"stream_type":"users","stream_id":"u{client}-{i}","command":"create","args":{{"name":"x"}}}}"#
-                        );
-                        let request = hyper::Request::post("/commands")
-                            .header("host", &host)
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from(body)))
-                            .unwrap();
+                    let mut latencies = Vec::with_capacity(per_client);
+                    for i in 0..per_client {
+                        let (request, expected) = make(&host, client, i);
                         let t = Instant::now();
                         sender.ready().await.unwrap();
                         let response = sender.send_request(request).await.unwrap();
                         let answer = response.into_body().collect().await.unwrap().to_bytes();
                         latencies.push(t.elapsed());
                         let answer = String::from_utf8_lossy(&answer);
-                        assert!(answer.contains(r#""failures":[]"#), "{answer}");
+                        assert!(answer.contains(expected), "{answer}");
                     }
                     latencies
                 })
