@@ -85,7 +85,6 @@ impl<T: OfCascade> Retained<T> {
         }
     }
 
-    /// The lines of cascade `id`, taken out.
     /// A copy of cascade `id`'s lines, which stay kept.
     pub(super) fn peek(&self, id: &str) -> Vec<T>
     where
@@ -97,6 +96,7 @@ impl<T: OfCascade> Retained<T> {
             .unwrap_or_default()
     }
 
+    /// The lines of cascade `id`, taken out.
     pub(super) fn take(&mut self, id: &str) -> Vec<T> {
         let (_, taken) = self.by_cascade.remove(id).unwrap_or_default();
         self.count -= taken.len();
