@@ -204,6 +204,16 @@ pub enum StoreError {
         /// What the engine said.
         message: String,
     },
+    /// The store's server cannot be reached, or the connection to it broke
+    /// (PostgreSQL): nothing of the unit of work was committed; retry once
+    /// it answers.
+    #[error("store `{store}` is unavailable: {message}; check that the server runs and answers at that address")]
+    Unavailable {
+        /// The store, as given (without a password).
+        store: String,
+        /// What the client said.
+        message: String,
+    },
     /// The file was written by a newer Cascade.
     #[error("data file `{path}` has schema version {found}, this build supports up to {supported}; upgrade cascade")]
     NewerSchema {

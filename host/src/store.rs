@@ -49,6 +49,7 @@ mod log;
 mod memory;
 mod outbox;
 mod packed;
+mod postgres;
 mod progress;
 mod read_models;
 mod registry;
@@ -59,6 +60,7 @@ mod verify;
 mod work;
 pub use memory::MemoryStore;
 pub use packed::Packed;
+pub use postgres::PgStore;
 pub use traits::{
     Backend, DocumentView, Documents, EventLog, Instances, Outbox, Progress, Registry, Storage, UnitOfWork, WorkQueue,
 };
@@ -1262,6 +1264,7 @@ mod tests {
     #[test]
     fn the_suite_catches_a_store_that_breaks_a_promise() {
         /// The in-memory store, except that a failed unit of work keeps its writes.
+        #[derive(Clone)]
         struct Leaky(MemoryStore);
         impl Backend for Leaky {
             type Tx<'t> = memory::MemoryTx;

@@ -40,6 +40,7 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
         Some(StoreError::Busy { .. }) => EXIT_BUSY,
         Some(
             StoreError::Backend { .. }
+            | StoreError::Unavailable { .. }
             | StoreError::Corrupt { .. }
             | StoreError::Checksum { .. }
             | StoreError::NotADataFile { .. }

@@ -1,8 +1,8 @@
 //! The conformance suite every store passes: what the engine relies on, as
 //! checks over [`Backend`]. `run(make)` calls `make` for a fresh, empty
 //! store per check and panics naming the first broken promise. The redb
-//! store and the in-memory store run it in this crate's tests; a new store
-//! calls it from its own:
+//! store, the in-memory store and the PostgreSQL store run it in this
+//! crate's tests; a new store calls it from its own:
 //!
 //! ```
 //! cascade::store::conformance::run(cascade::store::MemoryStore::new);
@@ -21,12 +21,27 @@ use crate::records::{
 /// A named check of one promise.
 type Check<B> = (&'static str, fn(&B));
 
+/// A named check of a promise about several handles on one store, as
+/// several threads or processes hold them.
+type SharedCheck<B> = (&'static str, fn(&[B]));
+
 /// Run every check, each on a store `make` returns new and empty.
 ///
 /// # Panics
 ///
 /// The first check the store fails, naming it.
-pub fn run<B: Backend>(make: impl Fn() -> B) {
+pub fn run<B: Backend + Sync + Clone>(make: impl Fn() -> B) {
+    run_shared(make, B::clone);
+}
+
+/// [`run`] for a store that several processes share (PostgreSQL): `again`
+/// opens another handle on the same store, as another process would, for
+/// the checks of concurrent writers and readers.
+///
+/// # Panics
+///
+/// The first check the store fails, naming it.
+pub fn run_shared<B: Backend + Sync>(make: impl Fn() -> B, again: impl Fn(&B) -> B) {
     let checks: [Check<B>; 10] = [
         ("appends are gapless and versioned per stream", appends),
         ("a stale expected version writes nothing", stale_version),
@@ -45,17 +60,37 @@ pub fn run<B: Backend>(make: impl Fn() -> B) {
         ("documents, indexes and clearing a collection", documents),
         ("the effects outbox, by key", outbox),
     ];
+    let shared: [SharedCheck<B>; 3] = [
+        ("of two writers racing for one version, one wins whole", racing_writers),
+        (
+            "a read view does not see, nor wait for, an open unit of work",
+            isolation,
+        ),
+        (
+            "positions are gapless and visible in commit order",
+            gapless_in_commit_order,
+        ),
+    ];
     for (name, check) in checks {
         let store = make();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&store)));
-        if let Err(panic) = outcome {
-            let message = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("panicked");
-            panic!("store conformance: {name}: {message}");
-        }
+        checked(name, || check(&store));
+    }
+    for (name, check) in shared {
+        let store = make();
+        let handles = [again(&store), again(&store), again(&store), store];
+        checked(name, || check(&handles));
+    }
+}
+
+fn checked(name: &str, check: impl FnOnce()) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check));
+    if let Err(panic) = outcome {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("panicked");
+        panic!("store conformance: {name}: {message}");
     }
 }
 
@@ -622,4 +657,126 @@ fn documents<B: Backend>(store: &B) {
         assert_eq!((tx.rm_bytes("projects")?, tx.rm_bytes("groups")?), (0, 9));
         Ok(())
     });
+}
+
+/// Two units of work race for the same expected version: one appends, the
+/// other gets a concurrency error and everything it wrote before is gone.
+fn racing_writers<B: Backend + Sync>(stores: &[B]) {
+    let start = std::sync::Barrier::new(2);
+    let outcomes: Vec<bool> = std::thread::scope(|scope| {
+        let racers: Vec<_> = ["w1", "w2"]
+            .into_iter()
+            .zip(stores)
+            .map(|(who, store)| {
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    let outcome: Result<(), StoreError> = store.write(|tx| {
+                        tx.put_cascade(who, &CascadeRecord::default())?;
+                        match tx.append("orders", "o1", 0, &[created(who), created(who)], &envelope(), None)? {
+                            Ok(_) => Ok(()),
+                            Err(conflict) => Err(StoreError::Corrupt {
+                                table: "test",
+                                message: conflict.to_string(),
+                            }),
+                        }
+                    });
+                    match outcome {
+                        Ok(()) => true,
+                        Err(StoreError::Corrupt { table: "test", .. }) => false,
+                        Err(err) => panic!("the loser gets a storage error, not a concurrency error: {err}"),
+                    }
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().expect("a racer")).collect()
+    });
+    assert_eq!(
+        outcomes.iter().filter(|won| **won).count(),
+        1,
+        "exactly one wins: {outcomes:?}"
+    );
+    let winner = if outcomes[0] { "w1" } else { "w2" };
+    let loser = if outcomes[0] { "w2" } else { "w1" };
+    read(&stores[0], |tx| {
+        assert_eq!(tx.head()?, 2, "only the winner's two events");
+        assert_eq!(tx.stream("orders", "o1")?.version, 2);
+        assert!(tx.cascade(winner)?.is_some(), "the winner's other writes commit");
+        assert!(tx.cascade(loser)?.is_none(), "nothing of the loser is half-written");
+        Ok(())
+    });
+}
+
+/// A read view does not see a unit of work that has not committed, and
+/// taking one does not wait for it.
+fn isolation<B: Backend + Sync>(stores: &[B]) {
+    let (store, other) = (&stores[0], &stores[1]);
+    write(store, |tx| {
+        tx.append("users", "u1", 0, &[created("a")], &envelope(), None)
+    })
+    .expect("version 0 is current");
+    write(store, |tx| {
+        tx.append("users", "u1", 1, &[created("b")], &envelope(), None)?
+            .expect("version 1 is current");
+        tx.rm_put("c", "d", "{}")?;
+        // On another thread: a reader while this unit of work is open.
+        let seen = std::thread::scope(|scope| {
+            scope
+                .spawn(|| read(other, |tx| Ok((tx.head()?, tx.rm_doc("c", "d")?))))
+                .join()
+                .expect("the reader")
+        });
+        assert_eq!(seen, (1, None), "an open unit of work is invisible to a read view");
+        Ok(())
+    });
+    assert_eq!(read(other, |tx| tx.head()), 2, "and visible once committed");
+}
+
+/// Several writers append while a reader follows the log: the reader
+/// never sees a position before every lower one is visible, so following
+/// the head never skips an event.
+fn gapless_in_commit_order<B: Backend + Sync>(stores: &[B]) {
+    const WRITERS: usize = 4;
+    const APPENDS: usize = 25;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let seen = std::thread::scope(|scope| {
+        for w in 0..WRITERS {
+            let (done, store) = (&done, &stores[w % stores.len()]);
+            scope.spawn(move || {
+                // Counted even when a write panics, so the reader stops.
+                let _done = Done(done);
+                for n in 0..APPENDS {
+                    let id = format!("w{w}-{n}");
+                    write(store, |tx| {
+                        tx.append("users", &id, 0, &[created(&id)], &envelope(), None)
+                    })
+                    .expect("a new stream");
+                }
+            });
+        }
+        let mut seen = Vec::new();
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst) == WRITERS;
+            let next = seen.len() as u64 + 1;
+            let page = read(&stores[0], |tx| tx.events(next, 1000));
+            for (offset, event) in page.iter().enumerate() {
+                assert_eq!(event.position, next + offset as u64, "a reader never sees a gap");
+            }
+            seen.extend(page.into_iter().map(|e| e.position));
+            if finished {
+                break seen;
+            }
+        }
+    });
+    let total = (WRITERS * APPENDS) as u64;
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>(), "every event seen once, in order");
+}
+
+/// Counts a finished thread when dropped.
+struct Done<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }

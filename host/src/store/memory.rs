@@ -1,8 +1,9 @@
 //! A store in memory: the reference the conformance suite holds the redb
 //! store to, and the shape a new store takes. A write transaction works on a
 //! copy of the tables and puts it in place on commit, so `Err` leaves
-//! nothing behind; a read view is a copy of the last commit. Every
-//! transaction copies every table: for tests and small data, not production.
+//! nothing behind; a read view shares the last commit and never waits for
+//! the writer. Every write transaction copies every table: for tests and
+//! small data, not production.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,7 +52,10 @@ pub struct MemoryTx {
 /// The in-memory store; clones share the same tables.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    tables: Arc<Mutex<MemoryTx>>,
+    /// Held for a whole write transaction: one writer at a time, as in redb.
+    writer: Arc<Mutex<()>>,
+    /// The last commit; a read view holds it while the writer works on a copy.
+    committed: Arc<Mutex<Arc<MemoryTx>>>,
 }
 
 impl MemoryStore {
@@ -59,27 +63,26 @@ impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, MemoryTx> {
-        // A panic inside a transaction never reaches the committed tables.
-        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic inside a transaction never reaches the committed tables.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Backend for MemoryStore {
     type Tx<'t> = MemoryTx;
 
     fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut MemoryTx) -> Result<R, E>) -> Result<R, E> {
-        // Held for the whole transaction: one writer at a time, as in redb.
-        let mut committed = self.lock();
-        let mut tx = committed.clone();
+        let _writer = lock(&self.writer);
+        let mut tx = MemoryTx::clone(&lock(&self.committed));
         let value = f(&mut tx)?;
-        *committed = tx;
+        *lock(&self.committed) = Arc::new(tx);
         Ok(value)
     }
 
     fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&MemoryTx) -> Result<R, E>) -> Result<R, E> {
-        let snapshot = self.lock().clone();
+        let snapshot = lock(&self.committed).clone();
         f(&snapshot)
     }
 }

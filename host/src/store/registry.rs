@@ -65,7 +65,7 @@ impl StoredPlugin {
         })
     }
 
-    fn decode(bytes: &[u8]) -> Result<PluginRecord, StoreError> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<PluginRecord, StoreError> {
         let s: StoredPlugin = decode(PLUGINS.name(), bytes)?;
         let (manifest, exports) = manifest_of(PLUGINS.name(), &s.manifest)?;
         Ok(PluginRecord {

@@ -1,0 +1,380 @@
+//! The PostgreSQL store: the same tables as the redb file, in one database,
+//! for hosts that outgrow one machine.
+//!
+//! # Invariants
+//!
+//! - One writer at a time: every write transaction first takes a
+//!   transaction-scoped advisory lock ([`WRITER_LOCK`]), held until it
+//!   commits or rolls back. Positions are assigned under that lock from the
+//!   committed head, so they are gapless and become visible in commit order:
+//!   a reader never sees position `n + 1` before `n` (the lock is released
+//!   only after the commit is visible), and no sequence can leave a hole
+//!   behind a rolled-back transaction. Several processes on one database
+//!   serialise the same way.
+//! - A read view is a `REPEATABLE READ READ ONLY` transaction: a snapshot of
+//!   the last commit, taken without any lock, so reads never block the
+//!   writer and the writer never blocks them.
+//! - Keys a user chooses (stream ids, instance ids, document ids, index
+//!   values) are stored as `bytea`: ordered byte by byte like the redb
+//!   store's keys, and able to hold any string, NUL included.
+//!
+//! Records are encoded as the redb store encodes them (postcard; manifests
+//! as JSON text), so a record means the same in either store.
+//!
+//! The accessors live in `postgres/tables.rs`, by trait.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction, types::ToSql};
+
+use super::SCHEMA_VERSION;
+use super::traits::Backend;
+use crate::error::StoreError;
+
+mod tables;
+
+/// The advisory lock every write transaction holds (any constant unlikely
+/// to be used by another application on the same database: "cascade" in
+/// ASCII).
+const WRITER_LOCK: i64 = 0x0063_6173_6361_6465;
+
+/// The tables, created when missing. `meta` holds counters, the schema
+/// version, checkpoints and other small numbers by key, as in redb.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS cascade_meta (key bytea PRIMARY KEY, value bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_events (
+    position bigint PRIMARY KEY,
+    stream_type bytea NOT NULL,
+    stream_id bytea NOT NULL,
+    stream_version bigint NOT NULL,
+    body bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_streams (
+    stream_type bytea, stream_id bytea, version bigint NOT NULL, state bytea,
+    PRIMARY KEY (stream_type, stream_id));
+CREATE TABLE IF NOT EXISTS cascade_queue (seq bigint PRIMARY KEY, body bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_cascades (correlation_id bytea PRIMARY KEY, body bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_idempotency (key bytea PRIMARY KEY, correlation_id bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_budgets (correlation_id bytea PRIMARY KEY, budget bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_parked (id bigint PRIMARY KEY, body bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_skipped (id bigint PRIMARY KEY, body bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_stopped (name bytea PRIMARY KEY, reason bytea);
+CREATE TABLE IF NOT EXISTS cascade_instances (
+    plugin bytea, id bytea, state_bytes bigint NOT NULL, body bytea NOT NULL,
+    PRIMARY KEY (plugin, id));
+CREATE TABLE IF NOT EXISTS cascade_timers (
+    plugin bytea, instance bytea, name bytea, due bigint NOT NULL, payload bytea NOT NULL,
+    PRIMARY KEY (plugin, instance, name));
+CREATE INDEX IF NOT EXISTS cascade_timers_due ON cascade_timers (due, plugin, instance, name);
+CREATE TABLE IF NOT EXISTS cascade_effects (key bytea PRIMARY KEY, plugin bytea NOT NULL, body bytea NOT NULL);
+CREATE INDEX IF NOT EXISTS cascade_effects_plugin ON cascade_effects (plugin);
+CREATE TABLE IF NOT EXISTS cascade_plugins (name bytea PRIMARY KEY, body bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_versions (
+    name bytea, version bigint, body bytea NOT NULL, PRIMARY KEY (name, version));
+CREATE TABLE IF NOT EXISTS cascade_active (name bytea PRIMARY KEY, version bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_components (hash bytea PRIMARY KEY, bytes bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_artifacts (key bytea PRIMARY KEY, bytes bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS cascade_docs (
+    collection bytea, id bytea, doc bytea NOT NULL, PRIMARY KEY (collection, id));
+CREATE TABLE IF NOT EXISTS cascade_index (
+    collection bytea, field bytea, key bytea, id bytea, PRIMARY KEY (collection, field, key, id));
+CREATE TABLE IF NOT EXISTS cascade_indexed (collection bytea PRIMARY KEY, fields bytea NOT NULL);
+";
+
+/// One connection and the statements prepared on it (prepared statements
+/// belong to the session, so they outlive the transactions that made them).
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+/// The connections of one store: the writer's, and idle readers' for reuse.
+struct Pool {
+    url: String,
+    writer: Mutex<Option<Conn>>,
+    readers: Mutex<Vec<Conn>>,
+}
+
+/// A Cascade database on a PostgreSQL server; clones share its connections.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Arc<Pool>,
+}
+
+impl PgStore {
+    /// Connect to the database at `url` (`postgres://USER@HOST:PORT/DB`),
+    /// creating Cascade's tables when missing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the server cannot be reached;
+    /// [`StoreError::NewerSchema`] for a database a newer Cascade wrote.
+    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let store = PgStore {
+            pool: Arc::new(Pool {
+                url: url.to_owned(),
+                writer: Mutex::new(None),
+                readers: Mutex::new(Vec::new()),
+            }),
+        };
+        store.write(|tx| tx.create_schema(url))?;
+        Ok(store)
+    }
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let client = Client::connect(&self.pool.url, NoTls).map_err(|e| unavailable(&self.pool.url, &e))?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// The writer's connection, connected again if the last one broke.
+    fn writer(&self) -> Result<MutexGuard<'_, Option<Conn>>, StoreError> {
+        let mut writer = lock(&self.pool.writer);
+        if writer.as_ref().is_none_or(|conn| conn.client.is_closed()) {
+            *writer = Some(self.connect()?);
+        }
+        Ok(writer)
+    }
+
+    fn reader(&self) -> Result<Conn, StoreError> {
+        let idle = lock(&self.pool.readers).pop();
+        match idle {
+            Some(conn) if !conn.client.is_closed() => Ok(conn),
+            _ => self.connect(),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic inside a transaction leaves the connection usable: its
+    // transaction rolled back when dropped.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Backend for PgStore {
+    type Tx<'t> = PgTx<'t>;
+
+    fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut PgTx<'_>) -> Result<R, E>) -> Result<R, E> {
+        let mut writer = self.writer()?;
+        let Conn { client, statements } = writer.as_mut().expect("connected above");
+        let txn = client.transaction().map_err(from_pg)?;
+        let mut tx = PgTx::new(txn, statements);
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
+        let value = f(&mut tx)?;
+        tx.txn.into_inner().commit().map_err(from_pg)?;
+        Ok(value)
+    }
+
+    fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&PgTx<'_>) -> Result<R, E>) -> Result<R, E> {
+        let mut conn = self.reader()?;
+        let value = {
+            let Conn { client, statements } = &mut conn;
+            let txn = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(from_pg)?;
+            let tx = PgTx::new(txn, statements);
+            let value = f(&tx)?;
+            tx.txn.into_inner().commit().map_err(from_pg)?;
+            value
+        };
+        lock(&self.pool.readers).push(conn);
+        Ok(value)
+    }
+}
+
+/// One transaction on one connection. The accessors take `&self` for reads,
+/// as the traits do, so the transaction sits in a cell.
+pub struct PgTx<'t> {
+    txn: RefCell<Transaction<'t>>,
+    statements: RefCell<&'t mut HashMap<&'static str, Statement>>,
+    /// The log head, read on first use and kept by appends.
+    head: Cell<Option<u64>>,
+}
+
+impl<'t> PgTx<'t> {
+    fn new(txn: Transaction<'t>, statements: &'t mut HashMap<&'static str, Statement>) -> PgTx<'t> {
+        PgTx {
+            txn: RefCell::new(txn),
+            statements: RefCell::new(statements),
+            head: Cell::new(None),
+        }
+    }
+
+    /// `sql`, prepared once per connection.
+    fn statement(&self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.statements.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.txn.borrow_mut().prepare(sql).map_err(from_pg)?;
+        self.statements.borrow_mut().insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn query(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        self.txn.borrow_mut().query(&statement, params).map_err(from_pg)
+    }
+
+    fn query_opt(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        self.txn.borrow_mut().query_opt(&statement, params).map_err(from_pg)
+    }
+
+    fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let statement = self.statement(sql)?;
+        self.txn.borrow_mut().execute(&statement, params).map_err(from_pg)
+    }
+
+    /// Create missing tables and check the schema version, under the
+    /// writer's lock (so that two hosts starting at once do not race).
+    fn create_schema(&mut self, url: &str) -> Result<(), StoreError> {
+        self.txn.borrow_mut().batch_execute(SCHEMA).map_err(from_pg)?;
+        match self.meta(tables::META_SCHEMA)? {
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+                path: redacted(url),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+            Some(_) => Ok(()),
+            None => self.set_meta(tables::META_SCHEMA, SCHEMA_VERSION),
+        }
+    }
+}
+
+/// `url` without a password, to name the database in messages.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((user, host)) => format!("{scheme}://{}@{host}", user.split(':').next().unwrap_or_default()),
+        None => url.to_owned(),
+    }
+}
+
+fn unavailable(url: &str, err: &postgres::Error) -> StoreError {
+    StoreError::Unavailable {
+        store: redacted(url),
+        message: one_line(err),
+    }
+}
+
+/// A PostgreSQL error as the store's: a lost connection is
+/// [`StoreError::Unavailable`] (the caller may retry once it is back);
+/// anything else is the server's message.
+fn from_pg(err: postgres::Error) -> StoreError {
+    if err.is_closed() || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()) {
+        return StoreError::Unavailable {
+            store: "postgres".into(),
+            message: one_line(&err),
+        };
+    }
+    StoreError::Backend {
+        message: one_line(&err),
+    }
+}
+
+fn one_line(err: &postgres::Error) -> String {
+    let message = match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => err.to_string(),
+    };
+    message.replace('\n', " ")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    /// A database of its own on the test server (`CASCADE_TEST_POSTGRES`,
+    /// default the local one), dropped when this is.
+    pub(crate) struct TestDb {
+        admin: String,
+        name: String,
+        /// The database's URL.
+        pub(crate) url: String,
+    }
+
+    impl TestDb {
+        pub(crate) fn new(tag: &str) -> TestDb {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let server = std::env::var("CASCADE_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
+            let (base, _) = server.rsplit_once('/').expect("a URL with a database");
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("cascade_{tag}_{}_{n}", std::process::id());
+            let mut admin = Client::connect(&server, NoTls)
+                .unwrap_or_else(|e| panic!("no PostgreSQL at `{server}` (set CASCADE_TEST_POSTGRES): {e}"));
+            // One statement per call: neither runs inside a transaction.
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {name}"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                admin.batch_execute(&sql).expect("the test database is created");
+            }
+            TestDb {
+                url: format!("{base}/{name}"),
+                admin: server,
+                name,
+            }
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            if let Ok(mut admin) = Client::connect(&self.admin, NoTls) {
+                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            }
+        }
+    }
+
+    #[test]
+    fn the_postgres_store_passes_the_conformance_suite() {
+        let dbs = std::cell::RefCell::new(Vec::new());
+        let make = || {
+            let db = TestDb::new("conformance");
+            let store = PgStore::open(&db.url).expect("the store opens");
+            dbs.borrow_mut().push(db);
+            store
+        };
+        // Another handle is another pool of connections, as another host has.
+        conformance::run_shared(make, |store| {
+            PgStore::open(&store.pool.url).expect("the store opens again")
+        });
+    }
+
+    #[test]
+    fn a_server_that_does_not_answer_is_one_line_naming_it() {
+        let err = PgStore::open("postgres://ada:secret@127.0.0.1:1/nowhere")
+            .err()
+            .expect("nothing listens on port 1");
+        let message = err.to_string();
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{message}");
+        assert!(
+            message.starts_with("store `postgres://ada@127.0.0.1:1/nowhere` is unavailable: "),
+            "{message}"
+        );
+        assert!(!message.contains("secret") && !message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn a_database_of_a_newer_schema_is_refused() {
+        let db = TestDb::new("newer");
+        let store = PgStore::open(&db.url).expect("the store opens");
+        store
+            .write(|tx| tx.set_meta(tables::META_SCHEMA, SCHEMA_VERSION + 1))
+            .unwrap();
+        let err = PgStore::open(&db.url).err().expect("a newer schema is refused");
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
+            "{err}"
+        );
+    }
+}
