@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cascade::{Command, Envelope, EventLog, NewEvent, Options, Progress, Runtime};
+use cascade::{Backend, Command, Envelope, NewEvent, Options, Runtime};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

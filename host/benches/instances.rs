@@ -28,7 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cascade::store::Instances;
+use cascade::store::Backend;
 use cascade::{Command, Engine, InstanceRecord, Options, Runtime, StoreError, Timer};
 
 const SEED_CHUNK: usize = 100_000;

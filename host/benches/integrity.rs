@@ -31,7 +31,7 @@ fn main() {
     let started = Instant::now();
     pipeline.run_until_idle().unwrap();
     let pipeline_time = started.elapsed();
-    let events = pipeline.store().read_log(1, usize::MAX).unwrap();
+    let events = pipeline.store().reader().read_log(1, usize::MAX).unwrap();
     let count = events.len() as u32;
 
     // A refresh reads the log in chunks; each read checks every checksum.
@@ -40,7 +40,7 @@ fn main() {
             let started = Instant::now();
             let mut from = 1;
             loop {
-                let chunk = pipeline.store().read_log(from, 1024).unwrap();
+                let chunk = pipeline.store().reader().read_log(from, 1024).unwrap();
                 let Some(last) = chunk.last() else { break };
                 from = last.position + 1;
             }

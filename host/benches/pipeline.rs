@@ -18,7 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
-use cascade::{Options, Pipeline};
+use cascade::{EventLog, Options, Pipeline, Storage};
 
 struct Run {
     label: &'static str,
@@ -35,7 +35,7 @@ impl Run {
     }
 }
 
-fn measure(label: &'static str, pipeline: &mut Pipeline, users: usize, chunk: usize) -> Run {
+fn measure<S: Storage>(label: &'static str, pipeline: &mut Pipeline<S>, users: usize, chunk: usize) -> Run {
     workload::reset_peak_rss();
     let started = Instant::now();
     // Queued in transactions of `chunk` commands, as callers would send them
@@ -64,7 +64,7 @@ fn measure(label: &'static str, pipeline: &mut Pipeline, users: usize, chunk: us
         assert_eq!(settled.events.len(), 2);
     }
     // Positions are gapless: the head is the number of events.
-    let events = pipeline.store().reader().head().unwrap() as usize;
+    let events = pipeline.store().read(|tx| tx.head()).unwrap() as usize;
     assert_eq!(events, 2 * users);
     Run {
         label,

@@ -10,14 +10,14 @@ mod native;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cascade::{Envelope, EventLog, NewEvent, Options, Pipeline, Progress, Runtime, Store, StoreError};
+use cascade::{Backend, Envelope, EventLog, NewEvent, Options, Pipeline, Progress, Runtime, Store, StoreError};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Write `count` events to the log in large transactions, and mark them as
 /// processed by the pipeline, as after a long live run.
-fn fill(store: &Store, count: u64) {
+fn fill(store: &impl Backend, count: u64) {
     let envelope = Envelope {
         metadata: "{}".into(),
         causation_id: "c0".into(),
@@ -53,7 +53,7 @@ fn fill(store: &Store, count: u64) {
     }
 }
 
-fn refresh(pipeline: &mut Pipeline, events: u64) -> Duration {
+fn refresh<S: cascade::Storage>(pipeline: &mut Pipeline<S>, events: u64) -> Duration {
     let report = pipeline.refresh("user-counter", None, &mut |_, _| {}).unwrap();
     assert_eq!(report.events, events);
     let state = pipeline

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cascade::{Command, Envelope, EventLog, Limits, Manifest, NewEvent, OnError, Options, Progress, Runtime};
+use cascade::{Backend, Command, Envelope, Limits, Manifest, NewEvent, OnError, Options, Runtime};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

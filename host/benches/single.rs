@@ -15,9 +15,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cascade::{Options, Pipeline};
+use cascade::{Options, Pipeline, Storage};
 
-fn run(pipeline: &mut Pipeline, commands: usize) -> Duration {
+fn run<S: Storage>(pipeline: &mut Pipeline<S>, commands: usize) -> Duration {
     let started = Instant::now();
     for (command, _) in workload::users_create(commands) {
         let settled = pipeline.execute(command).unwrap();

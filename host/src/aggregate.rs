@@ -257,7 +257,7 @@ impl Aggregates {
     /// `Ok(Err(..))` for a failed command; `Err` only for storage errors.
     pub fn execute(
         &mut self,
-        tx: &mut impl crate::store::UnitOfWork,
+        tx: &mut (impl crate::store::UnitOfWork + ?Sized),
         command: &Command,
         expected_version: Option<u64>,
         envelope: &Envelope,
@@ -279,7 +279,7 @@ impl Aggregates {
 
     fn decide(
         &mut self,
-        tx: &mut impl crate::store::UnitOfWork,
+        tx: &mut (impl crate::store::UnitOfWork + ?Sized),
         command: &Command,
         expected_version: Option<u64>,
         cause: Option<&Cause>,

@@ -6,7 +6,7 @@
 //! concurrent callers share one submit transaction and one group commit per
 //! step; a lone caller pays for its own. Operator actions (deploys, refreshes,
 //! parked retries) run on the writer between two steps, never during one.
-//! Reads of the log go through [`LogReader`] on redb read transactions and
+//! Reads of the log go through [`LogReader`] on the store's read views and
 //! never wait for the writer.
 
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ use crate::plugin::PluginRecord;
 use crate::read_model::ReadModels;
 use crate::runtime::{Compiled, Runtime, Swap};
 use crate::sandbox::Sandbox;
-use crate::store::LogReader;
+use crate::store::{Backend, LogReader};
 
 mod operations;
 mod outbox;
@@ -580,7 +580,6 @@ impl Writer {
         if self.workers.is_none() {
             return;
         }
-        use crate::store::Outbox;
         match self
             .runtime
             .pipeline_ref()

@@ -158,7 +158,7 @@ pub use runtime::{
 };
 pub use sandbox::{Limits, Sandbox};
 pub use store::{
-    Backend, DEFAULT_CACHE_MIB, DocumentView, Documents, EventLog, LogReader, MemoryStore, PgStore, Progress, Registry,
-    SCHEMA_VERSION, Storage, Store, Tx, UnitOfWork, Verification, WorkQueue,
+    AnyStore, Backend, DEFAULT_CACHE_MIB, DocumentView, Documents, EventLog, LogReader, MemoryStore, PgStore, Progress,
+    Registry, SCHEMA_VERSION, Storage, Store, Tx, UnitOfWork, Verification, WorkQueue,
 };
 pub use text::{one_line, panic_message};

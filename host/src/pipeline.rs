@@ -93,6 +93,9 @@ pub struct Options {
     /// read-only, and other read-only runtimes may share the file. The data
     /// directory must exist.
     pub read_only: bool,
+    /// The PostgreSQL database (`postgres://USER@HOST:PORT/DB`) a runtime
+    /// opens instead of the data directory's redb file.
+    pub store: Option<String>,
 }
 
 impl Default for Options {
@@ -107,6 +110,7 @@ impl Default for Options {
             cascade_budget: 10_000,
             load: Load::All,
             read_only: false,
+            store: None,
         }
     }
 }

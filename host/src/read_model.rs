@@ -495,7 +495,7 @@ impl ReadModels {
     }
 
     /// Write the batch's overlay into `tx`, maintaining the indexes.
-    pub(crate) fn flush(&self, tx: &mut impl Documents) -> Result<(), StoreError> {
+    pub(crate) fn flush(&self, tx: &mut (impl Documents + ?Sized)) -> Result<(), StoreError> {
         let overlay = std::mem::take(&mut *self.overlay());
         self.usage().clear();
         self.undo_log().clear();
@@ -532,7 +532,7 @@ impl ReadModels {
     /// # Errors
     ///
     /// A storage error.
-    pub(crate) fn sync_indexes(&self, tx: &mut impl Documents, owner: &str) -> Result<bool, StoreError> {
+    pub(crate) fn sync_indexes(&self, tx: &mut (impl Documents + ?Sized), owner: &str) -> Result<bool, StoreError> {
         let mut wrote = false;
         for (collection, owned) in self.catalog().iter().filter(|(_, o)| o.owner == owner) {
             let mut declared = owned.indexes.clone();

@@ -2,7 +2,7 @@
 //! pipeline, and the plugin registry that reloads every registered plugin
 //! when the directory is opened again.
 
-use crate::store::{Instances, Outbox, Progress, Registry, UnitOfWork};
+use crate::store::{Backend, UnitOfWork};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::pipeline::{Load, Options, Pipeline};
 use crate::plugin::{self, PluginKind, PluginRecord, PluginVersion, Shape, WasmAggregate, WasmListener};
 use crate::records::{Effect, Exports, InstanceRecord, Timer};
 use crate::sandbox::{PluginEnv, Sandbox};
-use crate::store::{Packed, Store, Tx};
+use crate::store::{AnyStore, Packed, PgStore, Store};
 
 /// The file inside a data directory that holds everything.
 pub const DATA_FILE: &str = "cascade.redb";
@@ -28,7 +28,7 @@ pub const KEPT_VERSIONS: usize = 10;
 
 /// A Cascade data directory, opened.
 pub struct Runtime {
-    pipeline: Pipeline,
+    pipeline: Pipeline<AnyStore>,
     sandbox: Arc<Sandbox>,
     dir: PathBuf,
 }
@@ -43,15 +43,18 @@ impl Runtime {
     /// The directory or redb file cannot be opened; a stored plugin no longer
     /// loads.
     pub fn open(dir: &Path, options: Options) -> Result<Runtime, Error> {
-        let file = dir.join(DATA_FILE);
-        let store = if options.read_only {
-            Store::open_read_only(&file, options.cache_mib << 20)?
-        } else {
+        if !options.read_only {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io {
                 context: format!("cannot create data directory `{}`", dir.display()),
                 source,
             })?;
-            Store::open_with_cache(&file, options.cache_mib << 20)?
+        }
+        let file = dir.join(DATA_FILE);
+        let store: AnyStore = match (&options.store, options.read_only) {
+            (Some(url), true) => PgStore::open_read_only(url)?.into(),
+            (Some(url), false) => PgStore::open_exclusive(url)?.into(),
+            (None, true) => Store::open_read_only(&file, options.cache_mib << 20)?.into(),
+            (None, false) => Store::open_with_cache(&file, options.cache_mib << 20)?.into(),
         };
         let sandbox = Arc::new(
             Sandbox::new(options.epoch_interruption).map_err(|e| PluginError::Instantiate {
@@ -132,12 +135,12 @@ impl Runtime {
     }
 
     /// The pipeline, to submit commands and run the loop.
-    pub fn pipeline(&mut self) -> &mut Pipeline {
+    pub fn pipeline(&mut self) -> &mut Pipeline<AnyStore> {
         &mut self.pipeline
     }
 
     /// The pipeline, to read from.
-    pub fn pipeline_ref(&self) -> &Pipeline {
+    pub fn pipeline_ref(&self) -> &Pipeline<AnyStore> {
         &self.pipeline
     }
 
@@ -816,7 +819,7 @@ pub struct Usage {
 
 impl Usage {
     /// What the listener of `record` holds, read in `tx`.
-    fn of(tx: &impl UnitOfWork, record: &PluginRecord) -> Result<Usage, StoreError> {
+    fn of(tx: &(impl UnitOfWork + ?Sized), record: &PluginRecord) -> Result<Usage, StoreError> {
         let mut read_model_bytes = 0;
         for collection in record.exports.iter().flat_map(|e| &e.writes) {
             read_model_bytes += tx.rm_bytes(collection)?;
@@ -1052,7 +1055,7 @@ impl Built {
 }
 
 /// The order of an existing plugin with this name, or the next free one.
-fn existing_order(tx: &Tx<'_>, name: &str) -> Result<u64, StoreError> {
+fn existing_order(tx: &(impl UnitOfWork + ?Sized), name: &str) -> Result<u64, StoreError> {
     let plugins = tx.plugins()?;
     Ok(match plugins.iter().find(|p| p.name == name) {
         Some(existing) => existing.order,

@@ -20,27 +20,28 @@
 //! # Layout
 //!
 //! This file opens the store and its transactions ([`Store::write`], the
-//! read view [`Store::read`], [`LogReader`]); [`Tx`]'s accessors live by job
+//! read view [`Store::read`]); [`Tx`]'s accessors live by job
 //! in `log.rs` (events, stream heads), `work.rs` (command queue, cascades,
 //! idempotency, budgets, parked and skipped events), `progress.rs` (pipeline
 //! position, checkpoints, state blobs, stopped listeners), `registry.rs`
 //! (plugins, versions, components, artifacts) and `read_models.rs`
 //! (documents and indexes); `lazy.rs` opens tables on first use, `sealed.rs`
 //! checksums records, `packed.rs` compresses components, `verify.rs` checks
-//! a whole file.
+//! a whole file. Beside it: `memory.rs` (the in-memory reference),
+//! `postgres.rs` (the PostgreSQL store), `any.rs` ([`AnyStore`], any of them
+//! behind one type, and [`LogReader`]), `conformance.rs` (what each must do).
 
 use std::path::Path;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
-};
+use redb::{Database, Durability, ReadableDatabase, TableDefinition, TableHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
-use crate::records::{CascadeRecord, PluginVersion};
+use crate::records::PluginVersion;
 
+mod any;
 pub mod conformance;
 mod counts;
 mod instances;
@@ -58,6 +59,7 @@ mod traits;
 mod upgrade;
 mod verify;
 mod work;
+pub use any::{AnyStore, LogReader};
 pub use memory::MemoryStore;
 pub use packed::Packed;
 pub use postgres::PgStore;
@@ -365,7 +367,7 @@ impl Store {
 
     /// A read-only view of the log for other threads.
     pub fn reader(&self) -> LogReader {
-        LogReader { db: self.db.clone() }
+        AnyStore::from(self.clone()).reader()
     }
 
     /// Run `f` in one write transaction: commit if it returns `Ok`, roll
@@ -434,44 +436,6 @@ impl Store {
         let tx = Tx::open(lazy::Txn::Read(&txn))?;
         f(&tx)
     }
-
-    /// Events from `from` (inclusive), in log order, at most `limit`.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn read_log(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let Ok(events) = txn.open_table(EVENTS) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for entry in events.range(from..)?.take(limit) {
-            let (position, bytes) = entry?;
-            out.push(decode_event(position.value(), bytes.value())?);
-        }
-        Ok(out)
-    }
-
-    /// Every event of one stream, in version order.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn read_stream(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let (Ok(index), Ok(events)) = (txn.open_table(STREAMS), txn.open_table(EVENTS)) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for entry in index.range((stream_type, stream_id, HEAD + 1)..=(stream_type, stream_id, u64::MAX))? {
-            let position = index_position(entry?.1.value())?;
-            if let Some(bytes) = events.get(position)? {
-                out.push(decode_event(position, bytes.value())?);
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl Backend for Store {
@@ -487,132 +451,6 @@ impl Backend for Store {
 
     fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R, E>) -> Result<R, E> {
         Store::read(self, f)
-    }
-}
-
-/// A read-only view of the event log and cascade records on redb read
-/// transactions: cheap to clone, usable from any thread, never waits for the
-/// writer and never commits.
-#[derive(Clone)]
-pub struct LogReader {
-    db: std::sync::Arc<ReadDb>,
-}
-
-impl LogReader {
-    /// A store over the same file that can only read.
-    fn store(&self) -> Store {
-        Store {
-            db: self.db.clone(),
-            writer: None,
-        }
-    }
-
-    /// Events from `from` (inclusive), in log order, at most `limit`.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn read_log(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        self.store().read_log(from, limit)
-    }
-
-    /// Every event of one stream, in version order.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn read_stream(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError> {
-        self.store().read_stream(stream_type, stream_id)
-    }
-
-    /// Position of the newest committed event, 0 for an empty log.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn head(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let Ok(events) = txn.open_table(EVENTS) else {
-            return Ok(0);
-        };
-        Ok(events.last()?.map_or(0, |(k, _)| k.value()))
-    }
-
-    /// How many commands wait in the queue.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn queued_commands(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let Ok(queue) = txn.open_table(COMMAND_QUEUE) else {
-            return Ok(0);
-        };
-        Ok(queue.len()?)
-    }
-
-    /// Of `correlation_ids`, the ones whose cascade has no outstanding work
-    /// (or is unknown, so that the caller asks the pipeline and gets the
-    /// error), in one read transaction.
-    ///
-    /// # Errors
-    ///
-    /// A storage error, or an unreadable record.
-    pub fn settled_of<'a>(&self, correlation_ids: impl Iterator<Item = &'a str>) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let Ok(cascades) = txn.open_table(CASCADES) else {
-            return Ok(correlation_ids.map(str::to_owned).collect());
-        };
-        let mut settled = Vec::new();
-        for id in correlation_ids {
-            let done = match cascades.get(id)? {
-                Some(bytes) => decode::<CascadeRecord>(CASCADES.name(), bytes.value())?.outstanding == 0,
-                None => true,
-            };
-            if done {
-                settled.push(id.to_owned());
-            }
-        }
-        Ok(settled)
-    }
-
-    /// The record of cascade `correlation_id` and, once it has no
-    /// outstanding work, its events, in one read transaction.
-    ///
-    /// # Errors
-    ///
-    /// A storage error, or an unreadable record.
-    pub fn cascade(&self, correlation_id: &str) -> Result<Option<(CascadeRecord, Vec<Event>)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let (Ok(cascades), Ok(events)) = (txn.open_table(CASCADES), txn.open_table(EVENTS)) else {
-            return Ok(None);
-        };
-        let Some(bytes) = cascades.get(correlation_id)? else {
-            return Ok(None);
-        };
-        let record: CascadeRecord = decode(CASCADES.name(), bytes.value())?;
-        let mut settled = Vec::new();
-        if record.outstanding == 0 {
-            for &position in &record.events {
-                if let Some(bytes) = events.get(position)? {
-                    settled.push(decode_event(position, bytes.value())?);
-                }
-            }
-        }
-        Ok(Some((record, settled)))
-    }
-
-    /// The correlation id a command submitted with idempotency `key` started.
-    ///
-    /// # Errors
-    ///
-    /// A storage error.
-    pub fn idempotent(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let Ok(table) = txn.open_table(IDEMPOTENCY) else {
-            return Ok(None);
-        };
-        Ok(table.get(key)?.map(|v| v.value().to_owned()))
     }
 }
 
@@ -878,12 +716,12 @@ mod tests {
                 Ok::<_, StoreError>(())
             })
             .unwrap();
-        let log = store.read_log(1, 10).unwrap();
+        let log = store.reader().read_log(1, 10).unwrap();
         assert_eq!(log.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2, 3]);
-        let u1 = store.read_stream("users", "u1").unwrap();
+        let u1 = store.reader().read_stream("users", "u1").unwrap();
         assert_eq!(u1.iter().map(|e| e.stream_version).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(store.read_stream("users", "u2").unwrap()[0].position, 3);
-        assert_eq!(store.read_log(3, 10).unwrap().len(), 1);
+        assert_eq!(store.reader().read_stream("users", "u2").unwrap()[0].position, 3);
+        assert_eq!(store.reader().read_log(3, 10).unwrap().len(), 1);
     }
 
     #[test]
@@ -912,7 +750,7 @@ mod tests {
             conflict.to_string(),
             "concurrency conflict on stream `users:u1`: expected version 0, found 1"
         );
-        assert_eq!(store.read_log(1, 10).unwrap().len(), 1);
+        assert_eq!(store.reader().read_log(1, 10).unwrap().len(), 1);
     }
 
     #[test]
@@ -927,7 +765,7 @@ mod tests {
             })
         });
         assert!(result.is_err());
-        assert!(store.read_log(1, 10).unwrap().is_empty());
+        assert!(store.reader().read_log(1, 10).unwrap().is_empty());
         assert_eq!(store.read(|tx| tx.head()).unwrap(), 0);
     }
 
@@ -965,7 +803,7 @@ mod tests {
                 .unwrap();
         }
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.read_log(1, 10).unwrap(), [event]);
+        assert_eq!(store.reader().read_log(1, 10).unwrap(), [event]);
         assert!(store.verify().unwrap().is_ok());
         let schema = store
             .read(|tx| Ok::<_, StoreError>(tx.meta.read()?.get(META_SCHEMA)?.map(|v| v.value())))
@@ -1262,6 +1100,17 @@ mod tests {
     }
 
     #[test]
+    fn a_store_behind_the_erased_type_passes_the_conformance_suite() {
+        conformance::run(|| AnyStore::from(MemoryStore::new()));
+        let dir = tempfile::tempdir().unwrap();
+        let count = std::cell::Cell::new(0);
+        conformance::run(|| {
+            count.set(count.get() + 1);
+            AnyStore::from(Store::open(&dir.path().join(format!("any-{}.redb", count.get()))).unwrap())
+        });
+    }
+
+    #[test]
     fn the_suite_catches_a_store_that_breaks_a_promise() {
         /// The in-memory store, except that a failed unit of work keeps its writes.
         #[derive(Clone)]
@@ -1327,7 +1176,7 @@ mod tests {
         let reader = Store::open_read_only(&path, 1 << 20).unwrap();
         let other = Store::open_read_only(&path, 1 << 20).expect("read-only opens share the file");
         assert!(reader.is_read_only());
-        assert_eq!(reader.read_log(1, 10).unwrap().len(), 1);
+        assert_eq!(reader.reader().read_log(1, 10).unwrap().len(), 1);
         assert_eq!(
             other
                 .read(|tx| tx.instance("counter", "singleton"))

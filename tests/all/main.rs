@@ -9,6 +9,7 @@
 //! - `timers`: instances and durable timers on the test clock, kill -9 while they fire;
 //! - `effects`: HTTP effects through the outbox against a real receiver, kill -9 in flight;
 //! - `loops`: InfiniteLoopError and the causation depth limit;
+//! - `postgres`: the command line and `cascade serve` on PostgreSQL, a standby host taking over;
 //! - `guests`: the same process managers in Python and JavaScript;
 //! - `read_models`: projections, read-model queries, the cascade delete by query;
 //! - `integrity`: checksums, `cascade verify`, bytes flipped in real data files;
@@ -35,6 +36,7 @@ mod guests;
 mod integrity;
 mod least_privilege;
 mod loops;
+mod postgres;
 mod read_models;
 mod restart;
 mod sandbox;

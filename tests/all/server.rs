@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::path::Path;
 
+use cascade::Backend;
 use cascade_tests::{ServerProcess, cascade_process, plugins};
 use serde_json::{Value, json};
 
@@ -558,7 +559,7 @@ fn reading_commands_share_the_data_file_and_never_write_to_it() {
     let refused = held
         .pipeline_ref()
         .store()
-        .write(|tx| cascade::Progress::set_checkpoint(tx, "user-counter", 0))
+        .write(|tx| tx.set_checkpoint("user-counter", 0))
         .unwrap_err();
     assert!(matches!(refused, cascade::StoreError::ReadOnly), "{refused}");
     drop(held);

@@ -1,9 +1,10 @@
-//! The engine on a second store: the same workload (the example plugins'
+//! The engine on every store: the same workload (the example plugins'
 //! logic as native Rust, from the benchmarks) runs on the in-memory
-//! reference store and on the redb store, and both end with the same log,
-//! settled answers, failures and process-manager state.
+//! reference store, the redb store and the PostgreSQL store, and all end
+//! with the same log, settled answers, failures and process-manager state.
 
-use cascade::{Command, EventLog, MemoryStore, Options, Pipeline, Storage, Store};
+use cascade::{AnyStore, Command, EventLog, MemoryStore, Options, PgStore, Pipeline, Storage, Store};
+use cascade_tests::postgres::TestDatabase;
 use serde_json::Value;
 
 #[allow(dead_code)]
@@ -79,7 +80,7 @@ fn run<S: Storage>(store: S) -> Outcome {
 }
 
 #[test]
-fn the_engine_runs_the_same_on_the_in_memory_store_as_on_redb() {
+fn the_engine_runs_the_same_on_the_in_memory_store_on_redb_and_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let on_redb = run(Store::open(&dir.path().join("cascade.redb")).unwrap());
     let in_memory = run(MemoryStore::new());
@@ -91,4 +92,9 @@ fn the_engine_runs_the_same_on_the_in_memory_store_as_on_redb() {
     );
     assert!(on_redb.rejected.contains("user already exists"), "{}", on_redb.rejected);
     assert_eq!(in_memory, on_redb);
+    let db = TestDatabase::new("engine");
+    assert_eq!(run(PgStore::open(&db.url).unwrap()), on_redb);
+    // Behind the one type a runtime runs on, too.
+    let db = TestDatabase::new("engine_any");
+    assert_eq!(run(AnyStore::from(PgStore::open(&db.url).unwrap())), on_redb);
 }

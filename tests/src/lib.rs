@@ -5,8 +5,11 @@ use std::path::Path;
 
 use cascade::{Command, CommandError, Event, Failure, HandlerFailure, Options, Runtime, Settled};
 
-/// A test HTTP receiver for effects.
+/// A headless Chromium driven over WebDriver.
 pub mod browser;
+/// A PostgreSQL database of a test's own.
+pub mod postgres;
+/// A test HTTP receiver for effects.
 pub mod receiver;
 
 /// Paths of the built components: `plugins::WELCOME`, `plugins::FIXTURE_FAILING`, ...
@@ -56,7 +59,12 @@ impl TestHost {
 
     /// The whole event log.
     pub fn log(&mut self) -> Vec<Event> {
-        self.runtime.pipeline().store().read_log(1, usize::MAX).unwrap()
+        self.runtime
+            .pipeline()
+            .store()
+            .reader()
+            .read_log(1, usize::MAX)
+            .unwrap()
     }
 
     /// Names of the events in the log, in order.

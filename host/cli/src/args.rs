@@ -26,6 +26,11 @@ pub struct Cli {
     /// The data file's page cache, in MiB.
     #[arg(long, global = true, default_value_t = cascade::DEFAULT_CACHE_MIB)]
     pub cache_mib: usize,
+    /// A PostgreSQL database (`postgres://USER@HOST:PORT/DB`) to keep
+    /// everything in instead of the data directory's redb file; the data
+    /// directory then holds only what a server writes beside it.
+    #[arg(long, global = true, env = "CASCADE_STORE", value_parser = store_url)]
+    pub store: Option<String>,
     /// Seconds to wait for a data directory another process holds.
     #[arg(long, global = true, default_value_t = 10.0)]
     pub lock_timeout: f64,
@@ -392,4 +397,16 @@ pub enum PluginAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--store` takes a PostgreSQL URL; anything else is named and refused.
+fn store_url(value: &str) -> Result<String, String> {
+    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "`{value}` is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB); \
+             leave --store out to use the data directory's redb file"
+        ))
+    }
 }

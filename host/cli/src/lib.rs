@@ -38,6 +38,7 @@ pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
         max_causation_depth: cli.max_causation_depth,
         cache_mib: cli.cache_mib,
         cascade_budget: cli.cascade_budget,
+        store: cli.store.clone(),
         ..Options::default()
     };
     if let Action::Serve(args) = cli.command {
@@ -61,7 +62,7 @@ pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
     if let Some(server) = client::Server::find(&cli.data) {
         return server.run(&action, &cwd, out);
     }
-    if reads_only(&action) && !cli.data.join(DATA_FILE).exists() {
+    if reads_only(&action) && cli.store.is_none() && !cli.data.join(DATA_FILE).exists() {
         anyhow::bail!(
             "data directory `{}` does not exist or holds no data file; check --data, or create it with `cascade plugin add`",
             cli.data.display()
@@ -91,9 +92,16 @@ pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
         }
         other => other,
     }
-    .with_context(|| format!("cannot open data directory `{}`", cli.data.display()))?;
-    // No I/O or timer driver: the handle's answers come over channels.
-    let result = tokio::runtime::Builder::new_current_thread()
+    .with_context(|| match &cli.store {
+        Some(_) => "cannot open the PostgreSQL store (--store)".to_owned(),
+        None => format!("cannot open data directory `{}`", cli.data.display()),
+    })?;
+    // No I/O or timer driver: the handle's answers come over channels. One
+    // worker of a multi-threaded runtime, not a current-thread one: a
+    // PostgreSQL store blocks on its client's own runtime, which tokio
+    // allows only from there.
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .build()
         .context("cannot start the async runtime")?
         .block_on(execute(action, &engine.handle(), &cwd, out));

@@ -116,7 +116,7 @@ impl<S: Storage> Pipeline<S> {
 /// event of the new cascade `envelope` names; returns its record (the event
 /// outstanding until the phases pass it) and the event.
 fn append_to_host_stream(
-    tx: &mut impl UnitOfWork,
+    tx: &mut (impl UnitOfWork + ?Sized),
     stream_id: &str,
     event: NewEvent,
     envelope: &Envelope,
@@ -132,7 +132,7 @@ fn append_to_host_stream(
 /// transaction) as a `GrantsChanged` event on `cascade:plugins`, by the
 /// deployer, in a cascade `plugins-<seq>` of its own. Delivered to no plugin;
 /// the next batch passes it like any event.
-pub(crate) fn record_grant_change(tx: &mut impl UnitOfWork, change: &GrantChange) -> Result<(), StoreError> {
+pub(crate) fn record_grant_change(tx: &mut (impl UnitOfWork + ?Sized), change: &GrantChange) -> Result<(), StoreError> {
     let seq = tx.next_command_seq()?;
     tx.set_next_command_seq(seq + 1)?;
     let correlation_id = format!("{GRANTS_STREAM}-{seq}");
@@ -208,7 +208,7 @@ impl Batch<'_> {
     /// batch appended.
     pub(super) fn append_host_event(
         &mut self,
-        tx: &mut impl UnitOfWork,
+        tx: &mut (impl UnitOfWork + ?Sized),
         kind: &str,
         stream_id: &str,
         event: NewEvent,
@@ -230,7 +230,11 @@ impl Batch<'_> {
     }
 
     /// Write what the batch produced besides events into `tx`.
-    pub(super) fn finish(&mut self, tx: &mut impl UnitOfWork, read_models: &ReadModels) -> Result<(), Error> {
+    pub(super) fn finish(
+        &mut self,
+        tx: &mut (impl UnitOfWork + ?Sized),
+        read_models: &ReadModels,
+    ) -> Result<(), Error> {
         // What was dispatched but not yet executed waits in the stored queue.
         for (seq, queued) in self.dispatched.drain(..) {
             tx.enqueue(seq, &queued)?;
@@ -256,7 +260,10 @@ impl Batch<'_> {
 
     /// The oldest command waiting: the stored queue (filled before this
     /// batch) first, then what this batch dispatched, in dispatch order.
-    pub(super) fn next_command(&mut self, tx: &mut impl UnitOfWork) -> Result<Option<QueuedCommand>, StoreError> {
+    pub(super) fn next_command(
+        &mut self,
+        tx: &mut (impl UnitOfWork + ?Sized),
+    ) -> Result<Option<QueuedCommand>, StoreError> {
         if !self.stored_queue_drained {
             if let Some(queued) = tx.dequeue()? {
                 return Ok(Some(queued));
@@ -268,7 +275,7 @@ impl Batch<'_> {
 
     pub(super) fn cascade(
         &mut self,
-        tx: &impl UnitOfWork,
+        tx: &(impl UnitOfWork + ?Sized),
         correlation_id: &str,
     ) -> Result<&mut CascadeRecord, StoreError> {
         if !self.cascades.contains_key(correlation_id) {
@@ -281,7 +288,7 @@ impl Batch<'_> {
     /// The budget the cascade's command was submitted with, if any.
     pub(super) fn cascade_budget_of(
         &mut self,
-        tx: &impl UnitOfWork,
+        tx: &(impl UnitOfWork + ?Sized),
         correlation_id: &str,
     ) -> Result<Option<usize>, StoreError> {
         if let Some(budget) = self.budgets.get(correlation_id) {
@@ -292,7 +299,11 @@ impl Batch<'_> {
         Ok(budget)
     }
 
-    pub(super) fn process_event(&mut self, tx: &mut impl UnitOfWork, event: &Event) -> Result<(), StoreError> {
+    pub(super) fn process_event(
+        &mut self,
+        tx: &mut (impl UnitOfWork + ?Sized),
+        event: &Event,
+    ) -> Result<(), StoreError> {
         let mut waiting = 0;
         if let Some(route) = self.routes.get(&event.name) {
             for &(slot, handler) in route.on.iter().chain(&route.after) {
@@ -322,7 +333,11 @@ impl Batch<'_> {
     /// Let every listener whose backoff is over catch up from the event it
     /// waits at through `through`, in its own order; returns the events it
     /// handled. A call that fails again waits again.
-    pub(super) fn retry_waiting(&mut self, tx: &mut impl UnitOfWork, through: u64) -> Result<usize, StoreError> {
+    pub(super) fn retry_waiting(
+        &mut self,
+        tx: &mut (impl UnitOfWork + ?Sized),
+        through: u64,
+    ) -> Result<usize, StoreError> {
         let now = Instant::now();
         let mut done = 0;
         for slot in 0..self.slots.len() {
@@ -375,7 +390,7 @@ impl Batch<'_> {
     /// handle stop waiting for it (it was stopped or removed while behind).
     pub(super) fn release(
         &mut self,
-        tx: &mut impl UnitOfWork,
+        tx: &mut (impl UnitOfWork + ?Sized),
         slot: usize,
         from: u64,
         through: u64,
@@ -394,7 +409,7 @@ impl Batch<'_> {
 
     pub(super) fn execute_command(
         &mut self,
-        tx: &mut impl UnitOfWork,
+        tx: &mut (impl UnitOfWork + ?Sized),
         queued: QueuedCommand,
     ) -> Result<(), StoreError> {
         let metadata = match &queued.cause {

@@ -26,7 +26,7 @@ impl Batch<'_> {
     /// it failed for good.
     pub(super) fn call(
         &mut self,
-        tx: &mut impl UnitOfWork,
+        tx: &mut (impl UnitOfWork + ?Sized),
         slot: usize,
         handler: usize,
         event: &Event,
@@ -85,7 +85,7 @@ impl Batch<'_> {
     /// ended and the number of the last attempt.
     fn attempt(
         &mut self,
-        tx: &impl UnitOfWork,
+        tx: &(impl UnitOfWork + ?Sized),
         slot: usize,
         handler: usize,
         event: &Event,
@@ -195,7 +195,7 @@ impl Batch<'_> {
     /// (policy `stop`) or the event is parked for it. Returns the parked id.
     fn fail(
         &mut self,
-        tx: &mut impl UnitOfWork,
+        tx: &mut (impl UnitOfWork + ?Sized),
         slot: usize,
         handler: usize,
         event: &Event,
@@ -238,7 +238,7 @@ impl Batch<'_> {
     /// once the batch commits.
     fn request(
         &mut self,
-        tx: &mut impl UnitOfWork,
+        tx: &mut (impl UnitOfWork + ?Sized),
         slot: usize,
         handler: usize,
         event: &Event,
@@ -271,7 +271,7 @@ impl Batch<'_> {
 
     /// Queue what a successful call dispatched, unless the chain of
     /// dispatches is too deep or the cascade would outgrow its budget.
-    fn dispatch(&mut self, tx: &mut impl UnitOfWork, slot: usize, event: &Event) -> Result<(), StoreError> {
+    fn dispatch(&mut self, tx: &mut (impl UnitOfWork + ?Sized), slot: usize, event: &Event) -> Result<(), StoreError> {
         if self.effects.commands.is_empty() {
             return Ok(());
         }

@@ -28,7 +28,7 @@ pub(super) trait InstanceStore {
     fn cancel(&mut self, plugin: &str, id: &str, name: &str) -> Result<(), StoreError>;
 }
 
-impl<T: UnitOfWork> InstanceStore for T {
+impl<T: UnitOfWork + ?Sized> InstanceStore for T {
     fn load(&self, plugin: &str, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         self.instance(plugin, id)
     }
@@ -101,7 +101,7 @@ pub(super) enum Begin {
 /// or not the `on-` handler succeeded, so it may start the instance too
 /// (and start it again after the `on-` handler completed it).
 pub(super) fn begin(
-    store: &impl InstanceStore,
+    store: &(impl InstanceStore + ?Sized),
     rules: &InstanceRules,
     plugin: &str,
     event: &Event,
@@ -182,7 +182,7 @@ impl TimerNote {
 
 /// Store what a successful call did to its instance.
 pub(super) fn finish(
-    store: &mut impl InstanceStore,
+    store: &mut (impl InstanceStore + ?Sized),
     plugin: &str,
     call: InstanceCall,
     position: u64,
@@ -244,7 +244,7 @@ impl Batch<'_> {
     /// the pipeline must look at the timers again.
     pub(super) fn fire_due_timers(
         &mut self,
-        tx: &mut impl UnitOfWork,
+        tx: &mut (impl UnitOfWork + ?Sized),
         now: u64,
         limit: usize,
     ) -> Result<usize, StoreError> {
@@ -284,7 +284,7 @@ impl Batch<'_> {
             .is_some_and(|s| s.stopped || s.backoff.is_some())
     }
 
-    fn fire(&mut self, tx: &mut impl UnitOfWork, timer: &Timer, now: u64) -> Result<(), StoreError> {
+    fn fire(&mut self, tx: &mut (impl UnitOfWork + ?Sized), timer: &Timer, now: u64) -> Result<(), StoreError> {
         tx.remove_timer(&timer.plugin, &timer.instance, &timer.name)?;
         self.timers.lateness.push(now.saturating_sub(timer.due));
         let payload = serde_json::json!({

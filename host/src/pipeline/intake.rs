@@ -84,7 +84,7 @@ pub(super) type Sequenced = Vec<(u64, QueuedCommand)>;
 /// yields the first cascade's id. Also returns the ids of the new cascades
 /// to trace.
 pub(super) fn admit(
-    tx: &mut impl UnitOfWork,
+    tx: &mut (impl UnitOfWork + ?Sized),
     seq: &mut u64,
     submissions: Vec<Submission>,
 ) -> Result<(Vec<String>, Sequenced, Vec<String>), StoreError> {

@@ -87,7 +87,7 @@ impl<S: Storage> Pipeline<S> {
 }
 
 /// Parked effect `key`, or why there is none.
-fn parked_effect(tx: &impl UnitOfWork, key: &str) -> Result<Effect, Error> {
+fn parked_effect(tx: &(impl UnitOfWork + ?Sized), key: &str) -> Result<Effect, Error> {
     match tx.effect(key)? {
         Some(effect) if effect.parked.is_some() => Ok(effect),
         Some(_) => Err(PluginError::EffectNotParked { key: key.to_owned() }.into()),
@@ -102,7 +102,7 @@ impl Batch<'_> {
     /// is dropped. Returns how many were recorded.
     pub(super) fn record_outcomes(
         &mut self,
-        tx: &mut impl UnitOfWork,
+        tx: &mut (impl UnitOfWork + ?Sized),
         outcomes: &[EffectOutcome],
     ) -> Result<usize, StoreError> {
         let mut recorded = 0;
@@ -136,7 +136,7 @@ impl Batch<'_> {
     /// `EffectCompleted` on its plugin's effects stream, in a new cascade.
     fn complete_effect(
         &mut self,
-        tx: &mut impl UnitOfWork,
+        tx: &mut (impl UnitOfWork + ?Sized),
         effect: Effect,
         outcome: &EffectOutcome,
     ) -> Result<(), StoreError> {

@@ -20,7 +20,11 @@ fn raise(key: &str) -> String {
 impl Batch<'_> {
     /// Why a new instance of the listener in `slot` may not start: it has
     /// as many live instances as its quota allows.
-    pub(super) fn over_instance_quota(&self, tx: &impl UnitOfWork, slot: usize) -> Result<Option<String>, StoreError> {
+    pub(super) fn over_instance_quota(
+        &self,
+        tx: &(impl UnitOfWork + ?Sized),
+        slot: usize,
+    ) -> Result<Option<String>, StoreError> {
         let listener = &self.slots[slot].listener;
         let max = listener.quotas().instances;
         let live = tx.instance_count(listener.name())?;
@@ -36,7 +40,11 @@ impl Batch<'_> {
     /// Why what the successful call of the listener in `slot` scheduled
     /// and requested may not be stored: it would take the listener's
     /// pending timers or effects past their quotas.
-    pub(super) fn over_call_quotas(&self, tx: &impl UnitOfWork, slot: usize) -> Result<Option<String>, StoreError> {
+    pub(super) fn over_call_quotas(
+        &self,
+        tx: &(impl UnitOfWork + ?Sized),
+        slot: usize,
+    ) -> Result<Option<String>, StoreError> {
         let listener = &self.slots[slot].listener;
         let (plugin, quotas) = (listener.name(), listener.quotas());
         if let Some(call) = &self.effects.instance
@@ -75,7 +83,7 @@ impl Batch<'_> {
 /// How many more timers `plugin` has pending once `call` is stored: the
 /// timers it schedules under names its instance has no timer by, less
 /// those it cancels; none when it completes the instance.
-fn timers_added(tx: &impl UnitOfWork, plugin: &str, call: &InstanceCall) -> Result<u64, StoreError> {
+fn timers_added(tx: &(impl UnitOfWork + ?Sized), plugin: &str, call: &InstanceCall) -> Result<u64, StoreError> {
     let schedules = call.timers.iter().any(|r| matches!(r, TimerRequest::Schedule { .. }));
     if call.completed || !schedules {
         return Ok(0);

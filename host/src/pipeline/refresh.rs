@@ -377,7 +377,7 @@ fn fired_after(store: &impl Backend, name: &str, through: u64, replayed: &mut Re
 }
 
 /// Store the instances and timers a replay rebuilt.
-fn store_replayed(tx: &mut impl UnitOfWork, name: &str, replayed: Replayed) -> Result<(), StoreError> {
+fn store_replayed(tx: &mut (impl UnitOfWork + ?Sized), name: &str, replayed: Replayed) -> Result<(), StoreError> {
     for (id, record) in &replayed.instances {
         tx.put_instance(name, id, record)?;
     }

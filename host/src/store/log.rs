@@ -4,7 +4,9 @@
 use redb::TableHandle;
 
 use super::traits::EventLog;
-use super::{EVENTS, HEAD, StreamHead, Tx, decode_event, decode_head, encode_event, encode_head, stamped};
+use super::{
+    EVENTS, HEAD, StreamHead, Tx, decode_event, decode_head, encode_event, encode_head, index_position, stamped,
+};
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 
@@ -14,6 +16,18 @@ impl EventLog for Tx<'_> {
         for entry in self.events.read()?.range(from..)?.take(limit) {
             let (position, bytes) = entry?;
             out.push(decode_event(position.value(), bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    fn stream_events(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError> {
+        let (index, events) = (self.streams.read()?, self.events.read()?);
+        let mut out = Vec::new();
+        for entry in index.range((stream_type, stream_id, HEAD + 1)..=(stream_type, stream_id, u64::MAX))? {
+            let position = index_position(entry?.1.value())?;
+            if let Some(bytes) = events.get(position)? {
+                out.push(decode_event(position, bytes.value())?);
+            }
         }
         Ok(out)
     }

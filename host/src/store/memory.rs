@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::traits::{Backend, Documents, EventLog, Instances, Outbox, Progress, Registry, WorkQueue};
-use super::{Packed, StreamHead, artifact_hash, packed, stamped, to_forget};
+use super::{Packed, StreamHead, Verification, artifact_hash, packed, stamped, to_forget};
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
 use crate::records::{
@@ -65,6 +65,22 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Nothing to check: the tables are only ever what the last commit put
+    /// in place.
+    pub fn verify(&self) -> Result<Verification, StoreError> {
+        Ok(Verification {
+            events: lock(&self.committed).events.len() as u64,
+            ..Verification::default()
+        })
+    }
+
+    /// Never: an in-memory store is always writable.
+    pub fn is_read_only(&self) -> bool {
+        false
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic inside a transaction never reaches the committed tables.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -109,6 +125,11 @@ impl EventLog for MemoryTx {
             table: "events",
             message: format!("position {position} is missing below the head"),
         })
+    }
+
+    fn stream_events(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError> {
+        let of_stream = |e: &&Event| e.stream_type == stream_type && e.stream_id == stream_id;
+        Ok(self.events.values().filter(of_stream).cloned().collect())
     }
 
     fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {

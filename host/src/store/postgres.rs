@@ -34,6 +34,7 @@ use super::traits::Backend;
 use crate::error::StoreError;
 
 mod tables;
+mod verify;
 
 /// The advisory lock every write transaction holds (any constant unlikely
 /// to be used by another application on the same database: "cascade" in
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS cascade_events (
     stream_id bytea NOT NULL,
     stream_version bigint NOT NULL,
     body bytea NOT NULL);
+CREATE INDEX IF NOT EXISTS cascade_events_stream ON cascade_events (stream_type, stream_id, stream_version);
 CREATE TABLE IF NOT EXISTS cascade_streams (
     stream_type bytea, stream_id bytea, version bigint NOT NULL, state bytea,
     PRIMARY KEY (stream_type, stream_id));
@@ -92,9 +94,28 @@ struct Conn {
 /// The connections of one store: the writer's, and idle readers' for reuse.
 struct Pool {
     url: String,
+    mode: Mode,
     writer: Mutex<Option<Conn>>,
     readers: Mutex<Vec<Conn>>,
 }
+
+/// Who else may write to the database while this handle is open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Any other handle too (each unit of work still runs alone).
+    Shared,
+    /// No other exclusive handle: the writer's connection holds
+    /// [`HOST_LOCK`] for as long as it lives.
+    Exclusive,
+    /// This handle never writes.
+    ReadOnly,
+}
+
+/// The session-level advisory lock an exclusive handle's writer connection
+/// holds: one Cascade host writes to a database at a time. PostgreSQL
+/// releases it when the connection ends, so a host that dies (or loses
+/// its connection) lets the next one in.
+const HOST_LOCK: i64 = WRITER_LOCK + 1;
 
 /// A Cascade database on a PostgreSQL server; clones share its connections.
 #[derive(Clone)]
@@ -104,22 +125,62 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connect to the database at `url` (`postgres://USER@HOST:PORT/DB`),
-    /// creating Cascade's tables when missing.
+    /// creating Cascade's tables when missing. Other handles may write to
+    /// the same database; each unit of work still runs alone.
     ///
     /// # Errors
     ///
     /// [`StoreError::Unavailable`] when the server cannot be reached;
     /// [`StoreError::NewerSchema`] for a database a newer Cascade wrote.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        PgStore::open_as(url, Mode::Shared)
+    }
+
+    /// [`PgStore::open`] for the one host that writes: while this handle
+    /// lives no other exclusive handle opens.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Busy`] while another host holds the database; as
+    /// [`PgStore::open`].
+    pub fn open_exclusive(url: &str) -> Result<PgStore, StoreError> {
+        PgStore::open_as(url, Mode::Exclusive)
+    }
+
+    /// [`PgStore::open`] for a command that only reads: every write is
+    /// refused with [`StoreError::ReadOnly`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PgStore::open`].
+    pub fn open_read_only(url: &str) -> Result<PgStore, StoreError> {
+        PgStore::open_as(url, Mode::ReadOnly)
+    }
+
+    fn open_as(url: &str, mode: Mode) -> Result<PgStore, StoreError> {
         let store = PgStore {
             pool: Arc::new(Pool {
                 url: url.to_owned(),
+                mode,
                 writer: Mutex::new(None),
                 readers: Mutex::new(Vec::new()),
             }),
         };
-        store.write(|tx| tx.create_schema(url))?;
+        blocking(|| {
+            let mut writer = store.writer()?;
+            let Conn { client, statements } = writer.as_mut().expect("connected above");
+            let txn = client.transaction().map_err(from_pg)?;
+            let mut tx = PgTx::new(txn, statements);
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
+            tx.create_schema(url)?;
+            tx.txn.into_inner().commit().map_err(from_pg)
+        })?;
         Ok(store)
+    }
+
+    /// Whether writes are refused ([`PgStore::open_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.pool.mode == Mode::ReadOnly
     }
 
     fn connect(&self) -> Result<Conn, StoreError> {
@@ -130,11 +191,26 @@ impl PgStore {
         })
     }
 
-    /// The writer's connection, connected again if the last one broke.
+    /// The writer's connection, connected again if the last one broke (an
+    /// exclusive handle takes the host lock again, or is busy: another
+    /// host may have taken over meanwhile).
     fn writer(&self) -> Result<MutexGuard<'_, Option<Conn>>, StoreError> {
         let mut writer = lock(&self.pool.writer);
         if writer.as_ref().is_none_or(|conn| conn.client.is_closed()) {
-            *writer = Some(self.connect()?);
+            let mut conn = self.connect()?;
+            if self.pool.mode == Mode::Exclusive {
+                let row = conn
+                    .client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&HOST_LOCK])
+                    .map_err(from_pg)?;
+                if !row.get::<_, bool>(0) {
+                    return Err(StoreError::Busy {
+                        path: redacted(&self.pool.url),
+                        holder: "another Cascade host".into(),
+                    });
+                }
+            }
+            *writer = Some(conn);
         }
         Ok(writer)
     }
@@ -148,6 +224,18 @@ impl PgStore {
     }
 }
 
+/// Run `f`, which blocks on the client's own runtime: from a worker of a
+/// multi-threaded tokio runtime (a server's handler), tell tokio first, or
+/// the client's `block_on` would refuse to run inside it.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic inside a transaction leaves the connection usable: its
     // transaction rolled back when dropped.
@@ -158,33 +246,40 @@ impl Backend for PgStore {
     type Tx<'t> = PgTx<'t>;
 
     fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut PgTx<'_>) -> Result<R, E>) -> Result<R, E> {
-        let mut writer = self.writer()?;
-        let Conn { client, statements } = writer.as_mut().expect("connected above");
-        let txn = client.transaction().map_err(from_pg)?;
-        let mut tx = PgTx::new(txn, statements);
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
-        let value = f(&mut tx)?;
-        tx.txn.into_inner().commit().map_err(from_pg)?;
-        Ok(value)
+        if self.is_read_only() {
+            return Err(StoreError::ReadOnly.into());
+        }
+        blocking(|| {
+            let mut writer = self.writer()?;
+            let Conn { client, statements } = writer.as_mut().expect("connected above");
+            let txn = client.transaction().map_err(from_pg)?;
+            let mut tx = PgTx::new(txn, statements);
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
+            let value = f(&mut tx)?;
+            tx.txn.into_inner().commit().map_err(from_pg)?;
+            Ok(value)
+        })
     }
 
     fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&PgTx<'_>) -> Result<R, E>) -> Result<R, E> {
-        let mut conn = self.reader()?;
-        let value = {
-            let Conn { client, statements } = &mut conn;
-            let txn = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .map_err(from_pg)?;
-            let tx = PgTx::new(txn, statements);
-            let value = f(&tx)?;
-            tx.txn.into_inner().commit().map_err(from_pg)?;
-            value
-        };
-        lock(&self.pool.readers).push(conn);
-        Ok(value)
+        blocking(|| {
+            let mut conn = self.reader()?;
+            let value = {
+                let Conn { client, statements } = &mut conn;
+                let txn = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .map_err(from_pg)?;
+                let tx = PgTx::new(txn, statements);
+                let value = f(&tx)?;
+                tx.txn.into_inner().commit().map_err(from_pg)?;
+                value
+            };
+            lock(&self.pool.readers).push(conn);
+            Ok(value)
+        })
     }
 }
 

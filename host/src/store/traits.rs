@@ -3,10 +3,11 @@
 //! transaction (committed on `Ok`, rolled back on `Err`) or in a read view
 //! (a snapshot of the last commit that never blocks the writer).
 //!
-//! The redb [`Store`](super::Store) and the in-memory
-//! [`MemoryStore`](super::MemoryStore) implement them, and both pass
-//! [`conformance::run`](super::conformance::run): a new store (PostgreSQL,
-//! say) is one that passes the same suite.
+//! The redb [`Store`](super::Store), the PostgreSQL
+//! [`PgStore`](super::PgStore) and the in-memory
+//! [`MemoryStore`](super::MemoryStore) implement them, and all pass
+//! [`conformance::run_shared`](super::conformance::run_shared): a new store
+//! is one that passes the same suite.
 
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{Envelope, Event, NewEvent};
@@ -46,6 +47,13 @@ pub trait EventLog {
     ///
     /// A storage error, or an unreadable record.
     fn events(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+
+    /// Every event of one stream, in version order.
+    ///
+    /// # Errors
+    ///
+    /// A storage error, or an unreadable record.
+    fn stream_events(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError>;
 
     /// The stream's newest version and aggregate state.
     ///
@@ -672,22 +680,34 @@ pub trait DocumentView: Send + Sync {
     fn with_documents(&self, f: &mut dyn FnMut(&dyn Documents) -> Result<(), StoreError>) -> Result<(), StoreError>;
 }
 
-impl<B: Backend + Send + Sync> DocumentView for B {
-    fn with_documents(&self, f: &mut dyn FnMut(&dyn Documents) -> Result<(), StoreError>) -> Result<(), StoreError> {
-        self.read(|tx| f(tx))
-    }
+/// [`DocumentView`] for stores whose transactions are a type of their own.
+macro_rules! document_view {
+    ($($store:ty),*) => {$(
+        impl DocumentView for $store {
+            fn with_documents(
+                &self,
+                f: &mut dyn FnMut(&dyn Documents) -> Result<(), StoreError>,
+            ) -> Result<(), StoreError> {
+                self.read(|tx| f(tx))
+            }
+        }
+    )*};
 }
+
+document_view!(super::Store, super::MemoryStore, super::PgStore, super::AnyStore);
 
 /// What the engine runs on: a [`Backend`] it can share with read-model
 /// queries on other threads (clones share one store).
-pub trait Storage: Backend + Send + Sync + Clone + 'static {}
+pub trait Storage: Backend + DocumentView + Clone + 'static {}
 
-impl<S: Backend + Send + Sync + Clone + 'static> Storage for S {}
+impl<S: Backend + DocumentView + Clone + 'static> Storage for S {}
 
 /// A store: units of work and read views over one set of tables.
 pub trait Backend {
-    /// One transaction; `'t` is the transaction's own lifetime.
-    type Tx<'t>: UnitOfWork;
+    /// One transaction; `'t` is the transaction's own lifetime. Unsized
+    /// for [`AnyStore`](super::AnyStore), whose transactions are
+    /// `dyn UnitOfWork`.
+    type Tx<'t>: UnitOfWork + ?Sized;
 
     /// Run `f` in one write transaction: commit if it returns `Ok`, roll
     /// everything back if it returns `Err`.

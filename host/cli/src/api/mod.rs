@@ -90,8 +90,11 @@ pub fn serve(dir: &Path, options: Options, lock_timeout: Duration, args: ServeAr
         }
         None => None,
     };
-    let engine = Engine::start(dir, options, lock_timeout)
-        .with_context(|| format!("cannot open data directory `{}`", dir.display()))?;
+    let on_postgres = options.store.is_some();
+    let engine = Engine::start(dir, options, lock_timeout).with_context(|| match on_postgres {
+        true => "cannot open the PostgreSQL store (--store)".to_owned(),
+        false => format!("cannot open data directory `{}`", dir.display()),
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cascade-http")

@@ -23,12 +23,12 @@ fn big(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn unsigned(value: i64) -> u64 {
+pub(super) fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or_default()
 }
 
 /// A key stored as `bytea`, back as text.
-fn text(table: &'static str, bytes: Vec<u8>) -> Result<String, StoreError> {
+pub(super) fn text(table: &'static str, bytes: Vec<u8>) -> Result<String, StoreError> {
     String::from_utf8(bytes).map_err(|_| StoreError::Corrupt {
         table,
         message: "a key is not UTF-8".into(),
@@ -94,6 +94,17 @@ impl EventLog for PgTx<'_> {
             .collect()
     }
 
+    fn stream_events(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError> {
+        let rows = self.query(
+            "SELECT position, body FROM cascade_events WHERE stream_type = $1 AND stream_id = $2
+             ORDER BY stream_version",
+            &[&stream_type.as_bytes(), &stream_id.as_bytes()],
+        )?;
+        rows.iter()
+            .map(|row| decode_event(unsigned(row.get(0)), row.get(1)))
+            .collect()
+    }
+
     fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {
         let row = self.query_opt(
             "SELECT version, state FROM cascade_streams WHERE stream_type = $1 AND stream_id = $2",
@@ -142,7 +153,7 @@ impl EventLog for PgTx<'_> {
     }
 }
 
-fn decode_event(position: u64, body: &[u8]) -> Result<Event, StoreError> {
+pub(super) fn decode_event(position: u64, body: &[u8]) -> Result<Event, StoreError> {
     let event: Event = decode("events", body)?;
     if event.position != position {
         return Err(StoreError::Corrupt {
