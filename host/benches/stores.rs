@@ -58,16 +58,13 @@ fn native<S: Storage>(store: S) -> Pipeline<S> {
 }
 
 fn wasm(dir: &std::path::Path, store: Option<String>) -> Runtime {
-    let options = Options {
-        store,
-        ..Options::default()
-    };
-    let plugins = workload::plugins();
-    let mut runtime = Runtime::open(dir, options).unwrap();
-    for name in ["users", "accounts", "welcome"] {
-        runtime.add_plugin(&plugins.join(format!("{name}.wasm"))).unwrap();
-    }
-    runtime
+    workload::wasm(
+        dir,
+        Options {
+            store,
+            ..Options::default()
+        },
+    )
 }
 
 /// Events per second of `users` commands queued, then run until idle.

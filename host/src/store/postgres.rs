@@ -33,6 +33,7 @@ use super::SCHEMA_VERSION;
 use super::traits::Backend;
 use crate::error::StoreError;
 
+mod pending;
 mod tables;
 mod verify;
 
@@ -256,6 +257,7 @@ impl Backend for PgStore {
             let mut tx = PgTx::new(txn, statements);
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
             let value = f(&mut tx)?;
+            tx.flush()?;
             tx.txn.into_inner().commit().map_err(from_pg)?;
             Ok(value)
         })
@@ -290,6 +292,8 @@ pub struct PgTx<'t> {
     statements: RefCell<&'t mut HashMap<&'static str, Statement>>,
     /// The log head, read on first use and kept by appends.
     head: Cell<Option<u64>>,
+    /// Writes held back until commit (see `pending.rs`).
+    pending: RefCell<pending::Pending>,
 }
 
 impl<'t> PgTx<'t> {
@@ -298,7 +302,18 @@ impl<'t> PgTx<'t> {
             txn: RefCell::new(txn),
             statements: RefCell::new(statements),
             head: Cell::new(None),
+            pending: RefCell::new(pending::Pending::default()),
         }
+    }
+
+    /// Send the held-back writes, before a read that must see them on the
+    /// server (a range of events) and before commit.
+    fn flush(&self) -> Result<(), StoreError> {
+        if self.pending.borrow().is_empty() {
+            return Ok(());
+        }
+        let sql = self.pending.borrow_mut().take_sql();
+        self.txn.borrow_mut().batch_execute(&sql).map_err(from_pg)
     }
 
     /// `sql`, prepared once per connection.

@@ -17,6 +17,9 @@ use crate::store::{
 
 pub(super) const META_SCHEMA: &str = crate::store::META_SCHEMA;
 
+/// Queued commands fetched per round trip when dequeuing.
+const QUEUE_AHEAD: i64 = 256;
+
 /// A count or position as PostgreSQL's `bigint` (every one Cascade keeps
 /// fits; `u64::MAX`, "no bound", becomes the largest `bigint`).
 fn big(value: u64) -> i64 {
@@ -73,6 +76,9 @@ impl EventLog for PgTx<'_> {
     }
 
     fn event(&self, position: u64) -> Result<Option<Event>, StoreError> {
+        if let Some(event) = self.pending.borrow().event(position) {
+            return Ok(Some(event.clone()));
+        }
         let row = self.query_opt("SELECT body FROM cascade_events WHERE position = $1", &[&big(position)])?;
         row.map(|row| decode_event(position, row.get(0))).transpose()
     }
@@ -85,6 +91,7 @@ impl EventLog for PgTx<'_> {
     }
 
     fn events(&self, from: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.flush()?;
         let rows = self.query(
             "SELECT position, body FROM cascade_events WHERE position >= $1 ORDER BY position LIMIT $2",
             &[&big(from), &big(limit as u64)],
@@ -95,6 +102,7 @@ impl EventLog for PgTx<'_> {
     }
 
     fn stream_events(&self, stream_type: &str, stream_id: &str) -> Result<Vec<Event>, StoreError> {
+        self.flush()?;
         let rows = self.query(
             "SELECT position, body FROM cascade_events WHERE stream_type = $1 AND stream_id = $2
              ORDER BY stream_version",
@@ -106,6 +114,10 @@ impl EventLog for PgTx<'_> {
     }
 
     fn stream(&self, stream_type: &str, stream_id: &str) -> Result<StreamHead, StoreError> {
+        let key = (stream_type.to_owned(), stream_id.to_owned());
+        if let Some(head) = self.pending.borrow().streams.get(&key) {
+            return Ok(head.clone());
+        }
         let row = self.query_opt(
             "SELECT version, state FROM cascade_streams WHERE stream_type = $1 AND stream_id = $2",
             &[&stream_type.as_bytes(), &stream_id.as_bytes()],
@@ -129,25 +141,15 @@ impl EventLog for PgTx<'_> {
         let Some(last) = appended.last() else {
             return Ok(appended);
         };
-        let (kind, id) = (stream_type.as_bytes(), stream_id.as_bytes());
-        for event in &appended {
-            self.execute(
-                "INSERT INTO cascade_events (position, stream_type, stream_id, stream_version, body)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &big(event.position),
-                    &kind,
-                    &id,
-                    &big(event.stream_version),
-                    &encode(event),
-                ],
-            )?;
-        }
-        self.execute(
-            "INSERT INTO cascade_streams (stream_type, stream_id, version, state) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (stream_type, stream_id) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state",
-            &[&kind, &id, &big(last.stream_version), &state],
-        )?;
+        let head = StreamHead {
+            version: last.stream_version,
+            state,
+        };
+        let mut pending = self.pending.borrow_mut();
+        pending
+            .streams
+            .insert((stream_type.to_owned(), stream_id.to_owned()), head);
+        pending.events.extend(appended.iter().cloned());
         self.head.set(Some(last.position));
         Ok(appended)
     }
@@ -174,28 +176,36 @@ impl WorkQueue for PgTx<'_> {
     }
 
     fn enqueue(&mut self, seq: u64, command: &QueuedCommand) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO cascade_queue (seq, body) VALUES ($1, $2)
-             ON CONFLICT (seq) DO UPDATE SET body = EXCLUDED.body",
-            &[&big(seq), &encode(command)],
-        )?;
+        let queue = &mut self.pending.get_mut().queue;
+        // A fetched row of the same seq is replaced, not returned twice.
+        queue.ahead.retain(|(s, _)| *s != seq);
+        queue.inserts.insert(seq, encode(command));
         Ok(())
     }
 
     fn dequeue(&mut self) -> Result<Option<QueuedCommand>, StoreError> {
-        let row = self.query_opt(
-            "DELETE FROM cascade_queue WHERE seq = (SELECT min(seq) FROM cascade_queue) RETURNING body",
-            &[],
-        )?;
-        row.map(|row| decode("command_queue", row.get(0))).transpose()
+        while self.pending.get_mut().queue.needs_fetch() {
+            let cursor = self.pending.get_mut().queue.cursor.map_or(-1, big);
+            let rows = self.query(
+                "SELECT seq, body FROM cascade_queue WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&cursor, &QUEUE_AHEAD],
+            )?;
+            let full = rows.len() as i64 == QUEUE_AHEAD;
+            let rows = rows.iter().map(|row| (unsigned(row.get(0)), row.get(1))).collect();
+            self.pending.get_mut().queue.fetched(rows, full);
+        }
+        let body = self.pending.get_mut().queue.pop();
+        body.map(|body| decode("command_queue", &body)).transpose()
     }
 
     fn queued_commands(&self) -> Result<u64, StoreError> {
+        self.flush()?;
         let row = self.query_opt("SELECT count(*) FROM cascade_queue", &[])?;
         Ok(row.map_or(0, |row| unsigned(row.get(0))))
     }
 
     fn queue(&self) -> Result<Vec<(u64, QueuedCommand)>, StoreError> {
+        self.flush()?;
         let rows = self.query("SELECT seq, body FROM cascade_queue ORDER BY seq", &[])?;
         rows.iter()
             .map(|row| Ok((unsigned(row.get(0)), decode("command_queue", row.get(1))?)))
@@ -203,11 +213,17 @@ impl WorkQueue for PgTx<'_> {
     }
 
     fn unqueue(&mut self, seq: u64) -> Result<(), StoreError> {
-        self.execute("DELETE FROM cascade_queue WHERE seq = $1", &[&big(seq)])?;
+        let queue = &mut self.pending.get_mut().queue;
+        queue.inserts.remove(&seq);
+        queue.ahead.retain(|(s, _)| *s != seq);
+        queue.deletes.insert(seq);
         Ok(())
     }
 
     fn cascade(&self, correlation_id: &str) -> Result<Option<CascadeRecord>, StoreError> {
+        if let Some(body) = self.pending.borrow().cascades.get(correlation_id) {
+            return Ok(Some(decode("cascades", body)?));
+        }
         let row = self.query_opt(
             "SELECT body FROM cascade_cascades WHERE correlation_id = $1",
             &[&correlation_id.as_bytes()],
@@ -216,11 +232,11 @@ impl WorkQueue for PgTx<'_> {
     }
 
     fn put_cascade(&mut self, correlation_id: &str, record: &CascadeRecord) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO cascade_cascades (correlation_id, body) VALUES ($1, $2)
-             ON CONFLICT (correlation_id) DO UPDATE SET body = EXCLUDED.body",
-            &[&correlation_id.as_bytes(), &encode(record)],
-        )?;
+        let body = encode(record);
+        self.pending
+            .borrow_mut()
+            .cascades
+            .insert(correlation_id.to_owned(), body);
         Ok(())
     }
 
