@@ -205,9 +205,10 @@ pub enum StoreError {
         message: String,
     },
     /// The store's server cannot be reached, or the connection to it broke
-    /// (PostgreSQL): nothing of the unit of work was committed; retry once
-    /// it answers.
-    #[error("store `{store}` is unavailable: {message}; check that the server runs and answers at that address")]
+    /// (PostgreSQL). The unit of work did not commit, unless the connection
+    /// broke during its commit, when its outcome is unknown: a caller
+    /// retries with an idempotency key.
+    #[error("store `{store}` is unavailable: {message}")]
     Unavailable {
         /// The store, as given (without a password).
         store: String,

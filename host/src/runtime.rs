@@ -117,7 +117,8 @@ impl Runtime {
                 Err(Error::Store(StoreError::Busy { .. })) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Err(Error::Store(StoreError::Busy { path, .. })) => {
+                // A database's holder is another host, not this directory's server.
+                Err(Error::Store(StoreError::Busy { path, .. })) if options.store.is_none() => {
                     return Err(StoreError::Busy {
                         path,
                         holder: holder(dir),

@@ -29,7 +29,7 @@ pub struct Cli {
     /// A PostgreSQL database (`postgres://USER@HOST:PORT/DB`) to keep
     /// everything in instead of the data directory's redb file; the data
     /// directory then holds only what a server writes beside it.
-    #[arg(long, global = true, env = "CASCADE_STORE", value_parser = store_url)]
+    #[arg(long, global = true, env = "CASCADE_STORE")]
     pub store: Option<String>,
     /// Seconds to wait for a data directory another process holds.
     #[arg(long, global = true, default_value_t = 10.0)]
@@ -397,16 +397,4 @@ pub enum PluginAction {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// `--store` takes a PostgreSQL URL; anything else is named and refused.
-fn store_url(value: &str) -> Result<String, String> {
-    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-        Ok(value.to_owned())
-    } else {
-        Err(format!(
-            "`{value}` is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB); \
-             leave --store out to use the data directory's redb file"
-        ))
-    }
 }

@@ -34,6 +34,9 @@ pub use exit::{EXIT_BUSY, EXIT_STORAGE, Exit, exit_status};
 /// prints it.
 pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
     test_clock()?;
+    if let Some(store) = &cli.store {
+        check_store_url(store)?;
+    }
     let options = Options {
         max_causation_depth: cli.max_causation_depth,
         cache_mib: cli.cache_mib,
@@ -108,6 +111,22 @@ pub fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
     // Stop the writer after its current batch before reporting.
     engine.shutdown();
     result
+}
+
+/// `--store` takes a PostgreSQL URL; anything else is refused in one line
+/// that does not echo it (it may hold a password).
+fn check_store_url(value: &str) -> anyhow::Result<()> {
+    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        return Ok(());
+    }
+    let what = match value.split_once("://") {
+        Some((scheme, _)) => format!("a `{scheme}://` URL"),
+        None => "a value that is not a URL".to_owned(),
+    };
+    anyhow::bail!(
+        "--store takes a PostgreSQL URL (postgres://USER@HOST:PORT/DB), not {what}; \
+         leave it out to use the data directory's redb file"
+    )
 }
 
 /// `CASCADE_TEST_CLOCK=MS`: this process runs on a clock that stands at MS

@@ -118,6 +118,9 @@ enum Mode {
 /// its connection) lets the next one in.
 const HOST_LOCK: i64 = WRITER_LOCK + 1;
 
+/// Idle readers' connections kept for reuse; more are closed after use.
+const IDLE_READERS: usize = 8;
+
 /// A Cascade database on a PostgreSQL server; clones share its connections.
 #[derive(Clone)]
 pub struct PgStore {
@@ -167,16 +170,29 @@ impl PgStore {
                 readers: Mutex::new(Vec::new()),
             }),
         };
+        match mode {
+            // A reader takes no lock and writes nothing: it checks.
+            Mode::ReadOnly => blocking(|| store.read(|tx| tx.check_schema(url)))?,
+            // Under the writer's lock, so that two hosts starting at once do not race.
+            _ => store.on_writer(|tx| tx.create_schema(url))?,
+        }
+        Ok(store)
+    }
+
+    /// Run `f` in a transaction on the writer's connection, under the
+    /// writer's lock; send what it held back and commit if it returns `Ok`.
+    fn on_writer<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut PgTx<'_>) -> Result<R, E>) -> Result<R, E> {
         blocking(|| {
-            let mut writer = store.writer()?;
+            let mut writer = self.writer()?;
             let Conn { client, statements } = writer.as_mut().expect("connected above");
             let txn = client.transaction().map_err(from_pg)?;
             let mut tx = PgTx::new(txn, statements);
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
-            tx.create_schema(url)?;
-            tx.txn.into_inner().commit().map_err(from_pg)
-        })?;
-        Ok(store)
+            let value = f(&mut tx)?;
+            tx.flush()?;
+            tx.txn.into_inner().commit().map_err(from_pg)?;
+            Ok(value)
+        })
     }
 
     /// Whether writes are refused ([`PgStore::open_read_only`]).
@@ -192,12 +208,22 @@ impl PgStore {
         })
     }
 
-    /// The writer's connection, connected again if the last one broke (an
-    /// exclusive handle takes the host lock again, or is busy: another
-    /// host may have taken over meanwhile).
+    /// The writer's connection, connected again if the last one broke
+    /// (except for an exclusive handle, see below).
     fn writer(&self) -> Result<MutexGuard<'_, Option<Conn>>, StoreError> {
         let mut writer = lock(&self.pool.writer);
         if writer.as_ref().is_none_or(|conn| conn.client.is_closed()) {
+            // The host's lock went with the connection, and another host
+            // may have written since: this one's checkpoints and plugins in
+            // memory are stale, so it never writes again (restart it).
+            if writer.is_some() && self.pool.mode == Mode::Exclusive {
+                return Err(StoreError::Unavailable {
+                    store: redacted(&self.pool.url),
+                    message: "the connection that held this host's lock on the database was lost, \
+                              and another host may have taken over; restart this one"
+                        .into(),
+                });
+            }
             let mut conn = self.connect()?;
             if self.pool.mode == Mode::Exclusive {
                 let row = conn
@@ -214,6 +240,14 @@ impl PgStore {
             *writer = Some(conn);
         }
         Ok(writer)
+    }
+
+    /// An idle reader's connection back to the pool, unless enough wait.
+    fn idle(&self, conn: Conn) {
+        let mut readers = lock(&self.pool.readers);
+        if readers.len() < IDLE_READERS {
+            readers.push(conn);
+        }
     }
 
     fn reader(&self) -> Result<Conn, StoreError> {
@@ -237,6 +271,20 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+impl Drop for Pool {
+    /// A client closes by blocking on its own runtime, which tokio refuses
+    /// inside async code: from there, the connections close on a thread of
+    /// their own.
+    fn drop(&mut self) {
+        let writer = self.writer.get_mut().map(Option::take).unwrap_or(None);
+        let readers = std::mem::take(self.readers.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let closing = std::thread::spawn(move || drop((writer, readers)));
+            let _ = closing.join();
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic inside a transaction leaves the connection usable: its
     // transaction rolled back when dropped.
@@ -250,17 +298,7 @@ impl Backend for PgStore {
         if self.is_read_only() {
             return Err(StoreError::ReadOnly.into());
         }
-        blocking(|| {
-            let mut writer = self.writer()?;
-            let Conn { client, statements } = writer.as_mut().expect("connected above");
-            let txn = client.transaction().map_err(from_pg)?;
-            let mut tx = PgTx::new(txn, statements);
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
-            let value = f(&mut tx)?;
-            tx.flush()?;
-            tx.txn.into_inner().commit().map_err(from_pg)?;
-            Ok(value)
-        })
+        self.on_writer(f)
     }
 
     fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&PgTx<'_>) -> Result<R, E>) -> Result<R, E> {
@@ -279,7 +317,7 @@ impl Backend for PgStore {
                 tx.txn.into_inner().commit().map_err(from_pg)?;
                 value
             };
-            lock(&self.pool.readers).push(conn);
+            self.idle(conn);
             Ok(value)
         })
     }
@@ -341,45 +379,84 @@ impl<'t> PgTx<'t> {
         self.txn.borrow_mut().execute(&statement, params).map_err(from_pg)
     }
 
-    /// Create missing tables and check the schema version, under the
-    /// writer's lock (so that two hosts starting at once do not race).
+    /// Create missing tables and check the schema version.
     fn create_schema(&mut self, url: &str) -> Result<(), StoreError> {
         self.txn.borrow_mut().batch_execute(SCHEMA).map_err(from_pg)?;
         match self.meta(tables::META_SCHEMA)? {
-            Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
-                path: redacted(url),
-                found,
-                supported: SCHEMA_VERSION,
-            }),
-            Some(_) => Ok(()),
+            Some(found) => newer_schema(url, found),
             None => self.set_meta(tables::META_SCHEMA, SCHEMA_VERSION),
         }
     }
+
+    /// A database to read: Cascade's, of a schema this build reads.
+    fn check_schema(&self, url: &str) -> Result<(), StoreError> {
+        let row = self.query_opt("SELECT to_regclass('cascade_meta') IS NOT NULL", &[])?;
+        if !row.is_some_and(|row| row.get::<_, bool>(0)) {
+            return Err(StoreError::NotADataFile {
+                path: redacted(url),
+                reason: "the database holds no Cascade tables (a command that writes, such as \
+                         `cascade plugin add`, creates them)"
+                    .into(),
+            });
+        }
+        newer_schema(url, self.meta(tables::META_SCHEMA)?.unwrap_or(0))
+    }
+}
+
+/// A database written by a newer Cascade is refused.
+fn newer_schema(url: &str, found: u64) -> Result<(), StoreError> {
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: redacted(url),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
 }
 
 /// `url` without a password, to name the database in messages.
 fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return "the store".into();
     };
-    match rest.rsplit_once('@') {
-        Some((user, host)) => format!("{scheme}://{}@{host}", user.split(':').next().unwrap_or_default()),
-        None => url.to_owned(),
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let rest = match rest.rsplit_once('@') {
+        Some((user, host)) => format!("{}@{host}", user.split(':').next().unwrap_or_default()),
+        None => rest.to_owned(),
+    };
+    let query: Vec<&str> = query
+        .split('&')
+        .filter(|param| !param.is_empty() && !param.starts_with("password="))
+        .collect();
+    match query.is_empty() {
+        true => format!("{scheme}://{rest}"),
+        false => format!("{scheme}://{rest}?{}", query.join("&")),
     }
 }
 
 fn unavailable(url: &str, err: &postgres::Error) -> StoreError {
+    // The server's own refusal (a password, a database that does not
+    // exist) says what to fix; only a silence needs the hint.
+    let hint = match err.as_db_error() {
+        Some(_) => "",
+        None => "; check that the server runs and answers at that address",
+    };
     StoreError::Unavailable {
         store: redacted(url),
-        message: one_line(err),
+        message: format!("{}{hint}", one_line(err)),
     }
 }
 
-/// A PostgreSQL error as the store's: a lost connection is
-/// [`StoreError::Unavailable`] (the caller may retry once it is back);
-/// anything else is the server's message.
+/// A PostgreSQL error as the store's: a lost connection (or a session the
+/// server ended) is [`StoreError::Unavailable`]; anything else is the
+/// server's message.
 fn from_pg(err: postgres::Error) -> StoreError {
-    if err.is_closed() || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()) {
+    let ended = err.as_db_error().is_some_and(|db| {
+        let code = db.code().code();
+        code.starts_with("08") || code.starts_with("57P")
+    });
+    if ended || err.is_closed() || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()) {
         return StoreError::Unavailable {
             store: "postgres".into(),
             message: one_line(&err),
@@ -402,6 +479,7 @@ fn one_line(err: &postgres::Error) -> String {
 pub(crate) mod tests {
     use super::*;
     use crate::store::conformance;
+    use crate::store::traits::Progress;
 
     /// A database of its own on the test server (`CASCADE_TEST_POSTGRES`,
     /// default the local one), dropped when this is.
@@ -472,6 +550,60 @@ pub(crate) mod tests {
             "{message}"
         );
         assert!(!message.contains("secret") && !message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn a_password_is_never_named() {
+        assert_eq!(
+            redacted("postgres://ada:secret@db:5432/shop?sslmode=disable&password=s3cret"),
+            "postgres://ada@db:5432/shop?sslmode=disable"
+        );
+        assert_eq!(redacted("host=db password=secret"), "the store");
+    }
+
+    #[test]
+    fn a_read_only_open_of_an_empty_database_creates_nothing_and_says_so() {
+        let db = TestDb::new("empty");
+        let err = PgStore::open_read_only(&db.url).err().expect("no Cascade tables");
+        assert!(matches!(err, StoreError::NotADataFile { .. }), "{err}");
+        assert!(err.to_string().contains("holds no Cascade tables"), "{err}");
+        let mut admin = Client::connect(&db.url, NoTls).unwrap();
+        let tables: i64 = admin
+            .query_one("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'cascade_%'", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(tables, 0, "a reader writes nothing");
+        PgStore::open(&db.url).unwrap();
+        PgStore::open_read_only(&db.url).expect("once created, it reads");
+    }
+
+    /// A host whose connection (and with it its lock) was lost may have
+    /// been replaced: it never writes again, and another host can open.
+    #[test]
+    fn an_exclusive_host_that_lost_its_connection_never_writes_again() {
+        let db = TestDb::new("lost");
+        let host = PgStore::open_exclusive(&db.url).unwrap();
+        let second = PgStore::open_exclusive(&db.url).err();
+        assert!(
+            matches!(second, Some(StoreError::Busy { .. })),
+            "one host at a time: {second:?}"
+        );
+        let mut admin = Client::connect(&db.url, NoTls).unwrap();
+        admin
+            .batch_execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .unwrap();
+        let write = || host.write(|tx| tx.set_checkpoint("p", 1));
+        assert!(write().is_err(), "the broken connection fails the write");
+        let err = write().expect_err("and it is not connected again");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+        assert!(err.to_string().contains("restart this one"), "{err}");
+        let next = PgStore::open_exclusive(&db.url).expect("another host takes over");
+        next.write(|tx| tx.set_checkpoint("p", 2)).unwrap();
+        assert!(write().is_err(), "the old host still does not write");
+        assert_eq!(next.read(|tx| tx.checkpoint("p")).unwrap(), Some(2));
     }
 
     #[test]
