@@ -90,6 +90,10 @@ CREATE TABLE IF NOT EXISTS cascade_indexed (collection bytea PRIMARY KEY, fields
 struct Conn {
     client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// A statement on it failed for want of the server: the client may not
+    /// have noticed yet (`is_closed`), but the session, and with it any
+    /// lock it held, is gone.
+    broken: bool,
 }
 
 /// The connections of one store: the writer's, and idle readers' for reuse.
@@ -184,13 +188,21 @@ impl PgStore {
     fn on_writer<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut PgTx<'_>) -> Result<R, E>) -> Result<R, E> {
         blocking(|| {
             let mut writer = self.writer()?;
-            let Conn { client, statements } = writer.as_mut().expect("connected above");
-            let txn = client.transaction().map_err(from_pg)?;
+            let Conn {
+                client,
+                statements,
+                broken,
+            } = writer.as_mut().expect("connected above");
+            let txn = client.transaction().map_err(|err| lost(broken, err))?;
             let mut tx = PgTx::new(txn, statements);
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
-            let value = f(&mut tx)?;
-            tx.flush()?;
-            tx.txn.into_inner().commit().map_err(from_pg)?;
+            let result = tx
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
+                .map_err(E::from)
+                .and_then(|_| f(&mut tx))
+                .and_then(|value| tx.flush().map(|()| value).map_err(E::from));
+            *broken |= tx.broken.get();
+            let value = result?;
+            tx.txn.into_inner().commit().map_err(|err| lost(broken, err))?;
             Ok(value)
         })
     }
@@ -205,6 +217,7 @@ impl PgStore {
         Ok(Conn {
             client,
             statements: HashMap::new(),
+            broken: false,
         })
     }
 
@@ -212,7 +225,10 @@ impl PgStore {
     /// (except for an exclusive handle, see below).
     fn writer(&self) -> Result<MutexGuard<'_, Option<Conn>>, StoreError> {
         let mut writer = lock(&self.pool.writer);
-        if writer.as_ref().is_none_or(|conn| conn.client.is_closed()) {
+        if writer
+            .as_ref()
+            .is_none_or(|conn| conn.broken || conn.client.is_closed())
+        {
             // The host's lock went with the connection, and another host
             // may have written since: this one's checkpoints and plugins in
             // memory are stale, so it never writes again (restart it).
@@ -253,7 +269,7 @@ impl PgStore {
     fn reader(&self) -> Result<Conn, StoreError> {
         let idle = lock(&self.pool.readers).pop();
         match idle {
-            Some(conn) if !conn.client.is_closed() => Ok(conn),
+            Some(conn) if !conn.broken && !conn.client.is_closed() => Ok(conn),
             _ => self.connect(),
         }
     }
@@ -305,7 +321,7 @@ impl Backend for PgStore {
         blocking(|| {
             let mut conn = self.reader()?;
             let value = {
-                let Conn { client, statements } = &mut conn;
+                let Conn { client, statements, .. } = &mut conn;
                 let txn = client
                     .build_transaction()
                     .isolation_level(IsolationLevel::RepeatableRead)
@@ -332,6 +348,8 @@ pub struct PgTx<'t> {
     head: Cell<Option<u64>>,
     /// Writes held back until commit (see `pending.rs`).
     pending: RefCell<pending::Pending>,
+    /// A statement failed for want of the server (see [`Conn::broken`]).
+    broken: Cell<bool>,
 }
 
 impl<'t> PgTx<'t> {
@@ -341,7 +359,16 @@ impl<'t> PgTx<'t> {
             statements: RefCell::new(statements),
             head: Cell::new(None),
             pending: RefCell::new(pending::Pending::default()),
+            broken: Cell::new(false),
         }
+    }
+
+    /// `err` as the store's, noting a connection that is gone.
+    fn failed(&self, err: postgres::Error) -> StoreError {
+        let err = from_pg(err);
+        self.broken
+            .set(self.broken.get() || matches!(err, StoreError::Unavailable { .. }));
+        err
     }
 
     /// Send the held-back writes, before a read that must see them on the
@@ -351,7 +378,8 @@ impl<'t> PgTx<'t> {
             return Ok(());
         }
         let sql = self.pending.borrow_mut().take_sql();
-        self.txn.borrow_mut().batch_execute(&sql).map_err(from_pg)
+        let sent = self.txn.borrow_mut().batch_execute(&sql);
+        sent.map_err(|err| self.failed(err))
     }
 
     /// `sql`, prepared once per connection.
@@ -359,29 +387,34 @@ impl<'t> PgTx<'t> {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.txn.borrow_mut().prepare(sql).map_err(from_pg)?;
+        let prepared = self.txn.borrow_mut().prepare(sql);
+        let statement = prepared.map_err(|err| self.failed(err))?;
         self.statements.borrow_mut().insert(sql, statement.clone());
         Ok(statement)
     }
 
     fn query(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
         let statement = self.statement(sql)?;
-        self.txn.borrow_mut().query(&statement, params).map_err(from_pg)
+        let answer = self.txn.borrow_mut().query(&statement, params);
+        answer.map_err(|err| self.failed(err))
     }
 
     fn query_opt(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, StoreError> {
         let statement = self.statement(sql)?;
-        self.txn.borrow_mut().query_opt(&statement, params).map_err(from_pg)
+        let answer = self.txn.borrow_mut().query_opt(&statement, params);
+        answer.map_err(|err| self.failed(err))
     }
 
     fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         let statement = self.statement(sql)?;
-        self.txn.borrow_mut().execute(&statement, params).map_err(from_pg)
+        let answer = self.txn.borrow_mut().execute(&statement, params);
+        answer.map_err(|err| self.failed(err))
     }
 
     /// Create missing tables and check the schema version.
     fn create_schema(&mut self, url: &str) -> Result<(), StoreError> {
-        self.txn.borrow_mut().batch_execute(SCHEMA).map_err(from_pg)?;
+        let created = self.txn.borrow_mut().batch_execute(SCHEMA);
+        created.map_err(|err| self.failed(err))?;
         match self.meta(tables::META_SCHEMA)? {
             Some(found) => newer_schema(url, found),
             None => self.set_meta(tables::META_SCHEMA, SCHEMA_VERSION),
@@ -401,6 +434,13 @@ impl<'t> PgTx<'t> {
         }
         newer_schema(url, self.meta(tables::META_SCHEMA)?.unwrap_or(0))
     }
+}
+
+/// `err` as the store's, marking the connection `broken` if it is gone.
+fn lost(broken: &mut bool, err: postgres::Error) -> StoreError {
+    let err = from_pg(err);
+    *broken |= matches!(err, StoreError::Unavailable { .. });
+    err
 }
 
 /// A database written by a newer Cascade is refused.
