@@ -27,8 +27,6 @@ trait Erased: Send + Sync {
     fn read(&self, f: &mut dyn FnMut(&dyn UnitOfWork) -> Result<(), StoreError>) -> Result<(), StoreError>;
 
     fn verify(&self) -> Result<Verification, StoreError>;
-
-    fn is_read_only(&self) -> bool;
 }
 
 macro_rules! erased {
@@ -47,10 +45,6 @@ macro_rules! erased {
 
             fn verify(&self) -> Result<Verification, StoreError> {
                 <$store>::verify(self)
-            }
-
-            fn is_read_only(&self) -> bool {
-                <$store>::is_read_only(self)
             }
         }
 
@@ -80,11 +74,6 @@ impl AnyStore {
     /// The store cannot be read at all.
     pub fn verify(&self) -> Result<Verification, StoreError> {
         self.inner.verify()
-    }
-
-    /// Whether writes are refused (a store opened for a command that only reads).
-    pub fn is_read_only(&self) -> bool {
-        self.inner.is_read_only()
     }
 
     /// A read-only view of the log for other threads.

@@ -74,11 +74,6 @@ impl MemoryStore {
             ..Verification::default()
         })
     }
-
-    /// Never: an in-memory store is always writable.
-    pub fn is_read_only(&self) -> bool {
-        false
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

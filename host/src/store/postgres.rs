@@ -415,9 +415,9 @@ impl<'t> PgTx<'t> {
     fn create_schema(&mut self, url: &str) -> Result<(), StoreError> {
         let created = self.txn.borrow_mut().batch_execute(SCHEMA);
         created.map_err(|err| self.failed(err))?;
-        match self.meta(tables::META_SCHEMA)? {
+        match self.meta(crate::store::META_SCHEMA)? {
             Some(found) => newer_schema(url, found),
-            None => self.set_meta(tables::META_SCHEMA, SCHEMA_VERSION),
+            None => self.set_meta(crate::store::META_SCHEMA, SCHEMA_VERSION),
         }
     }
 
@@ -432,7 +432,7 @@ impl<'t> PgTx<'t> {
                     .into(),
             });
         }
-        newer_schema(url, self.meta(tables::META_SCHEMA)?.unwrap_or(0))
+        newer_schema(url, self.meta(crate::store::META_SCHEMA)?.unwrap_or(0))
     }
 }
 
@@ -651,7 +651,7 @@ pub(crate) mod tests {
         let db = TestDb::new("newer");
         let store = PgStore::open(&db.url).expect("the store opens");
         store
-            .write(|tx| tx.set_meta(tables::META_SCHEMA, SCHEMA_VERSION + 1))
+            .write(|tx| tx.set_meta(crate::store::META_SCHEMA, SCHEMA_VERSION + 1))
             .unwrap();
         let err = PgStore::open(&db.url).err().expect("a newer schema is refused");
         assert!(

@@ -2,6 +2,8 @@
 
 use std::collections::HashSet;
 
+use postgres::types::ToSql;
+
 use super::PgTx;
 use crate::error::StoreError;
 use crate::event::{Envelope, Event, NewEvent};
@@ -14,8 +16,6 @@ use crate::store::{
     META_NEXT_COMMAND, META_NEXT_PARKED, META_PIPELINE, Packed, StreamHead, after_pending_key, artifact_hash,
     checkpoint_key, decode, encode, packed, stamped, to_forget,
 };
-
-pub(super) const META_SCHEMA: &str = crate::store::META_SCHEMA;
 
 /// Queued commands fetched per round trip when dequeuing.
 const QUEUE_AHEAD: i64 = 256;
@@ -58,8 +58,9 @@ impl PgTx<'_> {
         Ok(())
     }
 
-    fn count(&self, sql: &'static str, key: &str) -> Result<u64, StoreError> {
-        let row = self.query_opt(sql, &[&key.as_bytes()])?;
+    /// The single number `sql` answers with `params` (a count, a sum).
+    fn count(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let row = self.query_opt(sql, params)?;
         Ok(row.map_or(0, |row| unsigned(row.get(0))))
     }
 }
@@ -200,8 +201,7 @@ impl WorkQueue for PgTx<'_> {
 
     fn queued_commands(&self) -> Result<u64, StoreError> {
         self.flush()?;
-        let row = self.query_opt("SELECT count(*) FROM cascade_queue", &[])?;
-        Ok(row.map_or(0, |row| unsigned(row.get(0))))
+        self.count("SELECT count(*) FROM cascade_queue", &[])
     }
 
     fn queue(&self) -> Result<Vec<(u64, QueuedCommand)>, StoreError> {
@@ -454,13 +454,16 @@ impl Instances for PgTx<'_> {
     }
 
     fn instance_count(&self, plugin: &str) -> Result<u64, StoreError> {
-        self.count("SELECT count(*) FROM cascade_instances WHERE plugin = $1", plugin)
+        self.count(
+            "SELECT count(*) FROM cascade_instances WHERE plugin = $1",
+            &[&plugin.as_bytes()],
+        )
     }
 
     fn state_bytes(&self, plugin: &str) -> Result<u64, StoreError> {
         self.count(
             "SELECT coalesce(sum(state_bytes), 0)::bigint FROM cascade_instances WHERE plugin = $1",
-            plugin,
+            &[&plugin.as_bytes()],
         )
     }
 
@@ -535,12 +538,14 @@ impl Instances for PgTx<'_> {
     }
 
     fn pending_timers(&self) -> Result<u64, StoreError> {
-        let row = self.query_opt("SELECT count(*) FROM cascade_timers", &[])?;
-        Ok(row.map_or(0, |row| unsigned(row.get(0))))
+        self.count("SELECT count(*) FROM cascade_timers", &[])
     }
 
     fn timer_count(&self, plugin: &str) -> Result<u64, StoreError> {
-        self.count("SELECT count(*) FROM cascade_timers WHERE plugin = $1", plugin)
+        self.count(
+            "SELECT count(*) FROM cascade_timers WHERE plugin = $1",
+            &[&plugin.as_bytes()],
+        )
     }
 }
 
@@ -577,12 +582,14 @@ impl Outbox for PgTx<'_> {
     }
 
     fn effect_count(&self) -> Result<u64, StoreError> {
-        let row = self.query_opt("SELECT count(*) FROM cascade_effects", &[])?;
-        Ok(row.map_or(0, |row| unsigned(row.get(0))))
+        self.count("SELECT count(*) FROM cascade_effects", &[])
     }
 
     fn effect_count_of(&self, plugin: &str) -> Result<u64, StoreError> {
-        self.count("SELECT count(*) FROM cascade_effects WHERE plugin = $1", plugin)
+        self.count(
+            "SELECT count(*) FROM cascade_effects WHERE plugin = $1",
+            &[&plugin.as_bytes()],
+        )
     }
 }
 
@@ -829,7 +836,7 @@ impl Documents for PgTx<'_> {
     fn rm_bytes(&self, collection: &str) -> Result<u64, StoreError> {
         self.count(
             "SELECT coalesce(sum(length(id) + length(doc)), 0)::bigint FROM cascade_docs WHERE collection = $1",
-            collection,
+            &[&collection.as_bytes()],
         )
     }
 }
